@@ -1,0 +1,29 @@
+/* cache: the process's one Redis connection (hiredis). Lazy connect with short timeouts, reconnect after a
+ * failure; a failed command is retried once on a fresh connection. NULL/-1 returns mean Redis is down:
+ * callers degrade (PostgreSQL fallback) or answer 503. Replies are owned by the caller: freeReplyObject. */
+#ifndef GB_CACHE_H
+#define GB_CACHE_H
+
+#include <stddef.h>
+#include <hiredis.h>
+
+/* Remember REDIS_URL: redis://[:password@]host[:port][/db] or unix:///path/to/sock[?db=N]. 0 ok, -1 bad URL. */
+int cache_init(const char *url);
+
+/* argv command. NULL when Redis is unreachable. An ERROR reply is returned as a reply (type REDIS_REPLY_ERROR). */
+redisReply *cache_cmd(int argc, const char **argv, const size_t *argvlen);
+/* Pipeline n argv commands in one round trip; fills replies[0..n). 0 ok, -1 down (all replies NULL). */
+int cache_pipeline(int n, const int *argc, const char ***argv, const size_t **argvlen, redisReply **replies);
+
+/* GET: 1 hit (*val malloc'd, NUL-terminated, caller frees), 0 miss, -1 down. */
+int cache_get(const char *key, char **val, size_t *len);
+/* SET key val EX ttl (ttl 0: no expiry). 0 ok, -1 down. */
+int cache_set(const char *key, const char *val, size_t len, long ttl);
+/* DEL key. 0 ok, -1 down. */
+int cache_del(const char *key);
+/* PING: 0 ok, -1 down. */
+int cache_ping(void);
+/* Close the connection. */
+void cache_close(void);
+
+#endif

@@ -1,0 +1,43 @@
+/* config: one typed table of settings with defaults and bounds, read once at start-up from the environment
+ * and, when ENV_FILE names one, a .env-style file (KEY=VALUE lines, '#' comments, optional quotes; the real
+ * environment wins over the file). A bad value stops the program with a message naming the variable. */
+#ifndef GB_CONFIG_H
+#define GB_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct config {
+    int development;              /* APP_ENV=development (default production) */
+    const char *database_url;     /* DATABASE_URL */
+    const char *redis_url;        /* REDIS_URL */
+    const char *jwt_secret;       /* JWT_SECRET (>= 32 bytes outside development) */
+    size_t jwt_secret_len;
+    long jwt_ttl_seconds;         /* JWT_TTL_SECONDS 86400 */
+    int otp_in_response;          /* OTP_IN_RESPONSE 1 */
+    long basic_daily_limit;       /* BASIC_DAILY_LIMIT 5 */
+    const char *public_url;       /* PUBLIC_URL http://127.0.0.1:$PORT */
+    const char *stripe_secret_key, *stripe_webhook_secret, *stripe_price_id; /* NULL when unset */
+    const char *stripe_api_base;  /* STRIPE_API_BASE https://api.stripe.com */
+    const char *ai_provider;      /* AI_PROVIDER gemini|openai|offline (default derived from keys) */
+    const char *gemini_api_key, *gemini_model, *gemini_api_base;
+    const char *openai_api_key, *openai_model, *openai_api_base;
+    const char *ai_system_prompt; /* AI_SYSTEM_PROMPT */
+    long ai_history_messages;     /* AI_HISTORY_MESSAGES 20: turns sent upstream */
+    long ai_timeout_ms;           /* AI_TIMEOUT_MS 60000: one upstream call */
+    long ai_max_attempts;         /* AI_MAX_ATTEMPTS 6: then the reply fails */
+    long worker_concurrency;      /* WORKER_CONCURRENCY 32: upstream calls in flight */
+    long worker_recover_seconds;  /* WORKER_RECOVER_SECONDS 30: pending replies older than this are re-queued */
+    long port;                    /* PORT 8080 */
+    int log_level;                /* LOG_LEVEL info */
+} config_t;
+
+/* The process-wide configuration, valid after config_load succeeded. */
+extern config_t g_config;
+
+/* Load g_config. 0 ok; -1 with a message naming the variable in err. Safe to call again (tests). */
+int config_load(char *err, size_t errlen);
+
+/* Start-up helper for programs: config_load, log_init(prog); on failure prints the message and exits 2. */
+void config_load_or_die(const char *prog);
+
+#endif

@@ -1,0 +1,46 @@
+/* db: the process's one PostgreSQL connection. Lazy connect, reconnect after a server restart (a failed
+ * statement outside a transaction is retried once on a fresh connection), parameterised and prepared
+ * statements only. Results are PGresult owned by the caller: always PQclear. */
+#ifndef GB_DB_H
+#define GB_DB_H
+
+#include <libpq-fe.h>
+
+/* A prepared statement, declared static by its user: static db_stmt_t q = DB_STMT("name", "SQL", 2);
+ * Prepared lazily on each new connection. */
+typedef struct db_stmt {
+    const char *name;
+    const char *sql;
+    int nparams;
+    unsigned long prepared_gen; /* connection generation it was prepared on; 0 = never */
+} db_stmt_t;
+#define DB_STMT(name, sql, n) {(name), (sql), (n), 0}
+
+/* Remember the connection string (no connection yet). */
+void db_init(const char *conninfo);
+
+/* Run a prepared statement with text parameters (NULL = SQL NULL). Returns a result with status
+ * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NULL on failure (then see db_unavailable / db_sqlstate). */
+PGresult *db_query(db_stmt_t *stmt, const char *const *params);
+/* Same for an ad-hoc statement (unprepared, still parameterised). */
+PGresult *db_exec(const char *sql, int nparams, const char *const *params);
+
+/* Transactions on the process connection. 0 ok, -1 failure. db_rollback is safe to call at any time
+ * (no-op without an open transaction). A lost connection inside a transaction is not retried. */
+int db_begin(void);
+int db_commit(void);
+void db_rollback(void);
+
+/* After a NULL result: 1 when the failure was the database being unreachable (answer 503), else 0. */
+int db_unavailable(void);
+/* After a NULL result: the SQLSTATE ("23505" unique violation), or "" if none. */
+const char *db_sqlstate(void);
+/* 1 if the last failure was a unique violation. */
+int db_unique_violation(void);
+
+/* SELECT 1 on the connection (reconnecting if needed): 0 ok, -1 down. */
+int db_ping(void);
+/* Close the connection (end of process). */
+void db_close(void);
+
+#endif

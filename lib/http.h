@@ -1,0 +1,92 @@
+/* http: one request/response over libfcgi (FastCGI, persistent) or plain CGI (one request per process),
+ * a small router, and the JSON error helper. All strings reachable from http_req_t live in req->pool and
+ * die at the end of the request. */
+#ifndef GB_HTTP_H
+#define GB_HTTP_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+#include "util.h"
+
+#define HTTP_MAX_BODY 65536 /* bytes; larger bodies get 413 payload_too_large */
+#define HTTP_MAX_PARAMS 4
+
+typedef struct http_io http_io_t; /* FastCGI or CGI, private to http.c */
+
+typedef struct http_req {
+    pool_t *pool;
+    const char *method;      /* "GET", ... */
+    const char *path;        /* from REQUEST_URI (or SCRIPT_NAME+PATH_INFO), no query, no trailing slash */
+    const char *query;       /* raw QUERY_STRING, "" if none */
+    const char *body;        /* NUL-terminated copy of the body ("" if none) */
+    size_t body_len;
+    char request_id[65];     /* the client's X-Request-Id if sane, else a random one */
+    const char *params[HTTP_MAX_PARAMS]; /* {name} captures of the matched route, in order */
+    int nparams;
+    long long user_id;       /* set by auth_require */
+    int token_version;       /* set by auth_require */
+
+    /* response, filled by the handler */
+    int status;
+    buf_t headers;           /* extra "Name: value\r\n" lines */
+    buf_t out;               /* response body */
+    int responded;
+
+    http_io_t *io;
+} http_req_t;
+
+typedef void (*http_handler_fn)(http_req_t *req);
+
+/* A route: method and pattern. Pattern segments "{name}" capture one path segment into req->params.
+ * The router answers 404 not_found for an unknown path and 405 method_not_allowed with Allow for a known
+ * path and another method. HEAD is not special. */
+typedef struct http_route {
+    const char *method;
+    const char *pattern;
+    http_handler_fn fn;
+} http_route_t;
+
+/* Request header by its HTTP name ("Authorization"); NULL if absent. */
+const char *http_header(http_req_t *req, const char *name);
+/* Raw CGI/FastCGI parameter ("REQUEST_METHOD"); NULL if absent. */
+const char *http_param(http_req_t *req, const char *name);
+/* Query parameter, percent-decoded, in the pool; NULL if absent. */
+const char *http_query(http_req_t *req, const char *name);
+
+/* Add a response header (name and value must not contain CR/LF; such values are dropped). */
+void http_set_header(http_req_t *req, const char *name, const char *value);
+
+/* Respond with a JSON body; takes ownership of obj (json_object_put). */
+void http_json(http_req_t *req, int status, json_object *obj);
+/* Respond with bytes already serialized (e.g. a cached JSON document). */
+void http_raw(http_req_t *req, int status, const char *content_type, const char *body, size_t len);
+/* 204 or another bodiless status. */
+void http_empty(http_req_t *req, int status);
+/* The one error shape: {"error":{"code":code,"message":message}}. */
+void http_error(http_req_t *req, int status, const char *code, const char *message);
+/* Shorthands for the common failures. */
+void http_unavailable(http_req_t *req);   /* 503 unavailable */
+void http_internal(http_req_t *req);      /* 500 internal_error, nothing leaked */
+void http_not_found(http_req_t *req);     /* 404 not_found */
+
+/* Parse the body as a strict JSON object. NULL after answering 400 invalid_json (not JSON, trailing
+ * garbage, not an object, invalid UTF-8). The caller owns the result (json_object_put). */
+json_object *http_json_body(http_req_t *req);
+
+/* Route captured parameter {name} at index i as a positive id; 0 if it is not a positive integer. */
+long long http_param_id(http_req_t *req, int i);
+
+/* The program's main loop: config_load_or_die(prog), then serve FastCGI requests until SIGTERM, or one
+ * CGI request when stdin is not a FastCGI listening socket. init (may be NULL) runs once before serving.
+ * Returns the process exit status. */
+int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, void (*init)(void));
+
+/* Exposed for unit tests: route matching. Returns the route index, -1 for no path match (404), -2 for a
+ * path match with another method (then allow is filled with "GET, POST"). */
+int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path,
+                     const char **params, int *nparams, char *allow, size_t allowlen, pool_t *pool);
+/* Exposed for unit tests: normalise a request path (drop query, collapse a trailing slash) into the pool. */
+const char *http_normalize_path(pool_t *pool, const char *uri);
+
+#endif

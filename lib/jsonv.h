@@ -1,0 +1,27 @@
+/* jsonv: validation of fields of a JSON request object. Each getter returns 0 ok, 1 absent-and-optional,
+ * or -1 invalid, writing a human sentence naming the field into err (for 400 validation_error).
+ * Strings returned point into the json object (valid while it lives). */
+#ifndef GB_JSONV_H
+#define GB_JSONV_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+#define JSONV_ERRLEN 160
+
+/* String field; required=1 makes absence an error. min/max bound its length in characters (UTF-8 code
+ * points) after trimming surrounding whitespace when trim=1; *out is then the trimmed copy placed in the
+ * buffer provided by the caller through out_buf/out_size (so no allocation). null is treated as absent. */
+int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max,
+                 char *out_buf, size_t out_size, char *err);
+
+/* Mobile number: an optional '+' then 8..15 digits once spaces and dashes are stripped. out gets the
+ * normalised form (at least 17 bytes). */
+int jsonv_mobile(json_object *obj, const char *field, char out[17], char *err);
+/* The same check on a plain string (exposed for tests). 0 ok, -1 invalid. */
+int mobile_normalize(const char *in, char out[17]);
+
+/* Serialize without spaces and without escaping '/'. The string belongs to obj. */
+const char *jsonv_dump(json_object *obj, size_t *len);
+
+#endif

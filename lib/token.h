@@ -1,0 +1,34 @@
+/* token: our JWTs (HS256 only, via libjwt). Named token_ because libjwt owns the jwt_ prefix.
+ * Claims: sub (user id, string), iat, exp, jti (random), tv (the user's token version: changing or
+ * resetting the password bumps it, which revokes every older token), typ_use "access". */
+#ifndef GB_TOKEN_H
+#define GB_TOKEN_H
+
+#include <stddef.h>
+#include <time.h>
+
+#define TOKEN_MAX_LEN 2048 /* longer Authorization values are refused before decoding */
+
+typedef struct token_claims {
+    long long user_id;
+    int token_version;
+    long long iat;
+    long long exp;
+    char jti[33];
+} token_claims_t;
+
+/* Issue a token for user_id/token_version valid ttl seconds from now. Returns a malloc'd string (caller
+ * frees) or NULL on failure. key must be >= 1 byte (the config enforces >= 32 outside development). */
+char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now,
+                  long ttl);
+
+/* Verify: signature with key, alg pinned to HS256 (none/HS384/HS512/RS* refused), exp present and in the
+ * future (60 s leeway), iat present and not in the future (60 s leeway), sub a positive integer string,
+ * tv present. 0 ok (claims filled), -1 invalid. Does not check revocation (the caller compares tv). */
+int token_verify(const unsigned char *key, size_t keylen, const char *token, time_t now, token_claims_t *out);
+
+/* Extract the token from an "Authorization: Bearer <t>" value (scheme case-insensitive). NULL if malformed
+ * or longer than TOKEN_MAX_LEN. Returns a pointer into value. */
+const char *token_from_header(const char *value);
+
+#endif

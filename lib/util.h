@@ -1,0 +1,57 @@
+/* util: the one allocator wrapper, growable buffers, a per-request memory pool, small string helpers.
+ * Allocation failure aborts (the process manager restarts us); every *_alloc checks size overflow. */
+#ifndef GB_UTIL_H
+#define GB_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Growable byte buffer, always NUL-terminated after the first append. Zero-initialise ({0}) to use.
+ * buf_free accepts an empty buffer. buf_reset keeps the memory for reuse. */
+typedef struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} buf_t;
+
+void buf_append(buf_t *b, const void *p, size_t n);
+void buf_puts(buf_t *b, const char *s);
+void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(buf_t *b, const char *fmt, va_list ap);
+void buf_reset(buf_t *b);
+void buf_free(buf_t *b);
+
+/* Per-request pool: many small allocations, all released at once by pool_reset (end of request).
+ * The pool keeps its first chunk across resets so a steady-state request allocates nothing from malloc. */
+typedef struct pool pool_t;
+
+pool_t *pool_new(void);
+void *pool_alloc(pool_t *p, size_t n);                  /* 16-byte aligned, zeroed */
+char *pool_strdup(pool_t *p, const char *s);            /* NULL in, NULL out */
+char *pool_strndup(pool_t *p, const char *s, size_t n);
+char *pool_printf(pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pool_reset(pool_t *p);
+void pool_free(pool_t *p);                              /* accepts NULL */
+
+/* Parse a whole decimal string into [min,max]; 0 ok, -1 if empty, not all digits (an optional leading '-'),
+ * or out of range. No atoi. */
+int parse_ll(const char *s, long long min, long long max, long long *out);
+
+/* RFC 3339 UTC ("2026-11-22T10:15:00Z") of a Unix time into out (at least 21 bytes). */
+void fmt_rfc3339(int64_t unix_seconds, char out[32]);
+
+/* Number of UTF-8 code points in s[0..len), or -1 if s is not valid UTF-8 (overlongs, surrogates and
+ * code points past U+10FFFF are invalid). Implemented in utf8.c. */
+long utf8_length(const char *s, size_t len);
+
+/* Monotonic milliseconds, for durations. */
+double now_ms(void);
+
+#endif
