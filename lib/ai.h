@@ -32,7 +32,7 @@ typedef struct ai_turn {
 /* The outcome of one upstream call. */
 typedef struct ai_result {
     enum ai_status status;
-    char *text;              /* AI_OK: the answer, malloc'd and NUL-terminated (free with ai_result_free) */
+    char *text;              /* AI_OK: the answer, valid UTF-8 without NULs, malloc'd (free with ai_result_free) */
     size_t text_len;
     int truncated;           /* AI_OK: the model stopped at its token limit (MAX_TOKENS / length) */
     long http_status;        /* 0 for transport errors */
@@ -95,6 +95,11 @@ long ai_parse_duration(const char *s, size_t len);
  * exponential window, rnd % (min(CAP, BASE * 2^(attempt-1)) + 1), but never below retry_after_ms (capped at
  * AI_RETRY_HINT_CAP_MS). rnd is a uniformly random value supplied by the caller. */
 long ai_backoff_ms(long attempt, long retry_after_ms, uint64_t rnd);
+
+/* Append s[0..len) to out as valid UTF-8 without NUL bytes: NULs are dropped, every byte that does not start
+ * a well-formed sequence (overlong, surrogate, past U+10FFFF, cut short) becomes U+FFFD. Answers pass through
+ * this before they are stored (PostgreSQL text refuses both). */
+void ai_text_sanitise(const char *s, size_t len, buf_t *out);
 
 /* The offline stand-in: appends "[offline model: no AI provider configured] You said: " and the first
  * AI_OFFLINE_ECHO_CHARS code points of the last user turn (with an ellipsis when cut). */

@@ -596,6 +596,45 @@ static void test_offline(void **state)
     buf_free(&b);
 }
 
+static void sanitised(const char *in, size_t len, const char *want, size_t want_len)
+{
+    buf_t b = {0};
+    ai_text_sanitise(in, len, &b);
+    assert_int_equal(b.len, want_len);
+    assert_memory_equal(b.data, want, want_len);
+    assert_int_equal(b.data[b.len], '\0');
+    buf_free(&b);
+}
+#define S(in, want) sanitised((in), sizeof(in) - 1, (want), sizeof(want) - 1)
+#define FFFD "\xEF\xBF\xBD"
+
+static void test_sanitise(void **state)
+{
+    (void)state;
+    S("", "");
+    S("plain ascii", "plain ascii");
+    S("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF", "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF");
+    S("a\0b\0", "ab");                       /* NULs dropped */
+    S("\xC0\xAF", FFFD FFFD);                /* overlong '/' */
+    S("\xE0\x80\xAF", FFFD FFFD FFFD);      /* overlong, three bytes */
+    S("\xED\xA0\x80", FFFD FFFD FFFD);      /* surrogate U+D800 */
+    S("\xF4\x90\x80\x80", FFFD FFFD FFFD FFFD); /* past U+10FFFF */
+    S("x\xC3", "x" FFFD);                    /* cut short at the end */
+    S("\xE2\x82x", FFFD FFFD "x");           /* cut short in the middle */
+    S("\xFF\xFEok", FFFD FFFD "ok");
+    S("\x80", FFFD);                          /* lone continuation byte */
+
+    /* a 200 answer carrying bad bytes is stored clean */
+    const char body[] = "{\"choices\":[{\"message\":{\"content\":\"a\\u0000b\xC3(\"}}]}";
+    ai_result_t r;
+    ai_parse_response(AI_PROVIDER_OPENAI, 200, body, sizeof body - 1, NULL, &r);
+    assert_int_equal(r.status, AI_OK);
+    assert_int_equal(r.text_len, 2 + 3 + 1);
+    assert_memory_equal(r.text, "ab" FFFD "(", 6);
+    ai_result_free(&r);
+}
+#undef S
+
 static void test_provider_names(void **state)
 {
     (void)state;
@@ -628,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_offline),
+        cmocka_unit_test(test_sanitise),
         cmocka_unit_test(test_provider_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
