@@ -104,7 +104,8 @@ int queue_read(const char *consumer, int max, long block_ms, queue_entry_t *out)
     int n = -1;
     if (!r)
         goto out;
-    if (is_error(r, "NOGROUP")) {
+    /* UNBLOCKED: the stream was deleted (FLUSHALL) while we waited in BLOCK */
+    if (is_error(r, "NOGROUP") || is_error(r, "UNBLOCKED")) {
         n = QUEUE_NOGROUP;
         goto out;
     }
@@ -113,7 +114,7 @@ int queue_read(const char *consumer, int max, long block_ms, queue_entry_t *out)
         goto out;
     }
     if (r->type != REDIS_REPLY_ARRAY) {
-        log_warn("queue: XREADGROUP: unexpected reply type %d", r->type);
+        log_warn("queue: XREADGROUP: unexpected reply: %.120s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
         goto out;
     }
     n = 0;

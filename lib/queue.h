@@ -32,7 +32,7 @@ int queue_group_create(void);
 /* XREADGROUP GROUP QUEUE_GROUP consumer COUNT max [BLOCK block_ms] STREAMS QUEUE_STREAM >: new entries for this
  * consumer (they stay in its pending list until queue_ack). block_ms 0: no BLOCK (answer at once); keep it
  * below the cache connection's 1 s command timeout. Fills out[0..n) and returns n (0: nothing new), -1 when
- * Redis is down, QUEUE_NOGROUP when the group does not exist. */
+ * Redis is down, QUEUE_NOGROUP when the group does not exist (or the stream vanished during BLOCK). */
 int queue_read(const char *consumer, int max, long block_ms, queue_entry_t *out);
 
 /* XAUTOCLAIM QUEUE_STREAM QUEUE_GROUP consumer min_idle_ms cursor COUNT max: take over entries some consumer

@@ -22,7 +22,8 @@
 // Control:
 //   POST /__control {"latency_ms":500}   global latency for every model call
 //   GET  /__requests                     recorded model calls: [{seq, time, method, path, status, headers (no
-//                                        keys), body (parsed JSON or null)}]
+//                                        keys), body (parsed JSON or null)}]; status is null while the answer
+//                                        is pending and "client_gone" when the caller hung up before it
 //   POST /__reset                        forget requests, attempt counters and knobs
 //   GET  /__health                       {"ok":true}
 'use strict';
@@ -276,8 +277,9 @@ function later(extraMs, fn) {
 }
 
 function finish(rec, res, status, obj, headers) {
-  if (rec) rec.status = status;
-  if (res.destroyed || res.writableEnded) return;
+  const gone = res.destroyed || res.writableEnded || (res.socket && res.socket.destroyed);
+  if (rec) rec.status = gone ? 'client_gone' : status;
+  if (gone) return;
   send(res, status, obj, headers);
 }
 
