@@ -339,7 +339,7 @@ static int store(job_t *j)
     PQclear(res);
     double ms = now_ms() - j->started_ms;
     if (!changed)
-        log_info("reply %lld was already finished elsewhere; result dropped", j->reply_id);
+        log_info("reply %lld is no longer pending (finished elsewhere or deleted); result dropped", j->reply_id);
     else if (j->outcome == AI_OK) {
         W.completed++;
         log_info("reply %lld completed (attempt %ld, %.0f ms)", j->reply_id, j->attempt, ms);
