@@ -305,6 +305,7 @@ static void take_text(ai_result_t *r, buf_t *text, int truncated)
 {
     buf_t clean = {0};
     ai_text_sanitise(text->data, text->len, &clean);
+    buf_free(text);
     r->status = AI_OK;
     r->text = clean.data;
     r->text_len = clean.len;
