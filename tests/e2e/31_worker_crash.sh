@@ -21,7 +21,7 @@ for i in 1 2 3; do
     post_msg "$ROOM" "${texts[-1]}"
     ids+=("$REPLY_ID")
 done
-sel="select((.body.contents[-1].parts[-1].text? // "") | test(\"crash [0-9] $tag\"))"
+sel="select((.body.contents[-1].parts[-1].text? // \"\") | test(\"crash [0-9] $tag\"))"
 check "all three calls reached upstream" wait_fake_count 20 3 "$sel"
 stack_worker_stop KILL
 check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
@@ -50,7 +50,7 @@ for i in 1 2; do
     post_msg "$ROOM" "[[delay:2000]] graceful $i $tag"
     ids+=("$REPLY_ID")
 done
-sel="select((.body.contents[-1].parts[-1].text? // "") | test(\"graceful [0-9] $tag\"))"
+sel="select((.body.contents[-1].parts[-1].text? // \"\") | test(\"graceful [0-9] $tag\"))"
 check "both graceful calls reached upstream" wait_fake_count 20 2 "$sel"
 stack_worker_stop TERM
 check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
