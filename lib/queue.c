@@ -199,3 +199,24 @@ out:
     free(del_len);
     return rc;
 }
+
+int queue_consumer_delete(const char *consumer)
+{
+    const char *pargv[] = {"XPENDING", QUEUE_STREAM, QUEUE_GROUP, "-", "+", "1", consumer};
+    size_t plens[] = {8, strlen(QUEUE_STREAM), strlen(QUEUE_GROUP), 1, 1, 1, strlen(consumer)};
+    redisReply *p = cache_cmd(7, pargv, plens);
+    if (!p)
+        return -1;
+    int pending = p->type != REDIS_REPLY_ARRAY || p->elements > 0;
+    if (is_error(p, "NOGROUP"))
+        pending = 0;
+    freeReplyObject(p);
+    if (pending)
+        return 1;
+    const char *argv[] = {"XGROUP", "DELCONSUMER", QUEUE_STREAM, QUEUE_GROUP, consumer};
+    size_t lens[] = {6, 11, strlen(QUEUE_STREAM), strlen(QUEUE_GROUP), strlen(consumer)};
+    redisReply *r = cache_cmd(5, argv, lens);
+    int rc = r && (r->type == REDIS_REPLY_INTEGER || is_error(r, "NOGROUP")) ? 0 : -1;
+    freeReplyObject(r);
+    return rc;
+}

@@ -45,6 +45,10 @@ int queue_claim_stale(const char *consumer, long min_idle_ms, char cursor[QUEUE_
  * 0 ok, -1 Redis down (the entries stay pending and come back through queue_claim_stale; harmless). */
 int queue_ack(const char *const *ids, int n);
 
+/* At a clean exit: XGROUP DELCONSUMER, so dead consumers do not pile up in XINFO, but only when the consumer
+ * has no pending entries left (those stay with it for queue_claim_stale). 0 deleted, 1 kept, -1 Redis down. */
+int queue_consumer_delete(const char *consumer);
+
 /* Pure: parse a list of stream entries ([[id, [field, value, ...]], ...], as in XRANGE / XREADGROUP /
  * XAUTOCLAIM replies) into out[0..max). Entries without a body (deleted) are skipped; entries whose
  * reply_id is missing or not a positive integer get reply_id 0. Returns the number filled. */

@@ -971,6 +971,8 @@ int main(int argc, char **argv)
 
     hand_back();
     flush_acks();
+    if (!W.redis_backoff)
+        queue_consumer_delete(W.consumer);
     log_info("worker %s exiting: %lld completed, %lld failed, %lld retries scheduled", W.consumer, W.completed,
              W.failed, W.retried);
     curl_multi_cleanup(W.multi);
