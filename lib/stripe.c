@@ -453,26 +453,40 @@ out:
 
 /* Copy s into dst (dstsize) replacing control bytes and every occurrence of secret with "[redacted]",
  * truncating at max visible bytes. */
+/* Copy src into dst (dstsize > 0) truncating at a UTF-8 character boundary. */
+static void copy_utf8(char *dst, size_t dstsize, const char *src)
+{
+    size_t len = strlen(src), o = len < dstsize ? len : dstsize - 1;
+    if (o < len) {
+        size_t k = o; /* src[o] is the first byte dropped: back up over a cut sequence */
+        while (k > 0 && ((unsigned char)src[k] & 0xC0) == 0x80)
+            k--;
+        if (k < o && ((unsigned char)src[k] & 0xC0) == 0xC0)
+            o = k;
+    }
+    memcpy(dst, src, o);
+    dst[o] = '\0';
+}
+
+/* Copy s[0..len) into dst (dstsize) replacing control bytes and every occurrence of secret with
+ * "[redacted]"; truncates at a UTF-8 boundary. */
 static void sanitize(const char *s, size_t len, const char *secret, char *dst, size_t dstsize)
 {
-    size_t slen = secret ? strlen(secret) : 0, o = 0;
-    for (size_t i = 0; i < len && o + 1 < dstsize;) {
+    size_t slen = secret ? strlen(secret) : 0;
+    buf_t b = {0};
+    for (size_t i = 0; i < len && b.len < dstsize + 8;) {
         if (slen >= 4 && len - i >= slen && memcmp(s + i, secret, slen) == 0) {
-            const char *r = "[redacted]";
-            for (; *r && o + 1 < dstsize; r++)
-                dst[o++] = *r;
+            buf_puts(&b, "[redacted]");
             i += slen;
             continue;
         }
-        unsigned char c = (unsigned char)s[i++];
-        dst[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+        char c = s[i++];
+        if ((unsigned char)c < 0x20 || c == 0x7f || c == '\0')
+            c = ' ';
+        buf_append(&b, &c, 1);
     }
-    /* do not end in the middle of a UTF-8 sequence */
-    while (o > 0 && ((unsigned char)dst[o - 1] & 0xC0) == 0x80)
-        o--;
-    if (o > 0 && ((unsigned char)dst[o - 1] & 0xC0) == 0xC0)
-        o--;
-    dst[o] = '\0';
+    copy_utf8(dst, dstsize, b.data ? b.data : "");
+    buf_free(&b);
 }
 
 void stripe_error_message(const char *body, size_t len, long status, const char *secret, char *err,
@@ -488,10 +502,13 @@ void stripe_error_message(const char *body, size_t len, long status, const char 
         sanitize(json_object_get_string(type), (size_t)json_object_get_string_len(type), secret, t, sizeof t);
     if (msg && json_object_is_type(msg, json_type_string))
         sanitize(json_object_get_string(msg), (size_t)json_object_get_string_len(msg), secret, m, sizeof m);
+    char full[sizeof t + sizeof m + 64];
     if (m[0])
-        snprintf(err, errlen, "Stripe answered %ld (%s): %s", status, t[0] ? t : "error", m);
+        snprintf(full, sizeof full, "Stripe answered %ld (%s): %s", status, t[0] ? t : "error", m);
     else
-        snprintf(err, errlen, "Stripe answered %ld.", status);
+        snprintf(full, sizeof full, "Stripe answered %ld.", status);
+    if (errlen > 0)
+        copy_utf8(err, errlen, full);
     json_object_put(root);
     json_tokener_free(tok);
 }

@@ -461,6 +461,16 @@ static void test_error_message(void **state)
     char tiny[16];
     stripe_error_message(body, strlen(body), 400, NULL, tiny, sizeof tiny);
     assert_int_equal(strlen(tiny), sizeof tiny - 1);
+    /* a complete trailing multibyte character is kept; a cut one is dropped */
+    const char *utf = "{\"error\":{\"type\":\"api_error\",\"message\":\"caf\u00e9\"}}";
+    stripe_error_message(utf, strlen(utf), 500, NULL, err, sizeof err);
+    assert_non_null(strstr(err, "caf\xc3\xa9"));
+    char cut[sizeof "Stripe answered 500 (api_error): caf"]; /* room for "caf" and the NUL only... */
+    char cut2[sizeof cut + 1];                                /* ...and one byte of the two of e-acute */
+    stripe_error_message(utf, strlen(utf), 500, NULL, cut, sizeof cut);
+    assert_string_equal(cut, "Stripe answered 500 (api_error): caf");
+    stripe_error_message(utf, strlen(utf), 500, NULL, cut2, sizeof cut2);
+    assert_string_equal(cut2, "Stripe answered 500 (api_error): caf");
 }
 
 static void test_client_unconfigured(void **state)
