@@ -32,10 +32,12 @@ WORKER_SRC := $(wildcard worker/*.c)
 WORKER_BIN := $(BUILD)/worker/worker
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 HDRS       := $(wildcard lib/*.h)
 
 .PHONY: all asan unit deps run test bench clean format
-all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN)
+all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 all
@@ -55,6 +57,10 @@ $(BUILD)/cgi-bin/%: cgi-bin/%.c $(LIB_A) $(HDRS)
 $(WORKER_BIN): $(WORKER_SRC) $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -o $@ $(WORKER_SRC) $(LIB_A) $(REAL_LDFLAGS) $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -o $@ $< $(REAL_LDFLAGS) $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)
