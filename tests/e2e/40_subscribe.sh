@@ -11,6 +11,10 @@ public_url=${public_url%/}
 fake=$FAKE_STRIPE_URL
 now=$(date +%s)
 
+# Start from a clean fake: no failure left armed by an earlier, interrupted run.
+fake_control() { curl -s -X POST "$fake/__control" -H "Content-Type: application/json" -d "$1" >/dev/null; }
+fake_control '{"fail_next":null,"delay_ms":0,"prices":["'"${STRIPE_PRICE_ID:-price_test_pro}"'"]}'
+
 lacks() { ! grep -q -- "$1" <<<"$2"; } # lacks NEEDLE HAYSTACK
 rand_hex() { openssl rand -hex "${1:-8}"; }
 new_evt() { echo "evt_test_$(rand_hex 12)"; }
@@ -89,11 +93,11 @@ check_eq "$(jget .current_period_end)" null "no period end before subscribing"
 check_eq "$(jget .daily_limit)" "${BASIC_DAILY_LIMIT:-5}" "daily_limit is BASIC_DAILY_LIMIT for basic"
 req GET /subscription/status
 check_status 401 "GET /subscription/status needs a token"
-req POST /subscribe/pro
+req POST /subscribe/pro "{}"
 check_status 401 "POST /subscribe/pro needs a token"
 check_eq "$(header WWW-Authenticate)" Bearer "401 carries WWW-Authenticate: Bearer"
 
-auth_req "$A_TOKEN" POST /subscribe/pro
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 200 "POST /subscribe/pro answers 200"
 session_id=$(jget .session_id)
 checkout_url=$(jget .checkout_url)
@@ -125,28 +129,27 @@ check "the secret key is nowhere in the recorded request" lacks "${STRIPE_SECRET
 
 # The client's Idempotency-Key makes a retried POST return the same session.
 key="retry-$(rand_hex 6)"
-auth_req "$A_TOKEN" POST /subscribe/pro "" -H "Idempotency-Key: $key"
+auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
 first=$(jget .session_id)
-auth_req "$A_TOKEN" POST /subscribe/pro "" -H "Idempotency-Key: $key"
+auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
 check_eq "$(jget .session_id)" "$first" "the same Idempotency-Key gives the same Checkout Session"
 
 # Stripe failing: 502 upstream_error, never the key.
-curl -s -X POST "$fake/__control" -H 'Content-Type: application/json' -d '{"fail_next":{"status":500,"count":2}}' >/dev/null
-auth_req "$A_TOKEN" POST /subscribe/pro
+fake_control '{"fail_next":{"status":500,"count":2}}'
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 502 "Stripe answering 500 (twice, retry included) gives 502"
 check_eq "$(jget .error.code)" upstream_error "the error code is upstream_error"
-curl -s -X POST "$fake/__control" -H 'Content-Type: application/json' -d '{"fail_next":{"status":503,"count":1}}' >/dev/null
-auth_req "$A_TOKEN" POST /subscribe/pro
+fake_control '{"fail_next":{"status":503,"count":1}}'
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 200 "one Stripe 503 is retried with the same Idempotency-Key and succeeds"
-curl -s -X POST "$fake/__control" -H 'Content-Type: application/json' -d '{"prices":["price_other"]}' >/dev/null
-auth_req "$A_TOKEN" POST /subscribe/pro
+fake_control '{"prices":["price_other"]}'
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 502 "Stripe refusing the price (400 resource_missing) gives 502"
 check "the 502 message carries Stripe's message" grep -q "No such price" <<<"$(jget .error.message)"
 check "the 502 message never carries the key" lacks sk_test "$BODY"
-curl -s -X POST "$fake/__control" -H 'Content-Type: application/json' -d '{"prices":["price_test_pro"]}' >/dev/null
-curl -s -X POST "$fake/__control" -H 'Content-Type: application/json' \
-    -d '{"fail_next":{"status":401,"count":1,"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_fake"}}}' >/dev/null
-auth_req "$A_TOKEN" POST /subscribe/pro
+fake_control '{"prices":["'"${STRIPE_PRICE_ID:-price_test_pro}"'"]}'
+fake_control '{"fail_next":{"status":401,"count":1,"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_fake"}}}'
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 502 "Stripe answering 401 gives 502"
 check "a key echoed by Stripe is masked in our message" lacks sk_test_fake "$BODY"
 
@@ -225,7 +228,7 @@ auth_req "$A_TOKEN" GET /user/me
 check_eq "$(jget .tier)" pro "GET /user/me says pro"
 check_eq "$(psql_q "SELECT stripe_subscription_id || ' ' || stripe_customer_id FROM subscriptions WHERE user_id = $A_ID")" \
     "$sub_a $cus_a" "the subscription and customer ids are stored"
-auth_req "$A_TOKEN" POST /subscribe/pro
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 409 "POST /subscribe/pro when already pro: 409"
 check_eq "$(jget .error.code)" conflict "the 409 code is conflict"
 
