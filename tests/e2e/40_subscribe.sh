@@ -2,7 +2,8 @@
 # Subscriptions: Checkout against the fake Stripe (tests/fakes/stripe.js), GET /subscription/status, the
 # payment pages, and the signed webhook (signature checks, each event applied once, out-of-order events,
 # every handled event type). Events are signed with openssl and, once, with the official stripe npm package.
-source "$(dirname "$0")/../lib.sh"
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 tests_dir=$(cd "$(dirname "$0")/.." && pwd)
 secret=${STRIPE_WEBHOOK_SECRET:-whsec_test_fake}
