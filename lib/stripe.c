@@ -594,7 +594,7 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
     headers = curl_slist_append(headers, "Accept: application/json");
     headers = curl_slist_append(headers, "Expect:");
 
-    long timeout = req->timeout_ms > 0 ? req->timeout_ms : 15000;
+    long timeout = req->timeout_ms > 0 ? req->timeout_ms : 10000;
     for (int attempt = 0; attempt < 2; attempt++) {
         CURLcode cc;
         buf_reset(&resp.b);

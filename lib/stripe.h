@@ -114,7 +114,7 @@ typedef struct stripe_checkout_req {
     const char *public_url;      /* base of success_url and cancel_url */
     long long user_id;
     const char *idempotency_key; /* NULL or "": a random one */
-    long timeout_ms;             /* 0: 15000 */
+    long timeout_ms;             /* 0: 10000 (connect at most 5000) */
 } stripe_checkout_req_t;
 
 typedef struct stripe_checkout_session {
