@@ -15,7 +15,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
-REAL_CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Ilib $(PKG_CFLAGS) $(CFLAGS)
+REAL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DDEFAULT_VAR_DIR=\"$(CURDIR)/var\" -O2 -g $(WARN) -Ilib $(PKG_CFLAGS) $(CFLAGS)
 REAL_LDFLAGS = $(LDFLAGS)
 ifneq ($(SANITIZE),)
 REAL_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -32,10 +32,12 @@ WORKER_SRC := $(wildcard worker/*.c)
 WORKER_BIN := $(BUILD)/worker/worker
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 HDRS       := $(wildcard lib/*.h)
 
 .PHONY: all asan unit deps run test bench clean format
-all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN)
+all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 all
@@ -55,6 +57,10 @@ $(BUILD)/cgi-bin/%: cgi-bin/%.c $(LIB_A) $(HDRS)
 $(WORKER_BIN): $(WORKER_SRC) $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -o $@ $(WORKER_SRC) $(LIB_A) $(REAL_LDFLAGS) $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -o $@ $< $(REAL_LDFLAGS) $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)

@@ -3,13 +3,15 @@
 -- re-running the file on a live database is harmless. Add changes as new steps at the end; never edit a
 -- step that has shipped.
 
+SET client_min_messages = warning;
+
+-- Serialise concurrent appliers (two processes starting at once); released at the end of the transaction.
+DO $$ BEGIN PERFORM pg_advisory_xact_lock(7240001); END $$;
+
 CREATE TABLE IF NOT EXISTS schema_version (
     version    integer PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
-
--- Serialise concurrent appliers (two processes starting at once).
-SELECT pg_advisory_xact_lock(7240001);
 
 DO $step$
 BEGIN

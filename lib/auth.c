@@ -1,0 +1,182 @@
+#include "auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "token.h"
+#include "util.h"
+
+/* The Redis mirror of users.token_version expires so that a write lost while Redis was down cannot keep a
+ * revoked token alive for longer than this. */
+#define AUTHV_TTL 600
+
+static void unauthorized(http_req_t *req, const char *message, int invalid_token)
+{
+    http_set_header(req, "WWW-Authenticate", invalid_token ? "Bearer error=\"invalid_token\"" : "Bearer");
+    http_error(req, 401, "unauthorized", message);
+}
+
+static void authv_key(char *key, size_t n, long long uid)
+{
+    snprintf(key, n, "authv:%lld", uid);
+}
+
+void auth_token_version_changed(long long user_id, int token_version)
+{
+    char key[40], val[16];
+    authv_key(key, sizeof key, user_id);
+    int n = snprintf(val, sizeof val, "%d", token_version);
+    if (cache_set(key, val, (size_t)n, AUTHV_TTL) != 0 && cache_del(key) != 0)
+        log_warn("redis: could not update the token version of user %lld; stale for at most %d s", user_id,
+                 AUTHV_TTL);
+}
+
+/* The user's current token version from PostgreSQL, mirrored into Redis. 0 ok, 1 no such user, -1 down. */
+static int token_version_from_db(long long uid, int *tv)
+{
+    static db_stmt_t q = DB_STMT("auth_token_version", "SELECT token_version FROM users WHERE id = $1", 1);
+    char id[24];
+    snprintf(id, sizeof id, "%lld", uid);
+    const char *params[] = {id};
+    PGresult *res = db_query(&q, params);
+    if (!res)
+        return -1;
+    int rc = 1;
+    if (PQntuples(res) == 1) {
+        *tv = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10); /* a database integer: well-formed */
+        rc = 0;
+    }
+    PQclear(res);
+    if (rc == 0) {
+        char key[40], val[16];
+        authv_key(key, sizeof key, uid);
+        int n = snprintf(val, sizeof val, "%d", *tv);
+        cache_set(key, val, (size_t)n, AUTHV_TTL);
+    }
+    return rc;
+}
+
+/* Shared body of the two gates. cache_key may be NULL. */
+static int require(http_req_t *req, const char *cache_key, char **val, size_t *len)
+{
+    token_claims_t c;
+    const char *hdr = http_header(req, "Authorization");
+    if (val)
+        *val = NULL;
+    if (!hdr) {
+        unauthorized(req, "Missing bearer token.", 0);
+        return -1;
+    }
+    const char *tok = token_from_header(hdr);
+    if (!tok || token_verify((const unsigned char *)g_config.jwt_secret, g_config.jwt_secret_len, tok, time(NULL),
+                             &c) != 0) {
+        unauthorized(req, "The token is malformed, expired or invalid.", 1);
+        return -1;
+    }
+
+    /* One Redis round trip: the token version mirror and, for cached reads, the cached document. */
+    char key[40];
+    authv_key(key, sizeof key, c.user_id);
+    const char *a1[] = {"GET", key}, *a2[] = {"GET", cache_key};
+    size_t l1[] = {3, strlen(key)}, l2[] = {3, cache_key ? strlen(cache_key) : 0};
+    const char **argv[] = {a1, a2};
+    const size_t *lens[] = {l1, l2};
+    int argc[] = {2, 2};
+    redisReply *rep[2] = {NULL, NULL};
+    int current = -1, known = 0;
+    if (cache_pipeline(cache_key ? 2 : 1, argc, argv, lens, rep) == 0) {
+        long long v;
+        if (rep[0]->type == REDIS_REPLY_STRING && parse_ll(rep[0]->str, 0, 2147483647, &v) == 0) {
+            current = (int)v;
+            known = 1;
+        }
+        if (cache_key && rep[1]->type == REDIS_REPLY_STRING && val) {
+            *val = xstrndup(rep[1]->str, rep[1]->len);
+            if (len)
+                *len = rep[1]->len;
+        }
+    }
+    if (rep[0])
+        freeReplyObject(rep[0]);
+    if (rep[1])
+        freeReplyObject(rep[1]);
+
+    if (!known) {
+        int rc = token_version_from_db(c.user_id, &current);
+        if (rc < 0) {
+            http_unavailable(req);
+            goto fail;
+        }
+        if (rc > 0) {
+            unauthorized(req, "The token's user no longer exists.", 1);
+            goto fail;
+        }
+    }
+    if (current != c.token_version) {
+        unauthorized(req, "The token has been revoked.", 1);
+        goto fail;
+    }
+    req->user_id = c.user_id;
+    req->token_version = c.token_version;
+    return 0;
+fail:
+    if (val) {
+        free(*val);
+        *val = NULL;
+    }
+    return -1;
+}
+
+int auth_require(http_req_t *req)
+{
+    return require(req, NULL, NULL, NULL);
+}
+
+int auth_require_cached(http_req_t *req, const char *cache_key, char **val, size_t *len)
+{
+    return require(req, cache_key, val, len);
+}
+
+static json_object *nullable_string(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : json_object_new_string(PQgetvalue(res, row, col));
+}
+
+json_object *user_json(const PGresult *res, int row)
+{
+    json_object *u = json_object_new_object();
+    json_object_object_add(u, "id", json_object_new_int64(strtoll(PQgetvalue(res, row, 0), NULL, 10)));
+    json_object_object_add(u, "mobile", json_object_new_string(PQgetvalue(res, row, 1)));
+    json_object_object_add(u, "name", nullable_string(res, row, 2));
+    json_object_object_add(u, "email", nullable_string(res, row, 3));
+    json_object_object_add(u, "tier", json_object_new_string(PQgetvalue(res, row, 4)));
+    json_object_object_add(u, "has_password", json_object_new_boolean(PQgetvalue(res, row, 5)[0] == 't'));
+    json_object_object_add(u, "created_at", json_object_new_string(PQgetvalue(res, row, 6)));
+    return u;
+}
+
+void auth_respond_token(http_req_t *req, const PGresult *res, int row)
+{
+    long long uid = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+    int tv = (int)strtol(PQgetvalue(res, row, 7), NULL, 10);
+    char *tok = token_issue((const unsigned char *)g_config.jwt_secret, g_config.jwt_secret_len, uid, tv, time(NULL),
+                            g_config.jwt_ttl_seconds);
+    if (!tok) {
+        log_error("could not issue a token for user %lld", uid);
+        http_internal(req);
+        return;
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "access_token", json_object_new_string(tok));
+    json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
+    json_object_object_add(o, "expires_in", json_object_new_int64(g_config.jwt_ttl_seconds));
+    json_object_object_add(o, "user", user_json(res, row));
+    free(tok);
+    http_json(req, 200, o);
+}

@@ -1,0 +1,226 @@
+#include "cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "log.h"
+#include "util.h"
+
+static struct {
+    char *host;     /* NULL for a unix socket */
+    int port;
+    char *path;     /* unix socket path */
+    char *password;
+    int db;
+} target;
+static redisContext *ctx;
+
+static const struct timeval connect_tv = {0, 250000};
+static const struct timeval command_tv = {1, 0};
+
+int cache_init(const char *url)
+{
+    free(target.host);
+    free(target.path);
+    free(target.password);
+    memset(&target, 0, sizeof target);
+    target.port = 6379;
+    if (!url)
+        return -1;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7;
+        size_t n = strcspn(p, "?");
+        if (n == 0)
+            return -1;
+        target.path = xstrndup(p, n);
+        const char *q = strstr(p + n, "db=");
+        long long db = 0;
+        if (q && parse_ll(q + 3, 0, 1000, &db) != 0)
+            return -1;
+        target.db = (int)db;
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return -1;
+    const char *p = url + 8;
+    const char *at = strchr(p, '@');
+    if (at) { /* [user]:password@ */
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        if (at > pw)
+            target.password = xstrndup(pw, (size_t)(at - pw));
+        p = at + 1;
+    }
+    size_t hl = strcspn(p, ":/");
+    target.host = hl ? xstrndup(p, hl) : xstrdup("127.0.0.1");
+    p += hl;
+    if (*p == ':') {
+        char port[8];
+        size_t pl = strcspn(p + 1, "/");
+        long long v;
+        if (pl == 0 || pl >= sizeof port)
+            return -1;
+        memcpy(port, p + 1, pl);
+        port[pl] = '\0';
+        if (parse_ll(port, 1, 65535, &v) != 0)
+            return -1;
+        target.port = (int)v;
+        p += 1 + pl;
+    }
+    if (*p == '/' && p[1]) {
+        long long db;
+        if (parse_ll(p + 1, 0, 1000, &db) != 0)
+            return -1;
+        target.db = (int)db;
+    }
+    return 0;
+}
+
+static void drop(void)
+{
+    if (ctx)
+        redisFree(ctx);
+    ctx = NULL;
+}
+
+static int simple(const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(ctx, fmt, arg);
+    int ok = r && r->type != REDIS_REPLY_ERROR;
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+static int ensure(void)
+{
+    if (ctx && !ctx->err)
+        return 0;
+    drop();
+    ctx = target.path ? redisConnectUnixWithTimeout(target.path, connect_tv)
+                      : redisConnectWithTimeout(target.host ? target.host : "127.0.0.1", target.port, connect_tv);
+    if (!ctx || ctx->err) {
+        log_warn("redis: cannot connect: %s", ctx ? ctx->errstr : "out of memory");
+        drop();
+        return -1;
+    }
+    redisSetTimeout(ctx, command_tv);
+    if (target.password && simple("AUTH %s", target.password) != 0) {
+        log_warn("redis: AUTH failed");
+        drop();
+        return -1;
+    }
+    if (target.db) {
+        char db[8];
+        snprintf(db, sizeof db, "%d", target.db);
+        if (simple("SELECT %s", db) != 0) {
+            log_warn("redis: SELECT failed");
+            drop();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+redisReply *cache_cmd(int argc, const char **argv, const size_t *argvlen)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (ensure() != 0)
+            return NULL;
+        redisReply *r = redisCommandArgv(ctx, argc, argv, argvlen);
+        if (r)
+            return r;
+        log_warn("redis: %s failed: %s", argv[0], ctx->errstr);
+        drop();
+    }
+    return NULL;
+}
+
+int cache_pipeline(int n, const int *argc, const char ***argv, const size_t **argvlen, redisReply **replies)
+{
+    for (int i = 0; i < n; i++)
+        replies[i] = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (ensure() != 0)
+            return -1;
+        int ok = 1;
+        for (int i = 0; i < n && ok; i++)
+            ok = redisAppendCommandArgv(ctx, argc[i], argv[i], argvlen[i]) == REDIS_OK;
+        for (int i = 0; i < n && ok; i++) {
+            void *r = NULL;
+            ok = redisGetReply(ctx, &r) == REDIS_OK && r;
+            replies[i] = r;
+        }
+        if (ok)
+            return 0;
+        log_warn("redis: pipeline failed: %s", ctx->errstr);
+        for (int i = 0; i < n; i++) {
+            if (replies[i])
+                freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        drop();
+    }
+    return -1;
+}
+
+int cache_get(const char *key, char **val, size_t *len)
+{
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, strlen(key)};
+    *val = NULL;
+    redisReply *r = cache_cmd(2, argv, lens);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_STRING) {
+        *val = xstrndup(r->str, r->len);
+        if (len)
+            *len = r->len;
+        rc = 1;
+    } else if (r->type == REDIS_REPLY_ERROR)
+        rc = -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int cache_set(const char *key, const char *val, size_t len, long ttl)
+{
+    char ttls[24];
+    snprintf(ttls, sizeof ttls, "%ld", ttl);
+    const char *argv[] = {"SET", key, val, "EX", ttls};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttls)};
+    redisReply *r = cache_cmd(ttl > 0 ? 5 : 3, argv, lens);
+    int rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+int cache_del(const char *key)
+{
+    const char *argv[] = {"DEL", key};
+    size_t lens[] = {3, strlen(key)};
+    redisReply *r = cache_cmd(2, argv, lens);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+int cache_ping(void)
+{
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    redisReply *r = cache_cmd(1, argv, lens);
+    int rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+void cache_close(void)
+{
+    drop();
+}

@@ -1,0 +1,239 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "util.h"
+
+config_t g_config;
+
+enum ctype { C_STR, C_LONG, C_BOOL };
+
+typedef struct setting {
+    const char *name;
+    enum ctype type;
+    const char *def; /* NULL: unset */
+    long min, max;   /* C_LONG bounds */
+    size_t off;
+} setting_t;
+
+#define S(n, d, f) {n, C_STR, d, 0, 0, offsetof(config_t, f)}
+#define L(n, d, lo, hi, f) {n, C_LONG, d, lo, hi, offsetof(config_t, f)}
+#define B(n, d, f) {n, C_BOOL, d, 0, 1, offsetof(config_t, f)}
+
+/* The one table of settings: name, default and bounds. Derived defaults are filled in config_load. */
+static const setting_t settings[] = {
+    S("DATABASE_URL", "postgresql:///gemini?host=" DEFAULT_VAR_DIR "/pg", database_url),
+    S("REDIS_URL", "unix://" DEFAULT_VAR_DIR "/redis.sock", redis_url),
+    S("JWT_SECRET", NULL, jwt_secret),
+    L("JWT_TTL_SECONDS", "86400", 60, 31536000, jwt_ttl_seconds),
+    B("OTP_IN_RESPONSE", "1", otp_in_response),
+    L("BASIC_DAILY_LIMIT", "5", 0, 1000000, basic_daily_limit),
+    S("PUBLIC_URL", NULL, public_url),
+    S("STRIPE_SECRET_KEY", NULL, stripe_secret_key),
+    S("STRIPE_WEBHOOK_SECRET", NULL, stripe_webhook_secret),
+    S("STRIPE_PRICE_ID", NULL, stripe_price_id),
+    S("STRIPE_API_BASE", "https://api.stripe.com", stripe_api_base),
+    S("AI_PROVIDER", NULL, ai_provider),
+    S("GEMINI_API_KEY", NULL, gemini_api_key),
+    S("GEMINI_MODEL", "gemini-3.5-flash", gemini_model),
+    S("GEMINI_API_BASE", "https://generativelanguage.googleapis.com", gemini_api_base),
+    S("OPENAI_API_KEY", NULL, openai_api_key),
+    S("OPENAI_MODEL", NULL, openai_model),
+    S("OPENAI_API_BASE", "https://api.openai.com/v1", openai_api_base),
+    S("AI_SYSTEM_PROMPT", "You are a helpful assistant. Answer clearly and concisely.", ai_system_prompt),
+    L("AI_HISTORY_MESSAGES", "20", 1, 200, ai_history_messages),
+    L("AI_TIMEOUT_MS", "60000", 100, 600000, ai_timeout_ms),
+    L("AI_MAX_ATTEMPTS", "6", 1, 100, ai_max_attempts),
+    L("WORKER_CONCURRENCY", "32", 1, 4096, worker_concurrency),
+    L("WORKER_RECOVER_SECONDS", "30", 1, 86400, worker_recover_seconds),
+    L("PORT", "8080", 1, 65535, port),
+};
+
+/* Values read from ENV_FILE, looked up after the real environment. Owned here for the process lifetime. */
+static char **file_kv;
+static size_t file_n;
+
+static void file_clear(void)
+{
+    for (size_t i = 0; i < file_n; i++)
+        free(file_kv[i]);
+    free(file_kv);
+    file_kv = NULL;
+    file_n = 0;
+}
+
+static int file_load(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "ENV_FILE: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = line;
+        size_t n = strlen(s);
+        while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || isspace((unsigned char)s[n - 1])))
+            s[--n] = '\0';
+        while (isspace((unsigned char)*s))
+            s++;
+        if (!*s || *s == '#')
+            continue;
+        if (strncmp(s, "export ", 7) == 0)
+            s += 7;
+        char *eq = strchr(s, '=');
+        if (!eq || eq == s) {
+            snprintf(err, errlen, "ENV_FILE %s line %d: expected NAME=value", path, lineno);
+            rc = -1;
+            break;
+        }
+        char *v = eq + 1;
+        size_t vl = strlen(v);
+        if (vl >= 2 && (v[0] == '"' || v[0] == '\'') && v[vl - 1] == v[0]) {
+            v[vl - 1] = '\0';
+            v++;
+        }
+        *eq = '\0';
+        file_kv = xrealloc(file_kv, (file_n + 1) * sizeof *file_kv);
+        file_kv[file_n++] = xstrdup(s);
+        file_kv = xrealloc(file_kv, (file_n + 1) * sizeof *file_kv);
+        file_kv[file_n++] = xstrdup(v);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* The environment wins over the file; an empty value counts as unset. */
+static const char *lookup(const char *name)
+{
+    const char *v = getenv(name);
+    if (v && *v)
+        return v;
+    for (size_t i = file_n; i >= 2; i -= 2) /* the last assignment in the file wins */
+        if (strcmp(file_kv[i - 2], name) == 0)
+            return *file_kv[i - 1] ? file_kv[i - 1] : NULL;
+    return NULL;
+}
+
+static int set_one(const setting_t *s, char *err, size_t errlen)
+{
+    const char *v = lookup(s->name);
+    if (!v)
+        v = s->def;
+    char *base = (char *)&g_config;
+    switch (s->type) {
+    case C_STR:
+        *(const char **)(base + s->off) = v;
+        return 0;
+    case C_LONG: {
+        long long n;
+        if (parse_ll(v, s->min, s->max, &n) != 0) {
+            snprintf(err, errlen, "%s must be an integer from %ld to %ld", s->name, s->min, s->max);
+            return -1;
+        }
+        *(long *)(base + s->off) = (long)n;
+        return 0;
+    }
+    case C_BOOL:
+        if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0)
+            *(int *)(base + s->off) = 1;
+        else if (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0)
+            *(int *)(base + s->off) = 0;
+        else {
+            snprintf(err, errlen, "%s must be 1 or 0", s->name);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+/* A development-only signing key, used when APP_ENV=development and no JWT_SECRET is set. */
+static const char dev_secret[] = "development-only-secret-never-use-in-production!";
+
+int config_load(char *err, size_t errlen)
+{
+    static char public_url[128];
+    file_clear();
+    memset(&g_config, 0, sizeof g_config);
+    const char *envfile = getenv("ENV_FILE");
+    if (envfile && *envfile && file_load(envfile, err, errlen) != 0)
+        return -1;
+
+    const char *app_env = lookup("APP_ENV");
+    if (!app_env || strcmp(app_env, "production") == 0)
+        g_config.development = 0;
+    else if (strcmp(app_env, "development") == 0 || strcmp(app_env, "test") == 0)
+        g_config.development = 1;
+    else {
+        snprintf(err, errlen, "APP_ENV must be production or development");
+        return -1;
+    }
+    const char *lvl = lookup("LOG_LEVEL");
+    g_config.log_level = lvl ? log_level_parse(lvl) : LOG_INFO;
+    if (g_config.log_level < 0) {
+        snprintf(err, errlen, "LOG_LEVEL must be debug, info, warn or error");
+        return -1;
+    }
+
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
+        if (set_one(&settings[i], err, errlen) != 0)
+            return -1;
+
+    if (!g_config.jwt_secret) {
+        if (!g_config.development) {
+            snprintf(err, errlen, "JWT_SECRET is required (at least 32 bytes of random data; "
+                                  "generate one with: openssl rand -hex 32)");
+            return -1;
+        }
+        g_config.jwt_secret = dev_secret;
+    }
+    g_config.jwt_secret_len = strlen(g_config.jwt_secret);
+    if (g_config.jwt_secret_len < 32 && !g_config.development) {
+        snprintf(err, errlen, "JWT_SECRET is too weak: it must be at least 32 bytes (openssl rand -hex 32)");
+        return -1;
+    }
+
+    if (!g_config.public_url) {
+        snprintf(public_url, sizeof public_url, "http://127.0.0.1:%ld", g_config.port);
+        g_config.public_url = public_url;
+    }
+    if (!g_config.ai_provider)
+        g_config.ai_provider = g_config.gemini_api_key ? "gemini" : g_config.openai_api_key ? "openai" : "offline";
+    if (strcmp(g_config.ai_provider, "gemini") != 0 && strcmp(g_config.ai_provider, "openai") != 0 &&
+        strcmp(g_config.ai_provider, "offline") != 0) {
+        snprintf(err, errlen, "AI_PROVIDER must be gemini, openai or offline");
+        return -1;
+    }
+    if (strcmp(g_config.ai_provider, "gemini") == 0 && !g_config.gemini_api_key) {
+        snprintf(err, errlen, "AI_PROVIDER=gemini needs GEMINI_API_KEY");
+        return -1;
+    }
+    if (strcmp(g_config.ai_provider, "openai") == 0 && !g_config.openai_api_key && !g_config.openai_model) {
+        /* local servers (Ollama, llama.cpp) need no key, but then say which model to use */
+        snprintf(err, errlen, "AI_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_MODEL");
+        return -1;
+    }
+    return 0;
+}
+
+void config_load_or_die(const char *prog)
+{
+    char err[256];
+    if (config_load(err, sizeof err) != 0) {
+        fprintf(stderr, "%s: configuration error: %s\n", prog, err);
+        exit(2);
+    }
+    log_init(prog, g_config.log_level);
+    if (g_config.development && strcmp(g_config.jwt_secret, dev_secret) == 0)
+        log_warn("APP_ENV=development and no JWT_SECRET: using the built-in development key");
+}

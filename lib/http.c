@@ -1,0 +1,486 @@
+#include "http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcgiapp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "config.h"
+#include "db.h"
+#include "jsonv.h"
+#include "log.h"
+
+extern char **environ;
+
+struct http_io {
+    FCGX_Request *fcgi; /* NULL in CGI mode: environ, stdin, stdout */
+};
+
+/* ---- request data ---- */
+
+const char *http_param(http_req_t *req, const char *name)
+{
+    if (req->io && req->io->fcgi)
+        return FCGX_GetParam(name, req->io->fcgi->envp);
+    return getenv(name);
+}
+
+const char *http_header(http_req_t *req, const char *name)
+{
+    char key[128];
+    size_t n = strlen(name);
+    if (strcasecmp(name, "Content-Type") == 0)
+        return http_param(req, "CONTENT_TYPE");
+    if (strcasecmp(name, "Content-Length") == 0)
+        return http_param(req, "CONTENT_LENGTH");
+    if (n + 6 > sizeof key)
+        return NULL;
+    memcpy(key, "HTTP_", 5);
+    for (size_t i = 0; i < n; i++)
+        key[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+    key[5 + n] = '\0';
+    return http_param(req, key);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decode s[0..n) into the pool ('+' is a space, as in forms). */
+static char *url_decode(pool_t *pool, const char *s, size_t n)
+{
+    char *out = pool_alloc(pool, n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+')
+            *o++ = ' ';
+        else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else
+            *o++ = s[i];
+    }
+    *o = '\0';
+    return out;
+}
+
+const char *http_query(http_req_t *req, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *q = req->query;
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        size_t kl = eq ? (size_t)(eq - q) : len;
+        char *key = url_decode(req->pool, q, kl);
+        if (strlen(key) == nl && memcmp(key, name, nl) == 0)
+            return eq ? url_decode(req->pool, eq + 1, len - kl - 1) : "";
+        q = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+const char *http_normalize_path(pool_t *pool, const char *uri)
+{
+    if (!uri || !*uri)
+        return "/";
+    size_t n = strcspn(uri, "?#");
+    while (n > 1 && uri[n - 1] == '/')
+        n--;
+    return pool_strndup(pool, uri, n);
+}
+
+long long http_param_id(http_req_t *req, int i)
+{
+    long long v;
+    if (i < 0 || i >= req->nparams || parse_ll(req->params[i], 1, 9007199254740991LL, &v) != 0)
+        return 0;
+    if (req->params[i][0] == '0') /* "007" is not an id */
+        return 0;
+    return v;
+}
+
+/* ---- responses ---- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static int header_safe(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '\r' || *s == '\n')
+            return 0;
+    return 1;
+}
+
+void http_set_header(http_req_t *req, const char *name, const char *value)
+{
+    if (!header_safe(name) || !header_safe(value))
+        return;
+    buf_printf(&req->headers, "%s: %s\r\n", name, value);
+}
+
+static const char *content_type_json = "application/json; charset=utf-8";
+
+void http_raw(http_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    buf_reset(&req->out);
+    req->status = status;
+    if (content_type)
+        http_set_header(req, "Content-Type", content_type);
+    if (len)
+        buf_append(&req->out, body, len);
+    req->responded = 1;
+}
+
+void http_json(http_req_t *req, int status, json_object *obj)
+{
+    size_t len;
+    const char *s = jsonv_dump(obj, &len);
+    http_raw(req, status, content_type_json, s, len);
+    json_object_put(obj);
+}
+
+void http_empty(http_req_t *req, int status)
+{
+    http_raw(req, status, NULL, NULL, 0);
+}
+
+void http_error(http_req_t *req, int status, const char *code, const char *message)
+{
+    json_object *err = json_object_new_object();
+    json_object_object_add(err, "code", json_object_new_string(code));
+    json_object_object_add(err, "message", json_object_new_string(message));
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "error", err);
+    http_json(req, status, root);
+}
+
+void http_unavailable(http_req_t *req)
+{
+    http_error(req, 503, "unavailable", "A backing service is temporarily unavailable; try again shortly.");
+}
+
+void http_internal(http_req_t *req)
+{
+    http_error(req, 500, "internal_error", "Something went wrong on our side.");
+}
+
+void http_not_found(http_req_t *req)
+{
+    http_error(req, 404, "not_found", "No such resource.");
+}
+
+json_object *http_json_body(http_req_t *req)
+{
+    json_object *obj = NULL;
+    json_tokener *tok = json_tokener_new();
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    if (req->body_len > 0)
+        obj = json_tokener_parse_ex(tok, req->body, (int)req->body_len);
+    int bad = !obj || json_tokener_get_error(tok) != json_tokener_success ||
+              json_tokener_get_parse_end(tok) != req->body_len;
+    json_tokener_free(tok);
+    if (bad) {
+        json_object_put(obj);
+        http_error(req, 400, "invalid_json", "The request body must be valid JSON.");
+        return NULL;
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        json_object_put(obj);
+        http_error(req, 400, "invalid_json", "The request body must be a JSON object.");
+        return NULL;
+    }
+    return obj;
+}
+
+/* ---- routing ---- */
+
+/* Does pattern match path? Fills params (pointers into the pool). */
+static int pattern_match(const char *pattern, const char *path, const char **params, int *nparams, pool_t *pool)
+{
+    int n = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p != '/' || *s != '/')
+            return 0;
+        p++, s++;
+        const char *pe = strchr(p, '/'), *se = strchr(s, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p), sl = se ? (size_t)(se - s) : strlen(s);
+        if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
+            if (sl == 0 || n >= HTTP_MAX_PARAMS)
+                return 0;
+            if (params)
+                params[n] = pool_strndup(pool, s, sl);
+            n++;
+        } else if (pl != sl || memcmp(p, s, sl) != 0)
+            return 0;
+        p += pl, s += sl;
+    }
+    if (*p || *s)
+        return 0;
+    if (nparams)
+        *nparams = n;
+    return 1;
+}
+
+int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path,
+                     const char **params, int *nparams, char *allow, size_t allowlen, pool_t *pool)
+{
+    int path_found = 0;
+    size_t used = 0;
+    if (allowlen)
+        allow[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!pattern_match(routes[i].pattern, path, NULL, NULL, pool))
+            continue;
+        if (strcmp(routes[i].method, method) == 0) {
+            pattern_match(routes[i].pattern, path, params, nparams, pool);
+            return (int)i;
+        }
+        path_found = 1;
+        if (strstr(allow, routes[i].method) == NULL) { /* no duplicates in Allow */
+            int w = snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "", routes[i].method);
+            if (w > 0 && (size_t)w < allowlen - used)
+                used += (size_t)w;
+        }
+    }
+    return path_found ? -2 : -1;
+}
+
+/* ---- the request cycle ---- */
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void set_request_id(http_req_t *req)
+{
+    const char *rid = http_header(req, "X-Request-Id");
+    size_t n = rid ? strlen(rid) : 0;
+    int sane = n >= 1 && n <= 64;
+    for (size_t i = 0; sane && i < n; i++)
+        sane = isalnum((unsigned char)rid[i]) || rid[i] == '-' || rid[i] == '_' || rid[i] == '.' || rid[i] == ':';
+    if (sane) {
+        memcpy(req->request_id, rid, n + 1);
+        return;
+    }
+    snprintf(req->request_id, sizeof req->request_id, "%016llx%016llx", (unsigned long long)rng_next(),
+             (unsigned long long)rng_next());
+}
+
+/* Read the body with a ceiling. In FastCGI the stream ends with the body; in CGI only CONTENT_LENGTH says
+ * how much to read. Returns 0 ok, 1 too large, -1 read error. */
+static int read_body(http_req_t *req, buf_t *body)
+{
+    char chunk[8192];
+    long long want = -1;
+    const char *cl = http_param(req, "CONTENT_LENGTH");
+    if (cl && *cl && parse_ll(cl, 0, (long long)1 << 40, &want) != 0)
+        want = -1;
+    if (!req->io->fcgi && want <= 0)
+        return 0; /* CGI without a length: no body */
+    if (want > HTTP_MAX_BODY)
+        return 1;
+    for (;;) {
+        int n;
+        size_t room = sizeof chunk;
+        if (!req->io->fcgi) {
+            if ((long long)body->len >= want)
+                break;
+            if ((long long)room > want - (long long)body->len)
+                room = (size_t)(want - (long long)body->len);
+            n = (int)fread(chunk, 1, room, stdin);
+        } else
+            n = FCGX_GetStr(chunk, (int)room, req->io->fcgi->in);
+        if (n <= 0)
+            break;
+        if (body->len + (size_t)n > HTTP_MAX_BODY)
+            return 1;
+        buf_append(body, chunk, (size_t)n);
+    }
+    return 0;
+}
+
+static void write_response(http_req_t *req, buf_t *wire)
+{
+    buf_reset(wire);
+    buf_printf(wire, "Status: %d %s\r\nX-Request-Id: %s\r\n", req->status, status_text(req->status), req->request_id);
+    if (req->headers.len)
+        buf_append(wire, req->headers.data, req->headers.len);
+    if (req->status != 204)
+        buf_printf(wire, "Content-Length: %zu\r\n", req->out.len);
+    buf_puts(wire, "\r\n");
+    if (req->status != 204 && req->out.len)
+        buf_append(wire, req->out.data, req->out.len);
+    if (req->io->fcgi)
+        FCGX_PutStr(wire->data, (int)wire->len, req->io->fcgi->out);
+    else {
+        fwrite(wire->data, 1, wire->len, stdout);
+        fflush(stdout);
+    }
+}
+
+static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, buf_t *body, buf_t *wire)
+{
+    double t0 = now_ms();
+    const char *uri = http_param(req, "REQUEST_URI");
+    if (!uri || !*uri) { /* plain CGI from a shell: SCRIPT_NAME + PATH_INFO */
+        const char *sn = http_param(req, "SCRIPT_NAME"), *pi = http_param(req, "PATH_INFO");
+        uri = pool_printf(req->pool, "%s%s", sn ? sn : "", pi ? pi : "");
+    }
+    req->method = http_param(req, "REQUEST_METHOD");
+    if (!req->method)
+        req->method = "GET";
+    req->path = http_normalize_path(req->pool, uri);
+    req->query = http_param(req, "QUERY_STRING");
+    if (!req->query)
+        req->query = "";
+    set_request_id(req);
+
+    buf_reset(body);
+    int rb = read_body(req, body);
+    req->body = body->data ? body->data : "";
+    req->body_len = body->len;
+
+    char allow[128];
+    if (rb == 1) {
+        http_error(req, 413, "payload_too_large", "The request body is larger than 65536 bytes.");
+    } else if (rb < 0) {
+        http_error(req, 400, "invalid_json", "The request body could not be read.");
+    } else {
+        int r = http_route_match(routes, nroutes, req->method, req->path, req->params, &req->nparams, allow,
+                                 sizeof allow, req->pool);
+        if (r == -1)
+            http_not_found(req);
+        else if (r == -2) {
+            http_set_header(req, "Allow", allow);
+            http_error(req, 405, "method_not_allowed", "This method is not allowed on this resource.");
+        } else {
+            routes[r].fn(req);
+            db_rollback(); /* a handler that returned mid-transaction leaves nothing half-done */
+            if (!req->responded) {
+                log_error("handler for %s %s did not respond", req->method, req->path);
+                buf_reset(&req->headers);
+                http_internal(req);
+            }
+        }
+    }
+    write_response(req, wire);
+    log_request(req->method, req->path, req->status, now_ms() - t0, req->request_id);
+}
+
+/* Reset the request for the next one, keeping the buffers' memory. */
+static void req_reset(http_req_t *req)
+{
+    pool_t *pool = req->pool;
+    buf_t headers = req->headers, out = req->out;
+    http_io_t *io = req->io;
+    pool_reset(pool);
+    buf_reset(&headers);
+    buf_reset(&out);
+    memset(req, 0, sizeof *req);
+    req->pool = pool;
+    req->headers = headers;
+    req->out = out;
+    req->io = io;
+}
+
+/* Buffers that grew past this are released after the request, so one big request does not pin memory. */
+#define KEEP_BUF 65536
+
+static void trim_buf(buf_t *b)
+{
+    if (b->cap > KEEP_BUF)
+        buf_free(b);
+}
+
+int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, void (*init)(void))
+{
+    config_load_or_die(prog);
+    db_init(g_config.database_url);
+    if (cache_init(g_config.redis_url) != 0) {
+        fprintf(stderr, "%s: configuration error: REDIS_URL is not a redis:// or unix:// URL\n", prog);
+        return 2;
+    }
+    if (getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state)
+        rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    if (init)
+        init();
+
+    http_req_t req;
+    http_io_t io = {0};
+    buf_t body = {0}, wire = {0};
+    memset(&req, 0, sizeof req);
+    req.pool = pool_new();
+    req.io = &io;
+
+    if (FCGX_Init() != 0) {
+        log_error("FCGX_Init failed");
+        return 1;
+    }
+    if (FCGX_IsCGI()) {
+        handle(&req, routes, nroutes, &body, &wire);
+    } else {
+        FCGX_Request fr;
+        FCGX_InitRequest(&fr, 0, FCGI_FAIL_ACCEPT_ON_INTR);
+        io.fcgi = &fr;
+        log_info("serving FastCGI");
+        while (FCGX_Accept_r(&fr) >= 0) {
+            handle(&req, routes, nroutes, &body, &wire);
+            FCGX_Finish_r(&fr);
+            req_reset(&req);
+            trim_buf(&req.out);
+            trim_buf(&req.headers);
+            trim_buf(&body);
+            trim_buf(&wire);
+        }
+        FCGX_Free(&fr, 1);
+        log_info("shutting down");
+    }
+    pool_free(req.pool);
+    buf_free(&req.headers);
+    buf_free(&req.out);
+    buf_free(&body);
+    buf_free(&wire);
+    db_close();
+    cache_close();
+    return 0;
+}

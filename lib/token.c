@@ -1,0 +1,222 @@
+/* token: HS256 JWTs with libjwt 1.10 (REFERENCE.md section 3). libjwt 1.10 validates the signature only:
+ * the algorithm pin, every claim and the length cap are ours. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "token.h"
+
+#define TOKEN_LEEWAY 60     /* seconds of clock skew allowed on exp and iat */
+#define TOKEN_JTI_BYTES 16
+#define TOKEN_USE "access"  /* typ_use: keeps any other kind of token we might sign from passing as access */
+#define TOKEN_INT_JSON_MAX 24
+
+static int b64url_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* Three non-empty base64url segments separated by two dots, nothing else (no padding, no whitespace). */
+static int well_formed(const char *t, size_t len)
+{
+    size_t seg = 0, dots = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c == '.') {
+            if (seg == 0 || ++dots > 2)
+                return 0;
+            seg = 0;
+        } else if (b64url_char(c)) {
+            seg++;
+        } else {
+            return 0;
+        }
+    }
+    return dots == 2 && seg > 0;
+}
+
+/* Strict decimal: optional '-' (if allow_neg), no leading zeros, no sign '+', within long long. */
+static int parse_int(const char *s, int allow_neg, long long *out)
+{
+    int neg = 0;
+    unsigned long long v = 0, lim;
+    const char *p = s;
+
+    if (*p == '-') {
+        if (!allow_neg)
+            return -1;
+        neg = 1;
+        p++;
+    }
+    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] != '\0'))
+        return -1;
+    lim = neg ? (unsigned long long)LLONG_MAX + 1 : (unsigned long long)LLONG_MAX;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (lim - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (neg)
+        *out = v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v;
+    else
+        *out = (long long)v;
+    return 0;
+}
+
+/* An integer claim. jwt_get_grant_int() cannot tell a missing or non-integer claim from 0 or -1 without errno
+ * juggling, and reads 1.5 or "42" as 0: read the claim's JSON text instead and accept only a JSON integer. */
+static int grant_int(jwt_t *j, const char *name, long long *out)
+{
+    char *js = jwt_get_grants_json(j, name);
+    int rc = -1;
+
+    if (!js || strlen(js) > TOKEN_INT_JSON_MAX)
+        goto out;
+    rc = parse_int(js, 1, out);
+out:
+    free(js);
+    return rc;
+}
+
+static const char *grant_str(jwt_t *j, const char *name)
+{
+    /* NULL if missing (errno ENOENT) or not a JSON string (errno 0): both are a refusal here. */
+    return jwt_get_grant(j, name);
+}
+
+char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now,
+                  long ttl)
+{
+    jwt_t *j = NULL;
+    char *tok = NULL, *res = NULL;
+    char sub[24], jti[2 * TOKEN_JTI_BYTES + 1];
+    unsigned char rnd[TOKEN_JTI_BYTES];
+    long long iat = (long long)now;
+
+    if (!key || keylen == 0 || keylen > INT_MAX || user_id <= 0 || token_version < 0 || ttl <= 0)
+        goto out;
+    if (iat < 0 || iat > LONG_MAX - ttl)
+        goto out;
+    snprintf(sub, sizeof sub, "%lld", user_id);
+    if (RAND_bytes(rnd, (int)sizeof rnd) != 1)
+        goto out;
+    for (size_t i = 0; i < sizeof rnd; i++) {
+        static const char hex[] = "0123456789abcdef";
+        jti[2 * i] = hex[rnd[i] >> 4];
+        jti[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    jti[sizeof jti - 1] = '\0';
+
+    if (jwt_new(&j) != 0)
+        goto out;
+    if (jwt_add_grant(j, "sub", sub) != 0 || jwt_add_grant_int(j, "iat", (long)iat) != 0 ||
+        jwt_add_grant_int(j, "exp", (long)(iat + ttl)) != 0 || jwt_add_grant(j, "jti", jti) != 0 ||
+        jwt_add_grant_int(j, "tv", (long)token_version) != 0 || jwt_add_grant(j, "typ_use", TOKEN_USE) != 0)
+        goto out;
+    if (jwt_set_alg(j, JWT_ALG_HS256, key, (int)keylen) != 0)
+        goto out;
+    tok = jwt_encode_str(j);
+    if (!tok || strlen(tok) > TOKEN_MAX_LEN)
+        goto out;
+    res = tok;
+    tok = NULL;
+out:
+    free(tok);
+    jwt_free(j);
+    return res;
+}
+
+int token_verify(const unsigned char *key, size_t keylen, const char *token, time_t now, token_claims_t *out)
+{
+    jwt_t *j = NULL;
+    token_claims_t c;
+    const char *s;
+    long long v, t = (long long)now;
+    size_t len;
+    int rc = -1;
+
+    memset(&c, 0, sizeof c);
+    if (out)
+        memset(out, 0, sizeof *out);
+    /* A NULL or empty key makes jwt_decode accept any HS256 token unverified. */
+    if (!key || keylen == 0 || keylen > INT_MAX || !token || !out)
+        goto out;
+    len = strnlen(token, TOKEN_MAX_LEN + 1);
+    if (len > TOKEN_MAX_LEN || !well_formed(token, len))
+        goto out;
+    if (jwt_decode(&j, token, key, (int)keylen) != 0 || !j)
+        goto out;
+    /* jwt_decode verifies whatever HS* the header names with our key: only HS256 is ours. */
+    if (jwt_get_alg(j) != JWT_ALG_HS256)
+        goto out;
+
+    s = grant_str(j, "typ_use");
+    if (!s || strcmp(s, TOKEN_USE) != 0)
+        goto out;
+
+    s = grant_str(j, "sub"); /* RFC 7519: a string; ours is a positive decimal user id */
+    if (!s || strlen(s) > 19 || parse_int(s, 0, &v) != 0 || v <= 0)
+        goto out;
+    c.user_id = v;
+
+    if (grant_int(j, "iat", &c.iat) != 0 || c.iat < 0 || c.iat - TOKEN_LEEWAY > t)
+        goto out;
+    if (grant_int(j, "exp", &c.exp) != 0 || c.exp < 0 || t - TOKEN_LEEWAY >= c.exp)
+        goto out;
+
+    if (grant_int(j, "tv", &v) != 0 || v < 0 || v > INT_MAX)
+        goto out;
+    c.token_version = (int)v;
+
+    s = grant_str(j, "jti");
+    if (!s || strlen(s) != 2 * TOKEN_JTI_BYTES)
+        goto out;
+    for (size_t i = 0; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            goto out;
+    memcpy(c.jti, s, sizeof c.jti);
+
+    *out = c;
+    rc = 0;
+out:
+    jwt_free(j);
+    return rc;
+}
+
+const char *token_from_header(const char *value)
+{
+    static const char scheme[] = "bearer";
+    const char *p, *tok;
+    size_t n = 0;
+
+    if (!value)
+        return NULL;
+    for (size_t i = 0; i < sizeof scheme - 1; i++) {
+        char ch = value[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch - 'A' + 'a');
+        if (ch != scheme[i])
+            return NULL; /* also stops at the NUL of a short value */
+    }
+    p = value + sizeof scheme - 1;
+    if (*p != ' ')
+        return NULL;
+    while (*p == ' ')
+        p++;
+    tok = p;
+    for (; tok[n]; n++) {
+        unsigned char ch = (unsigned char)tok[n];
+        if (ch <= 0x20 || ch >= 0x7f || n >= TOKEN_MAX_LEN)
+            return NULL;
+    }
+    return n > 0 ? tok : NULL;
+}

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# End-to-end: every /auth endpoint, /user/me, tokens (forged, expired, alg:none, revoked), OTP rules.
+source "$(dirname "$0")/../lib.sh"
+
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+# sign_jwt HEADER_JSON PAYLOAD_JSON [ALG(sha256|sha512)] [SECRET]
+sign_jwt() {
+    local h p s
+    h=$(printf '%s' "$1" | b64url)
+    p=$(printf '%s' "$2" | b64url)
+    s=$(printf '%s' "$h.$p" | openssl dgst -"${3:-sha256}" -hmac "${4:-$JWT_SECRET}" -binary | b64url)
+    printf '%s.%s.%s' "$h" "$p" "$s"
+}
+
+# ---- signup ----
+M=$(rand_mobile)
+req POST /auth/signup "{\"mobile\":\"$M\",\"name\":\"Ada\",\"email\":\"ada@example.com\"}"
+check_status 201 "signup creates a user"
+check_eq "$(jget .mobile)" "$M" "signup returns the mobile"
+check_eq "$(jget .tier)" "basic" "a new user is basic"
+check_eq "$(jget .has_password)" "false" "has_password false without a password"
+check "signup created_at is RFC 3339 UTC" grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$' <<<"$(jget .created_at)"
+check "signup id is a JSON integer" test "$(jget '.id|type')" = number
+check_eq "$(header Content-Type)" "application/json; charset=utf-8" "JSON content type"
+req POST /auth/signup "{\"mobile\":\"$M\"}"
+check_status 409 "signup of an existing mobile is 409"
+check_eq "$(jget .error.code)" "conflict" "409 code conflict"
+
+# mobile normalisation: spaces and dashes stripped
+M2=$(rand_mobile)
+spaced="${M2:0:4} ${M2:4:3}-${M2:7}"
+req POST /auth/signup "{\"mobile\":\"$spaced\"}"
+check_status 201 "signup accepts spaces and dashes"
+check_eq "$(jget .mobile)" "$M2" "spaces and dashes are stripped before storing"
+
+for bad in '"1234567"' '"+1234567890123456"' '"12ab5678"' '12345678' '""' 'null'; do
+    req POST /auth/signup "{\"mobile\":$bad}"
+    check_status 400 "bad mobile $bad is 400"
+    check_eq "$(jget .error.code)" "validation_error" "bad mobile $bad is validation_error"
+done
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"password\":\"short7!\"}"
+check_status 400 "a 7-character password is refused"
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"password\":\"$(printf 'a%.0s' {1..129})\"}"
+check_status 400 "a 129-character password is refused"
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"email\":\"not-an-email\"}"
+check_status 400 "a bad email is refused"
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":42}"
+check_status 400 "a non-string name is refused"
+
+# ---- malformed requests ----
+req POST /auth/signup '{"mobile":'
+check_status 400 "truncated JSON is 400"
+check_eq "$(jget .error.code)" "invalid_json" "truncated JSON is invalid_json"
+req POST /auth/signup '["a"]'
+check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "a JSON array is not an object"
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\"} trailing"
+check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "trailing garbage is invalid_json"
+req POST /auth/signup ''
+check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "an empty body is invalid_json"
+big=$(mktemp)
+{ printf '{"mobile":"%s","name":"' "$(rand_mobile)"; head -c 70000 /dev/zero | tr '\0' 'a'; printf '"}'; } >"$big"
+req POST /auth/signup - --data-binary @"$big"
+check_eq "$STATUS/$(jget .error.code)" "413/payload_too_large" "a 70 KB body is 413 payload_too_large"
+rm -f "$big"
+req GET /auth/signup
+check_status 405 "GET on a POST endpoint is 405"
+check_eq "$(header Allow)" "POST" "405 carries Allow: POST"
+check_eq "$(jget .error.code)" "method_not_allowed" "405 code"
+req GET /auth/nope
+check_eq "$STATUS/$(jget .error.code)" "404/not_found" "unknown auth path is 404 not_found"
+req GET /user/me/ -H "X-Request-Id: trace-abc.123"
+check_eq "$(header X-Request-Id)" "trace-abc.123" "X-Request-Id is echoed"
+check_status 401 "trailing slash reaches /user/me"
+req GET /user/me -H 'X-Request-Id: bad id with spaces'
+check "an insane X-Request-Id is replaced" test -n "$(header X-Request-Id)" -a "$(header X-Request-Id)" != "bad id with spaces"
+
+# ---- OTP login ----
+req POST /auth/send-otp "{\"mobile\":\"$(rand_mobile)\"}"
+check_eq "$STATUS/$(jget .error.code)" "404/not_found" "send-otp for an unknown mobile is 404"
+req POST /auth/send-otp "{\"mobile\":\"$M\"}"
+check_status 200 "send-otp 200"
+OTP=$(jget .otp)
+check "the OTP is 6 digits" grep -Eq '^[0-9]{6}$' <<<"$OTP"
+check_eq "$(jget .purpose)/$(jget .expires_in)/$(jget .mobile)" "login/300/$M" "send-otp body"
+stored=$(psql_q "SELECT encode(o.code_hash,'hex') FROM otps o JOIN users u ON u.id=o.user_id WHERE u.mobile='$M' AND o.purpose='login'")
+check "the OTP is stored only as a 32-byte keyed hash" test "${#stored}" = 64 -a "$stored" != "$OTP"
+req POST /auth/send-otp "{\"mobile\":\"$M\"}"
+check_status 429 "a second send within 30 s is 429"
+check_eq "$(jget .error.code)" "rate_limited" "send limit code"
+ra=$(header Retry-After)
+check "send limit has Retry-After 1..30 ($ra)" test "${ra:-0}" -ge 1 -a "${ra:-0}" -le 30
+
+wrong=$(printf '%06d' $(( (10#$OTP + 1) % 1000000 )))
+req POST /auth/verify-otp "{\"mobile\":\"$M\",\"otp\":\"$wrong\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "a wrong OTP is 401 invalid_otp"
+req POST /auth/verify-otp "{\"mobile\":\"$M\",\"otp\":\"12ab56\"}"
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "a non-numeric OTP is 400"
+req POST /auth/verify-otp "{\"mobile\":\"$M\",\"otp\":\"$OTP\"}"
+check_status 200 "verify-otp with the right code"
+T1=$(jget .access_token)
+check_eq "$(jget .token_type)/$(jget .expires_in)/$(jget .user.mobile)" "Bearer/86400/$M" "token response shape"
+req POST /auth/verify-otp "{\"mobile\":\"$M\",\"otp\":\"$OTP\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "a used OTP cannot be reused"
+
+auth_req "$T1" GET /user/me
+check_status 200 "/user/me with the token"
+check_eq "$(jget .mobile)/$(jget .name)/$(jget .email)/$(jget .tier)" "$M/Ada/ada@example.com/basic" "/user/me body"
+check "no password hash leaks into the user" test "$(jget 'has("password_hash")')" = false
+
+# ---- attempt limit: 5 wrong tries burn the code ----
+signup_and_login
+M3=$MOBILE
+psql_q "DELETE FROM otp_sends WHERE user_id=$USER_ID" >/dev/null
+req POST /auth/send-otp "{\"mobile\":\"$M3\"}"
+OTP3=$(jget .otp)
+w3=$(printf '%06d' $(( (10#$OTP3 + 7) % 1000000 )))
+for i in 1 2 3 4 5; do
+    req POST /auth/verify-otp "{\"mobile\":\"$M3\",\"otp\":\"$w3\"}"
+    check_eq "$STATUS" "401" "wrong try $i is 401"
+done
+req POST /auth/verify-otp "{\"mobile\":\"$M3\",\"otp\":\"$OTP3\"}"
+check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "after 5 wrong tries even the right code gets 429"
+check "burned-code 429 has Retry-After" test -n "$(header Retry-After)"
+
+# ---- expiry ----
+psql_q "DELETE FROM otp_sends WHERE user_id=$USER_ID" >/dev/null
+req POST /auth/send-otp "{\"mobile\":\"$M3\"}"
+OTP4=$(jget .otp)
+psql_q "UPDATE otps SET expires_at = now() - interval '1 second' WHERE user_id=$USER_ID AND purpose='login'" >/dev/null
+req POST /auth/verify-otp "{\"mobile\":\"$M3\",\"otp\":\"$OTP4\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "an expired OTP is refused"
+
+# ---- hourly send limit (10 per hour) ----
+psql_q "DELETE FROM otp_sends WHERE user_id=$USER_ID; INSERT INTO otp_sends (user_id, purpose, sent_at) SELECT $USER_ID, 'login', now() - (i * interval '4 minutes') FROM generate_series(1,10) i" >/dev/null
+req POST /auth/send-otp "{\"mobile\":\"$M3\"}"
+check_status 429 "the 11th send within an hour is 429"
+ra=$(header Retry-After)
+check "hourly limit Retry-After is past 30 s ($ra)" test "${ra:-0}" -gt 30 -a "${ra:-0}" -le 3600
+req POST /auth/forgot-password "{\"mobile\":\"$M3\"}"
+check_status 200 "the limit is per purpose: forgot-password still works"
+
+# ---- purposes do not mix ----
+signup_and_login
+M5=$MOBILE
+req POST /auth/forgot-password "{\"mobile\":\"$M5\"}"
+check_eq "$STATUS/$(jget .purpose)" "200/password_reset" "forgot-password issues a reset code"
+RESET=$(jget .otp)
+req POST /auth/forgot-password "{\"mobile\":\"$(rand_mobile)\"}"
+check_status 404 "forgot-password for an unknown mobile is 404"
+req POST /auth/verify-otp "{\"mobile\":\"$M5\",\"otp\":\"$RESET\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "a reset code cannot log in"
+psql_q "DELETE FROM otp_sends WHERE user_id=$USER_ID" >/dev/null
+req POST /auth/send-otp "{\"mobile\":\"$M5\"}"
+LOGIN5=$(jget .otp)
+req POST /auth/reset-password "{\"mobile\":\"$M5\",\"otp\":\"$LOGIN5\",\"new_password\":\"correct horse battery\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "a login code cannot reset a password"
+
+# ---- reset-password ----
+OLD=$TOKEN
+req POST /auth/reset-password "{\"mobile\":\"$M5\",\"otp\":\"$RESET\",\"new_password\":\"short\"}"
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "reset with a weak password is 400"
+req POST /auth/reset-password "{\"mobile\":\"$M5\",\"otp\":\"$RESET\",\"new_password\":\"correct horse battery\"}"
+check_status 200 "reset-password with the reset code (not burned by the validation error)"
+NEW=$(jget .access_token)
+check_eq "$(jget .user.has_password)" "true" "the user now has a password"
+auth_req "$OLD" GET /user/me
+check_status 401 "a token issued before the reset is revoked"
+auth_req "$NEW" GET /user/me
+check_status 200 "the fresh token works"
+req POST /auth/reset-password "{\"mobile\":\"$M5\",\"otp\":\"$RESET\",\"new_password\":\"another good one\"}"
+check_status 401 "a reset code is single use"
+
+# ---- password login ----
+req POST /auth/login "{\"mobile\":\"$M5\",\"password\":\"correct horse battery\"}"
+check_status 200 "login with the password"
+check_eq "$(jget .token_type)" "Bearer" "login returns a token"
+req POST /auth/login "{\"mobile\":\"$M5\",\"password\":\"wrong horse battery\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_credentials" "a wrong password is 401 invalid_credentials"
+msg_wrong=$(jget .error.message)
+req POST /auth/login "{\"mobile\":\"$(rand_mobile)\",\"password\":\"correct horse battery\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_credentials" "an unknown mobile is 401 invalid_credentials"
+check_eq "$(jget .error.message)" "$msg_wrong" "no hint which of mobile and password was wrong"
+req POST /auth/login "{\"mobile\":\"$M\",\"password\":\"whatever123\"}"
+check_status 401 "a user without a password cannot log in with one"
+req POST /auth/login "{\"mobile\":\"$M5\"}"
+check_status 400 "login without a password is 400"
+
+# ---- change-password ----
+req POST /auth/login "{\"mobile\":\"$M5\",\"password\":\"correct horse battery\"}"
+T5=$(jget .access_token)
+auth_req "$T5" POST /auth/change-password '{"new_password":"brand new secret"}'
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "change-password without current_password is 400"
+auth_req "$T5" POST /auth/change-password '{"current_password":"not it at all","new_password":"brand new secret"}'
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_credentials" "a wrong current_password is 401 invalid_credentials"
+auth_req "$T5" POST /auth/change-password '{"current_password":"correct horse battery","new_password":"tiny"}'
+check_status 400 "a weak new password is 400"
+auth_req "$T5" POST /auth/change-password '{"current_password":"correct horse battery","new_password":"brand new secret"}'
+check_status 200 "change-password succeeds"
+T6=$(jget .access_token)
+auth_req "$T5" GET /user/me
+check_status 401 "the token from before the change is revoked"
+check "revoked answer has WWW-Authenticate: Bearer" grep -q '^Bearer' <<<"$(header WWW-Authenticate)"
+auth_req "$T6" GET /user/me
+check_status 200 "the fresh token from change-password works"
+req POST /auth/login "{\"mobile\":\"$M5\",\"password\":\"brand new secret\"}"
+check_status 200 "login with the new password"
+req POST /auth/login "{\"mobile\":\"$M5\",\"password\":\"correct horse battery\"}"
+check_status 401 "the old password no longer works"
+auth_req "$T1" POST /auth/change-password '{"new_password":"first password!"}'
+check_status 200 "a user without a password sets one without current_password"
+req POST /auth/change-password '{"new_password":"first password!"}'
+check_status 401 "change-password needs a token"
+
+# ---- forged tokens ----
+req GET /user/me
+check_status 401 "no token is 401"
+check_eq "$(jget .error.code)" "unauthorized" "401 code unauthorized"
+check "401 has WWW-Authenticate: Bearer" grep -q '^Bearer' <<<"$(header WWW-Authenticate)"
+req GET /user/me -H "Authorization: Basic dXNlcjpwYXNz"
+check_status 401 "a Basic credential is 401"
+req GET /user/me -H "Authorization: Bearer"
+check_status 401 "an empty bearer is 401"
+auth_req "not.a.jwt" GET /user/me
+check_status 401 "garbage token is 401"
+sig=${T6##*.}
+first=${sig:0:1}; [ "$first" = A ] && repl=B || repl=A
+auth_req "${T6%.*}.${repl}${sig:1}" GET /user/me
+check_status 401 "a tampered signature is 401"
+now=$(date +%s)
+uid=$(psql_q "SELECT id FROM users WHERE mobile='$M5'")
+tv=$(psql_q "SELECT token_version FROM users WHERE mobile='$M5'")
+claims="{\"sub\":\"$uid\",\"iat\":$((now-10)),\"exp\":$((now+3600)),\"jti\":\"x1\",\"tv\":$tv,\"typ_use\":\"access\"}"
+good=$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$claims")
+auth_req "$good" GET /user/me
+check_status 200 "a correctly signed hand-made token is accepted (control)"
+auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$claims" sha256 wrong-secret-wrong-secret-wrong-secret)" GET /user/me
+check_status 401 "a token signed with another key is 401"
+none="$(printf '%s' '{"alg":"none","typ":"JWT"}' | b64url).$(printf '%s' "$claims" | b64url)."
+auth_req "$none" GET /user/me
+check_status 401 "an alg:none token is 401"
+auth_req "$(sign_jwt '{"alg":"HS512","typ":"JWT"}' "$claims" sha512)" GET /user/me
+check_status 401 "an HS512 token signed with our secret is 401 (alg pinned)"
+expired="{\"sub\":\"$uid\",\"iat\":$((now-7200)),\"exp\":$((now-3600)),\"jti\":\"x2\",\"tv\":$tv,\"typ_use\":\"access\"}"
+auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$expired")" GET /user/me
+check_status 401 "an expired token is 401"
+other="{\"sub\":\"$uid\",\"iat\":$((now-10)),\"exp\":$((now+3600)),\"jti\":\"x3\",\"tv\":$((tv-1)),\"typ_use\":\"access\"}"
+auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$other")" GET /user/me
+check_status 401 "a token with an old token version is 401"
+
+# ---- secrets stay out of the logs ----
+if compgen -G "$STACK_DIR/*.log" >/dev/null; then
+    check "no token in the logs" sh -c "! grep -rqF -- '$T6' $STACK_DIR/*.log"
+    check "no OTP body in the logs" sh -c "! grep -rqF -- '\"otp\":\"$OTP\"' $STACK_DIR/*.log"
+    check "no password in the logs" sh -c "! grep -rqF -- 'brand new secret' $STACK_DIR/*.log"
+fi

@@ -1,0 +1,103 @@
+/* Unit tests for the pure parts of http.c: path normalisation and routing (404 vs 405 with Allow). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "http.h"
+
+static void h(http_req_t *req)
+{
+    (void)req;
+}
+
+static const http_route_t routes[] = {
+    {"GET", "/chatroom", h},
+    {"POST", "/chatroom", h},
+    {"GET", "/chatroom/usage", h},
+    {"GET", "/chatroom/{id}", h},
+    {"DELETE", "/chatroom/{id}", h},
+    {"POST", "/chatroom/{id}/message", h},
+    {"GET", "/chatroom/{id}/messages", h},
+};
+#define N (sizeof routes / sizeof routes[0])
+
+static int match(pool_t *p, const char *method, const char *path, const char **params, int *np, char *allow)
+{
+    return http_route_match(routes, N, method, path, params, np, allow, 128, p);
+}
+
+static void test_normalize(void **state)
+{
+    (void)state;
+    pool_t *p = pool_new();
+    assert_string_equal(http_normalize_path(p, "/chatroom/"), "/chatroom");
+    assert_string_equal(http_normalize_path(p, "/chatroom"), "/chatroom");
+    assert_string_equal(http_normalize_path(p, "/chatroom/5/messages/?limit=3"), "/chatroom/5/messages");
+    assert_string_equal(http_normalize_path(p, "/chatroom?x=/"), "/chatroom");
+    assert_string_equal(http_normalize_path(p, "/"), "/");
+    assert_string_equal(http_normalize_path(p, ""), "/");
+    assert_string_equal(http_normalize_path(p, NULL), "/");
+    assert_string_equal(http_normalize_path(p, "/a//"), "/a");
+    pool_free(p);
+}
+
+static void test_routes(void **state)
+{
+    (void)state;
+    pool_t *p = pool_new();
+    const char *params[HTTP_MAX_PARAMS];
+    int np = -1;
+    char allow[128];
+    assert_int_equal(match(p, "GET", "/chatroom", params, &np, allow), 0);
+    assert_int_equal(np, 0);
+    assert_int_equal(match(p, "POST", "/chatroom", params, &np, allow), 1);
+    /* a literal segment listed first wins over a capture */
+    assert_int_equal(match(p, "GET", "/chatroom/usage", params, &np, allow), 2);
+    assert_int_equal(match(p, "GET", "/chatroom/17", params, &np, allow), 3);
+    assert_int_equal(np, 1);
+    assert_string_equal(params[0], "17");
+    assert_int_equal(match(p, "POST", "/chatroom/9/message", params, &np, allow), 5);
+    assert_string_equal(params[0], "9");
+    /* unknown paths */
+    assert_int_equal(match(p, "GET", "/chatroom/9/nope", params, &np, allow), -1);
+    assert_int_equal(match(p, "GET", "/chatroomx", params, &np, allow), -1);
+    assert_int_equal(match(p, "GET", "/", params, &np, allow), -1);
+    assert_int_equal(match(p, "GET", "/chatroom//message", params, &np, allow), -1);
+    /* known path, other method: 405 with every allowed method once */
+    assert_int_equal(match(p, "PUT", "/chatroom", params, &np, allow), -2);
+    assert_string_equal(allow, "GET, POST");
+    assert_int_equal(match(p, "PATCH", "/chatroom/3", params, &np, allow), -2);
+    assert_string_equal(allow, "GET, DELETE");
+    assert_int_equal(match(p, "DELETE", "/chatroom/usage", params, &np, allow), 4); /* {id} = "usage" */
+    assert_int_equal(match(p, "GET", "/chatroom/3/message", params, &np, allow), -2);
+    assert_string_equal(allow, "POST");
+    pool_free(p);
+}
+
+static void test_param_id(void **state)
+{
+    (void)state;
+    http_req_t req;
+    memset(&req, 0, sizeof req);
+    req.nparams = 1;
+    const char *cases[] = {"1", "42", "0", "-1", "abc", "007", "99999999999999999999", "12a", ""};
+    long long want[] = {1, 42, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        req.params[0] = cases[i];
+        assert_int_equal(http_param_id(&req, 0), want[i]);
+    }
+    assert_int_equal(http_param_id(&req, 1), 0); /* no such capture */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_param_id),
+    };
+    return cmocka_run_group_tests_name("http", tests, NULL, NULL);
+}

@@ -1,0 +1,91 @@
+/* Unit tests for util.c: buffers, the request pool, parse_ll, RFC 3339 formatting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "util.h"
+
+static void test_buf(void **state)
+{
+    (void)state;
+    buf_t b = {0};
+    buf_puts(&b, "abc");
+    buf_printf(&b, "-%d-%s", 42, "x");
+    assert_string_equal(b.data, "abc-42-x");
+    assert_int_equal(b.len, 8);
+    for (int i = 0; i < 10000; i++)
+        buf_append(&b, "0123456789", 10);
+    assert_int_equal(b.len, 8 + 100000);
+    assert_int_equal(b.data[b.len], '\0');
+    buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(b.data, "");
+    buf_free(&b);
+    assert_null(b.data);
+    buf_free(&b); /* twice is fine */
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    pool_t *p = pool_new();
+    char *a = pool_strdup(p, "hello");
+    char *big = pool_alloc(p, 100000); /* larger than a chunk */
+    char *c = pool_printf(p, "%s-%d", a, 7);
+    assert_string_equal(a, "hello");
+    assert_string_equal(c, "hello-7");
+    assert_int_equal(((uintptr_t)big) % 16, 0);
+    for (int i = 0; i < 100000; i++)
+        assert_int_equal(big[i], 0);
+    assert_null(pool_strdup(p, NULL));
+    assert_string_equal(pool_strndup(p, "abcdef", 3), "abc");
+    pool_reset(p);
+    char *d = pool_strdup(p, "again");
+    assert_string_equal(d, "again");
+    pool_free(p);
+    pool_free(NULL);
+}
+
+static void test_parse_ll(void **state)
+{
+    (void)state;
+    long long v = 0;
+    assert_int_equal(parse_ll("42", 0, 100, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(parse_ll("-5", -10, 10, &v), 0);
+    assert_int_equal(v, -5);
+    assert_int_equal(parse_ll("101", 0, 100, &v), -1);
+    assert_int_equal(parse_ll("", 0, 100, &v), -1);
+    assert_int_equal(parse_ll("-", -10, 100, &v), -1);
+    assert_int_equal(parse_ll("12abc", 0, 100, &v), -1);
+    assert_int_equal(parse_ll(" 1", 0, 100, &v), -1);
+    assert_int_equal(parse_ll("+1", 0, 100, &v), -1);
+    assert_int_equal(parse_ll("9223372036854775807", 0, INT64_MAX, &v), 0);
+    assert_int_equal(parse_ll("9223372036854775808", 0, INT64_MAX, &v), -1);
+    assert_int_equal(parse_ll("99999999999999999999", 0, INT64_MAX, &v), -1);
+    assert_int_equal(parse_ll(NULL, 0, 1, &v), -1);
+}
+
+static void test_rfc3339(void **state)
+{
+    (void)state;
+    char s[32];
+    fmt_rfc3339(0, s);
+    assert_string_equal(s, "1970-01-01T00:00:00Z");
+    fmt_rfc3339(1795342500, s);
+    assert_string_equal(s, "2026-11-22T10:15:00Z");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_parse_ll),
+        cmocka_unit_test(test_rfc3339),
+    };
+    return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
