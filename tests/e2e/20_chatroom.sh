@@ -12,7 +12,7 @@ B_TOKEN=$TOKEN
 # --- auth needed everywhere ---
 for p in "GET /chatroom" "POST /chatroom" "GET /chatroom/usage" "GET /chatroom/1" "DELETE /chatroom/1" \
          "GET /chatroom/1/messages"; do
-    req ${p% *} "${p#* }"
+    req ${p% *} "${p#* }" "" -H 'Content-Length: 0'
     check_status 401 "$p without a token"
     check "$p without a token: WWW-Authenticate" test -n "$(header WWW-Authenticate)"
 done
@@ -47,7 +47,7 @@ auth_req "$A_TOKEN" GET /chatroom
 check_eq "$(header X-Cache)" HIT "then HIT"
 check_eq "$(jget '.chatrooms[0].title')" "First room" "cached list has the room"
 
-auth_req "$A_TOKEN" POST /chatroom
+auth_req "$A_TOKEN" POST /chatroom "" -H 'Content-Length: 0'
 check_status 201 "create without a body"
 R2=$(jget .id)
 check_eq "$(jget .title)" "New chat" "default title without a body"
@@ -192,3 +192,34 @@ check_status 404 "deleting twice is 404"
 # The other user's list was never touched by A's changes.
 auth_req "$B_TOKEN" GET /chatroom
 check_eq "$(jget '.chatrooms | length')" 0 "other user still has no rooms"
+
+# --- the cache mechanism: a change leaves a tombstone, the next read replaces it by the list ---
+auth_req "$B_TOKEN" POST /chatroom '{"title":"tomb"}'
+B_ID=$(psql_q "SELECT user_id FROM chatrooms WHERE id = $(jget .id)")
+check "after a change the cache key holds no list" test "$(redis_cli GET "chatrooms:$B_ID" | head -c1)" != "{"
+auth_req "$B_TOKEN" GET /chatroom
+check_eq "$(header X-Cache)" MISS "read after the change: MISS"
+check_eq "$(redis_cli GET "chatrooms:$B_ID")" "$BODY" "the read stored exactly its body"
+
+# --- readers racing writers: once the writes are done, the next read is fresh ---
+# Readers that read PostgreSQL before a change must not store their stale list after its invalidation.
+signup_and_login
+S_TOKEN=$TOKEN S_ID=$USER_ID
+TMP=$(mktemp -d)
+for r in 1 2 3 4; do
+    (for i in $(seq 1 40); do
+        curl -s -o /dev/null -H "Authorization: Bearer $S_TOKEN" "$BASE_URL/chatroom"
+    done) &
+done
+for i in $(seq 1 12); do
+    curl -s -o /dev/null -X POST -H "Authorization: Bearer $S_TOKEN" -H 'Content-Type: application/json' \
+        -d "{\"title\":\"race $i\"}" "$BASE_URL/chatroom"
+done
+wait
+rm -rf "$TMP"
+fresh=1
+for i in 1 2 3; do
+    auth_req "$S_TOKEN" GET /chatroom
+    [ "$(jget '.chatrooms | length')" = 12 ] || fresh=0
+done
+check_eq "$fresh" 1 "after racing readers the list shows all 12 rooms (cached: $(header X-Cache))"
