@@ -309,16 +309,6 @@ static void db_fail(http_req_t *req, const char *what)
     http_internal(req);
 }
 
-/* A string field that contains U+0000 cannot be stored in a text column: refuse it rather than cut it. */
-static int field_has_nul(json_object *body, const char *field)
-{
-    json_object *v;
-
-    if (!json_object_object_get_ex(body, field, &v) || !json_object_is_type(v, json_type_string))
-        return 0;
-    return memchr(json_object_get_string(v), 0, (size_t)json_object_get_string_len(v)) != NULL;
-}
-
 /* Read a trimmed string field into a pool buffer large enough for any string of this body. */
 static int body_string(http_req_t *req, json_object *body, const char *field, int required, size_t max,
                        char **out)
@@ -328,11 +318,6 @@ static int body_string(http_req_t *req, json_object *body, const char *field, in
     char *buf = pool_alloc(req->pool, size);
     int rc;
 
-    if (field_has_nul(body, field)) {
-        http_error(req, 400, "validation_error",
-                   pool_printf(req->pool, "%s must not contain NUL characters.", field));
-        return -1;
-    }
     rc = jsonv_string(body, field, required, 1, 1, max, buf, size, err);
     if (rc < 0) {
         http_error(req, 400, "validation_error", err);
