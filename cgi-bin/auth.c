@@ -1,4 +1,6 @@
 /* auth: every /auth/... endpoint, GET /user/me and GET /healthz. */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +24,18 @@
  * password, so that a login takes the same time either way. */
 static char dummy_hash[PASSWORD_ENCODED_MAX];
 
+/* The OTP digest key, derived from JWT_SECRET so that the two uses of the secret never share a key. */
+static unsigned char otp_hmac_key[32];
+
 static void init(void)
 {
+    static const char label[] = "gemini-backend otp key v1";
+    unsigned int n = sizeof otp_hmac_key;
+    if (!HMAC(EVP_sha256(), g_config.jwt_secret, (int)g_config.jwt_secret_len, (const unsigned char *)label,
+              sizeof label - 1, otp_hmac_key, &n)) {
+        log_error("cannot derive the OTP key");
+        exit(1);
+    }
     char seed[32];
     snprintf(seed, sizeof seed, "%p-%d", (void *)&seed, rand());
     if (password_hash(seed, strlen(seed), dummy_hash, sizeof dummy_hash) != 0)
@@ -43,10 +55,6 @@ static void db_failed(http_req_t *req)
         http_internal(req);
 }
 
-static const unsigned char *otp_key(void)
-{
-    return (const unsigned char *)g_config.jwt_secret;
-}
 
 static void rate_limited(http_req_t *req, long retry_after, const char *msg)
 {
@@ -221,7 +229,7 @@ static void send_otp(http_req_t *req, const char *purpose)
         rate_limited(req, retry, "Too many codes requested for this number; wait before asking again.");
         goto out;
     }
-    if (otp_generate(code) != 0 || otp_hash(otp_key(), g_config.jwt_secret_len, purpose, mobile, code, digest) != 0) {
+    if (otp_generate(code) != 0 || otp_hash(otp_hmac_key, sizeof otp_hmac_key, purpose, mobile, code, digest) != 0) {
         http_internal(req);
         goto out;
     }
@@ -297,7 +305,7 @@ static int consume_otp(http_req_t *req, const char *mobile, const char *purpose,
     }
     size_t hlen = 0;
     unsigned char *stored = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 0), &hlen);
-    int ok = stored && otp_check(otp_key(), g_config.jwt_secret_len, purpose, mobile, code, stored, hlen);
+    int ok = stored && otp_check(otp_hmac_key, sizeof otp_hmac_key, purpose, mobile, code, stored, hlen);
     PQfreemem(stored);
     PQclear(res);
     res = NULL;

@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 #include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "token.h"
 
@@ -96,6 +98,25 @@ static char *join3(const char *a, const char *b, const char *c)
     assert_non_null(out);
     snprintf(out, n, "%s.%s.%s", a, b, c);
     return out;
+}
+
+/* HS256 by hand: header and payload segments exactly as given, signature = base64url(HMAC-SHA256(key,
+ * hdr "." payload)). Independent of libjwt's encoder. */
+static char *hand_sign(const char *hdr_seg, const char *pl_seg, const unsigned char *key, size_t keylen)
+{
+    size_t n = strlen(hdr_seg) + strlen(pl_seg) + 2;
+    char *msg = malloc(n);
+    unsigned char mac[32];
+    unsigned int maclen = 0;
+    assert_non_null(msg);
+    snprintf(msg, n, "%s.%s", hdr_seg, pl_seg);
+    assert_non_null(HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, strlen(msg), mac, &maclen));
+    assert_int_equal(maclen, 32);
+    char *sig = b64url(mac, 32);
+    char *t = join3(hdr_seg, pl_seg, sig);
+    free(sig);
+    free(msg);
+    return t;
 }
 
 /* Sign arbitrary claims with libjwt (so tests can make tokens token_issue never would). */
@@ -396,6 +417,52 @@ static void test_truncated(void **state)
     assert_int_equal(verify(cut), -1);
     free(cut);
     free(t);
+}
+
+/* A token made without libjwt's encoder verifies (interoperability), and one whose signature is valid over
+ * non-canonical segments (base64 padding, standard alphabet) is refused before libjwt sees it. */
+static void test_hand_made_tokens(void **state)
+{
+    (void)state;
+    token_claims_t c;
+    char *h = b64url_str("{\"alg\":\"HS256\",\"typ\":\"JWT\"}");
+    char *p = b64url_str(GOOD_CLAIMS);
+    char *t = hand_sign(h, p, KEY, sizeof KEY);
+    assert_int_equal(token_verify(KEY, sizeof KEY, t, NOW, &c), 0);
+    assert_int_equal(c.user_id, 42);
+    assert_int_equal(c.token_version, 3);
+    assert_string_equal(c.jti, "00112233445566778899aabbccddeeff");
+    free(t);
+    /* the same signed with another key */
+    t = hand_sign(h, p, KEY2, sizeof KEY2);
+    assert_int_equal(verify(t), -1);
+    free(t);
+
+    /* padded segments, correctly signed over the padded text */
+    size_t hl = strlen(h), pl = strlen(p);
+    char *hp = malloc(hl + 4), *pp = malloc(pl + 4);
+    assert_non_null(hp);
+    assert_non_null(pp);
+    snprintf(hp, hl + 4, "%s%s", h, (hl % 4) == 2 ? "==" : (hl % 4) == 3 ? "=" : "");
+    snprintf(pp, pl + 4, "%s%s", p, (pl % 4) == 2 ? "==" : (pl % 4) == 3 ? "=" : "");
+    assert_true(strcmp(hp, h) != 0 || strcmp(pp, p) != 0); /* at least one really is padded */
+    t = hand_sign(hp, pp, KEY, sizeof KEY);
+    assert_int_equal(verify(t), -1);
+    free(t);
+    /* whitespace inside a segment, correctly signed */
+    char *ws = malloc(hl + 2);
+    assert_non_null(ws);
+    memcpy(ws, h, 4);
+    ws[4] = ' ';
+    memcpy(ws + 5, h + 4, hl - 4 + 1);
+    t = hand_sign(ws, p, KEY, sizeof KEY);
+    assert_int_equal(verify(t), -1);
+    free(t);
+    free(ws);
+    free(hp);
+    free(pp);
+    free(p);
+    free(h);
 }
 
 /* ---- verify: algorithm pinning ---- */
@@ -714,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_tampered_payload),
         cmocka_unit_test(test_tampered_signature),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_hand_made_tokens),
         cmocka_unit_test(test_alg_none),
         cmocka_unit_test(test_other_hmac_algs_refused),
         cmocka_unit_test(test_exp),
