@@ -75,6 +75,8 @@ auth_req "$A_TOKEN" GET /chatroom/usage
 check_eq "$(jget .used)" 1 "refused messages are not counted"
 
 # --- Idempotency-Key: a retry gets the first response, one message stored ---
+# (pro from here on, so these messages never meet the daily limit; pro messages are still counted)
+psql_q "UPDATE users SET tier = 'pro' WHERE id = $A_ID" >/dev/null
 KEY="idem-$RANDOM-$RANDOM-$$"
 auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" '{"content":"once"}' -H "Idempotency-Key: $KEY"
 check_status 202 "first request with an Idempotency-Key"
@@ -87,6 +89,17 @@ check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $ROOM AND 
 check_eq "$(psql_q "SELECT message_count FROM chatrooms WHERE id = $ROOM")" 4 "message_count counts it once"
 auth_req "$A_TOKEN" GET /chatroom/usage
 check_eq "$(jget .used)" 2 "the retry is not counted"
+
+# A key older than 24 h is forgotten: the same key makes a new message.
+psql_q "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE user_id = $A_ID AND key = '$KEY'" >/dev/null
+auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" '{"content":"once"}' -H "Idempotency-Key: $KEY"
+check_status 202 "a 25-hour-old Idempotency-Key is a new request"
+check "the old key's retry made a new message" test "$(jget .message.id)" != "$(jq -r .message.id <<<"$FIRST")"
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $ROOM AND content = 'once'")" 2 \
+    "the expired key stored a second message"
+SECOND=$BODY
+auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" '{"content":"once"}' -H "Idempotency-Key: $KEY"
+check_eq "$BODY" "$SECOND" "the renewed key replays the new response"
 
 # The same key in parallel: one message, both answers identical.
 KEY2="idem-par-$RANDOM-$$"
