@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Install what the build, `make run` and `make test` need on Debian 12, then the test suite's npm packages.
+# Idempotent and fast when everything is present: dpkg is asked first, apt-get runs only for missing packages.
+# Packaged services (PostgreSQL, Redis, lighttpd, nginx, Apache) are kept from starting during the install,
+# and PostgreSQL's default cluster is not created: the project runs its own private servers (tests/stack.sh).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+PACKAGES=(
+    build-essential pkg-config
+    libfcgi-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libjson-c-dev libjwt-dev libssl-dev
+    libargon2-dev libcmocka-dev
+    postgresql redis-server lighttpd spawn-fcgi fcgiwrap nginx-light apache2 libapache2-mod-fcgid
+    curl jq ca-certificates wrk procps
+)
+# The image may ship its own node (not from Debian): keep it, and its npm.
+if ! command -v node >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
+
+log() { printf 'deps: %s\n' "$*" >&2; }
+
+installed() {
+    local status
+    status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
+    [[ $status == "install ok installed" ]]
+}
+
+# One dpkg-query for the whole list (unknown packages only print an error, silenced here).
+declare -A have=()
+while read -r pkg want ok state; do
+    [[ "$want $ok $state" == "install ok installed" ]] && have[$pkg]=1
+done < <(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    [[ -n ${have[$pkg]:-} ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} > 0)); then
+    SUDO=()
+    if ((EUID != 0)); then
+        if command -v sudo >/dev/null 2>&1; then
+            SUDO=(sudo)
+        else
+            log "missing packages: ${missing[*]}"
+            log "not root and no sudo: install them as root, then run this again"
+            exit 1
+        fi
+    fi
+    as_root() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive "$@"; }
+    APT_INSTALL=(apt-get install -y --no-install-recommends
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+
+    # Keep maintainer scripts from starting services on ports 80/5432/6379 (invoke-rc.d asks policy-rc.d;
+    # 101 = "action forbidden"). Only remove the file afterwards if we created it.
+    POLICY=/usr/sbin/policy-rc.d
+    created_policy=0
+    cleanup() {
+        if ((created_policy)); then
+            as_root rm -f "$POLICY" || true
+        fi
+    }
+    trap cleanup EXIT
+    if [[ ! -e $POLICY ]]; then
+        printf '#!/bin/sh\n# temporary, from gemini-backend scripts/deps.sh\nexit 101\n' |
+            as_root tee "$POLICY" >/dev/null
+        as_root chmod 755 "$POLICY"
+        created_policy=1
+    fi
+
+    log "installing: ${missing[*]}"
+    as_root apt-get update -qq
+
+    # No default cluster ("main" on port 5432): postgresql-common reads createcluster.conf when
+    # postgresql-15 is configured. Install postgresql-common first, then switch create_main_cluster off.
+    if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+        conf=/etc/postgresql-common/createcluster.conf
+        if ! installed postgresql-common; then
+            as_root "${APT_INSTALL[@]}" postgresql-common
+        fi
+        if [[ -f $conf ]] && ! grep -Eq '^[[:space:]]*create_main_cluster[[:space:]]*=[[:space:]]*false' "$conf"; then
+            as_root sed -i -E 's/^[#[:space:]]*create_main_cluster[[:space:]]*=.*$/create_main_cluster = false/' "$conf"
+            grep -Eq '^create_main_cluster = false' "$conf" ||
+                printf 'create_main_cluster = false\n' | as_root tee -a "$conf" >/dev/null
+        fi
+    fi
+
+    as_root "${APT_INSTALL[@]}" "${missing[@]}"
+    cleanup
+    trap - EXIT
+    log "done"
+fi
+
+# npm packages of the test suite (fakes). node_modules is touched after a successful install and serves as
+# the stamp: reinstall only when package.json or the lock file is newer.
+TESTS="$ROOT/tests"
+if [[ -f $TESTS/package.json ]]; then
+    stamp=$TESTS/node_modules
+    if [[ ! -d $stamp || $TESTS/package.json -nt $stamp ||
+        (-f $TESTS/package-lock.json && $TESTS/package-lock.json -nt $stamp) ]]; then
+        if ! command -v npm >/dev/null 2>&1; then
+            log "npm not found: cannot install tests/package.json"
+            exit 1
+        fi
+        log "npm: installing tests/package.json"
+        (
+            cd "$TESTS"
+            npm_flags=(--no-audit --no-fund --loglevel=error)
+            if [[ -f package-lock.json ]]; then
+                # ci refuses a lock that does not match package.json: fall back to install then.
+                npm ci "${npm_flags[@]}" >/dev/null || npm install "${npm_flags[@]}" >/dev/null
+            else
+                npm install --no-package-lock "${npm_flags[@]}" >/dev/null
+            fi
+            mkdir -p node_modules
+            touch node_modules
+        )
+    fi
+fi

@@ -1,0 +1,215 @@
+# shellcheck shell=bash
+# tests/lib.sh: helpers for the end-to-end scripts tests/e2e/NN_name.sh. Start every script with
+#     #!/usr/bin/env bash
+#     set -euo pipefail
+#     source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+# tests/run.sh runs them against a running stack and provides BASE_URL, STACK_DIR, BUILD_DIR, DEPLOYMENT,
+# DATABASE_URL, REDIS_URL, FAKE_*_URL, the app configuration and RESULTS_FILE (where checks are counted).
+#
+#   req METHOD PATH [JSON_BODY] [curl args...]   sets STATUS, BODY, HEADERS. A non-empty JSON_BODY is sent with
+#                                                Content-Type: application/json; JSON_BODY "-" means the body
+#                                                comes from the curl args (e.g. --data-binary @file), still
+#                                                as JSON unless those args set their own Content-Type.
+#   auth_req TOKEN METHOD PATH [JSON_BODY] [curl args...]   the same with Authorization: Bearer TOKEN
+#   jget EXPR            jq -r EXPR over BODY
+#   header NAME          the value of response header NAME (case-insensitive, first occurrence)
+#   check DESC CMD...    passes if CMD succeeds        check_status CODE DESC        check_eq ACTUAL EXPECTED DESC
+#   rand_mobile          a fresh random mobile number (+1555 and 8 digits)
+#   signup_and_login     a fresh user through signup, send-otp, verify-otp: sets TOKEN, USER_ID, MOBILE
+#   psql_q SQL           runs SQL on the test database, prints unaligned tuples-only output
+#   redis_cli ARGS...    redis-cli on the stack's socket
+#   stack_*              from tests/stack.sh (stack_pg_stop/start, stack_redis_stop/start, stack_worker_*)
+# Each check prints "ok - DESC" or "not ok - DESC" (with the status and a body excerpt) and appends "pass" or
+# "fail" to RESULTS_FILE.
+
+[[ -n ${_GB_LIB_SH_LOADED:-} ]] && return 0
+_GB_LIB_SH_LOADED=1
+
+# shellcheck source=stack.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
+
+RESULTS_FILE=${RESULTS_FILE:-/dev/null}
+STATUS='' BODY='' HEADERS=''
+REQ_TIMEOUT=${REQ_TIMEOUT:-10}
+
+# ---- HTTP ----------------------------------------------------------------------------------------------------
+
+req() {
+    if (($# < 2)); then
+        echo "usage: req METHOD PATH [JSON_BODY] [curl args...]" >&2
+        return 2
+    fi
+    local method=$1 path=$2 body=''
+    shift 2
+    if (($# > 0)); then
+        body=$1
+        shift
+    fi
+    local tmp rc=0
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/gbreq.XXXXXX") || return 1
+    local args=(-s -S --max-time "$REQ_TIMEOUT" -D "$tmp/headers" -o "$tmp/body" -w '%{http_code}'
+        -H 'Expect:')
+    if [[ $method == HEAD ]]; then
+        args+=(--head)
+    else
+        args+=(-X "$method")
+    fi
+    if [[ -z $body && $method =~ ^(POST|PUT|PATCH)$ ]] && ! _lib_has_data_arg "$@"; then
+        # An explicit empty body: lighttpd answers 411 to a POST without Content-Length.
+        args+=(-H 'Content-Length: 0')
+    fi
+    if [[ -n $body ]]; then
+        local a own_type=0
+        for a in "$@"; do
+            [[ ${a,,} == content-type:* ]] && own_type=1
+        done
+        ((own_type)) || args+=(-H 'Content-Type: application/json')
+        if [[ $body != - ]]; then
+            printf '%s' "$body" >"$tmp/request"
+            args+=(--data-binary "@$tmp/request")
+        fi
+    fi
+    STATUS=$(curl "${args[@]}" "$@" "${BASE_URL:?BASE_URL is not set}$path" 2>"$tmp/error") || rc=$?
+    [[ -n $STATUS ]] || STATUS=000
+    BODY=$(cat "$tmp/body" 2>/dev/null || true)
+    HEADERS=$(cat "$tmp/headers" 2>/dev/null || true)
+    if ((rc != 0)); then
+        printf 'req %s %s: curl failed (%s): %s\n' "$method" "$path" "$rc" "$(cat "$tmp/error")" >&2
+    fi
+    rm -rf "$tmp"
+    return 0
+}
+
+_lib_has_data_arg() {
+    local a
+    for a in "$@"; do
+        case $a in
+        -d | -d?* | --data* | --json | -F | --form* | -T | --upload-file) return 0 ;;
+        esac
+    done
+    return 1
+}
+
+auth_req() {
+    if (($# < 3)); then
+        echo "usage: auth_req TOKEN METHOD PATH [JSON_BODY] [curl args...]" >&2
+        return 2
+    fi
+    local token=$1 method=$2 path=$3 body=''
+    shift 3
+    if (($# > 0)); then
+        body=$1
+        shift
+    fi
+    req "$method" "$path" "$body" -H "Authorization: Bearer $token" "$@"
+}
+
+jget() {
+    printf '%s' "$BODY" | jq -r "$1"
+}
+
+header() {
+    printf '%s\n' "$HEADERS" | tr -d '\r' | awk -v want="$1" '
+        BEGIN { want = tolower(want) }
+        {
+            i = index($0, ":")
+            if (i > 1 && tolower(substr($0, 1, i - 1)) == want) {
+                v = substr($0, i + 1)
+                sub(/^[ \t]+/, "", v)
+                sub(/[ \t]+$/, "", v)
+                print v
+                exit
+            }
+        }'
+}
+
+# ---- checks --------------------------------------------------------------------------------------------------
+
+_lib_excerpt() {
+    local b=${BODY//$'\n'/ }
+    ((${#b} > 300)) && b="${b:0:300}..."
+    printf '%s' "$b"
+}
+
+_lib_pass() {
+    printf 'ok - %s\n' "$1"
+    echo pass >>"$RESULTS_FILE"
+}
+
+_lib_fail() { # DESC DETAILS
+    printf 'not ok - %s [%s]\n' "$1" "$2"
+    echo fail >>"$RESULTS_FILE"
+    return 0
+}
+
+# check DESC COMMAND...: the command's own output is shown only when it fails.
+check() {
+    local desc=$1 out rc=0
+    shift
+    out=$("$@" 2>&1) || rc=$?
+    if ((rc == 0)); then
+        _lib_pass "$desc"
+    else
+        _lib_fail "$desc" "command failed ($rc): $*${out:+: ${out:0:300}}; last status $STATUS, body: $(_lib_excerpt)"
+    fi
+}
+
+check_status() {
+    local want=$1 desc=$2
+    if [[ $STATUS == "$want" ]]; then
+        _lib_pass "$desc"
+    else
+        _lib_fail "$desc" "status $STATUS, expected $want; body: $(_lib_excerpt)"
+    fi
+}
+
+check_eq() {
+    local actual=$1 expected=$2 desc=$3
+    if [[ $actual == "$expected" ]]; then
+        _lib_pass "$desc"
+    else
+        _lib_fail "$desc" "got '${actual:0:300}', expected '${expected:0:300}'; last status $STATUS"
+    fi
+}
+
+# ---- data ----------------------------------------------------------------------------------------------------
+
+rand_mobile() {
+    local n
+    n=$(od -An -N4 -tu4 /dev/urandom | tr -d ' \n')
+    printf '+1555%08d\n' $((n % 100000000))
+}
+
+# A fresh user, logged in with an OTP. Fails (non-zero, with the reason on stderr) if any step does.
+signup_and_login() {
+    local otp
+    MOBILE=$(rand_mobile)
+    TOKEN='' USER_ID=''
+    req POST /auth/signup "{\"mobile\":\"$MOBILE\"}"
+    if [[ $STATUS != 201 ]]; then
+        echo "signup_and_login: POST /auth/signup -> $STATUS $(_lib_excerpt)" >&2
+        return 1
+    fi
+    req POST /auth/send-otp "{\"mobile\":\"$MOBILE\"}"
+    otp=$(jget '.otp // empty' 2>/dev/null || true)
+    if [[ $STATUS != 200 || -z $otp ]]; then
+        echo "signup_and_login: POST /auth/send-otp -> $STATUS $(_lib_excerpt)" >&2
+        return 1
+    fi
+    req POST /auth/verify-otp "{\"mobile\":\"$MOBILE\",\"otp\":\"$otp\"}"
+    TOKEN=$(jget '.access_token // empty' 2>/dev/null || true)
+    USER_ID=$(jget '.user.id // empty' 2>/dev/null || true)
+    if [[ $STATUS != 200 || -z $TOKEN || -z $USER_ID ]]; then
+        echo "signup_and_login: POST /auth/verify-otp -> $STATUS $(_lib_excerpt)" >&2
+        return 1
+    fi
+    export TOKEN USER_ID MOBILE
+}
+
+psql_q() {
+    psql -X -A -t -q -v ON_ERROR_STOP=1 -d "${DATABASE_URL:?DATABASE_URL is not set}" -c "$1"
+}
+
+redis_cli() {
+    redis-cli -s "${STACK_DIR:?STACK_DIR is not set}/redis.sock" "$@"
+}
