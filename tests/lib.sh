@@ -84,11 +84,15 @@ req() {
     return 0
 }
 
+# True when the curl args already carry a body or set Content-Length themselves.
 _lib_has_data_arg() {
     local a
     for a in "$@"; do
         case $a in
         -d | -d?* | --data* | --json | -F | --form* | -T | --upload-file) return 0 ;;
+        esac
+        case ${a,,} in
+        content-length:* | -hcontent-length:*) return 0 ;;
         esac
     done
     return 1
