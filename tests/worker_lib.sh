@@ -16,6 +16,9 @@
 #   worker_restore                   back to the stack's own worker settings (installed as an EXIT trap by
 #                                    worker_restart)
 #   uniq_tag                         a random tag to make message contents unique across runs
+#   has STR SUB / lacks STR SUB      STR contains / does not contain SUB;   at_most N STR: STR has <= N characters
+#   not CMD...                       CMD fails
+#   is_consumer NAME                 NAME is a consumer of the workers group;  group_exists: the group exists
 
 [[ -n ${_GB_WORKER_LIB_LOADED:-} ]] && return 0
 _GB_WORKER_LIB_LOADED=1
@@ -30,6 +33,13 @@ for _v in "${WORKER_SETTINGS[@]}"; do
     _WL_SAVED[$_v]=${!_v-__unset__}
 done
 unset _v
+
+has() { [[ $1 == *"$2"* ]]; }
+lacks() { [[ $1 != *"$2"* ]]; }
+not() { ! "$@"; }
+at_most() { ((${#2} <= $1)); }
+is_consumer() { redis_cli XINFO CONSUMERS gb:replies workers | grep -qxF "$1"; }
+group_exists() { redis_cli XINFO GROUPS gb:replies | grep -qx workers; }
 
 uniq_tag() {
     od -An -N6 -tx1 /dev/urandom | tr -d ' \n'
@@ -69,6 +79,7 @@ sql_pending() {
                   SELECT r.id, r.user_id, v.role, v.content, v.status FROM r,
                   (VALUES (1, 'user', \$c\$$2\$c\$, 'completed'), (2, 'model', '', 'pending')) v(n, role, content, status)
                   ORDER BY v.n RETURNING id" | tr '\n' ' ')
+    # shellcheck disable=SC2034 # MSG_ID is for the caller
     read -r MSG_ID REPLY_ID <<<"$ids"
     [[ $REPLY_ID =~ ^[0-9]+$ ]]
 }

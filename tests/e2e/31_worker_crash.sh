@@ -53,16 +53,14 @@ done
 sel="select((.body.contents[-1].parts[-1].text? // \"\") | test(\"graceful [0-9] $tag\"))"
 check "both graceful calls reached upstream" wait_fake_count 20 2 "$sel"
 consumer="$(hostname):$(cat "$STACK_DIR/worker.pid")"
-check "the worker is a consumer of the group" bash -c 'redis-cli -s "$1" XINFO CONSUMERS gb:replies workers | grep -qxF "$2"' \
-    _ "$STACK_DIR/redis.sock" "$consumer"
+check "the worker is a consumer of the group" is_consumer "$consumer"
 stack_worker_stop TERM
 check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
     IFS=,
     echo "${ids[*]}"
 )) AND status = 'completed'")" 2 "SIGTERM: the worker finished its in-flight calls before exiting"
 check "the worker said goodbye" grep -q "exiting: " "$STACK_DIR/worker.log"
-check "a cleanly stopped worker with nothing pending leaves the consumer group" \
-    bash -c '! redis-cli -s "$1" XINFO CONSUMERS gb:replies workers | grep -qxF "$2"' _ "$STACK_DIR/redis.sock" "$consumer"
+check "a cleanly stopped worker with nothing pending leaves the consumer group" not is_consumer "$consumer"
 
 # ---- SIGTERM: a call longer than the grace period (10 s) is handed back ----
 settings=(AI_TIMEOUT_MS=20000 WORKER_RECOVER_SECONDS=2)

@@ -43,8 +43,7 @@ t0=$(date +%s%N)
 check "a new reply completes within 30 s" wait_replies 30 "$REPLY_ID"
 ms=$((($(date +%s%N) - t0) / 1000000))
 check "... through the stream, not the sweep (${ms} ms < 2500 ms)" test "$ms" -lt 2500
-check "the consumer group exists again" bash -c 'redis-cli -s "$1" XINFO GROUPS gb:replies | grep -qx workers' _ \
-    "$STACK_DIR/redis.sock"
+check "the consumer group exists again" group_exists
 
 # ---- FLUSHALL under a running, idle worker ----
 redis_cli FLUSHALL >/dev/null
