@@ -102,6 +102,13 @@ check_eq "$(reply_field "$rbl" status)" failed "a blocked prompt fails the reply
 check "blocked error says so: $(reply_field "$rbl" error)" has "$(reply_field "$rbl" error)" blocked
 check_eq "$(reply_field "$rem" status)" failed "an answer without text fails the reply"
 
+# ---- an answer over the 2 MiB ceiling is refused, not stored ----
+post_msg "$ROOM" "[[huge]] $tag"
+rh=$REPLY_ID
+check "the huge reply finishes within 30 s" wait_replies 30 "$rh"
+check_eq "$(reply_field "$rh" status)/$(reply_field "$rh" error)" "failed/upstream response too large" \
+    "a 3 MiB answer fails the reply"
+
 # ---- many calls run at once, not one after another ----
 ids=()
 start=$SECONDS

@@ -102,3 +102,10 @@ rn=$REPLY_ID
 run_once AI_MAX_ATTEMPTS=2
 check_eq "$(reply_field "$rn" status)/$(reply_field "$rn" attempts)" failed/2 "always 503: failed after 2 attempts"
 check "its error says it gave up: $(reply_field "$rn" error)" has "$(reply_field "$rn" error)" "gave up"
+
+# ---- a 200 that is not JSON is transient: retried, then given up ----
+post_msg "$ROOM" "[[garbage]] $tag"
+rg=$REPLY_ID
+run_once AI_MAX_ATTEMPTS=2
+check_eq "$(reply_field "$rg" status)/$(reply_field "$rg" attempts)" failed/2 "a non-JSON 200 is retried, then fails"
+check "its error says what was wrong: $(reply_field "$rg" error)" has "$(reply_field "$rg" error)" "malformed upstream response"
