@@ -20,7 +20,7 @@
 #   stack_pg_start / stack_pg_stop    the cluster on the same data and socket (stop = fast shutdown)
 #   stack_schema_apply                apply schema.sql (idempotent)
 #   stack_redis_start / stack_redis_stop
-#   stack_fakes_start / stack_fakes_stop
+#   stack_fakes_start / stack_fakes_stop   (start exports FAKE_*_URL and, in test mode, the app's base URLs)
 #   stack_web_start / stack_web_stop  exports BASE_URL
 #   stack_worker_start / stack_worker_stop [SIGNAL]   (no-op when BUILD_DIR has no worker)
 #
@@ -381,6 +381,7 @@ stack_fakes_start() {
         port=$(<"$portfile")
         export "$var=http://127.0.0.1:${port//[^0-9]/}"
     done
+    _stack_env_fakes
 }
 
 _stack_port_file() { [[ -s $1 && $(<"$1") =~ ^[0-9]+[[:space:]]*$ ]]; }
@@ -406,15 +407,22 @@ _stack_env_test() {
         AI_HISTORY_MESSAGES AI_TIMEOUT_MS AI_MAX_ATTEMPTS WORKER_CONCURRENCY WORKER_RECOVER_SECONDS; do
         unset "$v"
     done
-    local closed=http://127.0.0.1:9
     export DATABASE_URL REDIS_URL JWT_SECRET
     DATABASE_URL=$(_stack_pg_url gemini)
     REDIS_URL=unix://$STACK_DIR/redis.sock
     JWT_SECRET=$(_stack_random_hex 48)
     export APP_ENV=production LOG_LEVEL=${TEST_LOG_LEVEL:-info} OTP_IN_RESPONSE=1
     export AI_PROVIDER=gemini GEMINI_API_KEY=test-gemini-key OPENAI_API_KEY=test-openai-key
-    export GEMINI_API_BASE=${FAKE_AI_URL:-$closed} OPENAI_API_BASE=${FAKE_AI_URL:-$closed}/v1
     export STRIPE_SECRET_KEY=sk_test_fake STRIPE_WEBHOOK_SECRET=whsec_test_fake STRIPE_PRICE_ID=price_test_pro
+    _stack_env_fakes
+}
+
+# The upstream base URLs of the app in test mode: the fakes (again after every stack_fakes_start, since their
+# ports change), or a closed local port when a fake does not exist.
+_stack_env_fakes() {
+    [[ $STACK_MODE == test ]] || return 0
+    local closed=http://127.0.0.1:9
+    export GEMINI_API_BASE=${FAKE_AI_URL:-$closed} OPENAI_API_BASE=${FAKE_AI_URL:-$closed}/v1
     export STRIPE_API_BASE=${FAKE_STRIPE_URL:-$closed}
 }
 
