@@ -27,13 +27,14 @@
 # Layout of STACK_DIR: pgdata/ (cluster), pg/ (its socket), redis.sock, redis/ (run mode data), web/ (FastCGI
 # sockets, empty document root), NAME.pid, NAME.port (fakes), *.log.
 #
-# Every server runs in the foreground as a child of the shell that started it, with its pid in a pid file;
+# Every server runs in the foreground (no daemonizing) in a session of its own, with its pid in a pid file;
 # stopping works from any process (an e2e script may stop and restart PostgreSQL, Redis or the worker).
 
 [[ -n ${_GB_STACK_SH_LOADED:-} ]] && return 0
 _GB_STACK_SH_LOADED=1
 
-GB_ROOT=${GB_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# The repository this file belongs to (never inherited: a stack always runs its own checkout's code).
+GB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export GB_ROOT
 
 # PostgreSQL server binaries are not on PATH on Debian.
