@@ -68,10 +68,10 @@ check_eq "$(header Allow)" "POST" "405 carries Allow: POST"
 check_eq "$(jget .error.code)" "method_not_allowed" "405 code"
 req GET /auth/nope
 check_eq "$STATUS/$(jget .error.code)" "404/not_found" "unknown auth path is 404 not_found"
-req GET /user/me/ -H "X-Request-Id: trace-abc.123"
+req GET /user/me/ "" -H "X-Request-Id: trace-abc.123"
 check_eq "$(header X-Request-Id)" "trace-abc.123" "X-Request-Id is echoed"
 check_status 401 "trailing slash reaches /user/me"
-req GET /user/me -H 'X-Request-Id: bad id with spaces'
+req GET /user/me "" -H 'X-Request-Id: bad id with spaces'
 check "an insane X-Request-Id is replaced" test -n "$(header X-Request-Id)" -a "$(header X-Request-Id)" != "bad id with spaces"
 
 # ---- OTP login ----
@@ -216,9 +216,9 @@ req GET /user/me
 check_status 401 "no token is 401"
 check_eq "$(jget .error.code)" "unauthorized" "401 code unauthorized"
 check "401 has WWW-Authenticate: Bearer" grep -q '^Bearer' <<<"$(header WWW-Authenticate)"
-req GET /user/me -H "Authorization: Basic dXNlcjpwYXNz"
+req GET /user/me "" -H "Authorization: Basic dXNlcjpwYXNz"
 check_status 401 "a Basic credential is 401"
-req GET /user/me -H "Authorization: Bearer"
+req GET /user/me "" -H "Authorization: Bearer"
 check_status 401 "an empty bearer is 401"
 auth_req "not.a.jwt" GET /user/me
 check_status 401 "garbage token is 401"
@@ -229,7 +229,7 @@ check_status 401 "a tampered signature is 401"
 now=$(date +%s)
 uid=$(psql_q "SELECT id FROM users WHERE mobile='$M5'")
 tv=$(psql_q "SELECT token_version FROM users WHERE mobile='$M5'")
-claims="{\"sub\":\"$uid\",\"iat\":$((now-10)),\"exp\":$((now+3600)),\"jti\":\"x1\",\"tv\":$tv,\"typ_use\":\"access\"}"
+claims="{\"sub\":\"$uid\",\"iat\":$((now-10)),\"exp\":$((now+3600)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":$tv,\"typ_use\":\"access\"}"
 good=$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$claims")
 auth_req "$good" GET /user/me
 check_status 200 "a correctly signed hand-made token is accepted (control)"
@@ -240,10 +240,10 @@ auth_req "$none" GET /user/me
 check_status 401 "an alg:none token is 401"
 auth_req "$(sign_jwt '{"alg":"HS512","typ":"JWT"}' "$claims" sha512)" GET /user/me
 check_status 401 "an HS512 token signed with our secret is 401 (alg pinned)"
-expired="{\"sub\":\"$uid\",\"iat\":$((now-7200)),\"exp\":$((now-3600)),\"jti\":\"x2\",\"tv\":$tv,\"typ_use\":\"access\"}"
+expired="{\"sub\":\"$uid\",\"iat\":$((now-7200)),\"exp\":$((now-3600)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":$tv,\"typ_use\":\"access\"}"
 auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$expired")" GET /user/me
 check_status 401 "an expired token is 401"
-other="{\"sub\":\"$uid\",\"iat\":$((now-10)),\"exp\":$((now+3600)),\"jti\":\"x3\",\"tv\":$((tv-1)),\"typ_use\":\"access\"}"
+other="{\"sub\":\"$uid\",\"iat\":$((now-10)),\"exp\":$((now+3600)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":$((tv-1)),\"typ_use\":\"access\"}"
 auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$other")" GET /user/me
 check_status 401 "a token with an old token version is 401"
 

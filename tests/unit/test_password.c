@@ -268,7 +268,9 @@ static void test_verify_malformed(void **state)
     /* truncated hash, truncated to the salt, a bad character, mangled parameters */
     memcpy(t, enc, n + 1);
     t[n - 1] = '\0';
-    assert_int_equal(password_verify(t, "password1", 9), -1);
+    /* one base64 character less leaves 4 spare bits; when they happen to be zero (1 in 16 salts) libargon2
+     * decodes a 31-byte hash and reports a mismatch instead of a decode error: either way, never a match */
+    assert_true(password_verify(t, "password1", 9) != 1);
     memcpy(t, enc, n + 1);
     t[strlen(PREFIX) + 22] = '\0';
     assert_int_equal(password_verify(t, "password1", 9), -1);

@@ -1,0 +1,69 @@
+/* chat: chatrooms, messages, the per-user chatroom list cache and the basic tier's daily message limit.
+ * The request functions (chat_create ... chat_usage) answer the request themselves; they expect
+ * req->user_id to be set (auth_require / auth_require_cached ran before) and every error they answer is
+ * the contract's JSON error (400 validation_error, 404 not_found, 429 daily_limit_reached, 503, 500).
+ * The pure helpers at the bottom are exposed for unit tests. */
+#ifndef GB_CHAT_H
+#define GB_CHAT_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "http.h"
+
+#define CHAT_TITLE_DEFAULT "New chat"
+#define CHAT_TITLE_MAX 200        /* characters after trimming */
+#define CHAT_CONTENT_MAX 8000     /* characters after trimming */
+#define CHAT_ROOM_MESSAGES 50     /* messages embedded in GET /chatroom/{id} */
+#define CHAT_PAGE_DEFAULT 50
+#define CHAT_PAGE_MAX 100
+#define CHAT_IDEM_KEY_MAX 255
+#define CHAT_LIST_TTL 600         /* seconds the cached chatroom list lives */
+#define CHAT_CACHE_PREFIX "chatrooms:" /* + user id: the cached list (auth_require_cached reads it) */
+#define CHAT_CACHE_KEY_MAX 48     /* "chatrooms:<uid>" fits */
+
+/* POST /chatroom: 201 chatroom. Body optional (empty = {}); "title" absent/null -> "New chat". */
+void chat_create(http_req_t *req);
+
+/* GET /chatroom. cached/len: the value auth_require_cached found under CHAT_CACHE_PREFIX<uid> (NULL on a miss or
+ * when Redis is down); it is not freed here. A cached list body is served as is (X-Cache: HIT); anything
+ * else is a miss: the list is read from PostgreSQL (X-Cache: MISS) and stored back with a compare-and-set
+ * against what was read, so a list read before an invalidation can never overwrite it. */
+void chat_list(http_req_t *req, const char *cached, size_t len);
+
+/* GET /chatroom/{id}: chatroom plus its latest CHAT_ROOM_MESSAGES messages, oldest first. */
+void chat_get(http_req_t *req, long long room_id);
+/* DELETE /chatroom/{id}: 204; messages cascade. */
+void chat_delete(http_req_t *req, long long room_id);
+/* POST /chatroom/{id}/message: 202 {"message","reply"}; Idempotency-Key, daily limit, queueing. */
+void chat_post_message(http_req_t *req, long long room_id);
+/* GET /chatroom/{id}/messages?limit=&before=. */
+void chat_messages(http_req_t *req, long long room_id);
+/* GET /chatroom/usage. */
+void chat_usage(http_req_t *req);
+
+/* The Redis key of user_id's cached chatroom list ("chatrooms:<uid>") into out. */
+void chat_cache_key(long long user_id, char out[CHAT_CACHE_KEY_MAX]);
+
+/* Invalidate user_id's cached chatroom list. Call after the change committed, from anything that changes
+ * what the list shows (a chatroom's title, message_count or updated_at, a chatroom created or deleted).
+ * It replaces the entry by a unique tombstone (not a plain DEL) so that a reader that read PostgreSQL
+ * before the change cannot store its stale list afterwards. Best effort: Redis down is only logged. */
+void chat_cache_invalidate(long long user_id);
+
+/* ---- pure helpers (unit-tested) ---- */
+
+/* Parse the ?limit= value: NULL -> CHAT_PAGE_DEFAULT; else an integer 1..CHAT_PAGE_MAX. 0 ok, -1 invalid. */
+int chat_parse_limit(const char *s, long *out);
+/* Parse the ?before= value: NULL -> no bound (LLONG_MAX); else a positive message id. 0 ok, -1 invalid. */
+int chat_parse_before(const char *s, long long *out);
+/* Idempotency-Key: 1..CHAT_IDEM_KEY_MAX bytes, each visible ASCII (0x21..0x7e). 1 valid, 0 not. */
+int chat_idem_key_valid(const char *key);
+/* Seconds from now to the next UTC midnight, 1..86400. */
+long chat_seconds_to_midnight(time_t now);
+/* The UTC date of now, "YYYY-MM-DD", into out. */
+void chat_utc_day(time_t now, char out[11]);
+/* Whether a cached value is a list body (a JSON object) rather than an invalidation tombstone. */
+int chat_cache_is_body(const char *val, size_t len);
+
+#endif
