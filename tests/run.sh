@@ -13,6 +13,7 @@
 # Knobs: DEPLOYMENTS="lighttpd"  E2E_FILTER=regex (on the script's file name)  SKIP_UNIT=1  SKIP_E2E=1
 #        UNIT_BUILDS="build"  E2E_TIMEOUT=300 (seconds per script)  KEEP_STACK=1 (keep STACK_DIR)
 #        BUILD=build BUILD_ASAN=build-asan (directories, relative to the repo root or absolute)
+#        TEST_LOG_LEVEL=debug (the app's LOG_LEVEL in tests; default info)
 #
 # Adding a deployment NAME: define deploy_NAME_start and deploy_NAME_stop below ("-" in NAME becomes "_");
 # start must export BASE_URL and start the worker; a web server flavour goes into tests/stack.sh as
