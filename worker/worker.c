@@ -89,7 +89,7 @@ static struct {
     long redis_backoff, db_backoff;
     double db_down_since;
     int group_ok;
-    double next_read_at, next_sweep_at, next_claim_at;
+    double next_read_at, next_sweep_at, next_claim_at, next_housekeeping_at;
     char claim_cursor[QUEUE_ID_MAX];
     /* --once bookkeeping: did the last look at each source find anything? */
     int read_empty, claim_empty, sweep_empty;
@@ -683,6 +683,34 @@ static void claim_stale(void)
     free(e);
 }
 
+/* Housekeeping, once a minute: rows that only matter for a bounded time. Idempotency keys are replayed
+ * for 24 h, OTP sends count for an hour; Stripe event ids are kept 30 days, far past Stripe's 3-day retries. */
+#define HOUSEKEEPING_INTERVAL_MS 60000.0
+static db_stmt_t q_housekeeping = DB_STMT(
+    "worker_housekeeping",
+    "WITH idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours' RETURNING 1), "
+    "sends AS (DELETE FROM otp_sends WHERE sent_at < now() - interval '1 day' RETURNING 1), "
+    "events AS (DELETE FROM stripe_events WHERE received_at < now() - interval '30 days' RETURNING 1) "
+    "SELECT (SELECT count(*) FROM idem), (SELECT count(*) FROM sends), (SELECT count(*) FROM events)",
+    0);
+
+static void housekeeping(void)
+{
+    double now = now_ms();
+    if (now < W.next_housekeeping_at)
+        return;
+    W.next_housekeeping_at = now + HOUSEKEEPING_INTERVAL_MS;
+    PGresult *res = db_query(&q_housekeeping, NULL);
+    if (!res) {
+        db_failed("housekeeping");
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "0") || strcmp(PQgetvalue(res, 0, 1), "0") || strcmp(PQgetvalue(res, 0, 2), "0"))
+        log_info("housekeeping removed %s idempotency keys, %s OTP send records, %s Stripe event ids",
+                 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+    PQclear(res);
+}
+
 static void sweep(void)
 {
     double now = now_ms();
@@ -936,6 +964,7 @@ int main(int argc, char **argv)
                 break;
             }
             if (db_ok) {
+                housekeeping();
                 sweep();
                 claim_stale();
                 /* block in Redis only when there is nothing else to wait for */
