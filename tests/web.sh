@@ -125,12 +125,13 @@ _web_stop_spawned() {
     rm -f "$STACK_DIR"/web/*.pids "$STACK_DIR"/web/*.sock
 }
 
-# _web_start_server FLAVOUR COMMAND...: start the web server in the background on a free port (test mode: up to
-# three ports when one is taken meanwhile), wait for the app behind it. COMMAND may use $port through
-# _web_prepare, called first with the port: it exports what the configuration needs.
+# _web_start_server FLAVOUR SPAWN COMMAND...: pick the port (test mode: a free one, up to three tries when one is
+# taken meanwhile) and export it (GB_PORT, BASE_URL, PORT, PUBLIC_URL) before anything starts, so that the
+# programs see the right PUBLIC_URL; then run SPAWN (starts the programs), _web_FLAVOUR_prepare (exports what the
+# configuration needs) and COMMAND (the web server, in the foreground of its own process), and wait for the app.
 _web_start_server() {
-    local flavour=$1 port
-    shift
+    local flavour=$1 spawn=$2 port
+    shift 2
     for _ in 1 2 3; do
         if [[ $STACK_MODE == run ]]; then
             port=${PORT:-8080}
@@ -142,6 +143,8 @@ _web_start_server() {
         fi
         export GB_PORT=$port BASE_URL=http://127.0.0.1:$port PORT=$port
         [[ $STACK_MODE == run ]] || export PUBLIC_URL=$BASE_URL
+        _web_stop_spawned
+        "$spawn" || return 1
         "_web_${flavour}_prepare" || return 1
         if [[ $STACK_MODE == run ]]; then
             "$@" </dev/null &
@@ -210,8 +213,7 @@ web_apache_start() {
         _stack_fail "apache2 or $WEB_APACHE_MODULES/mod_proxy_fcgi.so is missing (scripts/deps.sh installs them)"
         return 1
     fi
-    if _web_spawn_programs &&
-        _web_start_server apache apache2 -DFOREGROUND -f "$GB_ROOT/apache.conf"; then
+    if _web_start_server apache _web_spawn_programs apache2 -DFOREGROUND -f "$GB_ROOT/apache.conf"; then
         return 0
     fi
     web_apache_stop
@@ -229,16 +231,16 @@ _web_nginx_prepare() {
     _web_render "$GB_ROOT/$WEB_NGINX_CONF" "$WEB_STATE/$WEB_NGINX_CONF"
 }
 
-_web_nginx_start_with() { # CONFIG
+_web_nginx_start_with() { # CONFIG SPAWN
     WEB_NGINX_CONF=$1
-    _web_start_server nginx nginx -p "$WEB_STATE" -c "$WEB_STATE/$WEB_NGINX_CONF" -g 'daemon off;'
+    _web_start_server nginx "$2" nginx -p "$WEB_STATE" -c "$WEB_STATE/$WEB_NGINX_CONF" -g 'daemon off;'
 }
 
 web_nginx_start() {
     _stack_alive web && return 0
     _stack_need_dir || return 1
     _web_common_env || return 1
-    if _web_spawn_programs && _web_nginx_start_with nginx.conf; then
+    if _web_nginx_start_with nginx.conf _web_spawn_programs; then
         return 0
     fi
     web_nginx_stop
@@ -250,17 +252,21 @@ web_nginx_stop() { _web_stop; }
 
 # ---- nginx + fcgiwrap, plain CGI (nginx-cgi.conf) ------------------------------------------------------------
 
-web_nginxcgi_start() {
-    _stack_alive web && return 0
-    _stack_need_dir || return 1
-    _web_common_env || return 1
+# fcgiwrap hands its environment (the app configuration exported by stack_services_start) to each program; -p
+# allows only our four programs.
+_web_spawn_fcgiwrap() {
     local allow=() name
     for name in "${STACK_APP_BINARIES[@]}"; do
         allow+=(-p "$WEB_BIN/$name")
     done
-    # fcgiwrap hands its environment (the app configuration exported by stack_services_start) to each program.
-    if _web_spawn fcgiwrap "$WEB_CGI_PROCS" /usr/sbin/fcgiwrap "${allow[@]}" &&
-        _web_nginx_start_with nginx-cgi.conf; then
+    _web_spawn fcgiwrap "$WEB_CGI_PROCS" /usr/sbin/fcgiwrap "${allow[@]}"
+}
+
+web_nginxcgi_start() {
+    _stack_alive web && return 0
+    _stack_need_dir || return 1
+    _web_common_env || return 1
+    if _web_nginx_start_with nginx-cgi.conf _web_spawn_fcgiwrap; then
         return 0
     fi
     web_nginxcgi_stop
