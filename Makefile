@@ -16,7 +16,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
 REAL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DDEFAULT_VAR_DIR=\"$(CURDIR)/var\" -O2 -g $(WARN) -Ilib $(PKG_CFLAGS) $(CFLAGS)
-REAL_LDFLAGS = $(LDFLAGS)
+REAL_LDFLAGS = -Wl,--as-needed $(LDFLAGS)
 ifneq ($(SANITIZE),)
 REAL_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 REAL_LDFLAGS += -fsanitize=address,undefined

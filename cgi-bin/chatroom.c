@@ -17,7 +17,7 @@ static void h_list(http_req_t *req)
     char *cached = NULL;
     size_t len = 0;
 
-    if (chat_list_auth(req, &cached, &len) == 0)
+    if (auth_require_cached(req, CHAT_CACHE_PREFIX, &cached, &len) == 0)
         chat_list(req, cached, len);
     free(cached);
 }

@@ -62,8 +62,8 @@ static int token_version_from_db(long long uid, int *tv)
     return rc;
 }
 
-/* Shared body of the two gates. cache_key may be NULL. */
-static int require(http_req_t *req, const char *cache_key, char **val, size_t *len)
+/* Shared body of the two gates. key_prefix may be NULL (no cached document wanted). */
+static int require(http_req_t *req, const char *key_prefix, char **val, size_t *len)
 {
     token_claims_t c;
     const char *hdr = http_header(req, "Authorization");
@@ -81,8 +81,13 @@ static int require(http_req_t *req, const char *cache_key, char **val, size_t *l
     }
 
     /* One Redis round trip: the token version mirror and, for cached reads, the cached document. */
-    char key[40];
+    char key[40], doc[128];
     authv_key(key, sizeof key, c.user_id);
+    const char *cache_key = NULL;
+    if (key_prefix) {
+        int n = snprintf(doc, sizeof doc, "%s%lld", key_prefix, c.user_id);
+        cache_key = n > 0 && (size_t)n < sizeof doc ? doc : NULL;
+    }
     const char *a1[] = {"GET", key}, *a2[] = {"GET", cache_key};
     size_t l1[] = {3, strlen(key)}, l2[] = {3, cache_key ? strlen(cache_key) : 0};
     const char **argv[] = {a1, a2};
@@ -138,9 +143,9 @@ int auth_require(http_req_t *req)
     return require(req, NULL, NULL, NULL);
 }
 
-int auth_require_cached(http_req_t *req, const char *cache_key, char **val, size_t *len)
+int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, size_t *len)
 {
-    return require(req, cache_key, val, len);
+    return require(req, key_prefix, val, len);
 }
 
 static json_object *nullable_string(const PGresult *res, int row, int col)

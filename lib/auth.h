@@ -13,10 +13,10 @@
  * Bearer, or 503 when neither store can say) and returns -1. */
 int auth_require(http_req_t *req);
 
-/* auth_require plus a Redis GET of cache_key in the same round trip (the hot path of cached reads).
- * On success returns 0 with *val a malloc'd copy of the cached value (caller frees) and *len, or *val NULL
- * on a miss or when Redis is down. On failure it has answered like auth_require and returns -1. */
-int auth_require_cached(http_req_t *req, const char *cache_key, char **val, size_t *len);
+/* auth_require plus a Redis GET of key_prefix + "<user id>" in the same round trip (the hot path of cached
+ * per-user reads). On success returns 0 with *val a malloc'd copy of the cached value (caller frees) and *len,
+ * or *val NULL on a miss or when Redis is down. On failure it has answered like auth_require and returns -1. */
+int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, size_t *len);
 
 /* Record a user's new token_version in the Redis mirror after the database committed it (best effort). */
 void auth_token_version_changed(long long user_id, int token_version);

@@ -15,6 +15,12 @@ static struct {
     int db;
 } target;
 static redisContext *ctx;
+/* After a connect that failed slowly (a timeout: host unreachable), no new attempt before this time, so a
+ * request does not pay the connect timeout once per Redis call. Fast failures (refused, no socket file) are
+ * retried at once, so a restarted Redis is used by the very next request. */
+static double retry_after_ms;
+#define SLOW_FAILURE_MS 50.0
+#define BACKOFF_MS 1000.0
 
 static const struct timeval connect_tv = {0, 250000};
 static const struct timeval command_tv = {1, 0};
@@ -98,11 +104,16 @@ static int ensure(void)
     if (ctx && !ctx->err)
         return 0;
     drop();
+    double t0 = now_ms();
+    if (t0 < retry_after_ms)
+        return -1;
     ctx = target.path ? redisConnectUnixWithTimeout(target.path, connect_tv)
                       : redisConnectWithTimeout(target.host ? target.host : "127.0.0.1", target.port, connect_tv);
     if (!ctx || ctx->err) {
         log_warn("redis: cannot connect: %s", ctx ? ctx->errstr : "out of memory");
         drop();
+        if (now_ms() - t0 > SLOW_FAILURE_MS)
+            retry_after_ms = now_ms() + BACKOFF_MS;
         return -1;
     }
     redisSetTimeout(ctx, command_tv);

@@ -14,7 +14,6 @@
 #include "jsonv.h"
 #include "log.h"
 #include "queue.h"
-#include "token.h"
 #include "util.h"
 
 #define CT_JSON "application/json; charset=utf-8"
@@ -171,7 +170,7 @@ int chat_cache_is_body(const char *val, size_t len)
 
 void chat_cache_key(long long user_id, char out[CHAT_CACHE_KEY_MAX])
 {
-    snprintf(out, CHAT_CACHE_KEY_MAX, "chatrooms:%lld", user_id);
+    snprintf(out, CHAT_CACHE_KEY_MAX, CHAT_CACHE_PREFIX "%lld", user_id);
 }
 
 /* ---- list cache ---------------------------------------------------------------------------------------- */
@@ -228,29 +227,6 @@ void chat_cache_invalidate(long long user_id)
     if (!r || r->type == REDIS_REPLY_ERROR)
         log_warn("chat: cannot invalidate %s: Redis %s", key, r ? "error" : "down");
     freeReplyObject(r);
-}
-
-int chat_list_auth(http_req_t *req, char **val, size_t *len)
-{
-    const char *hdr = http_header(req, "Authorization");
-    const char *tok = hdr ? token_from_header(hdr) : NULL;
-    token_claims_t claims;
-    char key[CHAT_CACHE_KEY_MAX];
-
-    *val = NULL;
-    *len = 0;
-    if (!tok || token_verify((const unsigned char *)g_config.jwt_secret, g_config.jwt_secret_len, tok, time(NULL),
-                             &claims) < 0)
-        return auth_require(req); /* answers the 401 in the one shape */
-    chat_cache_key(claims.user_id, key);
-    if (auth_require_cached(req, key, val, len) < 0)
-        return -1;
-    if (req->user_id != claims.user_id) { /* cannot happen with one token; never serve another's list */
-        free(*val);
-        *val = NULL;
-        *len = 0;
-    }
-    return 0;
 }
 
 /* ---- JSON shapes ---------------------------------------------------------------------------------------- */

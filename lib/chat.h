@@ -19,18 +19,13 @@
 #define CHAT_PAGE_MAX 100
 #define CHAT_IDEM_KEY_MAX 255
 #define CHAT_LIST_TTL 600         /* seconds the cached chatroom list lives */
+#define CHAT_CACHE_PREFIX "chatrooms:" /* + user id: the cached list (auth_require_cached reads it) */
 #define CHAT_CACHE_KEY_MAX 48     /* "chatrooms:<uid>" fits */
 
 /* POST /chatroom: 201 chatroom. Body optional (empty = {}); "title" absent/null -> "New chat". */
 void chat_create(http_req_t *req);
 
-/* Authenticate a GET /chatroom and fetch the caller's cached list in the same Redis round trip
- * (auth_require_cached). The cache key depends on the user id, so the token's subject is read first (a
- * local HS256 verify); auth_require_cached still makes the decision. 0 ok with *val malloc'd (caller
- * frees) or NULL on a miss / Redis down; -1 after answering 401/503. */
-int chat_list_auth(http_req_t *req, char **val, size_t *len);
-
-/* GET /chatroom. cached/len: the value auth_require_cached found under chat_cache_key (NULL on a miss or
+/* GET /chatroom. cached/len: the value auth_require_cached found under CHAT_CACHE_PREFIX<uid> (NULL on a miss or
  * when Redis is down); it is not freed here. A cached list body is served as is (X-Cache: HIT); anything
  * else is a miss: the list is read from PostgreSQL (X-Cache: MISS) and stored back with a compare-and-set
  * against what was read, so a list read before an invalidation can never overwrite it. */

@@ -148,7 +148,10 @@ void http_set_header(http_req_t *req, const char *name, const char *value)
 {
     if (!header_safe(name) || !header_safe(value))
         return;
-    buf_printf(&req->headers, "%s: %s\r\n", name, value);
+    buf_puts(&req->headers, name);
+    buf_append(&req->headers, ": ", 2);
+    buf_puts(&req->headers, value);
+    buf_append(&req->headers, "\r\n", 2);
 }
 
 static const char *content_type_json = "application/json; charset=utf-8";
@@ -293,6 +296,7 @@ static uint64_t rng_next(void)
 
 static void set_request_id(http_req_t *req)
 {
+    static const char hex[] = "0123456789abcdef";
     const char *rid = http_header(req, "X-Request-Id");
     size_t n = rid ? strlen(rid) : 0;
     int sane = n >= 1 && n <= 64;
@@ -302,8 +306,12 @@ static void set_request_id(http_req_t *req)
         memcpy(req->request_id, rid, n + 1);
         return;
     }
-    snprintf(req->request_id, sizeof req->request_id, "%016llx%016llx", (unsigned long long)rng_next(),
-             (unsigned long long)rng_next());
+    for (int half = 0; half < 2; half++) {
+        uint64_t r = rng_next();
+        for (int i = 0; i < 16; i++, r >>= 4)
+            req->request_id[half * 16 + i] = hex[r & 15];
+    }
+    req->request_id[32] = '\0';
 }
 
 /* A body over the limit is still read and dropped, up to this many bytes, before the 413 goes out: fcgiwrap
@@ -369,13 +377,24 @@ static int read_body(http_req_t *req, buf_t *body)
 
 static void write_response(http_req_t *req, buf_t *wire)
 {
+    char num[24];
     buf_reset(wire);
-    buf_printf(wire, "Status: %d %s\r\nX-Request-Id: %s\r\n", req->status, status_text(req->status), req->request_id);
+    buf_puts(wire, "Status: ");
+    snprintf(num, sizeof num, "%d ", req->status);
+    buf_puts(wire, num);
+    buf_puts(wire, status_text(req->status));
+    buf_puts(wire, "\r\nX-Request-Id: ");
+    buf_puts(wire, req->request_id);
+    buf_append(wire, "\r\n", 2);
     if (req->headers.len)
         buf_append(wire, req->headers.data, req->headers.len);
-    if (req->status != 204)
-        buf_printf(wire, "Content-Length: %zu\r\n", req->out.len);
-    buf_puts(wire, "\r\n");
+    if (req->status != 204) {
+        snprintf(num, sizeof num, "%zu", req->out.len);
+        buf_puts(wire, "Content-Length: ");
+        buf_puts(wire, num);
+        buf_append(wire, "\r\n", 2);
+    }
+    buf_append(wire, "\r\n", 2);
     if (req->status != 204 && req->out.len)
         buf_append(wire, req->out.data, req->out.len);
     if (req->io->fcgi)

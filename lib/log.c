@@ -9,12 +9,14 @@
 
 static const char *log_prog = "gemini";
 static int log_min = LOG_INFO;
+static int log_pid;
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
 void log_init(const char *prog, int level)
 {
     log_prog = prog;
     log_min = level;
+    log_pid = (int)getpid(); /* no fork after this point in our programs */
 }
 
 int log_level_parse(const char *s)
@@ -30,14 +32,18 @@ int log_level_parse(const char *s)
 static void log_write(int level, const char *fmt, va_list ap)
 {
     char line[1024];
-    char ts[32];
+    static char ts[24];      /* "YYYY-MM-DDTHH:MM:SS", formatted again only when the second changes */
+    static time_t ts_sec = -1;
     struct timespec now;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf(line, sizeof line, "%s.%03ldZ %s[%d] %s ", ts, now.tv_nsec / 1000000, log_prog, (int)getpid(),
-                     level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+    if (now.tv_sec != ts_sec) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        ts_sec = now.tv_sec;
+    }
+    int n = snprintf(line, sizeof line, "%s.%03ldZ %s[%d] %s ", ts, now.tv_nsec / 1000000, log_prog,
+                     log_pid ? log_pid : (int)getpid(), level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
     if (n < 0 || (size_t)n >= sizeof line)
         return;
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

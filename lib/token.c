@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <jwt.h>
@@ -135,24 +136,17 @@ out:
     return res;
 }
 
-int token_verify(const unsigned char *key, size_t keylen, const char *token, time_t now, token_claims_t *out)
+/* Everything about a token that depends only on its exact bytes and the key: structure, signature, algorithm
+ * and claim types. The time checks are the caller's. */
+static int verify_static(const unsigned char *key, size_t keylen, const char *token, token_claims_t *out)
 {
     jwt_t *j = NULL;
     token_claims_t c;
     const char *s;
-    long long v, t = (long long)now;
-    size_t len;
+    long long v;
     int rc = -1;
 
     memset(&c, 0, sizeof c);
-    if (out)
-        memset(out, 0, sizeof *out);
-    /* A NULL or empty key makes jwt_decode accept any HS256 token unverified. */
-    if (!key || keylen == 0 || keylen > INT_MAX || !token || !out)
-        goto out;
-    len = strnlen(token, TOKEN_MAX_LEN + 1);
-    if (len > TOKEN_MAX_LEN || !well_formed(token, len))
-        goto out;
     if (jwt_decode(&j, token, key, (int)keylen) != 0 || !j)
         goto out;
     /* jwt_decode verifies whatever HS* the header names with our key: only HS256 is ours. */
@@ -168,9 +162,9 @@ int token_verify(const unsigned char *key, size_t keylen, const char *token, tim
         goto out;
     c.user_id = v;
 
-    if (grant_int(j, "iat", &c.iat) != 0 || c.iat < 0 || c.iat - TOKEN_LEEWAY > t)
+    if (grant_int(j, "iat", &c.iat) != 0 || c.iat < 0)
         goto out;
-    if (grant_int(j, "exp", &c.exp) != 0 || c.exp < 0 || t - TOKEN_LEEWAY >= c.exp)
+    if (grant_int(j, "exp", &c.exp) != 0 || c.exp < 0)
         goto out;
 
     if (grant_int(j, "tv", &v) != 0 || v < 0 || v > INT_MAX)
@@ -190,6 +184,68 @@ int token_verify(const unsigned char *key, size_t keylen, const char *token, tim
 out:
     jwt_free(j);
     return rc;
+}
+
+/* A small direct-mapped cache of token strings this process has already verified (signature and claims).
+ * A hit needs the exact same bytes and the same key, so it proves exactly what a fresh verification would;
+ * expiry and revocation are still checked on every use. Clients send the same token many times (polling),
+ * which makes the HMAC and JSON work of libjwt the cost worth skipping. */
+#define CACHE_SLOTS 128
+#define CACHE_TOKEN_MAX 512
+
+static struct cache_slot {
+    uint64_t hash, keyhash;
+    size_t len;
+    token_claims_t claims;
+    char token[CACHE_TOKEN_MAX];
+} verified[CACHE_SLOTS];
+
+static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+int token_verify(const unsigned char *key, size_t keylen, const char *token, time_t now, token_claims_t *out)
+{
+    token_claims_t c;
+    long long t = (long long)now;
+    size_t len;
+    struct cache_slot *slot = NULL;
+    uint64_t h = 0, kh = 0;
+
+    if (out)
+        memset(out, 0, sizeof *out);
+    /* A NULL or empty key makes jwt_decode accept any HS256 token unverified. */
+    if (!key || keylen == 0 || keylen > INT_MAX || !token || !out)
+        return -1;
+    len = strnlen(token, TOKEN_MAX_LEN + 1);
+    if (len > TOKEN_MAX_LEN || !well_formed(token, len))
+        return -1;
+    if (len <= CACHE_TOKEN_MAX) {
+        kh = fnv1a(key, keylen, 0xcbf29ce484222325ULL);
+        h = fnv1a(token, len, kh);
+        slot = &verified[h % CACHE_SLOTS];
+    }
+    if (slot && slot->hash == h && slot->keyhash == kh && slot->len == len && memcmp(slot->token, token, len) == 0) {
+        c = slot->claims;
+    } else {
+        if (verify_static(key, keylen, token, &c) != 0)
+            return -1;
+        if (slot) {
+            slot->hash = h;
+            slot->keyhash = kh;
+            slot->len = len;
+            slot->claims = c;
+            memcpy(slot->token, token, len);
+        }
+    }
+    if (c.iat - TOKEN_LEEWAY > t || t - TOKEN_LEEWAY >= c.exp)
+        return -1;
+    *out = c;
+    return 0;
 }
 
 const char *token_from_header(const char *value)

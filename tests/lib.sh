@@ -10,6 +10,8 @@
 #                                                Content-Type: application/json; JSON_BODY "-" means the body
 #                                                comes from the curl args (e.g. --data-binary @file), still
 #                                                as JSON unless those args set their own Content-Type.
+#                                                JSON_BODY may be left out before curl options (-H ...).
+#                                                POST/PUT/PATCH without a body send Content-Length: 0.
 #   auth_req TOKEN METHOD PATH [JSON_BODY] [curl args...]   the same with Authorization: Bearer TOKEN
 #   jget EXPR            jq -r EXPR over BODY
 #   header NAME          the value of response header NAME (case-insensitive, first occurrence)
@@ -41,7 +43,9 @@ req() {
     fi
     local method=$1 path=$2 body=''
     shift 2
-    if (($# > 0)); then
+    # The body may be left out before curl options: "req GET /x -H 'A: b'" (a JSON body never starts with
+    # "-" and a letter; "-" alone stands for a body given in the curl args).
+    if (($# > 0)) && ! [[ $1 =~ ^-[A-Za-z-] ]]; then
         body=$1
         shift
     fi
@@ -80,11 +84,15 @@ req() {
     return 0
 }
 
+# True when the curl args already carry a body or set Content-Length themselves.
 _lib_has_data_arg() {
     local a
     for a in "$@"; do
         case $a in
         -d | -d?* | --data* | --json | -F | --form* | -T | --upload-file) return 0 ;;
+        esac
+        case ${a,,} in
+        content-length:* | -hcontent-length:*) return 0 ;;
         esac
     done
     return 1
@@ -97,7 +105,7 @@ auth_req() {
     fi
     local token=$1 method=$2 path=$3 body=''
     shift 3
-    if (($# > 0)); then
+    if (($# > 0)) && ! [[ $1 =~ ^-[A-Za-z-] ]]; then
         body=$1
         shift
     fi

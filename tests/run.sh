@@ -256,10 +256,11 @@ restore_stack() {
 }
 
 run_e2e_script() {
-    local script=$1 name rc=0
+    local script=$1 name rc=0 t0=$SECONDS
     name=$(basename "$script")
     say "$DEPLOYMENT: $name"
     run_child timeout -k 10 "$E2E_TIMEOUT" bash "$script" || rc=$?
+    say "$DEPLOYMENT: $name finished in $((SECONDS - t0))s"
     if ((rc == 124)); then
         record fail "$DEPLOYMENT: $name timed out after ${E2E_TIMEOUT}s"
     elif ((rc != 0)); then

@@ -185,18 +185,17 @@ _stack_wait_until() {
     done
 }
 
-# _stack_bg COMMAND...: start COMMAND in the background ($! is its pid). In test mode in a session of its own,
-# so that signals aimed at a test script's process group (timeout, Ctrl-C) do not take stack servers along
-# (which that script may have restarted); the harness stops them by pid. In run mode they stay in the
-# terminal's process group: Ctrl-C reaches them as well as scripts/run.sh.
+# _stack_bg COMMAND...: start COMMAND in the background ($! is its pid), in a session of its own: signals aimed
+# at the caller's process group (Ctrl-C on `make run`, `timeout` killing an e2e script that restarted a server)
+# do not reach the servers, which are stopped by pid, in order (worker, web server and its FastCGI programs,
+# Redis, PostgreSQL), by whoever owns the stack (scripts/run.sh, tests/run.sh).
 _stack_bg() {
-    if [[ $STACK_MODE == test ]] && command -v setsid >/dev/null 2>&1; then
+    if command -v setsid >/dev/null 2>&1; then
         setsid "$@" &
-        disown "$!"
     else
         "$@" &
-        disown "$!"
     fi
+    disown "$!"
 }
 
 # A free TCP port on 127.0.0.1: nothing answers a connect there. Needs no python3 or ss.
@@ -546,7 +545,7 @@ web_lighttpd_start() {
         [[ $STACK_MODE == run ]] || export PUBLIC_URL=$BASE_URL
         if [[ $STACK_MODE == run ]]; then
             # Foreground development server: lighttpd's and the app's lines go to the terminal.
-            lighttpd -D -f "$GB_ROOT/lighttpd.conf" </dev/null &
+            _stack_bg lighttpd -D -f "$GB_ROOT/lighttpd.conf" </dev/null
         else
             printf -- '---- %s: lighttpd on %s with %s ----\n' "${DEPLOYMENT:-lighttpd}" "$BASE_URL" "$bin" >>"$log"
             _stack_bg lighttpd -D -f "$GB_ROOT/lighttpd.conf" </dev/null >>"$log" 2>&1
@@ -633,7 +632,7 @@ stack_worker_start() {
         read -r -a args <<<"$WORKER_ARGS"
     fi
     if [[ $STACK_MODE == run ]]; then
-        "$bin" "${args[@]}" </dev/null &
+        _stack_bg "$bin" "${args[@]}" </dev/null
     else
         printf -- '---- %s: worker %s ----\n' "${DEPLOYMENT:-}" "$bin" >>"$log"
         _stack_bg "$bin" "${args[@]}" </dev/null >>"$log" 2>&1

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# scripts/run.sh: what `make run` executes after installing and building. Runs the whole stack in the
+# foreground from ./var (kept across runs): PostgreSQL (./var/pgdata, socket in ./var/pg), Redis (./var/redis.sock,
+# data in ./var/redis), lighttpd with the FastCGI programs of build/ on 127.0.0.1:$PORT, and the worker when it
+# is built. Ctrl-C or SIGTERM stops every process it started; if one of them dies, the rest are stopped too and
+# the exit status is non-zero.
+#
+# Every variable of the configuration (README) set in the environment is honoured; only the missing ones get
+# development defaults: PORT 8080, APP_ENV development, PUBLIC_URL http://127.0.0.1:$PORT, JWT_SECRET generated
+# once into ./var/secrets.env. A DATABASE_URL or REDIS_URL from the environment is used instead of the private
+# server (schema.sql is applied to that database too).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=../tests/stack.sh
+source "$ROOT/tests/stack.sh"
+
+export STACK_DIR="$ROOT/var" STACK_MODE=run BUILD_DIR=${BUILD:-build} DEPLOYMENT=lighttpd STACK_WEB=lighttpd
+mkdir -p "$STACK_DIR"
+LOGS="$STACK_DIR/postgres.log, $STACK_DIR/redis.log"
+
+say() { printf 'run: %s\n' "$*" >&2; }
+
+# Refuse to start a second copy on the same ./var (the first would lose its servers).
+for name in postgres redis web worker; do
+    if pid=$(_stack_pid "$name"); then
+        say "a previous 'make run' is still running here ($name, pid $pid): stop it first"
+        exit 1
+    fi
+    rm -f "$STACK_DIR/$name.pid"
+done
+
+STOPPING=0
+stop_all() {
+    ((STOPPING)) && return 0
+    STOPPING=1
+    say "stopping"
+    stack_worker_stop TERM || true
+    stack_web_stop || true
+    stack_redis_stop || true
+    stack_pg_stop || true
+    say "stopped"
+}
+
+on_exit() {
+    local rc=$?
+    # Ignore further signals while stopping (make forwards SIGTERM to us as well as the process group's own
+    # SIGTERM arriving): the stop is bounded by the per-process timeouts of tests/stack.sh.
+    trap '' INT TERM
+    trap - EXIT
+    stop_all
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'say "interrupted"; exit 130' INT
+trap 'say "terminated"; exit 143' TERM
+
+stack_services_start || exit 1
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    say "something already listens on 127.0.0.1:$PORT: stop it or choose another port (PORT=8081 make run)"
+    exit 1
+fi
+stack_web_start || exit 1
+stack_worker_start || exit 1
+
+cat >&2 <<EOF
+
+  gemini-backend is running on $BASE_URL   (APP_ENV=$APP_ENV)
+    health:   curl -s $BASE_URL/healthz
+    examples: README.md, "Try it with curl"
+    data:     $STACK_DIR (PostgreSQL, Redis, secrets.env); logs: $LOGS
+    worker:   $(if _stack_alive worker; then echo running; else echo "not built (no $BUILD_DIR/worker/worker)"; fi)
+  Ctrl-C stops everything.
+
+EOF
+
+# Watch the servers; `sleep & wait` keeps the traps immediate.
+watched=(web)
+_stack_alive postgres && watched+=(postgres)
+_stack_alive redis && watched+=(redis)
+_stack_alive worker && watched+=(worker)
+while :; do
+    for name in "${watched[@]}"; do
+        if ! _stack_alive "$name"; then
+            say "$name exited unexpectedly; stopping the rest"
+            case $name in
+            postgres) tail -n 20 "$STACK_DIR/postgres.log" >&2 || true ;;
+            redis) tail -n 20 "$STACK_DIR/redis.log" >&2 || true ;;
+            esac
+            exit 1
+        fi
+    done
+    sleep 1 &
+    wait $! || true
+done
