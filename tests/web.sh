@@ -103,6 +103,7 @@ _web_spawn() {
     if ((EUID == 0)); then
         owner=(-U "$GB_USER" -G "$GB_GROUP")
     fi
+    # shellcheck disable=SC2016,SC2094 # $1/$@ are the inner shell's; the log is only appended to
     if ! spawn-fcgi -s "$sock" -M 0660 "${owner[@]}" -F "$procs" -P "$pids" -- \
         /bin/sh -c 'log=$1; shift; exec "$@" 2>>"$log"' sh "$WEB_LOG" "$@" </dev/null >>"$WEB_LOG" 2>&1; then
         _stack_fail "spawn-fcgi $name ($*) failed" "$WEB_LOG"

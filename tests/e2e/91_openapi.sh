@@ -4,7 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-first=(${DEPLOYMENTS:-lighttpd})
+read -r -a first <<<"${DEPLOYMENTS:-lighttpd}"
 [[ $DEPLOYMENT == "${POSTMAN_DEPLOYMENT:-${first[0]:-lighttpd}}" ]] || exit 0
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
