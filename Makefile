@@ -7,7 +7,7 @@
 # User CFLAGS/LDFLAGS are added to ours, never replace them.
 
 BUILD    ?= build
-SANITIZE ?=
+SANITIZE ?= $(if $(filter build-asan,$(BUILD)),1,)
 CC       ?= cc
 PKGS      = fcgi hiredis json-c libjwt libcurl libcrypto libpq libargon2
 

@@ -4,8 +4,9 @@
 #      counted per test case; a binary that crashes or fails without a summary counts as one failure.
 #   2. one private PostgreSQL + Redis + fakes for the whole run (tests/stack.sh, in a mktemp -d STACK_DIR),
 #      schema.sql applied twice (idempotence);
-#   3. for each deployment of DEPLOYMENTS (default "lighttpd lighttpd-asan apache nginx nginx-cgi"): start its web server and the
-#      worker of the same build, run every tests/e2e/*.sh (each one a separate bash process with a time limit;
+#   3. for each deployment of DEPLOYMENTS (default "lighttpd lighttpd-asan apache nginx nginx-cgi"): restart the
+#      fakes (fresh state), start its web server and the worker of the same build, run every tests/e2e/*.sh
+#      (each one a separate bash process with a time limit;
 #      a script that exits non-zero or times out is one more failure), stop them; sanitizer reports written
 #      by the asan build are failures too.
 # The last line printed is "N passed, M failed"; the exit status is non-zero when M > 0.
@@ -13,6 +14,7 @@
 # Knobs: DEPLOYMENTS="lighttpd"  E2E_FILTER=regex (on the script's file name)  SKIP_UNIT=1  SKIP_E2E=1
 #        UNIT_BUILDS="build"  E2E_TIMEOUT=300 (seconds per script)  KEEP_STACK=1 (keep STACK_DIR)
 #        BUILD=build BUILD_ASAN=build-asan (directories, relative to the repo root or absolute)
+#        TEST_LOG_LEVEL=debug (the app's LOG_LEVEL in tests; default info)
 #
 # Adding a deployment NAME: define deploy_NAME_start and deploy_NAME_stop below ("-" in NAME becomes "_");
 # start must export BASE_URL and start the worker; a web server flavour goes into tests/stack.sh as
@@ -286,6 +288,13 @@ run_deployment() {
     done
     export DEPLOYMENT=$dep
     say "deployment $dep"
+    # Fresh fakes for every deployment: nothing recorded or configured by the previous one's scripts leaks in
+    # (the app's base URLs follow the new ports: the web server and worker start afterwards).
+    stack_fakes_stop
+    if ! stack_fakes_start; then
+        record fail "$dep: the fakes did not start"
+        return 0
+    fi
     if ! "${fn}_start"; then
         record fail "$dep: the stack did not start"
         "${fn}_stop" || true

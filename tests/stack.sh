@@ -20,20 +20,21 @@
 #   stack_pg_start / stack_pg_stop    the cluster on the same data and socket (stop = fast shutdown)
 #   stack_schema_apply                apply schema.sql (idempotent)
 #   stack_redis_start / stack_redis_stop
-#   stack_fakes_start / stack_fakes_stop
+#   stack_fakes_start / stack_fakes_stop   (start exports FAKE_*_URL and, in test mode, the app's base URLs)
 #   stack_web_start / stack_web_stop  exports BASE_URL
 #   stack_worker_start / stack_worker_stop [SIGNAL]   (no-op when BUILD_DIR has no worker)
 #
 # Layout of STACK_DIR: pgdata/ (cluster), pg/ (its socket), redis.sock, redis/ (run mode data), web/ (FastCGI
 # sockets, empty document root), NAME.pid, NAME.port (fakes), *.log.
 #
-# Every server runs in the foreground as a child of the shell that started it, with its pid in a pid file;
+# Every server runs in the foreground (no daemonizing) in a session of its own, with its pid in a pid file;
 # stopping works from any process (an e2e script may stop and restart PostgreSQL, Redis or the worker).
 
 [[ -n ${_GB_STACK_SH_LOADED:-} ]] && return 0
 _GB_STACK_SH_LOADED=1
 
-GB_ROOT=${GB_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# The repository this file belongs to (never inherited: a stack always runs its own checkout's code).
+GB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export GB_ROOT
 
 # PostgreSQL server binaries are not on PATH on Debian.
@@ -381,6 +382,7 @@ stack_fakes_start() {
         port=$(<"$portfile")
         export "$var=http://127.0.0.1:${port//[^0-9]/}"
     done
+    _stack_env_fakes
 }
 
 _stack_port_file() { [[ -s $1 && $(<"$1") =~ ^[0-9]+[[:space:]]*$ ]]; }
@@ -406,15 +408,22 @@ _stack_env_test() {
         AI_HISTORY_MESSAGES AI_TIMEOUT_MS AI_MAX_ATTEMPTS WORKER_CONCURRENCY WORKER_RECOVER_SECONDS; do
         unset "$v"
     done
-    local closed=http://127.0.0.1:9
     export DATABASE_URL REDIS_URL JWT_SECRET
     DATABASE_URL=$(_stack_pg_url gemini)
     REDIS_URL=unix://$STACK_DIR/redis.sock
     JWT_SECRET=$(_stack_random_hex 48)
     export APP_ENV=production LOG_LEVEL=${TEST_LOG_LEVEL:-info} OTP_IN_RESPONSE=1
     export AI_PROVIDER=gemini GEMINI_API_KEY=test-gemini-key OPENAI_API_KEY=test-openai-key
-    export GEMINI_API_BASE=${FAKE_AI_URL:-$closed} OPENAI_API_BASE=${FAKE_AI_URL:-$closed}/v1
     export STRIPE_SECRET_KEY=sk_test_fake STRIPE_WEBHOOK_SECRET=whsec_test_fake STRIPE_PRICE_ID=price_test_pro
+    _stack_env_fakes
+}
+
+# The upstream base URLs of the app in test mode: the fakes (again after every stack_fakes_start, since their
+# ports change), or a closed local port when a fake does not exist.
+_stack_env_fakes() {
+    [[ $STACK_MODE == test ]] || return 0
+    local closed=http://127.0.0.1:9
+    export GEMINI_API_BASE=${FAKE_AI_URL:-$closed} OPENAI_API_BASE=${FAKE_AI_URL:-$closed}/v1
     export STRIPE_API_BASE=${FAKE_STRIPE_URL:-$closed}
 }
 
