@@ -89,3 +89,14 @@ lighttpd*)
         "[$DEPLOYMENT] a POST without a body reaches the app (chatroom with the default title)"
     ;;
 esac
+
+# The program itself, as plain CGI: a body over the limit is read to its end before the 413 (fcgiwrap fails
+# the request with its own 502 when a program leaves input unread).
+bin=$(_stack_abs "$BUILD_DIR/cgi-bin/auth")
+left=$(head -c 100000 /dev/zero | tr '\0' a | {
+    REQUEST_METHOD=POST REQUEST_URI=/auth/signup CONTENT_LENGTH=100000 CONTENT_TYPE=application/json \
+        "$bin" >"$tmp/cgi.out" 2>/dev/null || true
+    wc -c
+})
+check "CGI: a 100000-byte body is answered 413" grep -q '^Status: 413' "$tmp/cgi.out"
+check_eq "$left" 0 "CGI: the program read the whole oversized body before answering"
