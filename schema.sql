@@ -116,3 +116,17 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 1) THEN
 END IF;
 END
 $step$;
+
+-- Step 2: worker leases. A worker claims a pending reply for one upstream call by setting lease_until (and
+-- lease_owner, "host:pid"); other workers leave it alone until the lease ends, so the reply of a killed worker
+-- is taken again once its lease has expired. A finished or handed-back reply has both NULL.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 2) THEN
+
+    ALTER TABLE messages ADD COLUMN lease_until timestamptz, ADD COLUMN lease_owner text;
+
+    INSERT INTO schema_version (version) VALUES (2);
+END IF;
+END
+$step$;

@@ -1,0 +1,660 @@
+#include "ai.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <curl/curl.h>
+#include <json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define OFFLINE_PREFIX "[offline model: no AI provider configured] You said: "
+
+int ai_provider_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    if (strcmp(s, "gemini") == 0)
+        return AI_PROVIDER_GEMINI;
+    if (strcmp(s, "openai") == 0)
+        return AI_PROVIDER_OPENAI;
+    if (strcmp(s, "offline") == 0)
+        return AI_PROVIDER_OFFLINE;
+    return -1;
+}
+
+const char *ai_provider_name(enum ai_provider p)
+{
+    switch (p) {
+    case AI_PROVIDER_GEMINI:
+        return "gemini";
+    case AI_PROVIDER_OPENAI:
+        return "openai";
+    default:
+        return "offline";
+    }
+}
+
+void ai_result_free(ai_result_t *r)
+{
+    if (!r)
+        return;
+    free(r->text);
+    memset(r, 0, sizeof *r);
+    r->retry_after_ms = -1;
+}
+
+static void result_reset(ai_result_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->retry_after_ms = -1;
+}
+
+/* ---- requests ---- */
+
+int ai_normalise(const ai_turn_t *turns, size_t n, ai_turn_t *out, size_t *nout)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!turns[i].text || turns[i].len == 0)
+            continue;
+        if (k == 0 && turns[i].role != AI_ROLE_USER)
+            continue; /* the window may open on a model turn: Gemini wants the user first */
+        out[k++] = turns[i];
+    }
+    while (k > 0 && out[k - 1].role != AI_ROLE_USER)
+        k--;
+    *nout = k;
+    return k ? 0 : -1;
+}
+
+static json_object *jstr(const char *s, size_t len)
+{
+    return json_object_new_string_len(s, (int)len);
+}
+
+static json_object *text_part(const char *s, size_t len)
+{
+    json_object *part = json_object_new_object();
+    json_object_object_add(part, "text", jstr(s, len));
+    return part;
+}
+
+static json_object *gemini_body(const ai_turn_t *t, size_t n, const char *system_prompt)
+{
+    json_object *root = json_object_new_object();
+    json_object *contents = json_object_new_array();
+    json_object *parts = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || t[i].role != t[i - 1].role) {
+            json_object *content = json_object_new_object();
+            json_object_object_add(content, "role",
+                                   json_object_new_string(t[i].role == AI_ROLE_USER ? "user" : "model"));
+            parts = json_object_new_array();
+            json_object_object_add(content, "parts", parts);
+            json_object_array_add(contents, content);
+        }
+        json_object_array_add(parts, text_part(t[i].text, t[i].len));
+    }
+    json_object_object_add(root, "contents", contents);
+    if (system_prompt && *system_prompt) {
+        json_object *si = json_object_new_object();
+        json_object *sp = json_object_new_array();
+        json_object_array_add(sp, text_part(system_prompt, strlen(system_prompt)));
+        json_object_object_add(si, "parts", sp);
+        json_object_object_add(root, "systemInstruction", si);
+    }
+    json_object *gc = json_object_new_object();
+    json_object_object_add(gc, "maxOutputTokens", json_object_new_int(AI_MAX_OUTPUT_TOKENS));
+    json_object_object_add(root, "generationConfig", gc);
+    return root;
+}
+
+static json_object *openai_message(const char *role, const char *s, size_t len)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "role", json_object_new_string(role));
+    json_object_object_add(m, "content", jstr(s, len));
+    return m;
+}
+
+static json_object *openai_body(const ai_turn_t *t, size_t n, const char *system_prompt, const char *model)
+{
+    json_object *root = json_object_new_object();
+    if (model && *model)
+        json_object_object_add(root, "model", json_object_new_string(model));
+    json_object *msgs = json_object_new_array();
+    if (system_prompt && *system_prompt)
+        json_object_array_add(msgs, openai_message("system", system_prompt, strlen(system_prompt)));
+    buf_t joined = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (joined.len)
+            buf_append(&joined, "\n\n", 2);
+        buf_append(&joined, t[i].text, t[i].len);
+        if (i + 1 == n || t[i + 1].role != t[i].role) {
+            json_object_array_add(
+                msgs, openai_message(t[i].role == AI_ROLE_USER ? "user" : "assistant", joined.data, joined.len));
+            buf_reset(&joined);
+        }
+    }
+    buf_free(&joined);
+    json_object_object_add(root, "messages", msgs);
+    json_object_object_add(root, "stream", json_object_new_boolean(0));
+    return root;
+}
+
+int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt,
+                     const char *model, buf_t *out)
+{
+    int rc = -1;
+    ai_turn_t *norm = NULL;
+    json_object *root = NULL;
+    size_t k = 0;
+
+    if (p != AI_PROVIDER_GEMINI && p != AI_PROVIDER_OPENAI)
+        goto out;
+    norm = xcalloc(n ? n : 1, sizeof *norm);
+    if (ai_normalise(turns, n, norm, &k) != 0)
+        goto out;
+    root = p == AI_PROVIDER_GEMINI ? gemini_body(norm, k, system_prompt) : openai_body(norm, k, system_prompt, model);
+    size_t len = 0;
+    const char *s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                      &len);
+    if (!s)
+        goto out;
+    buf_append(out, s, len);
+    rc = 0;
+out:
+    json_object_put(root);
+    free(norm);
+    return rc;
+}
+
+static int model_ok(const char *m)
+{
+    if (!m || !*m)
+        return 0;
+    for (const char *c = m; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '.' && *c != '_' && *c != '-')
+            return 0;
+    return 1;
+}
+
+int ai_build_url(enum ai_provider p, const char *base, const char *model, buf_t *out)
+{
+    if (!base || !*base)
+        return -1;
+    size_t blen = strlen(base);
+    if (base[blen - 1] == '/')
+        blen--;
+    if (blen == 0)
+        return -1;
+    if (p == AI_PROVIDER_GEMINI) {
+        if (model && strncmp(model, "models/", 7) == 0)
+            model += 7;
+        if (!model_ok(model))
+            return -1;
+        buf_append(out, base, blen);
+        buf_printf(out, "/v1beta/models/%s:generateContent", model);
+        return 0;
+    }
+    if (p == AI_PROVIDER_OPENAI) {
+        buf_append(out, base, blen);
+        buf_puts(out, "/chat/completions");
+        return 0;
+    }
+    return -1;
+}
+
+int ai_auth_header(enum ai_provider p, const char *key, buf_t *out)
+{
+    if (p != AI_PROVIDER_GEMINI && p != AI_PROVIDER_OPENAI)
+        return -1;
+    if (!key || !*key)
+        return 1;
+    for (const char *c = key; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+            return -1;
+    buf_puts(out, p == AI_PROVIDER_GEMINI ? "x-goog-api-key: " : "Authorization: Bearer ");
+    buf_puts(out, key);
+    return 0;
+}
+
+/* ---- responses ---- */
+
+/* Copy an upstream token (status, reason) keeping only [A-Za-z0-9_.:-], at most max bytes. */
+static void token_copy(char *dst, size_t cap, const char *src, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; src && src[i] && k + 1 < cap && k < max; i++) {
+        char c = src[i];
+        if (isalnum((unsigned char)c) || c == '_' || c == '.' || c == ':' || c == '-')
+            dst[k++] = c;
+    }
+    dst[k] = '\0';
+}
+
+/* Copy upstream prose for the log: printable ASCII only, cut to the field. */
+static void detail_copy(ai_result_t *r, const char *src)
+{
+    size_t k = 0;
+    for (size_t i = 0; src && src[i] && k + 1 < sizeof r->detail; i++) {
+        unsigned char c = (unsigned char)src[i];
+        r->detail[k++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    r->detail[k] = '\0';
+}
+
+static void set_error(ai_result_t *r, enum ai_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_error(ai_result_t *r, enum ai_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->error, sizeof r->error, fmt, ap); /* truncation is fine: the field is a ceiling */
+    va_end(ap);
+    r->status = st;
+}
+
+static json_object *get(json_object *o, const char *key, json_type type)
+{
+    json_object *v = NULL;
+    if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v))
+        return NULL;
+    return json_object_is_type(v, type) ? v : NULL;
+}
+
+static const char *get_str(json_object *o, const char *key)
+{
+    json_object *v = get(o, key, json_type_string);
+    return v ? json_object_get_string(v) : NULL;
+}
+
+static json_object *parse_json(const char *body, size_t len)
+{
+    if (!body || len == 0 || len > AI_MAX_RESPONSE_BYTES)
+        return NULL;
+    json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return NULL;
+    json_object *o = json_tokener_parse_ex(tok, body, (int)len);
+    if (o && json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(o);
+        o = NULL;
+    }
+    for (size_t end = o ? json_tokener_get_parse_end(tok) : len; end < len; end++)
+        if (!isspace((unsigned char)body[end])) { /* trailing garbage: not the body we were promised */
+            json_object_put(o);
+            o = NULL;
+            break;
+        }
+    json_tokener_free(tok);
+    if (o && !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        o = NULL;
+    }
+    return o;
+}
+
+static int is_transient_status(long st)
+{
+    return st == 408 || st == 429 || st == 500 || st == 502 || st == 503 || st == 504;
+}
+
+static void take_text(ai_result_t *r, buf_t *text, int truncated)
+{
+    buf_t clean = {0};
+    ai_text_sanitise(text->data, text->len, &clean);
+    buf_free(text);
+    r->status = AI_OK;
+    r->text = clean.data;
+    r->text_len = clean.len;
+    r->truncated = truncated;
+}
+
+/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* past U+10FFFF */
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+void ai_text_sanitise(const char *s, size_t len, buf_t *out)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0; /* run: start of the pending stretch of good bytes */
+    buf_append(out, "", 0);
+    while (i < len) {
+        size_t k = u[i] ? utf8_seq(u + i, len - i) : 0;
+        if (k) {
+            i += k;
+            continue;
+        }
+        buf_append(out, s + run, i - run);
+        if (u[i])
+            buf_append(out, "\xEF\xBF\xBD", 3);
+        run = ++i;
+    }
+    buf_append(out, s + run, i - run);
+}
+
+static void gemini_ok(json_object *root, ai_result_t *r)
+{
+    buf_t text = {0};
+    char reason[48];
+    json_object *cands = get(root, "candidates", json_type_array);
+    json_object *c0 = cands && json_object_array_length(cands) > 0 ? json_object_array_get_idx(cands, 0) : NULL;
+    if (!c0 || !json_object_is_type(c0, json_type_object)) {
+        const char *block = get_str(get(root, "promptFeedback", json_type_object), "blockReason");
+        if (block) {
+            token_copy(reason, sizeof reason, block, 40);
+            set_error(r, AI_PERMANENT, "prompt blocked by the model (%s)", reason);
+        } else {
+            set_error(r, AI_PERMANENT, "model returned no candidates");
+        }
+        goto out;
+    }
+    const char *finish = get_str(c0, "finishReason");
+    token_copy(reason, sizeof reason, finish ? finish : "none", 40);
+    json_object *parts = get(get(c0, "content", json_type_object), "parts", json_type_array);
+    size_t np = parts ? json_object_array_length(parts) : 0;
+    for (size_t i = 0; i < np; i++) {
+        json_object *part = json_object_array_get_idx(parts, i);
+        json_object *thought = get(part, "thought", json_type_boolean);
+        json_object *t = get(part, "text", json_type_string);
+        if (!t || (thought && json_object_get_boolean(thought)))
+            continue;
+        buf_append(&text, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+    }
+    int usable = !finish || strcmp(finish, "STOP") == 0 || strcmp(finish, "MAX_TOKENS") == 0 ||
+                 strcmp(finish, "FINISH_REASON_UNSPECIFIED") == 0;
+    if (!usable) {
+        set_error(r, AI_PERMANENT, "model stopped without an answer (finishReason %s)", reason);
+        goto out;
+    }
+    if (text.len == 0) {
+        set_error(r, AI_PERMANENT, "model returned no text (finishReason %s)", reason);
+        goto out;
+    }
+    take_text(r, &text, finish && strcmp(finish, "MAX_TOKENS") == 0);
+out:
+    buf_free(&text);
+}
+
+static void openai_ok(json_object *root, ai_result_t *r)
+{
+    char reason[48];
+    json_object *choices = get(root, "choices", json_type_array);
+    json_object *c0 =
+        choices && json_object_array_length(choices) > 0 ? json_object_array_get_idx(choices, 0) : NULL;
+    if (!c0 || !json_object_is_type(c0, json_type_object)) {
+        set_error(r, AI_PERMANENT, "model returned no choices");
+        return;
+    }
+    const char *finish = get_str(c0, "finish_reason");
+    token_copy(reason, sizeof reason, finish ? finish : "none", 40);
+    json_object *msg = get(c0, "message", json_type_object);
+    json_object *content = get(msg, "content", json_type_string);
+    const char *refusal = get_str(msg, "refusal");
+    if (finish && strcmp(finish, "content_filter") == 0) {
+        set_error(r, AI_PERMANENT, "model stopped without an answer (finish_reason %s)", reason);
+        return;
+    }
+    if (!content || json_object_get_string_len(content) == 0) {
+        if (refusal)
+            set_error(r, AI_PERMANENT, "model refused to answer");
+        else
+            set_error(r, AI_PERMANENT, "model returned no text (finish_reason %s)", reason);
+        return;
+    }
+    buf_t text = {0};
+    buf_append(&text, json_object_get_string(content), (size_t)json_object_get_string_len(content));
+    take_text(r, &text, finish && strcmp(finish, "length") == 0);
+}
+
+/* Read {"error":{...}} of either provider into r->error / r->detail / hints. Returns 1 for a Gemini daily
+ * quota 429 (retrying soon will not help), else 0. */
+static int upstream_error(enum ai_provider p, long st, json_object *root, ai_result_t *r, enum ai_status cls)
+{
+    char status[48] = "", reason[48] = "";
+    int daily = 0;
+    json_object *err = get(root, "error", json_type_object);
+    if (err) {
+        detail_copy(r, get_str(err, "message"));
+        if (p == AI_PROVIDER_GEMINI) {
+            token_copy(status, sizeof status, get_str(err, "status"), 40);
+            json_object *details = get(err, "details", json_type_array);
+            size_t nd = details ? json_object_array_length(details) : 0;
+            for (size_t i = 0; i < nd; i++) {
+                json_object *d = json_object_array_get_idx(details, i);
+                const char *type = get_str(d, "@type");
+                if (!type)
+                    continue;
+                if (strstr(type, "google.rpc.ErrorInfo") && get_str(d, "reason")) {
+                    token_copy(reason, sizeof reason, get_str(d, "reason"), 40);
+                } else if (strstr(type, "google.rpc.RetryInfo")) {
+                    json_object *delay = get(d, "retryDelay", json_type_string);
+                    long ms = delay ? ai_parse_duration(json_object_get_string(delay),
+                                                        (size_t)json_object_get_string_len(delay))
+                                    : -1;
+                    if (ms > r->retry_after_ms)
+                        r->retry_after_ms = ms;
+                } else if (strstr(type, "google.rpc.QuotaFailure")) {
+                    json_object *v = get(d, "violations", json_type_array);
+                    size_t nv = v ? json_object_array_length(v) : 0;
+                    for (size_t j = 0; j < nv; j++) {
+                        const char *q = get_str(json_object_array_get_idx(v, j), "quotaId");
+                        if (q && strstr(q, "PerDay"))
+                            daily = 1;
+                    }
+                }
+            }
+        } else {
+            const char *code = get_str(err, "code");
+            token_copy(status, sizeof status, code ? code : get_str(err, "type"), 40);
+        }
+    }
+    if (daily && st == 429) {
+        set_error(r, AI_PERMANENT, "upstream daily quota exhausted (429 %s)", status);
+        return 1;
+    }
+    if (*status && *reason)
+        set_error(r, cls, "upstream error %ld %s (%s)", st, status, reason);
+    else if (*status)
+        set_error(r, cls, "upstream error %ld %s", st, status);
+    else
+        set_error(r, cls, "upstream error %ld", st);
+    return 0;
+}
+
+void ai_parse_response(enum ai_provider p, long http_status, const char *body, size_t len,
+                       const char *retry_after, ai_result_t *r)
+{
+    result_reset(r);
+    r->http_status = http_status;
+    r->retry_after_ms = ai_parse_retry_after(retry_after);
+    json_object *root = parse_json(body, len);
+
+    if (http_status >= 200 && http_status < 300) {
+        if (!root)
+            set_error(r, AI_TRANSIENT, "malformed upstream response (HTTP %ld)", http_status);
+        else if (p == AI_PROVIDER_GEMINI)
+            gemini_ok(root, r);
+        else if (p == AI_PROVIDER_OPENAI)
+            openai_ok(root, r);
+        else
+            set_error(r, AI_PERMANENT, "no AI provider configured");
+    } else {
+        upstream_error(p, http_status, root, r, is_transient_status(http_status) ? AI_TRANSIENT : AI_PERMANENT);
+    }
+    if (r->retry_after_ms > AI_RETRY_HINT_CAP_MS)
+        r->retry_after_ms = AI_RETRY_HINT_CAP_MS;
+    json_object_put(root);
+}
+
+void ai_transport_error(int curl_code, ai_result_t *r)
+{
+    result_reset(r);
+    switch ((CURLcode)curl_code) {
+    case CURLE_OPERATION_TIMEDOUT:
+        set_error(r, AI_TRANSIENT, "upstream timed out");
+        break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+        set_error(r, AI_TRANSIENT, "upstream unreachable (curl %d)", curl_code);
+        break;
+    case CURLE_WRITE_ERROR:
+        set_error(r, AI_PERMANENT, "upstream response too large");
+        break;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_TOO_MANY_REDIRECTS:
+        set_error(r, AI_PERMANENT, "upstream misconfigured (curl %d)", curl_code);
+        break;
+    default:
+        set_error(r, AI_TRANSIENT, "upstream transport error (curl %d)", curl_code);
+        break;
+    }
+    detail_copy(r, curl_easy_strerror((CURLcode)curl_code));
+}
+
+/* ---- retry timing ---- */
+
+long ai_parse_retry_after(const char *v)
+{
+    if (!v)
+        return -1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
+        n--;
+    if (n == 0)
+        return -1;
+    if (isdigit((unsigned char)v[0])) {
+        long long secs = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!isdigit((unsigned char)v[i]))
+                return -1;
+            if (secs < 1000000000LL)
+                secs = secs * 10 + (v[i] - '0');
+        }
+        if (secs > AI_RETRY_HINT_CAP_MS / 1000)
+            secs = AI_RETRY_HINT_CAP_MS / 1000;
+        return (long)(secs * 1000);
+    }
+    char date[64];
+    if (n >= sizeof date)
+        return -1;
+    memcpy(date, v, n);
+    date[n] = '\0';
+    time_t t = curl_getdate(date, NULL);
+    if (t == -1)
+        return -1;
+    time_t now = time(NULL);
+    if (t <= now)
+        return 0;
+    if (t - now > AI_RETRY_HINT_CAP_MS / 1000)
+        return AI_RETRY_HINT_CAP_MS;
+    return (long)(t - now) * 1000;
+}
+
+long ai_parse_duration(const char *s, size_t len)
+{
+    if (!s || len < 2 || s[len - 1] != 's')
+        return -1;
+    len--;
+    long long whole = 0, frac_ms = 0;
+    size_t i = 0;
+    int digits = 0;
+    for (; i < len && isdigit((unsigned char)s[i]); i++, digits++)
+        if (whole < 100000000LL)
+            whole = whole * 10 + (s[i] - '0');
+    if (digits == 0)
+        return -1;
+    int round_up = 0;
+    if (i < len && s[i] == '.') {
+        i++;
+        int fd = 0;
+        for (; i < len && isdigit((unsigned char)s[i]); i++, fd++) {
+            if (fd < 3)
+                frac_ms = frac_ms * 10 + (s[i] - '0');
+            else if (s[i] != '0')
+                round_up = 1;
+        }
+        if (fd == 0 || fd > 9)
+            return -1;
+        for (; fd < 3; fd++)
+            frac_ms *= 10;
+    }
+    if (i != len)
+        return -1;
+    long long ms = whole * 1000 + frac_ms + round_up;
+    return ms > AI_RETRY_HINT_CAP_MS ? AI_RETRY_HINT_CAP_MS : (long)ms;
+}
+
+long ai_backoff_ms(long attempt, long retry_after_ms, uint64_t rnd)
+{
+    long window = AI_BACKOFF_BASE_MS;
+    for (long i = 1; i < attempt && window < AI_BACKOFF_CAP_MS; i++)
+        window *= 2;
+    if (window > AI_BACKOFF_CAP_MS)
+        window = AI_BACKOFF_CAP_MS;
+    long wait = (long)(rnd % (uint64_t)(window + 1));
+    if (retry_after_ms > AI_RETRY_HINT_CAP_MS)
+        retry_after_ms = AI_RETRY_HINT_CAP_MS;
+    return wait < retry_after_ms ? retry_after_ms : wait;
+}
+
+/* ---- offline ---- */
+
+void ai_offline_reply(const ai_turn_t *turns, size_t n, buf_t *out)
+{
+    const ai_turn_t *last = NULL;
+    for (size_t i = n; i-- > 0;)
+        if (turns[i].role == AI_ROLE_USER && turns[i].text && turns[i].len) {
+            last = &turns[i];
+            break;
+        }
+    buf_puts(out, OFFLINE_PREFIX);
+    if (!last)
+        return;
+    /* cut after AI_OFFLINE_ECHO_CHARS code points, never inside a UTF-8 sequence */
+    size_t end = 0, cps = 0;
+    const unsigned char *s = (const unsigned char *)last->text;
+    while (end < last->len && cps < AI_OFFLINE_ECHO_CHARS) {
+        end++;
+        while (end < last->len && (s[end] & 0xC0) == 0x80)
+            end++;
+        cps++;
+    }
+    buf_append(out, last->text, end);
+    if (end < last->len)
+        buf_puts(out, "\xE2\x80\xA6"); /* U+2026 */
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Worker crashes and stops: a worker killed (SIGKILL) in the middle of its upstream calls loses nothing and
+# finishes every reply exactly once after a restart; SIGTERM lets in-flight calls finish, and what outlives the
+# grace period is handed back (lease released, attempt not counted) and finished by the next worker.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../worker_lib.sh"
+
+tag=$(uniq_tag)
+worker_user
+new_room
+
+# A short upstream timeout keeps the lease short (AI_TIMEOUT_MS + 3 s): a killed worker's replies are taken
+# again about 7 s after their call started.
+settings=(AI_TIMEOUT_MS=4000 WORKER_RECOVER_SECONDS=2)
+worker_restart "${settings[@]}"
+
+# ---- SIGKILL mid-call ----
+ids=() texts=()
+for i in 1 2 3; do
+    texts+=("[[delay:3000]] crash $i $tag")
+    post_msg "$ROOM" "${texts[-1]}"
+    ids+=("$REPLY_ID")
+done
+sel="select((.body.contents[-1].parts[-1].text? // \"\") | test(\"crash [0-9] $tag\"))"
+check "all three calls reached upstream" wait_fake_count 20 3 "$sel"
+stack_worker_stop KILL
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
+    IFS=,
+    echo "${ids[*]}"
+)) AND status = 'pending' AND lease_until > now()")" 3 "killed mid-call: the replies are pending and leased"
+(
+    for kv in "${settings[@]}"; do export "${kv?}"; done
+    stack_worker_start
+)
+check "a restarted worker finishes all three within 30 s" wait_replies 30 "${ids[@]}"
+for i in 0 1 2; do
+    check_eq "$(reply_field "${ids[$i]}" status)/$(reply_field "${ids[$i]}" content)" \
+        "completed/fake-gemini: ${texts[$i]}" "crash reply $((i + 1)) completed with its own answer"
+    one="select(.body.contents[-1].parts[-1].text == \"${texts[$i]}\")"
+    check_eq "$(fake_count "$one | select(.status == 200)")" 1 "crash reply $((i + 1)): exactly one answer delivered"
+done
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
+    IFS=,
+    echo "${ids[*]}"
+)) AND lease_until IS NULL AND lease_owner IS NULL")" 3 "no lease left behind"
+
+# ---- SIGTERM: in-flight calls finish within the grace period ----
+ids=()
+for i in 1 2; do
+    post_msg "$ROOM" "[[delay:2000]] graceful $i $tag"
+    ids+=("$REPLY_ID")
+done
+sel="select((.body.contents[-1].parts[-1].text? // \"\") | test(\"graceful [0-9] $tag\"))"
+check "both graceful calls reached upstream" wait_fake_count 20 2 "$sel"
+consumer="$(hostname):$(cat "$STACK_DIR/worker.pid")"
+check "the worker is a consumer of the group" is_consumer "$consumer"
+stack_worker_stop TERM
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
+    IFS=,
+    echo "${ids[*]}"
+)) AND status = 'completed'")" 2 "SIGTERM: the worker finished its in-flight calls before exiting"
+check "the worker said goodbye" grep -q "exiting: " "$STACK_DIR/worker.log"
+check "a cleanly stopped worker with nothing pending leaves the consumer group" not is_consumer "$consumer"
+
+# ---- SIGTERM: a call longer than the grace period (10 s) is handed back ----
+settings=(AI_TIMEOUT_MS=20000 WORKER_RECOVER_SECONDS=2)
+(
+    for kv in "${settings[@]}"; do export "${kv?}"; done
+    stack_worker_start
+)
+slow="[[delay:12000]] slow $tag"
+post_msg "$ROOM" "$slow"
+rs=$REPLY_ID
+sel="select(.body.contents[-1].parts[-1].text == \"$slow\")"
+check "the slow call reached upstream" wait_fake_count 20 1 "$sel"
+t0=$SECONDS
+stack_worker_stop TERM
+check "the worker stopped after its grace period ($((SECONDS - t0)) s)" test $((SECONDS - t0)) -le 15
+check_eq "$(reply_field "$rs" status)/$(reply_field "$rs" "coalesce(lease_owner, 'none')")/$(reply_field "$rs" attempts)" \
+    "pending/none/0" "handed back: still pending, lease released, the aborted call not counted"
+(
+    for kv in "${settings[@]}"; do export "${kv?}"; done
+    stack_worker_start
+)
+check "the next worker finishes the handed-back reply within 30 s" wait_replies 30 "$rs"
+check_eq "$(reply_field "$rs" status)/$(reply_field "$rs" content)" "completed/fake-gemini: $slow" \
+    "handed-back reply completed"

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# `worker --once` (the cron mode) drains the queue and exits 0; the other providers: offline (a labelled local
+# stand-in) and OpenAI-compatible chat completions; a wrong API key fails replies with a short, key-free error.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../worker_lib.sh"
+
+tag=$(uniq_tag)
+worker_user
+new_room
+bin=$(_stack_abs "$BUILD_DIR/worker/worker")
+log=$STACK_DIR/worker-once.log
+
+# run_once [VAR=VALUE...]: one `worker --once` with these settings (at most 60 s); sets ONCE_RC and ONCE_SECS
+run_once() {
+    local t0=$SECONDS
+    ONCE_RC=0
+    env "$@" timeout 60 "$bin" --once </dev/null >>"$log" 2>&1 || ONCE_RC=$?
+    ONCE_SECS=$((SECONDS - t0))
+}
+
+# The daemon is stopped for the whole script (worker_restore brings it back at the end).
+# shellcheck disable=SC2119 # no settings: the stack's own
+worker_restart
+stack_worker_stop TERM
+
+# ---- --once drains the queue, retries included, then exits 0 ----
+ids=() texts=()
+for i in 1 2 3; do
+    texts+=("once $i $tag")
+    post_msg "$ROOM" "${texts[-1]}"
+    ids+=("$REPLY_ID")
+done
+texts+=("[[fail:503]] once retried $tag")
+post_msg "$ROOM" "${texts[-1]}"
+ids+=("$REPLY_ID")
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
+    IFS=,
+    echo "${ids[*]}"
+)) AND status = 'pending'")" 4 "four replies wait while no worker runs"
+run_once
+check_eq "$ONCE_RC" 0 "worker --once exits 0"
+for i in 0 1 2 3; do
+    check_eq "$(reply_field "${ids[$i]}" status)/$(reply_field "${ids[$i]}" content)" \
+        "completed/fake-gemini: ${texts[$i]}" "--once completed reply $((i + 1))"
+done
+check_eq "$(reply_field "${ids[3]}" attempts)" 2 "--once waited for the retry of the 503"
+run_once
+check_eq "$ONCE_RC/$((ONCE_SECS <= 5))" 0/1 "--once with nothing to do exits 0 at once (${ONCE_SECS} s)"
+
+# ---- offline provider: a clearly labelled stand-in ----
+long=$(printf 'x%.0s' $(seq 1 250))
+sql_pending "$ROOM" "offline please $tag"
+o1=$REPLY_ID
+enqueue "$o1"
+sql_pending "$ROOM" "$long"
+o2=$REPLY_ID
+enqueue "$o2"
+before=$(fake_count 'select(true)')
+run_once AI_PROVIDER=offline
+check_eq "$ONCE_RC" 0 "offline --once exits 0"
+check_eq "$(reply_field "$o1" status)/$(reply_field "$o1" content)" \
+    "completed/[offline model: no AI provider configured] You said: offline please $tag" "offline answer is labelled"
+c2=$(reply_field "$o2" content)
+check_eq "$c2" "[offline model: no AI provider configured] You said: $(printf 'x%.0s' $(seq 1 200))…" \
+    "offline answer echoes at most 200 characters"
+check_eq "$(fake_count 'select(true)')" "$before" "offline mode calls no upstream"
+
+# ---- OpenAI-compatible provider ----
+q="openai question $tag"
+post_msg "$ROOM" "$q"
+ro=$REPLY_ID
+run_once AI_PROVIDER=openai OPENAI_MODEL=fake-model
+check_eq "$ONCE_RC" 0 "openai --once exits 0"
+check_eq "$(reply_field "$ro" status)/$(reply_field "$ro" content)" "completed/fake-openai: $q" \
+    "openai reply holds the fake's answer"
+sel="select(.path == \"/v1/chat/completions\" and .body.messages[-1].content == \"$q\")"
+req_json=$(curl -s "$FAKE_AI_URL/__requests" | jq -c "[.[] | $sel][0]")
+check_eq "$(jq -r '.body.model' <<<"$req_json")/$(jq -r '.body.stream' <<<"$req_json")" "fake-model/false" \
+    "chat completions request: model, stream false"
+check_eq "$(jq -r '.body.messages[0].role' <<<"$req_json")" system "the system prompt comes first"
+# shellcheck disable=SC2016 # jq's $r
+check "then alternating user/assistant turns" jq -e '[.body.messages[1:][] | .role] as $r |
+    ($r | length) >= 3 and ([range(0; $r | length)] | all(. as $i | $r[$i] == (if $i % 2 == 0 then "user" else "assistant" end)))' \
+    <<<"$req_json"
+check_eq "$(jq -r '.body.messages[-1].role' <<<"$req_json")" user "the last message is the user's"
+
+# ---- wrong API key: permanent failure, short error, no key in it ----
+post_msg "$ROOM" "bad key $tag"
+rk=$REPLY_ID
+run_once GEMINI_API_KEY=not-the-right-key-123
+check_eq "$ONCE_RC" 0 "--once with a bad key still exits 0"
+err=$(reply_field "$rk" error)
+check_eq "$(reply_field "$rk" status)" failed "a rejected key fails the reply"
+check "the error names the reason: '$err'" has "$err" API_KEY_INVALID
+check "the error is short" at_most 200 "$err"
+check "the error holds no key" lacks "$err" not-the-right-key
+check "the log holds no key" not grep -q -e not-the-right-key -e test-gemini-key "$log"
+
+# ---- the attempt cap: always-503 fails after AI_MAX_ATTEMPTS ----
+post_msg "$ROOM" "[[fail:503,503,503,503,503,503,503,503]] never $tag"
+rn=$REPLY_ID
+run_once AI_MAX_ATTEMPTS=2
+check_eq "$(reply_field "$rn" status)/$(reply_field "$rn" attempts)" failed/2 "always 503: failed after 2 attempts"
+check "its error says it gave up: $(reply_field "$rn" error)" has "$(reply_field "$rn" error)" "gave up"
+
+# ---- a 200 that is not JSON is transient: retried, then given up ----
+post_msg "$ROOM" "[[garbage]] $tag"
+rg=$REPLY_ID
+run_once AI_MAX_ATTEMPTS=2
+check_eq "$(reply_field "$rg" status)/$(reply_field "$rg" attempts)" failed/2 "a non-JSON 200 is retried, then fails"
+check "its error says what was wrong: $(reply_field "$rg" error)" has "$(reply_field "$rg" error)" "malformed upstream response"

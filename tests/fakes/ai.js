@@ -1,0 +1,366 @@
+#!/usr/bin/env node
+// Fake of Google's Gemini generateContent API and of an OpenAI-compatible chat completions server, on one port.
+// No npm dependencies.
+//
+//   node tests/fakes/ai.js --port-file FILE     listens on 127.0.0.1:0 and writes the port to FILE
+//
+// Gemini:  POST /v1beta/models/{model}:generateContent   header x-goog-api-key: test-gemini-key
+// OpenAI:  POST /v1/chat/completions                     header Authorization: Bearer test-openai-key
+// Bodies are validated like the real services do (roles, empty texts, shapes) and answered in their real
+// response and error shapes. The reply text is "fake-gemini: " / "fake-openai: " + the last user text.
+//
+// Directives inside the last user text (a test's message content):
+//   [[fail:429,503]]  the first requests carrying this exact text fail with these statuses in order, later ones
+//                     succeed; a status that no retry can fix (4xx other than 408/429) fails every time.
+//                     429 carries Retry-After: 1 and (Gemini) a RetryInfo retryDelay "1s".
+//   [[delay:800]]     answer after 800 ms (added to the global latency)
+//   [[blocked]]       Gemini: prompt blocked (promptFeedback.blockReason SAFETY, no candidates)
+//   [[safety]]        finishReason SAFETY / finish_reason content_filter, no text
+//   [[empty]]         Gemini: finishReason MAX_TOKENS with no content; OpenAI: content null
+//   [[garbage]]       200 with a body that is not JSON
+//   [[huge]]          200 with a 3 MiB body (over the worker's ceiling)
+// Control:
+//   POST /__control {"latency_ms":500}   global latency for every model call
+//   GET  /__requests                     recorded model calls: [{seq, time, method, path, status, headers (no
+//                                        keys), body (parsed JSON or null)}]; status is null while the answer
+//                                        is pending and "client_gone" when the caller hung up before it
+//   POST /__reset                        forget requests, attempt counters and knobs
+//   GET  /__health                       {"ok":true}
+'use strict';
+
+const http = require('http');
+const fs = require('fs');
+const crypto = require('crypto');
+
+const GEMINI_KEY = 'test-gemini-key';
+const OPENAI_KEY = 'test-openai-key';
+const MAX_BODY = 8 * 1024 * 1024;
+const MAX_LOG = 50000;
+
+let knobs = { latency_ms: 0 };
+let requests = [];
+let seq = 0;
+const attempts = new Map(); // provider + '\0' + text -> requests seen
+
+function send(res, status, obj, headers) {
+  const body = typeof obj === 'string' ? obj : JSON.stringify(obj);
+  res.writeHead(status, Object.assign({
+    'Content-Type': typeof obj === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=UTF-8',
+    'Content-Length': Buffer.byteLength(body),
+  }, headers || {}));
+  res.end(body);
+}
+
+function safeHeaders(h) {
+  const out = {};
+  for (const k of Object.keys(h)) {
+    if (k === 'x-goog-api-key' || k === 'authorization') continue;
+    out[k] = h[k];
+  }
+  return out;
+}
+
+function directives(text) {
+  const d = { fail: [], delay: 0, flags: new Set() };
+  const re = /\[\[([a-z]+)(?::([^\]]*))?\]\]/g;
+  let m;
+  while ((m = re.exec(text || '')) !== null) {
+    if (m[1] === 'fail') d.fail = (m[2] || '').split(',').map((s) => parseInt(s, 10)).filter((n) => n >= 100 && n < 600);
+    else if (m[1] === 'delay') d.delay = Math.max(0, Math.min(600000, parseInt(m[2], 10) || 0));
+    else d.flags.add(m[1]);
+  }
+  return d;
+}
+
+// Which failure (if any) this request gets, counting requests per exact text.
+function failureFor(provider, text, d) {
+  if (!d.fail.length) return 0;
+  const key = provider + '\0' + text;
+  const n = attempts.get(key) || 0;
+  attempts.set(key, n + 1);
+  if (n < d.fail.length) return d.fail[n];
+  const last = d.fail[d.fail.length - 1];
+  const fixable = last === 408 || last === 429 || last >= 500;
+  return fixable ? 0 : last;
+}
+
+// ---- Gemini ----
+
+const G_STATUS = {
+  400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND',
+  408: 'DEADLINE_EXCEEDED', 409: 'ABORTED', 429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 501: 'UNIMPLEMENTED',
+  502: 'UNAVAILABLE', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED',
+};
+
+function geminiError(code, message, details) {
+  return { error: { code, message, status: G_STATUS[code] || 'UNKNOWN', details: details || [] } };
+}
+
+function geminiValidate(b) {
+  const bad = (msg) => msg;
+  if (!b || typeof b !== 'object' || Array.isArray(b)) return bad('Invalid JSON payload received. Expected an object.');
+  if (!Array.isArray(b.contents) || b.contents.length === 0) return bad('* GenerateContentRequest.contents: contents is not specified');
+  for (let i = 0; i < b.contents.length; i++) {
+    const c = b.contents[i];
+    if (!c || typeof c !== 'object' || Array.isArray(c)) return bad(`Invalid value at 'contents[${i}]'`);
+    if (c.role !== undefined && c.role !== 'user' && c.role !== 'model') {
+      return bad(`Please use a valid role: user, model.`);
+    }
+    if (!Array.isArray(c.parts) || c.parts.length === 0) return bad(`* GenerateContentRequest.contents[${i}].parts: contents.parts must not be empty.`);
+    for (let j = 0; j < c.parts.length; j++) {
+      const p = c.parts[j];
+      if (!p || typeof p !== 'object' || Array.isArray(p)) return bad(`Invalid value at 'contents[${i}].parts[${j}]'`);
+      if (typeof p.text !== 'string') return bad(`* GenerateContentRequest.contents[${i}].parts[${j}].data: required oneof field 'data' must have one initialized field`);
+      if (p.text.length === 0) return bad('Unable to submit request because it has an empty text parameter. Add a value to the parameter and try again.');
+    }
+  }
+  const last = b.contents[b.contents.length - 1];
+  if ((last.role || 'user') !== 'user') return bad('Please ensure that the last turn is a user turn.');
+  const si = b.systemInstruction !== undefined ? b.systemInstruction : b.system_instruction;
+  if (si !== undefined) {
+    if (!si || typeof si !== 'object' || Array.isArray(si) || !Array.isArray(si.parts) || si.parts.length === 0) {
+      return bad("Invalid value at 'system_instruction'");
+    }
+    for (const p of si.parts) {
+      if (!p || typeof p.text !== 'string' || p.text.length === 0) return bad("Invalid value at 'system_instruction.parts'");
+    }
+  }
+  const gc = b.generationConfig !== undefined ? b.generationConfig : b.generation_config;
+  if (gc !== undefined) {
+    if (!gc || typeof gc !== 'object' || Array.isArray(gc)) return bad("Invalid value at 'generation_config'");
+    if (gc.maxOutputTokens !== undefined && (!Number.isInteger(gc.maxOutputTokens) || gc.maxOutputTokens <= 0)) {
+      return bad("Invalid value at 'generation_config.max_output_tokens'");
+    }
+  }
+  return null;
+}
+
+function geminiLastUserText(b) {
+  for (let i = b.contents.length - 1; i >= 0; i--) {
+    const c = b.contents[i];
+    if ((c.role || 'user') === 'user') return c.parts[c.parts.length - 1].text;
+  }
+  return '';
+}
+
+function words(s) {
+  return Math.max(1, String(s).split(/\s+/).filter(Boolean).length);
+}
+
+function gemini(req, res, rec, model, body) {
+  if (req.headers['x-goog-api-key'] !== GEMINI_KEY) {
+    return finish(rec, res, 400, geminiError(400, 'API key not valid. Please pass a valid API key.', [
+      { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com',
+        metadata: { service: 'generativelanguage.googleapis.com' } },
+      { '@type': 'type.googleapis.com/google.rpc.LocalizedMessage', locale: 'en-US',
+        message: 'API key not valid. Please pass a valid API key.' },
+    ]));
+  }
+  if (body === undefined) {
+    return finish(rec, res, 400, geminiError(400, 'Invalid JSON payload received. Unexpected token.'));
+  }
+  const invalid = geminiValidate(body);
+  if (invalid) return finish(rec, res, 400, geminiError(400, invalid));
+  const text = geminiLastUserText(body);
+  const d = directives(text);
+  later(d.delay, () => {
+    const st = failureFor('gemini', text, d);
+    if (st) {
+      if (st === 429) {
+        return finish(rec, res, 429, geminiError(429, 'Resource has been exhausted (e.g. check quota).', [
+          { '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+            violations: [{ quotaMetric: 'generativelanguage.googleapis.com/generate_content_free_tier_requests',
+              quotaId: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier' }] },
+          { '@type': 'type.googleapis.com/google.rpc.Help', links: [{ description: 'Learn more', url: 'https://ai.google.dev/gemini-api/docs/rate-limits' }] },
+          { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '1s' },
+        ]), { 'Retry-After': '1' });
+      }
+      const msg = st === 503 ? 'The model is overloaded. Please try again later.' : `Fake failure ${st}.`;
+      return finish(rec, res, st, geminiError(st, msg));
+    }
+    if (d.flags.has('garbage')) return finish(rec, res, 200, '<html><body>upstream proxy page</body></html>');
+    if (d.flags.has('huge')) return finish(rec, res, 200, { candidates: [{ content: { role: 'model', parts: [{ text: 'x'.repeat(3 * 1024 * 1024) }] }, finishReason: 'STOP', index: 0 }] });
+    const usage = { promptTokenCount: words(JSON.stringify(body.contents)), candidatesTokenCount: 0, totalTokenCount: 0,
+      promptTokensDetails: [{ modality: 'TEXT', tokenCount: 1 }] };
+    const base = { usageMetadata: usage, modelVersion: model, responseId: crypto.randomBytes(9).toString('base64url') };
+    if (d.flags.has('blocked')) {
+      return finish(rec, res, 200, Object.assign({ promptFeedback: { blockReason: 'SAFETY', safetyRatings: [
+        { category: 'HARM_CATEGORY_HARASSMENT', probability: 'HIGH' }] } }, base));
+    }
+    if (d.flags.has('safety')) {
+      return finish(rec, res, 200, Object.assign({ candidates: [{ finishReason: 'SAFETY', index: 0, safetyRatings: [
+        { category: 'HARM_CATEGORY_DANGEROUS_CONTENT', probability: 'HIGH', blocked: true }] }] }, base));
+    }
+    if (d.flags.has('empty')) {
+      usage.thoughtsTokenCount = 4090;
+      return finish(rec, res, 200, Object.assign({ candidates: [{ content: { role: 'model' }, finishReason: 'MAX_TOKENS', index: 0 }] }, base));
+    }
+    const answer = 'fake-gemini: ' + text;
+    usage.candidatesTokenCount = words(answer);
+    usage.totalTokenCount = usage.promptTokenCount + usage.candidatesTokenCount;
+    finish(rec, res, 200, Object.assign({
+      candidates: [{ content: { parts: [{ text: answer }], role: 'model' }, finishReason: 'STOP', index: 0 }],
+    }, base));
+  });
+}
+
+// ---- OpenAI-compatible ----
+
+function openaiError(message, type, code, param) {
+  return { error: { message, type, param: param === undefined ? null : param, code: code === undefined ? null : code } };
+}
+
+function openaiValidate(b) {
+  if (!b || typeof b !== 'object' || Array.isArray(b)) return ['We could not parse the JSON body of your request.', null];
+  if (typeof b.model !== 'string' || b.model.length === 0) return ['you must provide a model parameter', 'model'];
+  if (!Array.isArray(b.messages) || b.messages.length === 0) return ["[] is too short - 'messages'", 'messages'];
+  for (let i = 0; i < b.messages.length; i++) {
+    const m = b.messages[i];
+    if (!m || typeof m !== 'object' || Array.isArray(m)) return [`Invalid type for 'messages[${i}]'`, `messages[${i}]`];
+    if (!['system', 'user', 'assistant'].includes(m.role)) {
+      return [`Invalid value: '${m.role}'. Supported values are: 'system', 'assistant', 'user'.`, `messages[${i}].role`];
+    }
+    if (typeof m.content !== 'string' || m.content.length === 0) return [`Invalid 'messages[${i}].content': empty or not a string.`, `messages[${i}].content`];
+  }
+  if (b.stream !== undefined && b.stream !== false) return ['the fake only answers stream=false', 'stream'];
+  return null;
+}
+
+function openai(req, res, rec, body) {
+  const auth = req.headers.authorization || '';
+  if (auth !== 'Bearer ' + OPENAI_KEY) {
+    const shown = auth.startsWith('Bearer ') ? auth.slice(7, 10) + '****' + auth.slice(-4) : '';
+    return finish(rec, res, 401, openaiError(auth ? `Incorrect API key provided: ${shown}.` :
+      "You didn't provide an API key.", 'invalid_request_error', auth ? 'invalid_api_key' : null));
+  }
+  if (body === undefined) return finish(rec, res, 400, openaiError('We could not parse the JSON body of your request.', 'invalid_request_error'));
+  const invalid = openaiValidate(body);
+  if (invalid) return finish(rec, res, 400, openaiError(invalid[0], 'invalid_request_error', null, invalid[1]));
+  let text = '';
+  for (let i = body.messages.length - 1; i >= 0; i--) if (body.messages[i].role === 'user') { text = body.messages[i].content; break; }
+  const d = directives(text);
+  later(d.delay, () => {
+    const st = failureFor('openai', text, d);
+    if (st) {
+      if (st === 429) {
+        return finish(rec, res, 429, openaiError('Rate limit reached for requests. Please try again in 1s.', 'requests', 'rate_limit_exceeded'),
+          { 'retry-after': '1', 'x-ratelimit-remaining-requests': '0' });
+      }
+      return finish(rec, res, st, openaiError(`Fake failure ${st}.`, st >= 500 ? 'server_error' : 'invalid_request_error'));
+    }
+    if (d.flags.has('garbage')) return finish(rec, res, 200, '<html><body>upstream proxy page</body></html>');
+    if (d.flags.has('huge')) return finish(rec, res, 200, { choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(3 * 1024 * 1024) }, finish_reason: 'stop' }] });
+    let content = 'fake-openai: ' + text;
+    let reason = 'stop';
+    if (d.flags.has('safety')) { content = null; reason = 'content_filter'; }
+    if (d.flags.has('empty')) { content = null; reason = 'length'; }
+    const pt = words(JSON.stringify(body.messages));
+    const ct = content ? words(content) : 0;
+    finish(rec, res, 200, {
+      id: 'chatcmpl-' + crypto.randomBytes(12).toString('hex'),
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: body.model,
+      choices: [{ index: 0, message: { role: 'assistant', content }, logprobs: null, finish_reason: reason }],
+      usage: { prompt_tokens: pt, completion_tokens: ct, total_tokens: pt + ct },
+      system_fingerprint: 'fp_fake',
+    });
+  });
+}
+
+// ---- plumbing ----
+
+function later(extraMs, fn) {
+  const ms = (knobs.latency_ms || 0) + (extraMs || 0);
+  if (ms > 0) setTimeout(fn, ms);
+  else setImmediate(fn);
+}
+
+function finish(rec, res, status, obj, headers) {
+  const gone = res.destroyed || res.writableEnded || (res.socket && res.socket.destroyed);
+  if (rec) rec.status = gone ? 'client_gone' : status;
+  if (gone) return;
+  send(res, status, obj, headers);
+}
+
+function record(req, body) {
+  const rec = { seq: ++seq, time: Date.now(), method: req.method, path: req.url, status: null,
+    headers: safeHeaders(req.headers), body: body === undefined ? null : body };
+  requests.push(rec);
+  if (requests.length > MAX_LOG) requests.splice(0, requests.length - MAX_LOG);
+  return rec;
+}
+
+function readBody(req, res, cb) {
+  const chunks = [];
+  let size = 0;
+  let over = false;
+  req.on('data', (c) => {
+    size += c.length;
+    if (size > MAX_BODY) { over = true; return; }
+    chunks.push(c);
+  });
+  req.on('end', () => {
+    if (over) return send(res, 413, { error: { code: 413, message: 'Request payload size exceeds the limit.', status: 'INVALID_ARGUMENT' } });
+    const raw = Buffer.concat(chunks).toString('utf8');
+    let parsed;
+    try { parsed = raw.length ? JSON.parse(raw) : undefined; } catch (e) { parsed = undefined; }
+    cb(parsed, raw);
+  });
+  req.on('error', () => {});
+}
+
+const GEMINI_PATH = /^\/v1beta\/models\/([A-Za-z0-9._-]+):generateContent$/;
+
+const server = http.createServer((req, res) => {
+  const path = req.url.split('?')[0];
+  readBody(req, res, (body) => {
+    if (path === '/__control' && req.method === 'POST') {
+      if (!body || typeof body !== 'object') return send(res, 400, { error: 'expected a JSON object' });
+      if (body.latency_ms !== undefined) knobs.latency_ms = Math.max(0, Math.min(600000, Number(body.latency_ms) || 0));
+      return send(res, 200, knobs);
+    }
+    if (path === '/__requests' && req.method === 'GET') return send(res, 200, requests);
+    if (path === '/__reset' && req.method === 'POST') {
+      requests = [];
+      attempts.clear();
+      knobs = { latency_ms: 0 };
+      return send(res, 200, { reset: true });
+    }
+    if (path === '/__health') return send(res, 200, { ok: true });
+    const gm = GEMINI_PATH.exec(path);
+    if (gm) {
+      if (req.method !== 'POST') return send(res, 405, geminiError(405, 'Method not allowed.'));
+      return gemini(req, res, record(req, body), gm[1], body);
+    }
+    if (path === '/v1/chat/completions') {
+      if (req.method !== 'POST') return send(res, 405, openaiError('Method not allowed.', 'invalid_request_error'));
+      return openai(req, res, record(req, body), body);
+    }
+    if (path.startsWith('/v1beta/')) return send(res, 404, geminiError(404, `Requested entity was not found.`));
+    return send(res, 404, { error: { message: `Unknown request URL: ${req.method} ${path}.`, type: 'invalid_request_error', param: null, code: 'unknown_url' } });
+  });
+});
+
+server.keepAliveTimeout = 65000;
+server.headersTimeout = 70000;
+server.requestTimeout = 0;
+server.maxConnections = 20000;
+
+let portFile = null;
+for (let i = 2; i < process.argv.length; i++) {
+  if (process.argv[i] === '--port-file') portFile = process.argv[++i];
+}
+
+server.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, () => {
+  const port = server.address().port;
+  if (portFile) {
+    const tmp = portFile + '.tmp' + process.pid;
+    fs.writeFileSync(tmp, String(port));
+    fs.renameSync(tmp, portFile);
+  } else {
+    process.stdout.write(`listening on http://127.0.0.1:${port}\n`);
+  }
+});
+
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0));
