@@ -314,8 +314,32 @@ static void set_request_id(http_req_t *req)
     req->request_id[32] = '\0';
 }
 
+/* A body over the limit is still read and dropped, up to this many bytes, before the 413 goes out: fcgiwrap
+ * (plain CGI behind nginx) answers 502 instead of our 413 when the program exits without taking its input,
+ * and a FastCGI connection closed with unread input may be reset under the server's feet. */
+#define HTTP_DRAIN_MAX ((long long)8 << 20)
+
+/* Read and drop up to `left` more body bytes (-1: until the end of the stream), never more than
+ * HTTP_DRAIN_MAX. */
+static void drain_body(http_req_t *req, long long left)
+{
+    char chunk[8192];
+    if (left < 0 || left > HTTP_DRAIN_MAX)
+        left = HTTP_DRAIN_MAX;
+    while (left > 0) {
+        int n, room = left < (long long)sizeof chunk ? (int)left : (int)sizeof chunk;
+        if (req->io->fcgi)
+            n = FCGX_GetStr(chunk, room, req->io->fcgi->in);
+        else
+            n = (int)fread(chunk, 1, (size_t)room, stdin);
+        if (n <= 0)
+            break;
+        left -= n;
+    }
+}
+
 /* Read the body with a ceiling. In FastCGI the stream ends with the body; in CGI only CONTENT_LENGTH says
- * how much to read. Returns 0 ok, 1 too large, -1 read error. */
+ * how much to read. Returns 0 ok, 1 too large (the rest of the body drained), -1 read error. */
 static int read_body(http_req_t *req, buf_t *body)
 {
     char chunk[8192];
@@ -325,8 +349,10 @@ static int read_body(http_req_t *req, buf_t *body)
         want = -1;
     if (!req->io->fcgi && want <= 0)
         return 0; /* CGI without a length: no body */
-    if (want > HTTP_MAX_BODY)
+    if (want > HTTP_MAX_BODY) {
+        drain_body(req, want);
         return 1;
+    }
     for (;;) {
         int n;
         size_t room = sizeof chunk;
@@ -340,8 +366,10 @@ static int read_body(http_req_t *req, buf_t *body)
             n = FCGX_GetStr(chunk, (int)room, req->io->fcgi->in);
         if (n <= 0)
             break;
-        if (body->len + (size_t)n > HTTP_MAX_BODY)
+        if (body->len + (size_t)n > HTTP_MAX_BODY) {
+            drain_body(req, want < 0 ? -1 : want - (long long)body->len - n);
             return 1;
+        }
         buf_append(body, chunk, (size_t)n);
     }
     return 0;

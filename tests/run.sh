@@ -4,8 +4,9 @@
 #      counted per test case; a binary that crashes or fails without a summary counts as one failure.
 #   2. one private PostgreSQL + Redis + fakes for the whole run (tests/stack.sh, in a mktemp -d STACK_DIR),
 #      schema.sql applied twice (idempotence);
-#   3. for each deployment of DEPLOYMENTS (default "lighttpd lighttpd-asan"): restart the fakes (fresh state),
-#      start its web server and the worker of the same build, run every tests/e2e/*.sh (each one a separate bash process with a time limit;
+#   3. for each deployment of DEPLOYMENTS (default "lighttpd lighttpd-asan apache nginx nginx-cgi"): restart the
+#      fakes (fresh state), start its web server and the worker of the same build, run every tests/e2e/*.sh
+#      (each one a separate bash process with a time limit;
 #      a script that exits non-zero or times out is one more failure), stop them; sanitizer reports written
 #      by the asan build are failures too.
 # The last line printed is "N passed, M failed"; the exit status is non-zero when M > 0.
@@ -193,6 +194,36 @@ deploy_lighttpd_asan_stop() {
     STACK_WEB=lighttpd stack_web_stop
 }
 
+# Apache, nginx (FastCGI) and nginx + fcgiwrap (plain CGI) with build/: tests/web.sh. STACK_WEB stays exported so
+# that the teardown's stack_stop stops the right flavour.
+deploy_apache_start() {
+    use_build "$BUILD"
+    export STACK_WEB=apache
+    stack_web_start && stack_worker_start
+}
+deploy_nginx_start() {
+    use_build "$BUILD"
+    export STACK_WEB=nginx
+    stack_web_start && stack_worker_start
+}
+deploy_nginx_cgi_start() {
+    use_build "$BUILD"
+    export STACK_WEB=nginxcgi
+    stack_web_start && stack_worker_start
+}
+deploy_apache_stop() {
+    stack_worker_stop TERM
+    STACK_WEB=apache stack_web_stop
+}
+deploy_nginx_stop() {
+    stack_worker_stop TERM
+    STACK_WEB=nginx stack_web_stop
+}
+deploy_nginx_cgi_stop() {
+    stack_worker_stop TERM
+    STACK_WEB=nginxcgi stack_web_stop
+}
+
 # Each sanitizer report (one file per reporting process) is a failure; reported files move aside.
 scan_sanitizer_reports() { # WHERE
     local f dir=$STACK_DIR/sanitizer
@@ -292,7 +323,7 @@ run_e2e() {
     else
         record fail "schema.sql applies twice (idempotent)"
     fi
-    for dep in ${DEPLOYMENTS-lighttpd lighttpd-asan}; do
+    for dep in ${DEPLOYMENTS-lighttpd lighttpd-asan apache nginx nginx-cgi}; do
         run_deployment "$dep"
     done
 }

@@ -620,6 +620,10 @@ web_lighttpd_stop() {
     rm -f "$STACK_DIR"/web/*.sock-* "$STACK_DIR/web.bin" 2>/dev/null || true
 }
 
+# Apache and nginx: web_apache_*, web_nginx_*, web_nginxcgi_*.
+# shellcheck source=web.sh
+source "$GB_ROOT/tests/web.sh"
+
 # ---- worker --------------------------------------------------------------------------------------------------
 
 # Start BUILD_DIR/worker/worker (its daemon mode: no arguments, or WORKER_ARGS) with the current environment.
