@@ -47,13 +47,6 @@ static void validation_error(http_req_t *req, const char *msg)
     http_error(req, 400, "validation_error", msg);
 }
 
-static void db_failed(http_req_t *req)
-{
-    if (db_unavailable())
-        http_unavailable(req);
-    else
-        http_internal(req);
-}
 
 
 static void rate_limited(http_req_t *req, long retry_after, const char *msg)
@@ -104,6 +97,20 @@ static int new_password_field(http_req_t *req, json_object *body, const char *fi
     return 0;
 }
 
+/* The request's JSON object and its normalised "mobile": the body (the caller puts it), or NULL after
+ * answering 400. */
+static json_object *body_with_mobile(http_req_t *req, char mobile[17])
+{
+    char err[JSONV_ERRLEN];
+    json_object *body = http_json_body(req);
+    if (body && jsonv_mobile(body, "mobile", mobile, err) != 0) {
+        validation_error(req, err);
+        json_object_put(body);
+        return NULL;
+    }
+    return body;
+}
+
 static int valid_email(const char *s)
 {
     const char *at = strchr(s, '@');
@@ -130,13 +137,9 @@ static void signup(http_req_t *req)
     const char *pw = NULL;
     size_t pwlen = 0;
     PGresult *res = NULL;
-    json_object *body = http_json_body(req);
+    json_object *body = body_with_mobile(req, mobile);
     if (!body)
         return;
-    if (jsonv_mobile(body, "mobile", mobile, err) != 0) {
-        validation_error(req, err);
-        goto out;
-    }
     int has_name = jsonv_string(body, "name", 0, 1, 1, 100, name, sizeof name, err);
     if (has_name < 0) {
         validation_error(req, err);
@@ -159,7 +162,7 @@ static void signup(http_req_t *req)
         if (db_unique_violation())
             http_error(req, 409, "conflict", "An account with this mobile number already exists.");
         else
-            db_failed(req);
+            http_db_failed(req);
         goto out;
     }
     http_json(req, 201, user_json(res, 0));
@@ -196,17 +199,13 @@ static void send_otp(http_req_t *req, const char *purpose)
         "WITH gone AS (DELETE FROM otp_sends WHERE user_id = $1 AND sent_at < now() - interval '1 day') "
         "INSERT INTO otp_sends (user_id, purpose) VALUES ($1, $2)",
         2);
-    char mobile[17], err[JSONV_ERRLEN], code[OTP_DIGITS + 1], uid[24], per_hour[8];
+    char mobile[17], code[OTP_DIGITS + 1], uid[24], per_hour[8];
     unsigned char digest[OTP_HASH_LEN];
     char hexhash[2 + 2 * OTP_HASH_LEN + 1];
     PGresult *res = NULL;
-    json_object *body = http_json_body(req);
+    json_object *body = body_with_mobile(req, mobile);
     if (!body)
         return;
-    if (jsonv_mobile(body, "mobile", mobile, err) != 0) {
-        validation_error(req, err);
-        goto out;
-    }
     if (db_begin() != 0)
         goto dbfail;
     const char *p1[] = {mobile};
@@ -255,7 +254,7 @@ static void send_otp(http_req_t *req, const char *purpose)
     http_json(req, 200, o);
     goto out;
 dbfail:
-    db_failed(req);
+    http_db_failed(req);
 out:
     db_rollback();
     PQclear(res);
@@ -322,7 +321,7 @@ invalid:
     http_error(req, 401, "invalid_otp", "The code is wrong, expired or already used.");
     goto out;
 dbfail:
-    db_failed(req);
+    http_db_failed(req);
 out:
     PQclear(res);
     return rc;
@@ -349,26 +348,22 @@ static db_stmt_t load_user = DB_STMT("auth_load_user", "SELECT " USER_COLUMNS " 
 
 static void verify_otp(http_req_t *req)
 {
-    char mobile[17], err[JSONV_ERRLEN], code[OTP_DIGITS + 1], uid[24];
+    char mobile[17], code[OTP_DIGITS + 1], uid[24];
     PGresult *res = NULL;
-    json_object *body = http_json_body(req);
+    json_object *body = body_with_mobile(req, mobile);
     if (!body)
         return;
-    if (jsonv_mobile(body, "mobile", mobile, err) != 0) {
-        validation_error(req, err);
-        goto out;
-    }
     if (otp_field(req, body, code) != 0)
         goto out;
     if (db_begin() != 0) {
-        db_failed(req);
+        http_db_failed(req);
         goto out;
     }
     if (consume_otp(req, mobile, "login", code, uid) != 0)
         goto out;
     const char *p[] = {uid};
     if (!(res = db_query(&load_user, p)) || PQntuples(res) != 1 || db_commit() != 0) {
-        db_failed(req);
+        http_db_failed(req);
         goto out;
     }
     auth_respond_token(req, res, 0);
@@ -383,17 +378,13 @@ out:
 static void login(http_req_t *req)
 {
     static db_stmt_t q = DB_STMT("auth_login", "SELECT " USER_COLUMNS ", password_hash FROM users WHERE mobile = $1", 1);
-    char mobile[17], err[JSONV_ERRLEN];
+    char mobile[17];
     const char *pw;
     size_t pwlen = 0;
     PGresult *res = NULL;
-    json_object *body = http_json_body(req);
+    json_object *body = body_with_mobile(req, mobile);
     if (!body)
         return;
-    if (jsonv_mobile(body, "mobile", mobile, err) != 0) {
-        validation_error(req, err);
-        goto out;
-    }
     if (password_field(req, body, "password", 1, &pw, &pwlen) != 0)
         goto out;
     if (pwlen > 4 * PASSWORD_MAX_CHARS) {
@@ -402,7 +393,7 @@ static void login(http_req_t *req)
     }
     const char *p[] = {mobile};
     if (!(res = db_query(&q, p))) {
-        db_failed(req);
+        http_db_failed(req);
         goto out;
     }
     int found = PQntuples(res) == 1 && !PQgetisnull(res, 0, 8);
@@ -428,7 +419,7 @@ static void set_password_and_respond(http_req_t *req, const char *uid, const cha
     const char *p[] = {uid, hash};
     PGresult *res = db_query(&upd, p);
     if (!res || PQntuples(res) != 1 || db_commit() != 0) {
-        db_failed(req);
+        http_db_failed(req);
         PQclear(res);
         return;
     }
@@ -441,16 +432,12 @@ static void set_password_and_respond(http_req_t *req, const char *uid, const cha
 
 static void reset_password(http_req_t *req)
 {
-    char mobile[17], err[JSONV_ERRLEN], code[OTP_DIGITS + 1], uid[24], hash[PASSWORD_ENCODED_MAX];
+    char mobile[17], code[OTP_DIGITS + 1], uid[24], hash[PASSWORD_ENCODED_MAX];
     const char *pw;
     size_t pwlen = 0;
-    json_object *body = http_json_body(req);
+    json_object *body = body_with_mobile(req, mobile);
     if (!body)
         return;
-    if (jsonv_mobile(body, "mobile", mobile, err) != 0) {
-        validation_error(req, err);
-        goto out;
-    }
     if (otp_field(req, body, code) != 0 || new_password_field(req, body, "new_password", 1, &pw, &pwlen) != 0)
         goto out;
     if (password_hash(pw, pwlen, hash, sizeof hash) != 0) { /* slow: before the transaction takes locks */
@@ -458,7 +445,7 @@ static void reset_password(http_req_t *req)
         goto out;
     }
     if (db_begin() != 0) {
-        db_failed(req);
+        http_db_failed(req);
         goto out;
     }
     if (consume_otp(req, mobile, "password_reset", code, uid) != 0)
@@ -489,7 +476,7 @@ static void change_password(http_req_t *req)
     snprintf(uid, sizeof uid, "%lld", req->user_id);
     const char *p[] = {uid};
     if (!(res = db_query(&q, p)) || PQntuples(res) != 1) {
-        db_failed(req);
+        http_db_failed(req);
         goto out;
     }
     if (!PQgetisnull(res, 0, 0)) {
@@ -509,7 +496,7 @@ static void change_password(http_req_t *req)
         goto out;
     }
     if (db_begin() != 0) {
-        db_failed(req);
+        http_db_failed(req);
         goto out;
     }
     set_password_and_respond(req, uid, hash);
@@ -530,7 +517,7 @@ static void me(http_req_t *req)
     const char *p[] = {uid};
     PGresult *res = db_query(&load_user, p);
     if (!res)
-        db_failed(req);
+        http_db_failed(req);
     else if (PQntuples(res) != 1)
         http_not_found(req);
     else

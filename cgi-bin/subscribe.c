@@ -18,13 +18,6 @@ static void init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static void db_failed(http_req_t *req)
-{
-    if (db_unavailable())
-        http_unavailable(req);
-    else
-        http_internal(req);
-}
 
 /* 0 when every Stripe setting is present, else -1 after answering 503 naming the missing ones. */
 static int require_stripe_config(http_req_t *req)
@@ -84,7 +77,7 @@ static void subscribe_pro(http_req_t *req)
     snprintf(uid, sizeof uid, "%lld", req->user_id);
     const char *p[] = {uid};
     if (!(res = db_query(&tier_q, p))) {
-        db_failed(req);
+        http_db_failed(req);
         goto out;
     }
     if (PQntuples(res) != 1) {
@@ -141,7 +134,7 @@ static void subscription_status(http_req_t *req)
     snprintf(uid, sizeof uid, "%lld", req->user_id);
     const char *p[] = {uid};
     if (!(res = db_query(&q, p))) {
-        db_failed(req);
+        http_db_failed(req);
         goto out;
     }
     if (PQntuples(res) != 1) {

@@ -25,13 +25,6 @@
 #include "log.h"
 #include "stripe.h"
 
-static void db_failed(http_req_t *req)
-{
-    if (db_unavailable())
-        http_unavailable(req);
-    else
-        http_internal(req);
-}
 
 static db_stmt_t ev_insert = DB_STMT("wh_event_insert",
                                      "INSERT INTO stripe_events (id, type, created) VALUES ($1, $2, $3) "
@@ -266,7 +259,7 @@ static void stripe_webhook(http_req_t *req)
     goto out;
 dbfail:
     log_error("stripe event %s (%s) could not be applied; Stripe will retry", ev.id, ev.type);
-    db_failed(req);
+    http_db_failed(req);
 out:
     db_rollback();
     PQclear(res);

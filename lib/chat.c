@@ -277,12 +277,9 @@ static json_object *msg_json(const PGresult *res, int row, int col)
 /* Answer a failed statement: 503 when PostgreSQL is unreachable, else 500 (logged, nothing leaked). */
 static void db_fail(http_req_t *req, const char *what)
 {
-    if (db_unavailable()) {
-        http_unavailable(req);
-        return;
-    }
-    log_error("chat: %s failed (sqlstate %s)", what, db_sqlstate());
-    http_internal(req);
+    if (!db_unavailable())
+        log_error("chat: %s failed (sqlstate %s)", what, db_sqlstate());
+    http_db_failed(req);
 }
 
 /* Read a trimmed string field into a pool buffer large enough for any string of this body. */

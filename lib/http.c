@@ -200,6 +200,14 @@ void http_internal(http_req_t *req)
     http_error(req, 500, "internal_error", "Something went wrong on our side.");
 }
 
+void http_db_failed(http_req_t *req)
+{
+    if (db_unavailable())
+        http_unavailable(req);
+    else
+        http_internal(req);
+}
+
 void http_not_found(http_req_t *req)
 {
     http_error(req, 404, "not_found", "No such resource.");

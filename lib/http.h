@@ -69,6 +69,8 @@ void http_error(http_req_t *req, int status, const char *code, const char *messa
 void http_unavailable(http_req_t *req);   /* 503 unavailable */
 void http_internal(http_req_t *req);      /* 500 internal_error, nothing leaked */
 void http_not_found(http_req_t *req);     /* 404 not_found */
+/* After a failed db_ call: 503 unavailable when PostgreSQL is unreachable, else 500 internal_error. */
+void http_db_failed(http_req_t *req);
 
 /* Parse the body as a strict JSON object. NULL after answering 400 invalid_json (not JSON, trailing
  * garbage, not an object, invalid UTF-8). The caller owns the result (json_object_put). */
