@@ -86,7 +86,7 @@ bench: deps
 	@bench/run.sh
 
 format:
-	clang-format -i lib/*.c lib/*.h cgi-bin/*.c worker/*.c tests/unit/*.c
+	clang-format -i lib/*.c lib/*.h cgi-bin/*.c worker/*.c bench/*.c tests/unit/*.c
 
 clean:
 	rm -rf build build-asan

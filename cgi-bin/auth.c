@@ -47,8 +47,6 @@ static void validation_error(http_req_t *req, const char *msg)
     http_error(req, 400, "validation_error", msg);
 }
 
-
-
 static void rate_limited(http_req_t *req, long retry_after, const char *msg)
 {
     char s[24];
@@ -177,28 +175,30 @@ static void send_otp(http_req_t *req, const char *purpose)
 {
     static db_stmt_t lock_user = DB_STMT("otp_lock_user", "SELECT id FROM users WHERE mobile = $1 FOR UPDATE", 1);
     /* seconds until the next send is allowed: 0 when allowed now */
-    static db_stmt_t wait = DB_STMT(
-        "otp_send_wait",
-        "SELECT GREATEST(0, "
-        " COALESCE(ceil(extract(epoch FROM max(sent_at) + interval '" "30" " seconds' - now())), 0), "
-        " CASE WHEN count(*) >= $3 THEN ceil(extract(epoch FROM "
-        "   (SELECT sent_at FROM otp_sends WHERE user_id = $1 AND purpose = $2 "
-        "     AND sent_at > now() - interval '1 hour' ORDER BY sent_at DESC OFFSET ($3::int - 1) LIMIT 1) "
-        "   + interval '1 hour' - now())) ELSE 0 END)::bigint "
-        "FROM otp_sends WHERE user_id = $1 AND purpose = $2 AND sent_at > now() - interval '1 hour'",
-        3);
-    static db_stmt_t upsert = DB_STMT(
-        "otp_upsert",
-        "INSERT INTO otps (user_id, purpose, code_hash, expires_at, attempts, used_at, created_at) "
-        "VALUES ($1, $2, $3::bytea, now() + interval '300 seconds', 0, NULL, now()) "
-        "ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = EXCLUDED.code_hash, "
-        "expires_at = EXCLUDED.expires_at, attempts = 0, used_at = NULL, created_at = now()",
-        3);
-    static db_stmt_t log_send = DB_STMT(
-        "otp_log_send",
-        "WITH gone AS (DELETE FROM otp_sends WHERE user_id = $1 AND sent_at < now() - interval '1 day') "
-        "INSERT INTO otp_sends (user_id, purpose) VALUES ($1, $2)",
-        2);
+    static db_stmt_t wait =
+        DB_STMT("otp_send_wait",
+                "SELECT GREATEST(0, "
+                " COALESCE(ceil(extract(epoch FROM max(sent_at) + interval '"
+                "30"
+                " seconds' - now())), 0), "
+                " CASE WHEN count(*) >= $3 THEN ceil(extract(epoch FROM "
+                "   (SELECT sent_at FROM otp_sends WHERE user_id = $1 AND purpose = $2 "
+                "     AND sent_at > now() - interval '1 hour' ORDER BY sent_at DESC OFFSET ($3::int - 1) LIMIT 1) "
+                "   + interval '1 hour' - now())) ELSE 0 END)::bigint "
+                "FROM otp_sends WHERE user_id = $1 AND purpose = $2 AND sent_at > now() - interval '1 hour'",
+                3);
+    static db_stmt_t upsert =
+        DB_STMT("otp_upsert",
+                "INSERT INTO otps (user_id, purpose, code_hash, expires_at, attempts, used_at, created_at) "
+                "VALUES ($1, $2, $3::bytea, now() + interval '300 seconds', 0, NULL, now()) "
+                "ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = EXCLUDED.code_hash, "
+                "expires_at = EXCLUDED.expires_at, attempts = 0, used_at = NULL, created_at = now()",
+                3);
+    static db_stmt_t log_send =
+        DB_STMT("otp_log_send",
+                "WITH gone AS (DELETE FROM otp_sends WHERE user_id = $1 AND sent_at < now() - interval '1 day') "
+                "INSERT INTO otp_sends (user_id, purpose) VALUES ($1, $2)",
+                2);
     char mobile[17], code[OTP_DIGITS + 1], uid[24], per_hour[8];
     unsigned char digest[OTP_HASH_LEN];
     char hexhash[2 + 2 * OTP_HASH_LEN + 1];
@@ -281,8 +281,8 @@ static int consume_otp(http_req_t *req, const char *mobile, const char *purpose,
                                     "SELECT code_hash, expires_at > now(), attempts, used_at IS NOT NULL "
                                     "FROM otps WHERE user_id = $1 AND purpose = $2 FOR UPDATE",
                                     2);
-    static db_stmt_t wrong = DB_STMT("otp_wrong",
-                                     "UPDATE otps SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2", 2);
+    static db_stmt_t wrong =
+        DB_STMT("otp_wrong", "UPDATE otps SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2", 2);
     static db_stmt_t use = DB_STMT("otp_use", "UPDATE otps SET used_at = now() WHERE user_id = $1 AND purpose = $2", 2);
     PGresult *res = NULL;
     int rc = -1;
@@ -377,7 +377,8 @@ out:
 
 static void login(http_req_t *req)
 {
-    static db_stmt_t q = DB_STMT("auth_login", "SELECT " USER_COLUMNS ", password_hash FROM users WHERE mobile = $1", 1);
+    static db_stmt_t q =
+        DB_STMT("auth_login", "SELECT " USER_COLUMNS ", password_hash FROM users WHERE mobile = $1", 1);
     char mobile[17];
     const char *pw;
     size_t pwlen = 0;
@@ -460,7 +461,8 @@ out:
 
 static void change_password(http_req_t *req)
 {
-    static db_stmt_t q = DB_STMT("auth_current_password", "SELECT password_hash FROM users WHERE id = $1 FOR UPDATE", 1);
+    static db_stmt_t q =
+        DB_STMT("auth_current_password", "SELECT password_hash FROM users WHERE id = $1 FOR UPDATE", 1);
     char uid[24], hash[PASSWORD_ENCODED_MAX];
     const char *cur, *pw;
     size_t curlen = 0, pwlen = 0;

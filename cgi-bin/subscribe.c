@@ -18,7 +18,6 @@ static void init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-
 /* 0 when every Stripe setting is present, else -1 after answering 503 naming the missing ones. */
 static int require_stripe_config(http_req_t *req)
 {
@@ -53,8 +52,8 @@ static int sane_key(const char *s)
         return 0;
     for (; s[n]; n++) {
         char c = s[n];
-        if (n >= 100 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                          c == '.' || c == '_' || c == ':' || c == '-'))
+        if (n >= 100 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                          c == '_' || c == ':' || c == '-'))
             return 0;
     }
     return n > 0;
@@ -120,12 +119,11 @@ out:
 
 static void subscription_status(http_req_t *req)
 {
-    static db_stmt_t q = DB_STMT(
-        "sub_status",
-        "SELECT u.tier, s.status, "
-        "to_char(s.current_period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-        "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1",
-        1);
+    static db_stmt_t q = DB_STMT("sub_status",
+                                 "SELECT u.tier, s.status, "
+                                 "to_char(s.current_period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                                 "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1",
+                                 1);
     char uid[24];
     PGresult *res = NULL;
 
@@ -165,8 +163,7 @@ static int sane_session_id(const char *s)
         return 0;
     for (n = 3; s[n]; n++) {
         char c = s[n];
-        if (n >= 255 ||
-            !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+        if (n >= 255 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
             return 0;
     }
     return n > 3;
@@ -188,8 +185,9 @@ static void payment_cancel(http_req_t *req)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "status", json_object_new_string("canceled"));
-    json_object_object_add(o, "message", json_object_new_string("Checkout was canceled; you have not been charged. "
-                                                                "You can subscribe again at any time."));
+    json_object_object_add(o, "message",
+                           json_object_new_string("Checkout was canceled; you have not been charged. "
+                                                  "You can subscribe again at any time."));
     http_json(req, 200, o);
 }
 

@@ -25,13 +25,12 @@
 #include "log.h"
 #include "stripe.h"
 
-
 static db_stmt_t ev_insert = DB_STMT("wh_event_insert",
                                      "INSERT INTO stripe_events (id, type, created) VALUES ($1, $2, $3) "
                                      "ON CONFLICT (id) DO NOTHING RETURNING id",
                                      3);
-static db_stmt_t by_subscription = DB_STMT(
-    "wh_by_subscription", "SELECT user_id FROM subscriptions WHERE stripe_subscription_id = $1", 1);
+static db_stmt_t by_subscription =
+    DB_STMT("wh_by_subscription", "SELECT user_id FROM subscriptions WHERE stripe_subscription_id = $1", 1);
 static db_stmt_t by_customer = DB_STMT("wh_by_customer",
                                        "SELECT user_id FROM subscriptions WHERE stripe_customer_id = $1 "
                                        "ORDER BY updated_at DESC LIMIT 1",
@@ -47,16 +46,16 @@ static db_stmt_t sub_insert = DB_STMT(
     "last_event_created) VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), $6::bigint)",
     6);
 /* $7 't': keep the stored period end when the event carries none (same subscription). */
-static db_stmt_t sub_update = DB_STMT(
-    "wh_sub_update",
-    "UPDATE subscriptions SET stripe_customer_id = COALESCE($2, stripe_customer_id), "
-    "stripe_subscription_id = COALESCE($3, stripe_subscription_id), status = $4, "
-    "current_period_end = CASE WHEN $5::bigint IS NOT NULL THEN to_timestamp($5::bigint) "
-    "WHEN $7::boolean THEN current_period_end END, "
-    "last_event_created = GREATEST(last_event_created, $6::bigint), updated_at = now() WHERE user_id = $1",
-    7);
-static db_stmt_t set_tier = DB_STMT(
-    "wh_set_tier", "UPDATE users SET tier = $2, updated_at = now() WHERE id = $1 AND tier <> $2", 2);
+static db_stmt_t sub_update =
+    DB_STMT("wh_sub_update",
+            "UPDATE subscriptions SET stripe_customer_id = COALESCE($2, stripe_customer_id), "
+            "stripe_subscription_id = COALESCE($3, stripe_subscription_id), status = $4, "
+            "current_period_end = CASE WHEN $5::bigint IS NOT NULL THEN to_timestamp($5::bigint) "
+            "WHEN $7::boolean THEN current_period_end END, "
+            "last_event_created = GREATEST(last_event_created, $6::bigint), updated_at = now() WHERE user_id = $1",
+            7);
+static db_stmt_t set_tier =
+    DB_STMT("wh_set_tier", "UPDATE users SET tier = $2, updated_at = now() WHERE id = $1 AND tier <> $2", 2);
 
 /* Run a one-row lookup returning a bigint in column 0: 1 found (*out), 0 not found, -1 db failure. */
 static int lookup_id(db_stmt_t *stmt, const char *arg, long long *out)
@@ -135,20 +134,19 @@ static int apply_status(const stripe_event_t *ev, const char *status, int tier_e
             last = 0;
         int same = !row_sub || !sub || strcmp(row_sub, sub) == 0;
         if (ev->created < last) {
-            log_info("stripe event %s (%s) is older than the last applied (%lld < %lld); ignored", ev->id,
-                     ev->type, ev->created, last);
+            log_info("stripe event %s (%s) is older than the last applied (%lld < %lld); ignored", ev->id, ev->type,
+                     ev->created, last);
             rc = 0;
             goto out;
         }
         if (!same && tier_effect != STRIPE_TIER_PRO) {
-            log_info("stripe event %s (%s) is about %s, not the current subscription %s; ignored", ev->id,
-                     ev->type, sub, row_sub);
+            log_info("stripe event %s (%s) is about %s, not the current subscription %s; ignored", ev->id, ev->type,
+                     sub, row_sub);
             rc = 0;
             goto out;
         }
         if (same && stripe_status_terminal(row_status) && !stripe_status_terminal(status)) {
-            log_info("stripe event %s (%s) would undo the terminal status %s; ignored", ev->id, ev->type,
-                     row_status);
+            log_info("stripe event %s (%s) would undo the terminal status %s; ignored", ev->id, ev->type, row_status);
             rc = 0;
             goto out;
         }
@@ -166,7 +164,9 @@ static int apply_status(const stripe_event_t *ev, const char *status, int tier_e
     }
     *touched = user_id;
     log_info("stripe event %s (%s): user %s status %s%s", ev->id, ev->type, uid, status,
-             tier_effect == STRIPE_TIER_PRO ? ", tier pro" : tier_effect == STRIPE_TIER_BASIC ? ", tier basic" : "");
+             tier_effect == STRIPE_TIER_PRO     ? ", tier pro"
+             : tier_effect == STRIPE_TIER_BASIC ? ", tier basic"
+                                                : "");
     rc = 0;
 out:
     PQclear(res);
@@ -188,12 +188,9 @@ static int apply_event(const stripe_event_t *ev, long long *touched)
             return 0;
         }
         return apply_status(ev, ev->status, stripe_status_tier(ev->status), touched);
-    case STRIPE_EV_SUBSCRIPTION_DELETED:
-        return apply_status(ev, "canceled", STRIPE_TIER_BASIC, touched);
-    case STRIPE_EV_INVOICE_PAYMENT_FAILED:
-        return apply_status(ev, "past_due", STRIPE_TIER_KEEP, touched);
-    default:
-        return 0;
+    case STRIPE_EV_SUBSCRIPTION_DELETED: return apply_status(ev, "canceled", STRIPE_TIER_BASIC, touched);
+    case STRIPE_EV_INVOICE_PAYMENT_FAILED: return apply_status(ev, "past_due", STRIPE_TIER_KEEP, touched);
+    default: return 0;
     }
 }
 
@@ -226,8 +223,8 @@ static void stripe_webhook(http_req_t *req)
                    "Stripe webhooks are not available: the server is missing STRIPE_WEBHOOK_SECRET.");
         return;
     }
-    int sig = stripe_signature_verify(http_header(req, "Stripe-Signature"), g_config.stripe_webhook_secret,
-                                      req->body, req->body_len, (long long)time(NULL), STRIPE_SIG_TOLERANCE, NULL);
+    int sig = stripe_signature_verify(http_header(req, "Stripe-Signature"), g_config.stripe_webhook_secret, req->body,
+                                      req->body_len, (long long)time(NULL), STRIPE_SIG_TOLERANCE, NULL);
     if (sig != STRIPE_SIG_OK) {
         log_warn("stripe webhook refused: %s", stripe_sig_strerror(sig));
         http_error(req, 400, "invalid_signature", stripe_sig_strerror(sig));

@@ -27,12 +27,9 @@ int ai_provider_parse(const char *s)
 const char *ai_provider_name(enum ai_provider p)
 {
     switch (p) {
-    case AI_PROVIDER_GEMINI:
-        return "gemini";
-    case AI_PROVIDER_OPENAI:
-        return "openai";
-    default:
-        return "offline";
+    case AI_PROVIDER_GEMINI: return "gemini";
+    case AI_PROVIDER_OPENAI: return "openai";
+    default: return "offline";
     }
 }
 
@@ -144,8 +141,8 @@ static json_object *openai_body(const ai_turn_t *t, size_t n, const char *system
     return root;
 }
 
-int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt,
-                     const char *model, buf_t *out)
+int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt, const char *model,
+                     buf_t *out)
 {
     int rc = -1;
     ai_turn_t *norm = NULL;
@@ -159,8 +156,8 @@ int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const
         goto out;
     root = p == AI_PROVIDER_GEMINI ? gemini_body(norm, k, system_prompt) : openai_body(norm, k, system_prompt, model);
     size_t len = 0;
-    const char *s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                      &len);
+    const char *s =
+        json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     if (!s)
         goto out;
     buf_append(out, s, len);
@@ -410,8 +407,7 @@ static void openai_ok(json_object *root, ai_result_t *r)
 {
     char reason[48];
     json_object *choices = get(root, "choices", json_type_array);
-    json_object *c0 =
-        choices && json_object_array_length(choices) > 0 ? json_object_array_get_idx(choices, 0) : NULL;
+    json_object *c0 = choices && json_object_array_length(choices) > 0 ? json_object_array_get_idx(choices, 0) : NULL;
     if (!c0 || !json_object_is_type(c0, json_type_object)) {
         set_error(r, AI_PERMANENT, "model returned no choices");
         return;
@@ -492,8 +488,8 @@ static int upstream_error(enum ai_provider p, long st, json_object *root, ai_res
     return 0;
 }
 
-void ai_parse_response(enum ai_provider p, long http_status, const char *body, size_t len,
-                       const char *retry_after, ai_result_t *r)
+void ai_parse_response(enum ai_provider p, long http_status, const char *body, size_t len, const char *retry_after,
+                       ai_result_t *r)
 {
     result_reset(r);
     r->http_status = http_status;
@@ -521,25 +517,15 @@ void ai_transport_error(int curl_code, ai_result_t *r)
 {
     result_reset(r);
     switch ((CURLcode)curl_code) {
-    case CURLE_OPERATION_TIMEDOUT:
-        set_error(r, AI_TRANSIENT, "upstream timed out");
-        break;
+    case CURLE_OPERATION_TIMEDOUT: set_error(r, AI_TRANSIENT, "upstream timed out"); break;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-        set_error(r, AI_TRANSIENT, "upstream unreachable (curl %d)", curl_code);
-        break;
-    case CURLE_WRITE_ERROR:
-        set_error(r, AI_PERMANENT, "upstream response too large");
-        break;
+    case CURLE_COULDNT_CONNECT: set_error(r, AI_TRANSIENT, "upstream unreachable (curl %d)", curl_code); break;
+    case CURLE_WRITE_ERROR: set_error(r, AI_PERMANENT, "upstream response too large"); break;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_TOO_MANY_REDIRECTS:
-        set_error(r, AI_PERMANENT, "upstream misconfigured (curl %d)", curl_code);
-        break;
-    default:
-        set_error(r, AI_TRANSIENT, "upstream transport error (curl %d)", curl_code);
-        break;
+    case CURLE_TOO_MANY_REDIRECTS: set_error(r, AI_PERMANENT, "upstream misconfigured (curl %d)", curl_code); break;
+    default: set_error(r, AI_TRANSIENT, "upstream transport error (curl %d)", curl_code); break;
     }
     detail_copy(r, curl_easy_strerror((CURLcode)curl_code));
 }

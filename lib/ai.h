@@ -32,13 +32,13 @@ typedef struct ai_turn {
 /* The outcome of one upstream call. */
 typedef struct ai_result {
     enum ai_status status;
-    char *text;              /* AI_OK: the answer, valid UTF-8 without NULs, malloc'd (free with ai_result_free) */
+    char *text; /* AI_OK: the answer, valid UTF-8 without NULs, malloc'd (free with ai_result_free) */
     size_t text_len;
-    int truncated;           /* AI_OK: the model stopped at its token limit (MAX_TOKENS / length) */
-    long http_status;        /* 0 for transport errors */
-    long retry_after_ms;     /* upstream's wait hint (Retry-After header, Gemini RetryInfo), -1 when none */
+    int truncated;                /* AI_OK: the model stopped at its token limit (MAX_TOKENS / length) */
+    long http_status;             /* 0 for transport errors */
+    long retry_after_ms;          /* upstream's wait hint (Retry-After header, Gemini RetryInfo), -1 when none */
     char error[AI_ERROR_MAX + 1]; /* not AI_OK: short reason, safe to store and show (no secrets, no body) */
-    char detail[161];        /* not AI_OK: upstream's own message, sanitised and cut, for the log only */
+    char detail[161];             /* not AI_OK: upstream's own message, sanitised and cut, for the log only */
 } ai_result_t;
 
 /* "gemini" / "openai" / "offline" -> the provider; -1 for anything else (NULL included). */
@@ -57,8 +57,8 @@ int ai_normalise(const ai_turn_t *turns, size_t n, ai_turn_t *out, size_t *nout)
  * user/assistant...], "stream":false}; consecutive same-role turns are joined by a blank line. system_prompt
  * NULL or "" is left out; model NULL is left out (OpenAI only: llama.cpp ignores it). 0 ok, -1 when there is
  * nothing to answer (see ai_normalise) or the provider is offline (out unchanged). */
-int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt,
-                     const char *model, buf_t *out);
+int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt, const char *model,
+                     buf_t *out);
 
 /* Append the endpoint URL: {base}/v1beta/models/{model}:generateContent or {base}/chat/completions (one
  * trailing '/' of base ignored, a "models/" prefix of the Gemini model ignored). -1 if base is empty, the
@@ -74,8 +74,8 @@ int ai_auth_header(enum ai_provider p, const char *key, buf_t *out);
  * 2xx: the text, or AI_PERMANENT when blocked / empty / refused, AI_TRANSIENT when the body is not JSON.
  * 408, 429, 500, 502, 503, 504: AI_TRANSIENT (a Gemini 429 on a per-day quota is AI_PERMANENT).
  * Anything else: AI_PERMANENT. r is overwritten (call ai_result_free first when reusing it). */
-void ai_parse_response(enum ai_provider p, long http_status, const char *body, size_t len,
-                       const char *retry_after, ai_result_t *r);
+void ai_parse_response(enum ai_provider p, long http_status, const char *body, size_t len, const char *retry_after,
+                       ai_result_t *r);
 
 /* Classify a transport failure (curl_code is a CURLcode; CURLE_WRITE_ERROR means our body ceiling was hit).
  * Timeouts, refused/reset connections and the like are AI_TRANSIENT; a malformed URL, an unsupported protocol

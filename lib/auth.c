@@ -33,8 +33,7 @@ void auth_token_version_changed(long long user_id, int token_version)
     authv_key(key, sizeof key, user_id);
     int n = snprintf(val, sizeof val, "%d", token_version);
     if (cache_set(key, val, (size_t)n, AUTHV_TTL) != 0 && cache_del(key) != 0)
-        log_warn("redis: could not update the token version of user %lld; stale for at most %d s", user_id,
-                 AUTHV_TTL);
+        log_warn("redis: could not update the token version of user %lld; stale for at most %d s", user_id, AUTHV_TTL);
 }
 
 /* The user's current token version from PostgreSQL, mirrored into Redis. 0 ok, 1 no such user, -1 down. */
@@ -74,8 +73,8 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
         return -1;
     }
     const char *tok = token_from_header(hdr);
-    if (!tok || token_verify((const unsigned char *)g_config.jwt_secret, g_config.jwt_secret_len, tok, time(NULL),
-                             &c) != 0) {
+    if (!tok ||
+        token_verify((const unsigned char *)g_config.jwt_secret, g_config.jwt_secret_len, tok, time(NULL), &c) != 0) {
         unauthorized(req, "The token is malformed, expired or invalid.", 1);
         return -1;
     }

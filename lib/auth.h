@@ -22,8 +22,8 @@ int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, siz
 void auth_token_version_changed(long long user_id, int token_version);
 
 /* The columns user_json expects, in this order, for "SELECT " USER_COLUMNS " FROM users ...". */
-#define USER_COLUMNS                                                                                              \
-    "id, mobile, name, email, tier, password_hash IS NOT NULL, "                                               \
+#define USER_COLUMNS                                                                                                   \
+    "id, mobile, name, email, tier, password_hash IS NOT NULL, "                                                       \
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), token_version"
 
 /* user JSON {"id","mobile","name","email","tier","has_password","created_at"} from row of res. */

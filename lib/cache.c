@@ -8,9 +8,9 @@
 #include "util.h"
 
 static struct {
-    char *host;     /* NULL for a unix socket */
+    char *host; /* NULL for a unix socket */
     int port;
-    char *path;     /* unix socket path */
+    char *path; /* unix socket path */
     char *password;
     int db;
 } target;

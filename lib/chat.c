@@ -28,12 +28,11 @@
 #define MSG_COLS "m.id, m.chatroom_id, m.role, m.content, m.status, m.error, " TS("m.created_at")
 
 static db_stmt_t q_room_create =
-    DB_STMT("chat_room_create", "INSERT INTO chatrooms AS c (user_id, title) VALUES ($1, $2) RETURNING " ROOM_COLS,
-            2);
+    DB_STMT("chat_room_create", "INSERT INTO chatrooms AS c (user_id, title) VALUES ($1, $2) RETURNING " ROOM_COLS, 2);
 
-static db_stmt_t q_room_list = DB_STMT(
-    "chat_room_list",
-    "SELECT " ROOM_COLS " FROM chatrooms c WHERE c.user_id = $1 ORDER BY c.updated_at DESC, c.id DESC", 1);
+static db_stmt_t q_room_list =
+    DB_STMT("chat_room_list",
+            "SELECT " ROOM_COLS " FROM chatrooms c WHERE c.user_id = $1 ORDER BY c.updated_at DESC, c.id DESC", 1);
 
 /* One round trip: the room (no row: not found / not the caller's) and its latest messages, oldest first.
  * A room without messages gives one row with NULL message columns. */
@@ -44,17 +43,15 @@ static db_stmt_t q_room_get =
             "WHERE c.id = $1 AND c.user_id = $2 ORDER BY m.id",
             3);
 
-static db_stmt_t q_room_delete =
-    DB_STMT("chat_room_delete", "DELETE FROM chatrooms WHERE id = $1 AND user_id = $2", 2);
+static db_stmt_t q_room_delete = DB_STMT("chat_room_delete", "DELETE FROM chatrooms WHERE id = $1 AND user_id = $2", 2);
 
 /* A page: messages with id < $3, newest $4 of them, returned oldest first. */
-static db_stmt_t q_messages_page =
-    DB_STMT("chat_messages_page",
-            "SELECT c.id, " MSG_COLS " FROM chatrooms c LEFT JOIN LATERAL ("
-            "SELECT * FROM messages mm WHERE mm.chatroom_id = c.id AND mm.id < $3 "
-            "ORDER BY mm.id DESC LIMIT $4) m ON true "
-            "WHERE c.id = $1 AND c.user_id = $2 ORDER BY m.id",
-            4);
+static db_stmt_t q_messages_page = DB_STMT("chat_messages_page",
+                                           "SELECT c.id, " MSG_COLS " FROM chatrooms c LEFT JOIN LATERAL ("
+                                           "SELECT * FROM messages mm WHERE mm.chatroom_id = c.id AND mm.id < $3 "
+                                           "ORDER BY mm.id DESC LIMIT $4) m ON true "
+                                           "WHERE c.id = $1 AND c.user_id = $2 ORDER BY m.id",
+                                           4);
 
 static db_stmt_t q_usage = DB_STMT(
     "chat_usage",
@@ -64,18 +61,18 @@ static db_stmt_t q_usage = DB_STMT(
 
 /* Claim an Idempotency-Key: a row comes back when this request owns the key (new, or older than 24 h and
  * replaced). No row: a committed first request holds it (a concurrent one is waited for by the insert). */
-static db_stmt_t q_idem_claim = DB_STMT(
-    "chat_idem_claim",
-    "INSERT INTO idempotency_keys AS k (user_id, key, status, body) VALUES ($1, $2, 0, '') "
-    "ON CONFLICT (user_id, key) DO UPDATE SET status = 0, body = '', created_at = now() "
-    "WHERE k.created_at < now() - interval '24 hours' RETURNING 1",
-    2);
+static db_stmt_t q_idem_claim =
+    DB_STMT("chat_idem_claim",
+            "INSERT INTO idempotency_keys AS k (user_id, key, status, body) VALUES ($1, $2, 0, '') "
+            "ON CONFLICT (user_id, key) DO UPDATE SET status = 0, body = '', created_at = now() "
+            "WHERE k.created_at < now() - interval '24 hours' RETURNING 1",
+            2);
 
 static db_stmt_t q_idem_get =
     DB_STMT("chat_idem_get", "SELECT status, body FROM idempotency_keys WHERE user_id = $1 AND key = $2", 2);
 
-static db_stmt_t q_idem_store = DB_STMT(
-    "chat_idem_store", "UPDATE idempotency_keys SET status = $3, body = $4 WHERE user_id = $1 AND key = $2", 4);
+static db_stmt_t q_idem_store =
+    DB_STMT("chat_idem_store", "UPDATE idempotency_keys SET status = $3, body = $4 WHERE user_id = $1 AND key = $2", 4);
 
 /* Ownership and tier, locking the room so a concurrent DELETE waits for this message (or wins first). */
 static db_stmt_t q_room_lock = DB_STMT("chat_room_lock",
@@ -94,12 +91,12 @@ static db_stmt_t q_usage_take = DB_STMT(
 
 /* The user's message and the pending reply (in this order, so the reply has the larger id), and the room's
  * counters. */
-static db_stmt_t q_message_insert = DB_STMT(
-    "chat_message_insert",
-    "WITH room AS (UPDATE chatrooms SET message_count = message_count + 2, updated_at = now() WHERE id = $1) "
-    "INSERT INTO messages AS m (chatroom_id, user_id, role, content, status) "
-    "VALUES ($1, $2, 'user', $3, 'completed'), ($1, $2, 'model', '', 'pending') RETURNING " MSG_COLS,
-    3);
+static db_stmt_t q_message_insert =
+    DB_STMT("chat_message_insert",
+            "WITH room AS (UPDATE chatrooms SET message_count = message_count + 2, updated_at = now() WHERE id = $1) "
+            "INSERT INTO messages AS m (chatroom_id, user_id, role, content, status) "
+            "VALUES ($1, $2, 'user', $3, 'completed'), ($1, $2, 'model', '', 'pending') RETURNING " MSG_COLS,
+            3);
 
 /* ---- pure helpers -------------------------------------------------------------------------------------- */
 
@@ -178,11 +175,10 @@ void chat_cache_key(long long user_id, char out[CHAT_CACHE_KEY_MAX])
 /* Store body under key only if the key still holds what the reader saw before reading PostgreSQL
  * (ARGV[1]: that value, '' for none). Writers replace the key by a unique tombstone after they commit, so
  * a list read before a change can never land after its invalidation. */
-static const char cache_fill_lua[] =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if (v == false and ARGV[1] == '') or v == ARGV[1] then "
-    "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end "
-    "return 0";
+static const char cache_fill_lua[] = "local v = redis.call('GET', KEYS[1]) "
+                                     "if (v == false and ARGV[1] == '') or v == ARGV[1] then "
+                                     "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end "
+                                     "return 0";
 
 static void cache_fill(const char *key, const char *seen, size_t seenlen, const char *body, size_t len)
 {
@@ -266,8 +262,7 @@ static json_object *msg_json(const PGresult *res, int row, int col)
     json_object_object_add(o, "role", str_at(res, row, col + 2));
     json_object_object_add(o, "content", str_at(res, row, col + 3));
     json_object_object_add(o, "status", str_at(res, row, col + 4));
-    json_object_object_add(o, "error",
-                           failed && !PQgetisnull(res, row, col + 5) ? str_at(res, row, col + 5) : NULL);
+    json_object_object_add(o, "error", failed && !PQgetisnull(res, row, col + 5) ? str_at(res, row, col + 5) : NULL);
     json_object_object_add(o, "created_at", str_at(res, row, col + 6));
     return o;
 }
@@ -283,8 +278,7 @@ static void db_fail(http_req_t *req, const char *what)
 }
 
 /* Read a trimmed string field into a pool buffer large enough for any string of this body. */
-static int body_string(http_req_t *req, json_object *body, const char *field, int required, size_t max,
-                       char **out)
+static int body_string(http_req_t *req, json_object *body, const char *field, int required, size_t max, char **out)
 {
     char err[JSONV_ERRLEN];
     size_t size = req->body_len + 1;
@@ -472,8 +466,7 @@ void chat_messages(http_req_t *req, long long room_id)
     for (int i = first; i < n; i++)
         json_object_array_add(arr, msg_json(res, i, 1));
     json_object_object_add(obj, "messages", arr);
-    json_object_object_add(obj, "next_before",
-                           first > 0 ? json_object_new_int64(ll_at(res, first, 1)) : NULL);
+    json_object_object_add(obj, "next_before", first > 0 ? json_object_new_int64(ll_at(res, first, 1)) : NULL);
     http_json(req, 200, obj);
 out:
     PQclear(res);
@@ -564,8 +557,7 @@ void chat_post_message(http_req_t *req, long long room_id)
         goto out;
     }
     if (idem && !chat_idem_key_valid(idem)) {
-        http_error(req, 400, "validation_error",
-                   "Idempotency-Key must be 1 to 255 visible ASCII characters.");
+        http_error(req, 400, "validation_error", "Idempotency-Key must be 1 to 255 visible ASCII characters.");
         goto out;
     }
     body = http_json_body(req);
@@ -625,8 +617,7 @@ void chat_post_message(http_req_t *req, long long room_id)
             snprintf(retry, sizeof retry, "%ld", chat_seconds_to_midnight(now));
             http_set_header(req, "Retry-After", retry);
             http_error(req, 429, "daily_limit_reached",
-                       pool_printf(req->pool,
-                                   "The daily limit of %ld messages is reached; it resets at midnight UTC.",
+                       pool_printf(req->pool, "The daily limit of %ld messages is reached; it resets at midnight UTC.",
                                    g_config.basic_daily_limit));
             goto out;
         }

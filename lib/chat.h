@@ -12,15 +12,15 @@
 #include "http.h"
 
 #define CHAT_TITLE_DEFAULT "New chat"
-#define CHAT_TITLE_MAX 200        /* characters after trimming */
-#define CHAT_CONTENT_MAX 8000     /* characters after trimming */
-#define CHAT_ROOM_MESSAGES 50     /* messages embedded in GET /chatroom/{id} */
+#define CHAT_TITLE_MAX 200    /* characters after trimming */
+#define CHAT_CONTENT_MAX 8000 /* characters after trimming */
+#define CHAT_ROOM_MESSAGES 50 /* messages embedded in GET /chatroom/{id} */
 #define CHAT_PAGE_DEFAULT 50
 #define CHAT_PAGE_MAX 100
 #define CHAT_IDEM_KEY_MAX 255
-#define CHAT_LIST_TTL 600         /* seconds the cached chatroom list lives */
+#define CHAT_LIST_TTL 600              /* seconds the cached chatroom list lives */
 #define CHAT_CACHE_PREFIX "chatrooms:" /* + user id: the cached list (auth_require_cached reads it) */
-#define CHAT_CACHE_KEY_MAX 48     /* "chatrooms:<uid>" fits */
+#define CHAT_CACHE_KEY_MAX 48          /* "chatrooms:<uid>" fits */
 
 /* POST /chatroom: 201 chatroom. Body optional (empty = {}); "title" absent/null -> "New chat". */
 void chat_create(http_req_t *req);

@@ -23,9 +23,18 @@ typedef struct setting {
     size_t off;
 } setting_t;
 
-#define S(n, d, f) {n, C_STR, d, 0, 0, offsetof(config_t, f)}
-#define L(n, d, lo, hi, f) {n, C_LONG, d, lo, hi, offsetof(config_t, f)}
-#define B(n, d, f) {n, C_BOOL, d, 0, 1, offsetof(config_t, f)}
+#define S(n, d, f)                                                                                                     \
+    {                                                                                                                  \
+        n, C_STR, d, 0, 0, offsetof(config_t, f)                                                                       \
+    }
+#define L(n, d, lo, hi, f)                                                                                             \
+    {                                                                                                                  \
+        n, C_LONG, d, lo, hi, offsetof(config_t, f)                                                                    \
+    }
+#define B(n, d, f)                                                                                                     \
+    {                                                                                                                  \
+        n, C_BOOL, d, 0, 1, offsetof(config_t, f)                                                                      \
+    }
 
 /* The one table of settings: name, default and bounds. Derived defaults are filled in config_load. */
 static const setting_t settings[] = {
@@ -131,9 +140,7 @@ static int set_one(const setting_t *s, char *err, size_t errlen)
         v = s->def;
     char *base = (char *)&g_config;
     switch (s->type) {
-    case C_STR:
-        *(const char **)(base + s->off) = v;
-        return 0;
+    case C_STR: *(const char **)(base + s->off) = v; return 0;
     case C_LONG: {
         long long n;
         if (parse_ll(v, s->min, s->max, &n) != 0) {
@@ -191,8 +198,9 @@ int config_load(char *err, size_t errlen)
 
     if (!g_config.jwt_secret) {
         if (!g_config.development) {
-            snprintf(err, errlen, "JWT_SECRET is required (at least 32 bytes of random data; "
-                                  "generate one with: openssl rand -hex 32)");
+            snprintf(err, errlen,
+                     "JWT_SECRET is required (at least 32 bytes of random data; "
+                     "generate one with: openssl rand -hex 32)");
             return -1;
         }
         g_config.jwt_secret = dev_secret;

@@ -7,18 +7,18 @@
 #include <stddef.h>
 
 typedef struct config {
-    int development;              /* APP_ENV=development (default production) */
-    const char *database_url;     /* DATABASE_URL */
-    const char *redis_url;        /* REDIS_URL */
-    const char *jwt_secret;       /* JWT_SECRET (>= 32 bytes outside development) */
+    int development;          /* APP_ENV=development (default production) */
+    const char *database_url; /* DATABASE_URL */
+    const char *redis_url;    /* REDIS_URL */
+    const char *jwt_secret;   /* JWT_SECRET (>= 32 bytes outside development) */
     size_t jwt_secret_len;
-    long jwt_ttl_seconds;         /* JWT_TTL_SECONDS 86400 */
-    int otp_in_response;          /* OTP_IN_RESPONSE 1 */
-    long basic_daily_limit;       /* BASIC_DAILY_LIMIT 5 */
-    const char *public_url;       /* PUBLIC_URL http://127.0.0.1:$PORT */
+    long jwt_ttl_seconds;                                                    /* JWT_TTL_SECONDS 86400 */
+    int otp_in_response;                                                     /* OTP_IN_RESPONSE 1 */
+    long basic_daily_limit;                                                  /* BASIC_DAILY_LIMIT 5 */
+    const char *public_url;                                                  /* PUBLIC_URL http://127.0.0.1:$PORT */
     const char *stripe_secret_key, *stripe_webhook_secret, *stripe_price_id; /* NULL when unset */
-    const char *stripe_api_base;  /* STRIPE_API_BASE https://api.stripe.com */
-    const char *ai_provider;      /* AI_PROVIDER gemini|openai|offline (default derived from keys) */
+    const char *stripe_api_base; /* STRIPE_API_BASE https://api.stripe.com */
+    const char *ai_provider;     /* AI_PROVIDER gemini|openai|offline (default derived from keys) */
     const char *gemini_api_key, *gemini_model, *gemini_api_base;
     const char *openai_api_key, *openai_model, *openai_api_base;
     const char *ai_system_prompt; /* AI_SYSTEM_PROMPT */

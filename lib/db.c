@@ -8,8 +8,8 @@
 
 static char *db_conninfo;
 static PGconn *conn;
-static unsigned long conn_gen;  /* bumped on every new connection; statements re-prepare when it moves */
-static int in_tx;               /* a transaction is open on conn */
+static unsigned long conn_gen; /* bumped on every new connection; statements re-prepare when it moves */
+static int in_tx;              /* a transaction is open on conn */
 static int last_unavailable;
 static char last_sqlstate[6];
 

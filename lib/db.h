@@ -14,7 +14,10 @@ typedef struct db_stmt {
     int nparams;
     unsigned long prepared_gen; /* connection generation it was prepared on; 0 = never */
 } db_stmt_t;
-#define DB_STMT(name, sql, n) {(name), (sql), (n), 0}
+#define DB_STMT(name, sql, n)                                                                                          \
+    {                                                                                                                  \
+        (name), (sql), (n), 0                                                                                          \
+    }
 
 /* Remember the connection string (no connection yet). */
 void db_init(const char *conninfo);

@@ -220,8 +220,8 @@ json_object *http_json_body(http_req_t *req)
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     if (req->body_len > 0)
         obj = json_tokener_parse_ex(tok, req->body, (int)req->body_len);
-    int bad = !obj || json_tokener_get_error(tok) != json_tokener_success ||
-              json_tokener_get_parse_end(tok) != req->body_len;
+    int bad =
+        !obj || json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != req->body_len;
     json_tokener_free(tok);
     if (bad) {
         json_object_put(obj);
@@ -266,8 +266,8 @@ static int pattern_match(const char *pattern, const char *path, const char **par
     return 1;
 }
 
-int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path,
-                     const char **params, int *nparams, char *allow, size_t allowlen, pool_t *pool)
+int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path, const char **params,
+                     int *nparams, char *allow, size_t allowlen, pool_t *pool)
 {
     int path_found = 0;
     size_t used = 0;

@@ -16,21 +16,21 @@ typedef struct http_io http_io_t; /* FastCGI or CGI, private to http.c */
 
 typedef struct http_req {
     pool_t *pool;
-    const char *method;      /* "GET", ... */
-    const char *path;        /* from REQUEST_URI (or SCRIPT_NAME+PATH_INFO), no query, no trailing slash */
-    const char *query;       /* raw QUERY_STRING, "" if none */
-    const char *body;        /* NUL-terminated copy of the body ("" if none) */
+    const char *method; /* "GET", ... */
+    const char *path;   /* from REQUEST_URI (or SCRIPT_NAME+PATH_INFO), no query, no trailing slash */
+    const char *query;  /* raw QUERY_STRING, "" if none */
+    const char *body;   /* NUL-terminated copy of the body ("" if none) */
     size_t body_len;
-    char request_id[65];     /* the client's X-Request-Id if sane, else a random one */
+    char request_id[65];                 /* the client's X-Request-Id if sane, else a random one */
     const char *params[HTTP_MAX_PARAMS]; /* {name} captures of the matched route, in order */
     int nparams;
-    long long user_id;       /* set by auth_require */
-    int token_version;       /* set by auth_require */
+    long long user_id; /* set by auth_require */
+    int token_version; /* set by auth_require */
 
     /* response, filled by the handler */
     int status;
-    buf_t headers;           /* extra "Name: value\r\n" lines */
-    buf_t out;               /* response body */
+    buf_t headers; /* extra "Name: value\r\n" lines */
+    buf_t out;     /* response body */
     int responded;
 
     http_io_t *io;
@@ -66,9 +66,9 @@ void http_empty(http_req_t *req, int status);
 /* The one error shape: {"error":{"code":code,"message":message}}. */
 void http_error(http_req_t *req, int status, const char *code, const char *message);
 /* Shorthands for the common failures. */
-void http_unavailable(http_req_t *req);   /* 503 unavailable */
-void http_internal(http_req_t *req);      /* 500 internal_error, nothing leaked */
-void http_not_found(http_req_t *req);     /* 404 not_found */
+void http_unavailable(http_req_t *req); /* 503 unavailable */
+void http_internal(http_req_t *req);    /* 500 internal_error, nothing leaked */
+void http_not_found(http_req_t *req);   /* 404 not_found */
 /* After a failed db_ call: 503 unavailable when PostgreSQL is unreachable, else 500 internal_error. */
 void http_db_failed(http_req_t *req);
 
@@ -86,8 +86,8 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
 
 /* Exposed for unit tests: route matching. Returns the route index, -1 for no path match (404), -2 for a
  * path match with another method (then allow is filled with "GET, POST"). */
-int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path,
-                     const char **params, int *nparams, char *allow, size_t allowlen, pool_t *pool);
+int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path, const char **params,
+                     int *nparams, char *allow, size_t allowlen, pool_t *pool);
 /* Exposed for unit tests: normalise a request path (drop query, collapse a trailing slash) into the pool. */
 const char *http_normalize_path(pool_t *pool, const char *uri);
 

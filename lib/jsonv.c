@@ -10,8 +10,8 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max,
-                 char *out_buf, size_t out_size, char *err)
+int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max, char *out_buf,
+                 size_t out_size, char *err)
 {
     json_object *v = NULL;
     if (!json_object_object_get_ex(obj, field, &v) || v == NULL) {
@@ -82,8 +82,7 @@ int jsonv_mobile(json_object *obj, const char *field, char out[17], char *err)
     if (rc != 0)
         return -1;
     if (mobile_normalize(raw, out) != 0) {
-        snprintf(err, JSONV_ERRLEN, "%s must be an optional + then 8 to 15 digits (spaces and dashes allowed).",
-                 field);
+        snprintf(err, JSONV_ERRLEN, "%s must be an optional + then 8 to 15 digits (spaces and dashes allowed).", field);
         return -1;
     }
     return 0;

@@ -12,8 +12,8 @@
 /* String field; required=1 makes absence an error. min/max bound its length in characters (UTF-8 code
  * points) after trimming surrounding whitespace when trim=1; *out is then the trimmed copy placed in the
  * buffer provided by the caller through out_buf/out_size (so no allocation). null is treated as absent. */
-int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max,
-                 char *out_buf, size_t out_size, char *err);
+int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max, char *out_buf,
+                 size_t out_size, char *err);
 
 /* Mobile number: an optional '+' then 8..15 digits once spaces and dashes are stripped. out gets the
  * normalised form (at least 17 bytes). */

@@ -32,7 +32,7 @@ int log_level_parse(const char *s)
 static void log_write(int level, const char *fmt, va_list ap)
 {
     char line[1024];
-    static char ts[24];      /* "YYYY-MM-DDTHH:MM:SS", formatted again only when the second changes */
+    static char ts[24]; /* "YYYY-MM-DDTHH:MM:SS", formatted again only when the second changes */
     static time_t ts_sec = -1;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -43,7 +43,10 @@ static void log_write(int level, const char *fmt, va_list ap)
         ts_sec = now.tv_sec;
     }
     int n = snprintf(line, sizeof line, "%s.%03ldZ %s[%d] %s ", ts, now.tv_nsec / 1000000, log_prog,
-                     log_pid ? log_pid : (int)getpid(), level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                     log_pid ? log_pid : (int)getpid(),
+                     level_names[level < 0   ? 0
+                                 : level > 3 ? 3
+                                             : level]);
     if (n < 0 || (size_t)n >= sizeof line)
         return;
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

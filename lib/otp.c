@@ -66,8 +66,7 @@ int otp_hash(const unsigned char *key, size_t keylen, const char *purpose, const
 
     if (!key || keylen == 0 || keylen > INT32_MAX || !out)
         goto out;
-    if (!part_ok(purpose, 0, &plen) || plen == 0 || !part_ok(mobile, 0, &mlen) || mlen == 0 ||
-        !part_ok(code, 1, &clen))
+    if (!part_ok(purpose, 0, &plen) || plen == 0 || !part_ok(mobile, 0, &mlen) || mlen == 0 || !part_ok(code, 1, &clen))
         goto out;
     memcpy(msg + n, purpose, plen);
     n += plen;

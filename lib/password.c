@@ -59,8 +59,8 @@ int password_hash(const char *pw, size_t len, char *out, size_t outlen)
 
     if (out && outlen > 0)
         out[0] = '\0';
-    if (!out || outlen < argon2_encodedlen(PW_T_COST, PW_M_COST_KIB, PW_PARALLELISM, PW_SALT_LEN, PW_HASH_LEN,
-                                           Argon2_id))
+    if (!out ||
+        outlen < argon2_encodedlen(PW_T_COST, PW_M_COST_KIB, PW_PARALLELISM, PW_SALT_LEN, PW_HASH_LEN, Argon2_id))
         goto out;
     if ((!pw && len > 0) || len > PW_MAX_BYTES)
         goto out;

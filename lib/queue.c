@@ -129,8 +129,7 @@ out:
     return n;
 }
 
-int queue_claim_stale(const char *consumer, long min_idle_ms, char cursor[QUEUE_ID_MAX], int max,
-                      queue_entry_t *out)
+int queue_claim_stale(const char *consumer, long min_idle_ms, char cursor[QUEUE_ID_MAX], int max, queue_entry_t *out)
 {
     char idle[24], count[16];
     snprintf(idle, sizeof idle, "%ld", min_idle_ms > 0 ? min_idle_ms : 0);

@@ -38,8 +38,7 @@ int queue_read(const char *consumer, int max, long block_ms, queue_entry_t *out)
 /* XAUTOCLAIM QUEUE_STREAM QUEUE_GROUP consumer min_idle_ms cursor COUNT max: take over entries some consumer
  * received more than min_idle_ms ago without acking them (a crashed worker). cursor is in/out: start with
  * "0-0"; it is "0-0" again when the scan is complete. Returns n like queue_read. */
-int queue_claim_stale(const char *consumer, long min_idle_ms, char cursor[QUEUE_ID_MAX], int max,
-                      queue_entry_t *out);
+int queue_claim_stale(const char *consumer, long min_idle_ms, char cursor[QUEUE_ID_MAX], int max, queue_entry_t *out);
 
 /* XACK then XDEL the given entry ids in one round trip (the entry has done its job: the result is stored).
  * 0 ok, -1 Redis down (the entries stay pending and come back through queue_claim_stale; harmless). */

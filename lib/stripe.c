@@ -20,8 +20,8 @@ void stripe_form_escape(buf_t *out, const char *s, size_t len)
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-            c == '.' || c == '_' || c == '~') {
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+            c == '_' || c == '~') {
             buf_append(out, &s[i], 1);
         } else {
             char e[3] = {'%', hex[c >> 4], hex[c & 15]};
@@ -94,8 +94,8 @@ static int parse_unix(const char *s, size_t len, long long *out)
     return 0;
 }
 
-int stripe_signature_verify(const char *header, const char *secret, const char *body, size_t body_len,
-                            long long now, long tolerance, long long *t_out)
+int stripe_signature_verify(const char *header, const char *secret, const char *body, size_t body_len, long long now,
+                            long tolerance, long long *t_out)
 {
     char expected[65];
     long long t = 0;
@@ -174,20 +174,13 @@ int stripe_signature_verify(const char *header, const char *secret, const char *
 const char *stripe_sig_strerror(int rc)
 {
     switch (rc) {
-    case STRIPE_SIG_OK:
-        return "signature valid";
-    case STRIPE_SIG_MISSING:
-        return "Missing Stripe-Signature header.";
-    case STRIPE_SIG_MALFORMED:
-        return "Malformed Stripe-Signature header: it needs a timestamp t and a v1 signature.";
-    case STRIPE_SIG_MISMATCH:
-        return "No v1 signature matches the payload.";
-    case STRIPE_SIG_STALE:
-        return "The Stripe-Signature timestamp is too old.";
-    case STRIPE_SIG_FUTURE:
-        return "The Stripe-Signature timestamp is too far in the future.";
-    default:
-        return "Invalid Stripe-Signature header.";
+    case STRIPE_SIG_OK: return "signature valid";
+    case STRIPE_SIG_MISSING: return "Missing Stripe-Signature header.";
+    case STRIPE_SIG_MALFORMED: return "Malformed Stripe-Signature header: it needs a timestamp t and a v1 signature.";
+    case STRIPE_SIG_MISMATCH: return "No v1 signature matches the payload.";
+    case STRIPE_SIG_STALE: return "The Stripe-Signature timestamp is too old.";
+    case STRIPE_SIG_FUTURE: return "The Stripe-Signature timestamp is too far in the future.";
+    default: return "Invalid Stripe-Signature header.";
     }
 }
 
@@ -284,8 +277,8 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
     tok = json_tokener_new();
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     root = json_tokener_parse_ex(tok, body, (int)len);
-    if (!root || json_tokener_get_error(tok) != json_tokener_success ||
-        json_tokener_get_parse_end(tok) != len || !json_object_is_type(root, json_type_object)) {
+    if (!root || json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != len ||
+        !json_object_is_type(root, json_type_object)) {
         snprintf(err, errlen, "The event is not a JSON object.");
         goto out;
     }
@@ -353,8 +346,7 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
     case STRIPE_EV_INVOICE_PAYMENT_FAILED: {
         json_object *details = jget(jget(obj, "parent"), "subscription_details");
         if (copy_field(details, "subscription", ev->subscription, sizeof ev->subscription) < 0 ||
-            (!ev->subscription[0] &&
-             copy_field(obj, "subscription", ev->subscription, sizeof ev->subscription) < 0)) {
+            (!ev->subscription[0] && copy_field(obj, "subscription", ev->subscription, sizeof ev->subscription) < 0)) {
             snprintf(err, errlen, "The invoice's subscription is invalid.");
             goto out;
         }
@@ -363,8 +355,7 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
             ev->user_id = user_id_of(jget(jget(jget(obj, "subscription_details"), "metadata"), "user_id"));
         break;
     }
-    default:
-        break;
+    default: break;
     }
     rc = 0;
 out:
@@ -433,8 +424,7 @@ int stripe_parse_checkout_session(const char *body, size_t len, stripe_checkout_
     memset(out, 0, sizeof *out);
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     root = body ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
-    if (!root || json_tokener_get_error(tok) != json_tokener_success ||
-        !json_object_is_type(root, json_type_object)) {
+    if (!root || json_tokener_get_error(tok) != json_tokener_success || !json_object_is_type(root, json_type_object)) {
         snprintf(err, errlen, "Stripe returned an unreadable Checkout Session.");
         goto out;
     }
@@ -489,8 +479,7 @@ static void sanitize(const char *s, size_t len, const char *secret, char *dst, s
     buf_free(&b);
 }
 
-void stripe_error_message(const char *body, size_t len, long status, const char *secret, char *err,
-                          size_t errlen)
+void stripe_error_message(const char *body, size_t len, long status, const char *secret, char *err, size_t errlen)
 {
     json_tokener *tok = json_tokener_new();
     json_object *root = body ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
@@ -550,8 +539,8 @@ static void random_key(char out[40])
     out[35] = '\0';
 }
 
-int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out,
-                                   int *http_status, char *err, size_t errlen)
+int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out, int *http_status,
+                                   char *err, size_t errlen)
 {
     buf_t form = {0}, url = {0}, hdr = {0}, idem = {0};
     capped_t resp = {0};
@@ -626,8 +615,7 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
                 snprintf(err, errlen, "Stripe's response was too large.");
                 goto out;
             }
-            snprintf(err, errlen, "Could not reach Stripe: %s",
-                     errbuf[0] ? errbuf : curl_easy_strerror(cc));
+            snprintf(err, errlen, "Could not reach Stripe: %s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
             /* Retry only failures where the request surely did not reach Stripe, or a 5xx below. */
             if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST)
                 continue;

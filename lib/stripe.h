@@ -46,8 +46,8 @@ int stripe_signature_compute(const char *secret, long long t, const char *body, 
  * equals the expected signature (constant-time compare after a length check) and |now - t| <= tolerance.
  * Schemes other than v1 are ignored (v0 alone is MALFORMED: no v1). Returns STRIPE_SIG_OK or a negative
  * enum stripe_sig_result; *t_out (may be NULL) gets t when one was parsed. */
-int stripe_signature_verify(const char *header, const char *secret, const char *body, size_t body_len,
-                            long long now, long tolerance, long long *t_out);
+int stripe_signature_verify(const char *header, const char *secret, const char *body, size_t body_len, long long now,
+                            long tolerance, long long *t_out);
 
 /* A short English reason for a stripe_signature_verify result (static string). */
 const char *stripe_sig_strerror(int rc);
@@ -65,16 +65,16 @@ enum stripe_event_kind {
 
 /* What we need of one event. Strings are "" when absent; user_id and current_period_end 0 when absent. */
 typedef struct stripe_event {
-    char id[STRIPE_ID_MAX];   /* evt_... */
-    char type[128];           /* "checkout.session.completed", ... */
-    long long created;        /* Unix seconds */
-    int kind;                 /* enum stripe_event_kind */
-    long long user_id;        /* our user id: client_reference_id, else metadata.user_id (positive) */
+    char id[STRIPE_ID_MAX];           /* evt_... */
+    char type[128];                   /* "checkout.session.completed", ... */
+    long long created;                /* Unix seconds */
+    int kind;                         /* enum stripe_event_kind */
+    long long user_id;                /* our user id: client_reference_id, else metadata.user_id (positive) */
     char customer[STRIPE_ID_MAX];     /* cus_... */
     char subscription[STRIPE_ID_MAX]; /* sub_... */
-    char status[32];          /* the subscription status (subscription events); "" otherwise */
-    char mode[32];            /* checkout session mode ("subscription") */
-    long long current_period_end; /* items.data[0].current_period_end, else top-level (pre-basil) */
+    char status[32];                  /* the subscription status (subscription events); "" otherwise */
+    char mode[32];                    /* checkout session mode ("subscription") */
+    long long current_period_end;     /* items.data[0].current_period_end, else top-level (pre-basil) */
 } stripe_event_t;
 
 /* Parse an event JSON document (strict: one object, no trailing bytes, valid UTF-8) into ev.
@@ -108,10 +108,10 @@ int stripe_status_terminal(const char *status);
 /* ---- client ---- */
 
 typedef struct stripe_checkout_req {
-    const char *api_base;        /* "https://api.stripe.com" (no trailing slash needed) */
-    const char *secret_key;      /* sk_... */
-    const char *price_id;        /* price_... */
-    const char *public_url;      /* base of success_url and cancel_url */
+    const char *api_base;   /* "https://api.stripe.com" (no trailing slash needed) */
+    const char *secret_key; /* sk_... */
+    const char *price_id;   /* price_... */
+    const char *public_url; /* base of success_url and cancel_url */
     long long user_id;
     const char *idempotency_key; /* NULL or "": a random one */
     long timeout_ms;             /* 0: 10000 (connect at most 5000) */
@@ -129,8 +129,8 @@ void stripe_checkout_form(const stripe_checkout_req_t *req, buf_t *out);
  * our client (Stripe's error type and message, or the transport failure; never the key): the caller answers
  * 502 upstream_error. *http_status (may be NULL) gets Stripe's HTTP status, 0 if none was received.
  * A 5xx or a failed connection is retried once with the same Idempotency-Key. */
-int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out,
-                                   int *http_status, char *err, size_t errlen);
+int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out, int *http_status,
+                                   char *err, size_t errlen);
 
 /* Parse a Checkout Session response body (exposed for tests). 0 ok; -1 with err when id/url are missing. */
 int stripe_parse_checkout_session(const char *body, size_t len, stripe_checkout_session_t *out, char *err,
@@ -138,8 +138,7 @@ int stripe_parse_checkout_session(const char *body, size_t len, stripe_checkout_
 
 /* Our sentence for a Stripe error body {"error":{"type","message"}} and HTTP status (exposed for tests).
  * The message is truncated, control bytes replaced, and any occurrence of secret (may be NULL) masked. */
-void stripe_error_message(const char *body, size_t len, long status, const char *secret, char *err,
-                          size_t errlen);
+void stripe_error_message(const char *body, size_t len, long status, const char *secret, char *err, size_t errlen);
 
 /* Release the process's curl handle (end of process; optional). */
 void stripe_cleanup(void);

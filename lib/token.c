@@ -13,9 +13,9 @@
 
 #include "token.h"
 
-#define TOKEN_LEEWAY 60     /* seconds of clock skew allowed on exp and iat */
+#define TOKEN_LEEWAY 60 /* seconds of clock skew allowed on exp and iat */
 #define TOKEN_JTI_BYTES 16
-#define TOKEN_USE "access"  /* typ_use: keeps any other kind of token we might sign from passing as access */
+#define TOKEN_USE "access" /* typ_use: keeps any other kind of token we might sign from passing as access */
 #define TOKEN_INT_JSON_MAX 24
 
 static int b64url_char(unsigned char c)
@@ -94,8 +94,7 @@ static const char *grant_str(jwt_t *j, const char *name)
     return jwt_get_grant(j, name);
 }
 
-char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now,
-                  long ttl)
+char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now, long ttl)
 {
     jwt_t *j = NULL;
     char *tok = NULL, *res = NULL;

@@ -19,8 +19,7 @@ typedef struct token_claims {
 
 /* Issue a token for user_id/token_version valid ttl seconds from now. Returns a malloc'd string (caller
  * frees) or NULL on failure. key must be >= 1 byte (the config enforces >= 32 outside development). */
-char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now,
-                  long ttl);
+char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now, long ttl);
 
 /* Verify: signature with key, alg pinned to HS256 (none/HS384/HS512/RS* refused), exp present and in the
  * future (60 s leeway), iat present and not in the future (60 s leeway), sub a positive integer string,

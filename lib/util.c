@@ -129,7 +129,7 @@ struct chunk {
 };
 
 struct pool {
-    struct chunk *head;  /* current chunk; the last one in the list is the first, kept across resets */
+    struct chunk *head; /* current chunk; the last one in the list is the first, kept across resets */
 };
 
 static struct chunk *chunk_new(size_t size)

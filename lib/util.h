@@ -33,12 +33,12 @@ void buf_free(buf_t *b);
 typedef struct pool pool_t;
 
 pool_t *pool_new(void);
-void *pool_alloc(pool_t *p, size_t n);                  /* 16-byte aligned, zeroed */
-char *pool_strdup(pool_t *p, const char *s);            /* NULL in, NULL out */
+void *pool_alloc(pool_t *p, size_t n);       /* 16-byte aligned, zeroed */
+char *pool_strdup(pool_t *p, const char *s); /* NULL in, NULL out */
 char *pool_strndup(pool_t *p, const char *s, size_t n);
 char *pool_printf(pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pool_reset(pool_t *p);
-void pool_free(pool_t *p);                              /* accepts NULL */
+void pool_free(pool_t *p); /* accepts NULL */
 
 /* Parse a whole decimal string into [min,max]; 0 ok, -1 if empty, not all digits (an optional leading '-'),
  * or out of range. No atoi. */

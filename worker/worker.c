@@ -37,13 +37,13 @@
 #include "queue.h"
 #include "util.h"
 
-#define GRACE_MS 10000           /* SIGTERM: in-flight calls get this long to finish */
-#define LEASE_MARGIN_MS 3000     /* a lease outlives the upstream timeout by this much */
-#define SWEEP_INTERVAL_MS 1000   /* PostgreSQL recovery sweep */
-#define IDLE_BLOCK_MS 400        /* XREADGROUP BLOCK when idle; below cache.c's 1 s command timeout */
-#define BUSY_READ_MS 20          /* with calls in flight, look for new entries this often */
-#define MAX_POLL_MS 250          /* longest sleep in curl_multi_poll (signals are noticed within this) */
-#define STORE_RETRY_MS 1000      /* the database was down when an answer came back: try again this often */
+#define GRACE_MS 10000         /* SIGTERM: in-flight calls get this long to finish */
+#define LEASE_MARGIN_MS 3000   /* a lease outlives the upstream timeout by this much */
+#define SWEEP_INTERVAL_MS 1000 /* PostgreSQL recovery sweep */
+#define IDLE_BLOCK_MS 400      /* XREADGROUP BLOCK when idle; below cache.c's 1 s command timeout */
+#define BUSY_READ_MS 20        /* with calls in flight, look for new entries this often */
+#define MAX_POLL_MS 250        /* longest sleep in curl_multi_poll (signals are noticed within this) */
+#define STORE_RETRY_MS 1000    /* the database was down when an answer came back: try again this often */
 #define DOWN_BACKOFF_MIN_MS 500
 #define DOWN_BACKOFF_MAX_MS 5000
 #define ONCE_DB_GIVE_UP_MS 30000 /* --once: exit 1 when PostgreSQL stays down this long */
@@ -53,8 +53,8 @@ enum job_state { JOB_RUNNING, JOB_STORING };
 
 typedef struct job {
     long long reply_id, chatroom_id, user_id;
-    long attempt;                   /* this call's number (attempts after the lease) */
-    char stream_id[QUEUE_ID_MAX];   /* "" when the sweep took the reply */
+    long attempt;                 /* this call's number (attempts after the lease) */
+    char stream_id[QUEUE_ID_MAX]; /* "" when the sweep took the reply */
     enum job_state state;
     CURL *easy;
     struct curl_slist *headers;
@@ -62,8 +62,8 @@ typedef struct job {
     char errbuf[CURL_ERROR_SIZE];
     char retry_after[32];
     double started_ms, lease_end_ms, next_store_ms;
-    int outcome;                    /* JOB_STORING: AI_OK (complete) or AI_PERMANENT (fail) */
-    char *text;                     /* JOB_STORING: the content or the error to store */
+    int outcome; /* JOB_STORING: AI_OK (complete) or AI_PERMANENT (fail) */
+    char *text;  /* JOB_STORING: the content or the error to store */
     struct job *next;
 } job_t;
 
@@ -71,7 +71,7 @@ static struct {
     enum ai_provider provider;
     const char *model, *key;
     buf_t url, auth;
-    char consumer[128];             /* stream consumer and lease owner: host:pid */
+    char consumer[128]; /* stream consumer and lease owner: host:pid */
     long lease_ms;
     long concurrency;
     int once;
@@ -201,10 +201,10 @@ static void flush_acks(void)
 
 /* ---- SQL ---- */
 
-#define CLAIM_SET                                                                                              \
+#define CLAIM_SET                                                                                                      \
     "lease_until = now() + $2::bigint * interval '1 millisecond', lease_owner = $3, attempts = m.attempts + 1"
-#define CLAIMABLE                                                                                              \
-    "status = 'pending' AND role = 'model' AND (lease_until IS NULL OR lease_until < now()) "                  \
+#define CLAIMABLE                                                                                                      \
+    "status = 'pending' AND role = 'model' AND (lease_until IS NULL OR lease_until < now()) "                          \
     "AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
 
 /* Lease the given replies ($1 an array literal) that nobody else holds. SKIP LOCKED: a row another worker is
@@ -216,13 +216,13 @@ static db_stmt_t q_claim = DB_STMT("worker_claim",
                                    3);
 
 /* The recovery sweep: pending replies older than $1 seconds or with a retry due, unleased, oldest first. */
-static db_stmt_t q_sweep = DB_STMT(
-    "worker_sweep",
-    "UPDATE messages m SET " CLAIM_SET " FROM (SELECT id FROM messages WHERE " CLAIMABLE
-    " AND (created_at < now() - $1::bigint * interval '1 second' OR next_attempt_at IS NOT NULL) "
-    "ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) c "
-    "WHERE m.id = c.id RETURNING m.id, m.chatroom_id, m.user_id, m.attempts",
-    4);
+static db_stmt_t q_sweep =
+    DB_STMT("worker_sweep",
+            "UPDATE messages m SET " CLAIM_SET " FROM (SELECT id FROM messages WHERE " CLAIMABLE
+            " AND (created_at < now() - $1::bigint * interval '1 second' OR next_attempt_at IS NOT NULL) "
+            "ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) c "
+            "WHERE m.id = c.id RETURNING m.id, m.chatroom_id, m.user_id, m.attempts",
+            4);
 
 /* The conversation up to the reply: the last $3 finished messages before it, oldest first. */
 static db_stmt_t q_history = DB_STMT("worker_history",
@@ -257,9 +257,8 @@ static db_stmt_t q_release = DB_STMT("worker_release",
                                      "WHERE id = $1 AND status = 'pending' AND lease_owner = $2",
                                      3);
 
-static db_stmt_t q_owed = DB_STMT("worker_owed",
-                                  "SELECT count(*) FROM messages WHERE id = ANY($1::bigint[]) AND status = 'pending'",
-                                  1);
+static db_stmt_t q_owed =
+    DB_STMT("worker_owed", "SELECT count(*) FROM messages WHERE id = ANY($1::bigint[]) AND status = 'pending'", 1);
 
 /* ---- jobs ---- */
 
@@ -465,8 +464,7 @@ static int start_call(job_t *j)
 }
 
 /* Load the history of a leased reply and start its upstream call (or answer offline at once). */
-static void start_job(long long reply_id, long long chatroom_id, long long user_id, long attempt,
-                      const char *stream_id)
+static void start_job(long long reply_id, long long chatroom_id, long long user_id, long attempt, const char *stream_id)
 {
     job_t *j = xcalloc(1, sizeof *j);
     j->reply_id = reply_id;
@@ -686,13 +684,13 @@ static void claim_stale(void)
 /* Housekeeping, once a minute: rows that only matter for a bounded time. Idempotency keys are replayed
  * for 24 h, OTP sends count for an hour; Stripe event ids are kept 30 days, far past Stripe's 3-day retries. */
 #define HOUSEKEEPING_INTERVAL_MS 60000.0
-static db_stmt_t q_housekeeping = DB_STMT(
-    "worker_housekeeping",
-    "WITH idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours' RETURNING 1), "
-    "sends AS (DELETE FROM otp_sends WHERE sent_at < now() - interval '1 day' RETURNING 1), "
-    "events AS (DELETE FROM stripe_events WHERE received_at < now() - interval '30 days' RETURNING 1) "
-    "SELECT (SELECT count(*) FROM idem), (SELECT count(*) FROM sends), (SELECT count(*) FROM events)",
-    0);
+static db_stmt_t q_housekeeping =
+    DB_STMT("worker_housekeeping",
+            "WITH idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours' RETURNING 1), "
+            "sends AS (DELETE FROM otp_sends WHERE sent_at < now() - interval '1 day' RETURNING 1), "
+            "events AS (DELETE FROM stripe_events WHERE received_at < now() - interval '30 days' RETURNING 1) "
+            "SELECT (SELECT count(*) FROM idem), (SELECT count(*) FROM sends), (SELECT count(*) FROM events)",
+            0);
 
 static void housekeeping(void)
 {
@@ -750,8 +748,7 @@ static void call_done(job_t *j, CURLcode code)
     } else {
         long status = 0;
         curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-        ai_parse_response(W.provider, status, j->resp.data, j->resp.len, j->retry_after[0] ? j->retry_after : NULL,
-                          &r);
+        ai_parse_response(W.provider, status, j->resp.data, j->resp.len, j->retry_after[0] ? j->retry_after : NULL, &r);
         if (r.status != AI_OK)
             log_warn("reply %lld: %s%s%s", j->reply_id, r.error, r.detail[0] ? ": " : "", r.detail);
     }

@@ -15,7 +15,10 @@
 
 #include "ai.h"
 
-#define T(role, s) {(role), (s), sizeof(s) - 1}
+#define T(role, s)                                                                                                     \
+    {                                                                                                                  \
+        (role), (s), sizeof(s) - 1                                                                                     \
+    }
 #define U AI_ROLE_USER
 #define M AI_ROLE_MODEL
 
@@ -50,8 +53,14 @@ static const char *str_at(json_object *o, const char *key)
 static void test_normalise_skips_and_trims(void **state)
 {
     (void)state;
-    ai_turn_t in[] = {T(M, "greeting from a cut window"), T(U, "a"), T(M, ""), T(U, "b"), T(M, "c"),
-                      {U, NULL, 0},                       T(U, "d"), T(M, "")};
+    ai_turn_t in[] = {T(M, "greeting from a cut window"),
+                      T(U, "a"),
+                      T(M, ""),
+                      T(U, "b"),
+                      T(M, "c"),
+                      {U, NULL, 0},
+                      T(U, "d"),
+                      T(M, "")};
     ai_turn_t out[8];
     size_t n = 99;
     assert_int_equal(ai_normalise(in, 8, out, &n), 0);
@@ -370,10 +379,11 @@ static void test_gemini_errors(void **state)
         ai_result_free(&r);
     }
     /* hostile error fields are cut and filtered */
-    parse_str(AI_PROVIDER_GEMINI, 503,
-              "{\"error\":{\"status\":\"UNAVAILABLE\\r\\nSet-Cookie: x=1 \\u0000 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-              "AAAAAAAAAAAAAAAAAAAAAAAAAA\",\"message\":\"line1\\nline2\",\"details\":\"no\"}}",
-              NULL, &r);
+    parse_str(
+        AI_PROVIDER_GEMINI, 503,
+        "{\"error\":{\"status\":\"UNAVAILABLE\\r\\nSet-Cookie: x=1 \\u0000 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAA\",\"message\":\"line1\\nline2\",\"details\":\"no\"}}",
+        NULL, &r);
     assert_int_equal(r.status, AI_TRANSIENT);
     assert_null(strchr(r.error, '\n'));
     assert_null(strchr(r.error, '\r'));
@@ -423,8 +433,8 @@ static void test_openai_responses(void **state)
     assert_int_equal(r.status, AI_PERMANENT);
     assert_string_equal(r.error, "upstream error 401 invalid_api_key");
     ai_result_free(&r);
-    parse_str(AI_PROVIDER_OPENAI, 429,
-              "{\"error\":{\"message\":\"Rate limit\",\"type\":\"requests\",\"code\":null}}", "7", &r);
+    parse_str(AI_PROVIDER_OPENAI, 429, "{\"error\":{\"message\":\"Rate limit\",\"type\":\"requests\",\"code\":null}}",
+              "7", &r);
     assert_int_equal(r.status, AI_TRANSIENT);
     assert_int_equal(r.retry_after_ms, 7000);
     assert_string_equal(r.error, "upstream error 429 requests");
@@ -451,8 +461,8 @@ static void test_transport_errors(void **state)
 {
     (void)state;
     ai_result_t r;
-    int transient[] = {CURLE_OPERATION_TIMEDOUT, CURLE_COULDNT_CONNECT, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
-                       CURLE_COULDNT_RESOLVE_HOST, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_SSL_CONNECT_ERROR};
+    int transient[] = {CURLE_OPERATION_TIMEDOUT,   CURLE_COULDNT_CONNECT, CURLE_RECV_ERROR,   CURLE_SEND_ERROR,
+                       CURLE_COULDNT_RESOLVE_HOST, CURLE_GOT_NOTHING,     CURLE_PARTIAL_FILE, CURLE_SSL_CONNECT_ERROR};
     for (size_t i = 0; i < sizeof transient / sizeof *transient; i++) {
         ai_transport_error(transient[i], &r);
         assert_int_equal(r.status, AI_TRANSIENT);
@@ -613,16 +623,17 @@ static void test_sanitise(void **state)
     (void)state;
     S("", "");
     S("plain ascii", "plain ascii");
-    S("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF", "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF");
-    S("a\0b\0", "ab");                       /* NULs dropped */
-    S("\xC0\xAF", FFFD FFFD);                /* overlong '/' */
-    S("\xE0\x80\xAF", FFFD FFFD FFFD);      /* overlong, three bytes */
-    S("\xED\xA0\x80", FFFD FFFD FFFD);      /* surrogate U+D800 */
+    S("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF",
+      "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF");
+    S("a\0b\0", "ab");                          /* NULs dropped */
+    S("\xC0\xAF", FFFD FFFD);                   /* overlong '/' */
+    S("\xE0\x80\xAF", FFFD FFFD FFFD);          /* overlong, three bytes */
+    S("\xED\xA0\x80", FFFD FFFD FFFD);          /* surrogate U+D800 */
     S("\xF4\x90\x80\x80", FFFD FFFD FFFD FFFD); /* past U+10FFFF */
-    S("x\xC3", "x" FFFD);                    /* cut short at the end */
-    S("\xE2\x82x", FFFD FFFD "x");           /* cut short in the middle */
+    S("x\xC3", "x" FFFD);                       /* cut short at the end */
+    S("\xE2\x82x", FFFD FFFD "x");              /* cut short in the middle */
     S("\xFF\xFEok", FFFD FFFD "ok");
-    S("\x80", FFFD);                          /* lone continuation byte */
+    S("\x80", FFFD); /* lone continuation byte */
 
     /* a 200 answer carrying bad bytes is stored clean */
     const char body[] = "{\"choices\":[{\"message\":{\"content\":\"a\\u0000b\xC3(\"}}]}";

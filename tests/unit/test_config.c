@@ -11,9 +11,9 @@
 
 #include "config.h"
 
-static const char *vars[] = {"APP_ENV", "JWT_SECRET", "ENV_FILE", "BASIC_DAILY_LIMIT", "PORT", "PUBLIC_URL",
-                             "AI_PROVIDER", "GEMINI_API_KEY", "OPENAI_API_KEY", "OPENAI_MODEL", "OTP_IN_RESPONSE",
-                             "LOG_LEVEL", "JWT_TTL_SECONDS"};
+static const char *vars[] = {"APP_ENV",         "JWT_SECRET",  "ENV_FILE",       "BASIC_DAILY_LIMIT", "PORT",
+                             "PUBLIC_URL",      "AI_PROVIDER", "GEMINI_API_KEY", "OPENAI_API_KEY",    "OPENAI_MODEL",
+                             "OTP_IN_RESPONSE", "LOG_LEVEL",   "JWT_TTL_SECONDS"};
 
 static int clean(void **state)
 {

@@ -302,10 +302,22 @@ static void test_check_stored_length(void **state)
 static void test_check_rejects_non_digit_codes(void **state)
 {
     (void)state;
-    static const char *bad[] = {"",        "12345",   "1234567", "12345a",  "a12345",  " 12345", "12345 ",
-                                "+12345",  "-12345",  "12 456",  "0x1234",  "１２３４５６", /* fullwidth */
-                                "\xd9\xa1\xd9\xa2\xd9\xa3\xd9\xa4\xd9\xa5\xd9\xa6",         /* Arabic-Indic */
-                                "123456\n", "12345\xff", "1e5000"};
+    static const char *bad[] = {"",
+                                "12345",
+                                "1234567",
+                                "12345a",
+                                "a12345",
+                                " 12345",
+                                "12345 ",
+                                "+12345",
+                                "-12345",
+                                "12 456",
+                                "0x1234",
+                                "１２３４５６",                                     /* fullwidth */
+                                "\xd9\xa1\xd9\xa2\xd9\xa3\xd9\xa4\xd9\xa5\xd9\xa6", /* Arabic-Indic */
+                                "123456\n",
+                                "12345\xff",
+                                "1e5000"};
     unsigned char stored[OTP_HASH_LEN];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(otp_hash(KEY, sizeof KEY, "login", "+15551234567", bad[i], stored), 0);
@@ -313,7 +325,8 @@ static void test_check_rejects_non_digit_codes(void **state)
             fail_msg("code \"%s\" accepted", bad[i]);
     }
     /* a NUL after 3 digits: the C string is "123", never 6 digits */
-    static const char embedded[] = "123\0" "56";
+    static const char embedded[] = "123\0"
+                                   "56";
     assert_int_equal(otp_check(KEY, sizeof KEY, "login", "+15551234567", embedded, stored, sizeof stored), 0);
     assert_int_equal(otp_check(KEY, sizeof KEY, "login", "+15551234567", NULL, stored, sizeof stored), 0);
 }
@@ -321,16 +334,11 @@ static void test_check_rejects_non_digit_codes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_generate_format_and_spread),
-        cmocka_unit_test(test_generate_rejection_sampling),
-        cmocka_unit_test(test_hash_known_answer),
-        cmocka_unit_test(test_hash_deterministic),
-        cmocka_unit_test(test_hash_inputs_matter),
-        cmocka_unit_test(test_hash_bad_args),
-        cmocka_unit_test(test_check_accepts_right_code),
-        cmocka_unit_test(test_check_rejects_wrong),
-        cmocka_unit_test(test_check_stored_length),
-        cmocka_unit_test(test_check_rejects_non_digit_codes),
+        cmocka_unit_test(test_generate_format_and_spread), cmocka_unit_test(test_generate_rejection_sampling),
+        cmocka_unit_test(test_hash_known_answer),          cmocka_unit_test(test_hash_deterministic),
+        cmocka_unit_test(test_hash_inputs_matter),         cmocka_unit_test(test_hash_bad_args),
+        cmocka_unit_test(test_check_accepts_right_code),   cmocka_unit_test(test_check_rejects_wrong),
+        cmocka_unit_test(test_check_stored_length),        cmocka_unit_test(test_check_rejects_non_digit_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

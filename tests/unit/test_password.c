@@ -119,13 +119,15 @@ static void test_policy_invalid_utf8_and_nul(void **state)
         const char *s;
         size_t len;
     } bad[] = {
-        {"abcdefgh\xff", 9},                 /* invalid byte */
-        {"abcdefg\xc3", 8},                  /* truncated sequence */
-        {"abcdefgh\xc0\xaf", 10},            /* overlong '/' */
-        {"abcdefgh\xed\xa0\x80", 11},        /* surrogate */
-        {"abcdefgh\x80", 9},                 /* stray continuation */
-        {"abcdefgh\xf4\x90\x80\x80", 12},    /* past U+10FFFF */
-        {"\xe9t\xe9 en fran\xe7" "ais", 15}, /* Latin-1, not UTF-8 */
+        {"abcdefgh\xff", 9},              /* invalid byte */
+        {"abcdefg\xc3", 8},               /* truncated sequence */
+        {"abcdefgh\xc0\xaf", 10},         /* overlong '/' */
+        {"abcdefgh\xed\xa0\x80", 11},     /* surrogate */
+        {"abcdefgh\x80", 9},              /* stray continuation */
+        {"abcdefgh\xf4\x90\x80\x80", 12}, /* past U+10FFFF */
+        {"\xe9t\xe9 en fran\xe7"
+         "ais",
+         15}, /* Latin-1, not UTF-8 */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(policy(bad[i].s, bad[i].len, err, sizeof err), -1);
@@ -190,14 +192,15 @@ static void test_hash_verify_roundtrip(void **state)
 {
     (void)state;
     char enc[PASSWORD_ENCODED_MAX];
-    const char *pw = "s3cret pa\xc3\x9f" "w\xc3\xb6rd \xf0\x9f\x98\x80"; /* non-ASCII on purpose */
+    const char *pw = "s3cret pa\xc3\x9f"
+                     "w\xc3\xb6rd \xf0\x9f\x98\x80"; /* non-ASCII on purpose */
     size_t len = strlen(pw);
 
     assert_int_equal(password_hash(pw, len, enc, sizeof enc), 0);
     assert_int_equal(password_verify(enc, pw, len), 1);
     /* mismatches */
     assert_int_equal(password_verify(enc, "s3cret password", 15), 0);
-    assert_int_equal(password_verify(enc, pw, len - 1), 0);            /* a prefix (cuts the emoji) */
+    assert_int_equal(password_verify(enc, pw, len - 1), 0); /* a prefix (cuts the emoji) */
     assert_int_equal(password_verify(enc, "", 0), 0);
     char longer[64];
     memcpy(longer, pw, len);

@@ -76,9 +76,9 @@ static redisReply *entry(const char *id, const char *reply_id)
 static void test_parse_entries(void **state)
 {
     (void)state;
-    redisReply *entries = arr(3, entry("1700000000000-0", "42"), entry("1700000000000-1", "7"),
-                              arr(2, str("1700000000001-0"), arr(4, str("other"), str("x"), str("reply_id"),
-                                                                 str("9223372036854775807"))));
+    redisReply *entries = arr(
+        3, entry("1700000000000-0", "42"), entry("1700000000000-1", "7"),
+        arr(2, str("1700000000001-0"), arr(4, str("other"), str("x"), str("reply_id"), str("9223372036854775807"))));
     queue_entry_t out[8];
     assert_int_equal(queue_parse_entries(entries, 8, out), 3);
     assert_string_equal(out[0].id, "1700000000000-0");
@@ -132,14 +132,13 @@ static void test_malformed_entries_skipped(void **state)
     char long_id[QUEUE_ID_MAX + 10];
     memset(long_id, '1', sizeof long_id - 1);
     long_id[sizeof long_id - 1] = '\0';
-    redisReply *entries = arr(8,
-                              arr(2, str("9-0"), nil()),          /* deleted while pending: no body */
-                              str("not-an-entry"),                /* wrong shape */
-                              arr(1, str("10-0")),                /* too short */
-                              arr(2, integer(11), arr(0)),        /* id not a string */
-                              arr(2, str(""), arr(0)),            /* empty id */
-                              arr(2, str(long_id), arr(0)),       /* id too long */
-                              NULL,                               /* hostile NULL element */
+    redisReply *entries = arr(8, arr(2, str("9-0"), nil()), /* deleted while pending: no body */
+                              str("not-an-entry"),          /* wrong shape */
+                              arr(1, str("10-0")),          /* too short */
+                              arr(2, integer(11), arr(0)),  /* id not a string */
+                              arr(2, str(""), arr(0)),      /* empty id */
+                              arr(2, str(long_id), arr(0)), /* id too long */
+                              NULL,                         /* hostile NULL element */
                               entry("12-0", "12"));
     queue_entry_t out[8];
     assert_int_equal(queue_parse_entries(entries, 8, out), 1);

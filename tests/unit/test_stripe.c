@@ -47,9 +47,9 @@ static void test_sig_vector_accepted(void **state)
 {
     (void)state;
     long long t = 0;
-    assert_int_equal(stripe_signature_verify(VEC_HEADER, VEC_SECRET, VEC_BODY, strlen(VEC_BODY), VEC_T,
-                                             STRIPE_SIG_TOLERANCE, &t),
-                     STRIPE_SIG_OK);
+    assert_int_equal(
+        stripe_signature_verify(VEC_HEADER, VEC_SECRET, VEC_BODY, strlen(VEC_BODY), VEC_T, STRIPE_SIG_TOLERANCE, &t),
+        STRIPE_SIG_OK);
     assert_int_equal(t, VEC_T);
     /* the body is the raw bytes: a length shorter than the string is a different payload */
     assert_int_equal(stripe_signature_verify(VEC_HEADER, VEC_SECRET, VEC_BODY, strlen(VEC_BODY) - 1, VEC_T,
@@ -66,8 +66,8 @@ static void test_sig_tolerance(void **state)
     assert_int_equal(verify(VEC_HEADER, VEC_BODY, VEC_T - 300), STRIPE_SIG_OK);
     assert_int_equal(verify(VEC_HEADER, VEC_BODY, VEC_T - 301), STRIPE_SIG_FUTURE);
     /* real time: the vector is years old */
-    assert_int_equal(stripe_signature_verify(VEC_HEADER, VEC_SECRET, VEC_BODY, strlen(VEC_BODY),
-                                             (long long)time(NULL), STRIPE_SIG_TOLERANCE, NULL),
+    assert_int_equal(stripe_signature_verify(VEC_HEADER, VEC_SECRET, VEC_BODY, strlen(VEC_BODY), (long long)time(NULL),
+                                             STRIPE_SIG_TOLERANCE, NULL),
                      STRIPE_SIG_STALE);
 }
 
@@ -95,8 +95,7 @@ static void test_sig_multiple_v1(void **state)
     assert_int_equal(verify("t=1700000000,v1=" VEC_SIG ",v1=" WRONG_SIG, VEC_BODY, VEC_T), STRIPE_SIG_OK);
     assert_int_equal(verify("v1=" WRONG_SIG ",t=1700000000,v0=" WRONG_SIG ",v1=" VEC_SIG, VEC_BODY, VEC_T),
                      STRIPE_SIG_OK);
-    assert_int_equal(verify("t=1700000000,v1=" WRONG_SIG ",v1=" WRONG_SIG, VEC_BODY, VEC_T),
-                     STRIPE_SIG_MISMATCH);
+    assert_int_equal(verify("t=1700000000,v1=" WRONG_SIG ",v1=" WRONG_SIG, VEC_BODY, VEC_T), STRIPE_SIG_MISMATCH);
     /* optional whitespace after commas */
     assert_int_equal(verify("t=1700000000, v1=" WRONG_SIG ", v1=" VEC_SIG, VEC_BODY, VEC_T), STRIPE_SIG_OK);
 }
@@ -106,10 +105,8 @@ static void test_sig_other_schemes_ignored(void **state)
     (void)state;
     /* v0 carrying the right value is not accepted: only v1 counts (downgrade protection) */
     assert_int_equal(verify("t=1700000000,v0=" VEC_SIG, VEC_BODY, VEC_T), STRIPE_SIG_MALFORMED);
-    assert_int_equal(verify("t=1700000000,v0=" VEC_SIG ",v1=" WRONG_SIG, VEC_BODY, VEC_T),
-                     STRIPE_SIG_MISMATCH);
-    assert_int_equal(verify("t=1700000000,v2=" VEC_SIG ",v1=" WRONG_SIG, VEC_BODY, VEC_T),
-                     STRIPE_SIG_MISMATCH);
+    assert_int_equal(verify("t=1700000000,v0=" VEC_SIG ",v1=" WRONG_SIG, VEC_BODY, VEC_T), STRIPE_SIG_MISMATCH);
+    assert_int_equal(verify("t=1700000000,v2=" VEC_SIG ",v1=" WRONG_SIG, VEC_BODY, VEC_T), STRIPE_SIG_MISMATCH);
     assert_int_equal(verify("t=1700000000,V1=" VEC_SIG, VEC_BODY, VEC_T), STRIPE_SIG_MALFORMED);
     assert_int_equal(verify("t=1700000000,v1x=" VEC_SIG, VEC_BODY, VEC_T), STRIPE_SIG_MALFORMED);
 }
@@ -164,8 +161,8 @@ static void test_sig_missing_and_malformed(void **state)
     /* no secret configured: nothing verifies */
     assert_int_not_equal(stripe_signature_verify(VEC_HEADER, "", VEC_BODY, strlen(VEC_BODY), VEC_T, 300, NULL),
                          STRIPE_SIG_OK);
-    assert_int_not_equal(
-        stripe_signature_verify(VEC_HEADER, NULL, VEC_BODY, strlen(VEC_BODY), VEC_T, 300, NULL), STRIPE_SIG_OK);
+    assert_int_not_equal(stripe_signature_verify(VEC_HEADER, NULL, VEC_BODY, strlen(VEC_BODY), VEC_T, 300, NULL),
+                         STRIPE_SIG_OK);
     assert_non_null(stripe_sig_strerror(STRIPE_SIG_STALE));
 }
 
@@ -233,8 +230,11 @@ static int form_get(const char *form, const char *key, char *out, size_t outsize
 static void test_checkout_form(void **state)
 {
     (void)state;
-    stripe_checkout_req_t req = {.api_base = "http://x", .secret_key = "sk_test_k", .price_id = "price_p&1",
-                                 .public_url = "https://app.example.com/", .user_id = 42};
+    stripe_checkout_req_t req = {.api_base = "http://x",
+                                 .secret_key = "sk_test_k",
+                                 .price_id = "price_p&1",
+                                 .public_url = "https://app.example.com/",
+                                 .user_id = 42};
     buf_t b = {0};
     char v[512];
     stripe_checkout_form(&req, &b);
@@ -392,8 +392,7 @@ static void test_event_other_and_invalid(void **state)
     assert_int_equal(parse("{\"id\":5,\"created\":3,\"type\":\"x\"}", &ev), -1);
     assert_int_equal(parse("{\"id\":\"evt_\xff\",\"created\":3,\"type\":\"x\"}", &ev), -1);
     /* a known type needs its object */
-    assert_int_equal(parse("{\"id\":\"evt_o\",\"created\":3,\"type\":\"customer.subscription.updated\"}", &ev),
-                     -1);
+    assert_int_equal(parse("{\"id\":\"evt_o\",\"created\":3,\"type\":\"customer.subscription.updated\"}", &ev), -1);
     assert_int_equal(parse("{\"id\":\"evt_o\",\"created\":3,\"type\":\"invoice.payment_failed\",\"data\":"
                            "{\"object\":\"in_1\"}}",
                            &ev),
@@ -466,7 +465,7 @@ static void test_error_message(void **state)
     stripe_error_message(utf, strlen(utf), 500, NULL, err, sizeof err);
     assert_non_null(strstr(err, "caf\xc3\xa9"));
     char cut[sizeof "Stripe answered 500 (api_error): caf"]; /* room for "caf" and the NUL only... */
-    char cut2[sizeof cut + 1];                                /* ...and one byte of the two of e-acute */
+    char cut2[sizeof cut + 1];                               /* ...and one byte of the two of e-acute */
     stripe_error_message(utf, strlen(utf), 500, NULL, cut, sizeof cut);
     assert_string_equal(cut, "Stripe answered 500 (api_error): caf");
     stripe_error_message(utf, strlen(utf), 500, NULL, cut2, sizeof cut2);

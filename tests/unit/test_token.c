@@ -295,7 +295,7 @@ static void test_wrong_key(void **state)
     char *t = token_issue(KEY, sizeof KEY, 42, 0, NOW, TTL);
     assert_non_null(t);
     assert_int_equal(token_verify(KEY2, sizeof KEY2, t, NOW, &c), -1);
-    assert_int_equal(token_verify(KEY, sizeof KEY - 1, t, NOW, &c), -1);  /* a prefix of the key */
+    assert_int_equal(token_verify(KEY, sizeof KEY - 1, t, NOW, &c), -1); /* a prefix of the key */
     /* no key: libjwt would accept the token unverified, we must not */
     assert_int_equal(token_verify(NULL, 0, t, NOW, &c), -1);
     assert_int_equal(token_verify(KEY, 0, t, NOW, &c), -1);
@@ -474,8 +474,9 @@ static void test_alg_none(void **state)
     assert_non_null(good);
     const char *d1 = strchr(good, '.'), *d2 = strchr(d1 + 1, '.');
     char *payload = strndup(d1 + 1, (size_t)(d2 - d1 - 1));
-    const char *headers[] = {"{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"alg\":\"none\"}", "{\"alg\":\"None\",\"typ\":\"JWT\"}",
-                             "{\"alg\":\"NONE\",\"typ\":\"JWT\"}", "{\"typ\":\"JWT\"}"};
+    const char *headers[] = {"{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"alg\":\"none\"}",
+                             "{\"alg\":\"None\",\"typ\":\"JWT\"}", "{\"alg\":\"NONE\",\"typ\":\"JWT\"}",
+                             "{\"typ\":\"JWT\"}"};
 
     for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
         char *h = b64url_str(headers[i]);
@@ -542,16 +543,16 @@ static void test_exp(void **state)
 {
     (void)state;
     /* leeway boundary: exp = NOW-59 ok, NOW-60 and earlier refused (iat earlier still) */
-    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999941", GOOD_TV, GOOD_USE,
-                                                    GOOD_JTI)), 0);
-    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999940", GOOD_TV, GOOD_USE,
-                                                    GOOD_JTI)), -1);
-    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999939", GOOD_TV, GOOD_USE,
-                                                    GOOD_JTI)), -1);
+    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999941", GOOD_TV, GOOD_USE, GOOD_JTI)),
+                     0);
+    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999940", GOOD_TV, GOOD_USE, GOOD_JTI)),
+                     -1);
+    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999939", GOOD_TV, GOOD_USE, GOOD_JTI)),
+                     -1);
     assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1000", "2000", GOOD_TV, GOOD_USE, GOOD_JTI)), -1);
     /* missing or not an integer */
-    static const char *bad[] = {NULL, "\"1800086400\"", "1800086400.5", "1.8000864e9", "null", "true", "[1800086400]",
-                                "-1"};
+    static const char *bad[] = {NULL,   "\"1800086400\"", "1800086400.5", "1.8000864e9",
+                                "null", "true",           "[1800086400]", "-1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (verify_claims_json(claims_with(GOOD_SUB, GOOD_IAT, bad[i], GOOD_TV, GOOD_USE, GOOD_JTI)) != -1)
             fail_msg("exp %s accepted", bad[i] ? bad[i] : "(missing)");
@@ -567,12 +568,11 @@ static void test_iat(void **state)
 {
     (void)state;
     /* iat up to 60 s ahead is clock skew, more is refused */
-    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1800000060", GOOD_EXP, GOOD_TV, GOOD_USE, GOOD_JTI)),
-                     0);
+    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1800000060", GOOD_EXP, GOOD_TV, GOOD_USE, GOOD_JTI)), 0);
     assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1800000061", GOOD_EXP, GOOD_TV, GOOD_USE, GOOD_JTI)),
                      -1);
-    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1900000000", "1900086400", GOOD_TV, GOOD_USE,
-                                                    GOOD_JTI)), -1);
+    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1900000000", "1900086400", GOOD_TV, GOOD_USE, GOOD_JTI)),
+                     -1);
     /* issued in the future by token_issue itself */
     char *t = token_issue(KEY, sizeof KEY, 42, 0, NOW + 3600, TTL);
     assert_non_null(t);
@@ -588,12 +588,26 @@ static void test_sub(void **state)
 {
     (void)state;
     assert_int_equal(verify_claims_json(claims_with("\"1\"", GOOD_IAT, GOOD_EXP, GOOD_TV, GOOD_USE, GOOD_JTI)), 0);
-    assert_int_equal(verify_claims_json(claims_with("\"9223372036854775807\"", GOOD_IAT, GOOD_EXP, GOOD_TV, GOOD_USE,
-                                                    GOOD_JTI)), 0);
-    static const char *bad[] = {NULL,       "42",      "\"0\"",   "\"-1\"",  "\"abc\"",   "\"12a\"",
-                                "\"\"",     "\"007\"", "\" 5\"",  "\"5 \"",  "\"+5\"",    "\"1.0\"",
-                                "\"1e3\"",  "null",    "[\"5\"]", "\"9223372036854775808\"",
-                                "\"99999999999999999999\"", "\"0x10\""};
+    assert_int_equal(
+        verify_claims_json(claims_with("\"9223372036854775807\"", GOOD_IAT, GOOD_EXP, GOOD_TV, GOOD_USE, GOOD_JTI)), 0);
+    static const char *bad[] = {NULL,
+                                "42",
+                                "\"0\"",
+                                "\"-1\"",
+                                "\"abc\"",
+                                "\"12a\"",
+                                "\"\"",
+                                "\"007\"",
+                                "\" 5\"",
+                                "\"5 \"",
+                                "\"+5\"",
+                                "\"1.0\"",
+                                "\"1e3\"",
+                                "null",
+                                "[\"5\"]",
+                                "\"9223372036854775808\"",
+                                "\"99999999999999999999\"",
+                                "\"0x10\""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (verify_claims_json(claims_with(bad[i], GOOD_IAT, GOOD_EXP, GOOD_TV, GOOD_USE, GOOD_JTI)) != -1)
             fail_msg("sub %s accepted", bad[i] ? bad[i] : "(missing)");
@@ -603,8 +617,8 @@ static void test_tv(void **state)
 {
     (void)state;
     token_claims_t c;
-    char *t = sign_claims(JWT_ALG_HS256, KEY, sizeof KEY,
-                          claims_with(GOOD_SUB, GOOD_IAT, GOOD_EXP, "0", GOOD_USE, GOOD_JTI));
+    char *t =
+        sign_claims(JWT_ALG_HS256, KEY, sizeof KEY, claims_with(GOOD_SUB, GOOD_IAT, GOOD_EXP, "0", GOOD_USE, GOOD_JTI));
     assert_int_equal(token_verify(KEY, sizeof KEY, t, NOW, &c), 0);
     assert_int_equal(c.token_version, 0);
     free(t);
@@ -621,16 +635,21 @@ static void test_typ_use_and_jti(void **state)
     for (size_t i = 0; i < sizeof bad_use / sizeof bad_use[0]; i++)
         if (verify_claims_json(claims_with(GOOD_SUB, GOOD_IAT, GOOD_EXP, GOOD_TV, bad_use[i], GOOD_JTI)) != -1)
             fail_msg("typ_use %s accepted", bad_use[i] ? bad_use[i] : "(missing)");
-    static const char *bad_jti[] = {NULL, "\"\"", "\"00112233445566778899aabbccddeef\"",
-                                    "\"00112233445566778899aabbccddeeff0\"", "\"00112233445566778899AABBCCDDEEFF\"",
-                                    "\"0011223344556677889gaabbccddeeff\"", "12345"};
+    static const char *bad_jti[] = {NULL,
+                                    "\"\"",
+                                    "\"00112233445566778899aabbccddeef\"",
+                                    "\"00112233445566778899aabbccddeeff0\"",
+                                    "\"00112233445566778899AABBCCDDEEFF\"",
+                                    "\"0011223344556677889gaabbccddeeff\"",
+                                    "12345"};
     for (size_t i = 0; i < sizeof bad_jti / sizeof bad_jti[0]; i++)
         if (verify_claims_json(claims_with(GOOD_SUB, GOOD_IAT, GOOD_EXP, GOOD_TV, GOOD_USE, bad_jti[i])) != -1)
             fail_msg("jti %s accepted", bad_jti[i] ? bad_jti[i] : "(missing)");
     /* extra unknown claims are fine */
     assert_int_equal(verify_claims_json("{\"sub\":\"42\",\"iat\":1800000000,\"exp\":1800086400,\"tv\":3,"
                                         "\"typ_use\":\"access\",\"jti\":\"00112233445566778899aabbccddeeff\","
-                                        "\"role\":\"admin\"}"), 0);
+                                        "\"role\":\"admin\"}"),
+                     0);
 }
 
 /* ---- verify: garbage and length ---- */
@@ -641,9 +660,25 @@ static void test_garbage(void **state)
     char *good = token_issue(KEY, sizeof KEY, 42, 0, NOW, TTL);
     assert_non_null(good);
     char buf[TOKEN_MAX_LEN + 64];
-    static const char *junk[] = {"", ".", "..", "...", "a", "abc", "a.b", "a.b.c", "a..c", ".b.c", "a.b.",
-                                 "eyJ.eyJ.", "eyJhbGciOiJIUzI1NiJ9", "Bearer x.y.z", "null", "{}", "\xff\xfe.\x80.\x01",
-                                 "a.b.c.d", "====.====.===="};
+    static const char *junk[] = {"",
+                                 ".",
+                                 "..",
+                                 "...",
+                                 "a",
+                                 "abc",
+                                 "a.b",
+                                 "a.b.c",
+                                 "a..c",
+                                 ".b.c",
+                                 "a.b.",
+                                 "eyJ.eyJ.",
+                                 "eyJhbGciOiJIUzI1NiJ9",
+                                 "Bearer x.y.z",
+                                 "null",
+                                 "{}",
+                                 "\xff\xfe.\x80.\x01",
+                                 "a.b.c.d",
+                                 "====.====.===="};
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
         if (verify(junk[i]) != -1)
             fail_msg("junk \"%s\" accepted", junk[i]);

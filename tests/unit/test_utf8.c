@@ -107,10 +107,10 @@ static void test_ascii(void **state)
 static void test_multibyte_counts(void **state)
 {
     (void)state;
-    assert_int_equal(L("\xc3\xa9"), 1);                 /* é U+00E9 */
+    assert_int_equal(L("\xc3\xa9"), 1); /* é U+00E9 */
     assert_int_equal(L("caf\xc3\xa9"), 4);
-    assert_int_equal(L("\xe2\x82\xac"), 1);             /* € U+20AC */
-    assert_int_equal(L("\xf0\x9f\x98\x80"), 1);         /* 😀 U+1F600 */
+    assert_int_equal(L("\xe2\x82\xac"), 1);     /* € U+20AC */
+    assert_int_equal(L("\xf0\x9f\x98\x80"), 1); /* 😀 U+1F600 */
     assert_int_equal(L("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80z"), 5);
     assert_int_equal(L("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"), 3); /* 日本語 */
 }
@@ -118,40 +118,40 @@ static void test_multibyte_counts(void **state)
 static void test_boundaries(void **state)
 {
     (void)state;
-    assert_int_equal(L("\xc2\x80"), 1);                 /* U+0080, first 2-byte */
-    assert_int_equal(L("\xdf\xbf"), 1);                 /* U+07FF, last 2-byte */
-    assert_int_equal(L("\xe0\xa0\x80"), 1);             /* U+0800, first 3-byte */
-    assert_int_equal(L("\xed\x9f\xbf"), 1);             /* U+D7FF, just below surrogates */
-    assert_int_equal(L("\xee\x80\x80"), 1);             /* U+E000, just above surrogates */
-    assert_int_equal(L("\xef\xbf\xbf"), 1);             /* U+FFFF */
-    assert_int_equal(L("\xef\xbb\xbf"), 1);             /* BOM U+FEFF is a valid character */
-    assert_int_equal(L("\xf0\x90\x80\x80"), 1);         /* U+10000, first 4-byte */
-    assert_int_equal(L("\xf4\x8f\xbf\xbf"), 1);         /* U+10FFFF, last code point */
+    assert_int_equal(L("\xc2\x80"), 1);         /* U+0080, first 2-byte */
+    assert_int_equal(L("\xdf\xbf"), 1);         /* U+07FF, last 2-byte */
+    assert_int_equal(L("\xe0\xa0\x80"), 1);     /* U+0800, first 3-byte */
+    assert_int_equal(L("\xed\x9f\xbf"), 1);     /* U+D7FF, just below surrogates */
+    assert_int_equal(L("\xee\x80\x80"), 1);     /* U+E000, just above surrogates */
+    assert_int_equal(L("\xef\xbf\xbf"), 1);     /* U+FFFF */
+    assert_int_equal(L("\xef\xbb\xbf"), 1);     /* BOM U+FEFF is a valid character */
+    assert_int_equal(L("\xf0\x90\x80\x80"), 1); /* U+10000, first 4-byte */
+    assert_int_equal(L("\xf4\x8f\xbf\xbf"), 1); /* U+10FFFF, last code point */
 }
 
 static void test_overlong(void **state)
 {
     (void)state;
-    assert_int_equal(L("\xc0\x80"), -1);                /* overlong NUL ("modified UTF-8") */
-    assert_int_equal(L("\xc0\xaf"), -1);                /* overlong '/' */
-    assert_int_equal(L("\xc1\xbf"), -1);                /* overlong U+007F */
-    assert_int_equal(L("\xe0\x80\xaf"), -1);            /* 3-byte overlong '/' */
-    assert_int_equal(L("\xe0\x9f\xbf"), -1);            /* 3-byte overlong U+07FF */
-    assert_int_equal(L("\xf0\x80\x80\xaf"), -1);        /* 4-byte overlong '/' */
-    assert_int_equal(L("\xf0\x8f\xbf\xbf"), -1);        /* 4-byte overlong U+FFFF */
-    assert_int_equal(L("\xf8\x88\x80\x80\x80"), -1);    /* 5-byte form */
+    assert_int_equal(L("\xc0\x80"), -1);                 /* overlong NUL ("modified UTF-8") */
+    assert_int_equal(L("\xc0\xaf"), -1);                 /* overlong '/' */
+    assert_int_equal(L("\xc1\xbf"), -1);                 /* overlong U+007F */
+    assert_int_equal(L("\xe0\x80\xaf"), -1);             /* 3-byte overlong '/' */
+    assert_int_equal(L("\xe0\x9f\xbf"), -1);             /* 3-byte overlong U+07FF */
+    assert_int_equal(L("\xf0\x80\x80\xaf"), -1);         /* 4-byte overlong '/' */
+    assert_int_equal(L("\xf0\x8f\xbf\xbf"), -1);         /* 4-byte overlong U+FFFF */
+    assert_int_equal(L("\xf8\x88\x80\x80\x80"), -1);     /* 5-byte form */
     assert_int_equal(L("\xfc\x84\x80\x80\x80\x80"), -1); /* 6-byte form */
 }
 
 static void test_surrogates_and_range(void **state)
 {
     (void)state;
-    assert_int_equal(L("\xed\xa0\x80"), -1);            /* U+D800 */
-    assert_int_equal(L("\xed\xbf\xbf"), -1);            /* U+DFFF */
+    assert_int_equal(L("\xed\xa0\x80"), -1);             /* U+D800 */
+    assert_int_equal(L("\xed\xbf\xbf"), -1);             /* U+DFFF */
     assert_int_equal(L("\xed\xa0\xbd\xed\xb8\x80"), -1); /* CESU-8 pair for U+1F600 */
-    assert_int_equal(L("\xf4\x90\x80\x80"), -1);        /* U+110000 */
+    assert_int_equal(L("\xf4\x90\x80\x80"), -1);         /* U+110000 */
     assert_int_equal(L("\xf5\x80\x80\x80"), -1);
-    assert_int_equal(L("\xf7\xbf\xbf\xbf"), -1);        /* U+1FFFFF */
+    assert_int_equal(L("\xf7\xbf\xbf\xbf"), -1); /* U+1FFFFF */
     assert_int_equal(L("\xfe"), -1);
     assert_int_equal(L("\xff"), -1);
     assert_int_equal(L("ok\xff"), -1);
@@ -167,8 +167,12 @@ static void test_truncated(void **state)
     assert_int_equal(L("\xf0\x9f"), -1);
     assert_int_equal(L("abc\xf0"), -1);
     /* truncated in the middle, followed by ASCII: the ASCII byte is not a continuation */
-    assert_int_equal(L("\xe2\x82" "a"), -1);
-    assert_int_equal(L("\xc3" "a"), -1);
+    assert_int_equal(L("\xe2\x82"
+                       "a"),
+                     -1);
+    assert_int_equal(L("\xc3"
+                       "a"),
+                     -1);
     /* a sequence cut off by len even though the bytes continue in memory */
     assert_int_equal(utf8_length("\xe2\x82\xac", 2), -1);
     assert_int_equal(utf8_length("\xf0\x9f\x98\x80", 3), -1);
@@ -179,8 +183,10 @@ static void test_stray_continuation(void **state)
     (void)state;
     assert_int_equal(L("\x80"), -1);
     assert_int_equal(L("\xbf"), -1);
-    assert_int_equal(L("a\x80" "b"), -1);
-    assert_int_equal(L("\xc3\xa9\xa9"), -1);            /* one continuation too many */
+    assert_int_equal(L("a\x80"
+                       "b"),
+                     -1);
+    assert_int_equal(L("\xc3\xa9\xa9"), -1); /* one continuation too many */
     assert_int_equal(L("\xe2\x82\xac\x80"), -1);
     assert_int_equal(L("\xf0\x9f\x98\x80\x80"), -1);
 }
@@ -247,8 +253,7 @@ static void test_exhaustive_short(void **state)
         else if (ref_valid_one(b, 1) && ref_valid_one(b + 1, 1) && ref_valid_one(b + 2, 1))
             want = 3;
         if (utf8_length((const char *)b, 3) != want)
-            fail_msg("%02X %02X %02X: got %ld want %ld", b[0], b[1], b[2], utf8_length((const char *)b, 3),
-                     want);
+            fail_msg("%02X %02X %02X: got %ld want %ld", b[0], b[1], b[2], utf8_length((const char *)b, 3), want);
     }
 }
 
@@ -284,18 +289,12 @@ static void test_long_string(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty_and_null),
-        cmocka_unit_test(test_ascii),
-        cmocka_unit_test(test_multibyte_counts),
-        cmocka_unit_test(test_boundaries),
-        cmocka_unit_test(test_overlong),
-        cmocka_unit_test(test_surrogates_and_range),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_stray_continuation),
-        cmocka_unit_test(test_all_code_points),
-        cmocka_unit_test(test_all_overlongs),
-        cmocka_unit_test(test_exhaustive_short),
-        cmocka_unit_test(test_four_byte_leads),
+        cmocka_unit_test(test_empty_and_null),   cmocka_unit_test(test_ascii),
+        cmocka_unit_test(test_multibyte_counts), cmocka_unit_test(test_boundaries),
+        cmocka_unit_test(test_overlong),         cmocka_unit_test(test_surrogates_and_range),
+        cmocka_unit_test(test_truncated),        cmocka_unit_test(test_stray_continuation),
+        cmocka_unit_test(test_all_code_points),  cmocka_unit_test(test_all_overlongs),
+        cmocka_unit_test(test_exhaustive_short), cmocka_unit_test(test_four_byte_leads),
         cmocka_unit_test(test_long_string),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
