@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/run.sh: what `make run` executes after installing and building. Runs the whole stack in the
 # foreground from ./var (kept across runs): PostgreSQL (./var/pgdata, socket in ./var/pg), Redis (./var/redis.sock,
-# data in ./var/redis), lighttpd with the FastCGI programs of build/ on 127.0.0.1:$PORT, and the worker when it
-# is built. Ctrl-C or SIGTERM stops every process it started; if one of them dies, the rest are stopped too and
+# data in ./var/redis), lighttpd with the FastCGI programs of build/ on 127.0.0.1:$PORT (WEB=apache, nginx or
+# nginxcgi serves through that server's committed config instead), and the worker when it is built. Ctrl-C or SIGTERM stops every process it started; if one of them dies, the rest are stopped too and
 # the exit status is non-zero.
 #
 # Every variable of the configuration (README) set in the environment is honoured; only the missing ones get
@@ -16,7 +16,15 @@ cd "$ROOT"
 # shellcheck source=../tests/stack.sh
 source "$ROOT/tests/stack.sh"
 
-export STACK_DIR="$ROOT/var" STACK_MODE=run BUILD_DIR=${BUILD:-build} DEPLOYMENT=lighttpd STACK_WEB=lighttpd
+WEB=${WEB:-lighttpd}
+case $WEB in
+lighttpd | apache | nginx | nginxcgi) ;;
+*)
+    printf 'run: WEB must be lighttpd, apache, nginx or nginxcgi (got %s)\n' "$WEB" >&2
+    exit 2
+    ;;
+esac
+export STACK_DIR="$ROOT/var" STACK_MODE=run BUILD_DIR=${BUILD:-build} DEPLOYMENT=$WEB STACK_WEB=$WEB
 mkdir -p "$STACK_DIR"
 LOGS="$STACK_DIR/postgres.log, $STACK_DIR/redis.log"
 
