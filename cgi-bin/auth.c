@@ -109,27 +109,44 @@ static json_object *body_with_mobile(http_req_t *req, char mobile[17])
     return body;
 }
 
+/* No C0 control character and no DEL: a name or email is shown and logged as one line. */
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* local@domain: a non-empty local part without spaces, one '@', a domain of at least two non-empty
+ * dot-separated labels; no control characters anywhere. */
 static int valid_email(const char *s)
 {
     const char *at = strchr(s, '@');
-    if (!at || at == s || strchr(at + 1, '@') || !strchr(at + 1, '.') || at[1] == '.')
+    if (!at || at == s || strchr(at + 1, '@') || !printable(s) || strchr(s, ' '))
         return 0;
-    size_t n = strlen(s);
-    if (s[n - 1] == '.')
-        return 0;
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ')
-            return 0;
-    return 1;
+    int labels = 0;
+    for (const char *p = at + 1;; p++) {
+        size_t n = strcspn(p, ".");
+        if (n == 0)
+            return 0; /* empty label: "a@.b", "a@b..c", "a@b." */
+        labels++;
+        p += n;
+        if (!*p)
+            break;
+    }
+    return labels >= 2;
 }
 
 /* ---- POST /auth/signup ---- */
 
 static void signup(http_req_t *req)
 {
+    /* ON CONFLICT: an existing mobile is an answer (409), not an error in the database's log (with the
+     * number in it). */
     static db_stmt_t ins = DB_STMT("auth_signup",
                                    "INSERT INTO users (mobile, name, email, password_hash) VALUES ($1, $2, $3, $4) "
-                                   "RETURNING " USER_COLUMNS,
+                                   "ON CONFLICT (mobile) DO NOTHING RETURNING " USER_COLUMNS,
                                    4);
     char mobile[17], name[401], email[255], err[JSONV_ERRLEN], hash[PASSWORD_ENCODED_MAX];
     const char *pw = NULL;
@@ -139,8 +156,8 @@ static void signup(http_req_t *req)
     if (!body)
         return;
     int has_name = jsonv_string(body, "name", 0, 1, 1, 100, name, sizeof name, err);
-    if (has_name < 0) {
-        validation_error(req, err);
+    if (has_name < 0 || (has_name == 0 && !printable(name))) {
+        validation_error(req, has_name < 0 ? err : "name must not contain control characters.");
         goto out;
     }
     int has_email = jsonv_string(body, "email", 0, 1, 3, 254, email, sizeof email, err);
@@ -157,10 +174,11 @@ static void signup(http_req_t *req)
     const char *params[] = {mobile, has_name == 0 ? name : NULL, has_email == 0 ? email : NULL, pw ? hash : NULL};
     res = db_query(&ins, params);
     if (!res) {
-        if (db_unique_violation())
-            http_error(req, 409, "conflict", "An account with this mobile number already exists.");
-        else
-            http_db_failed(req);
+        http_db_failed(req);
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        http_error(req, 409, "conflict", "An account with this mobile number already exists.");
         goto out;
     }
     http_json(req, 201, user_json(res, 0));
@@ -459,11 +477,16 @@ out:
 
 /* ---- POST /auth/change-password ---- */
 
+/* The slow parts (verifying the current password, hashing the new one) run before the transaction; inside
+ * it the user's row is locked and the change applies only if the token version is still the caller's. So of
+ * two concurrent changes with one token exactly one succeeds, and the other gets 401 (its token was revoked
+ * by the first). */
 static void change_password(http_req_t *req)
 {
     static db_stmt_t q =
-        DB_STMT("auth_current_password", "SELECT password_hash FROM users WHERE id = $1 FOR UPDATE", 1);
-    char uid[24], hash[PASSWORD_ENCODED_MAX];
+        DB_STMT("auth_current_password", "SELECT password_hash, token_version FROM users WHERE id = $1", 1);
+    static db_stmt_t lock = DB_STMT("auth_lock_version", "SELECT token_version FROM users WHERE id = $1 FOR UPDATE", 1);
+    char uid[24], tv[16], hash[PASSWORD_ENCODED_MAX];
     const char *cur, *pw;
     size_t curlen = 0, pwlen = 0;
     PGresult *res = NULL;
@@ -476,11 +499,14 @@ static void change_password(http_req_t *req)
         new_password_field(req, body, "new_password", 1, &pw, &pwlen) != 0)
         goto out;
     snprintf(uid, sizeof uid, "%lld", req->user_id);
+    snprintf(tv, sizeof tv, "%d", req->token_version);
     const char *p[] = {uid};
     if (!(res = db_query(&q, p)) || PQntuples(res) != 1) {
         http_db_failed(req);
         goto out;
     }
+    if (strcmp(PQgetvalue(res, 0, 1), tv) != 0)
+        goto revoked;
     if (!PQgetisnull(res, 0, 0)) {
         if (!cur) {
             validation_error(req, "current_password is required to change an existing password.");
@@ -497,11 +523,17 @@ static void change_password(http_req_t *req)
         http_internal(req);
         goto out;
     }
-    if (db_begin() != 0) {
+    if (db_begin() != 0 || !(res = db_query(&lock, p)) || PQntuples(res) != 1) {
         http_db_failed(req);
         goto out;
     }
+    if (strcmp(PQgetvalue(res, 0, 0), tv) != 0) /* changed meanwhile: the password checked above is stale */
+        goto revoked;
     set_password_and_respond(req, uid, hash);
+    goto out;
+revoked:
+    http_set_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    http_error(req, 401, "unauthorized", "The token has been revoked.");
 out:
     db_rollback();
     PQclear(res);

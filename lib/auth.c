@@ -27,12 +27,34 @@ static void authv_key(char *key, size_t n, long long uid)
     snprintf(key, n, "authv:%lld", uid);
 }
 
+/* Store a token version in the mirror only if it is newer than what the mirror holds (or holds nothing).
+ * Versions only grow, so whichever of two racing writers (a reader mirroring what it read from PostgreSQL, a
+ * password change mirroring its new version) is older can never overwrite the newer. 0 ok, -1 Redis down. */
+static const char authv_raise_lua[] = "local v = tonumber(redis.call('GET', KEYS[1])) "
+                                      "if v == nil or v < tonumber(ARGV[1]) then "
+                                      "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end "
+                                      "return 0";
+
+static int authv_raise(long long uid, int token_version)
+{
+    char key[40], val[16], ttl[16];
+    authv_key(key, sizeof key, uid);
+    int n = snprintf(val, sizeof val, "%d", token_version), m = snprintf(ttl, sizeof ttl, "%d", AUTHV_TTL);
+    const char *argv[] = {"EVAL", authv_raise_lua, "1", key, val, ttl};
+    size_t lens[] = {4, sizeof authv_raise_lua - 1, 1, strlen(key), (size_t)n, (size_t)m};
+    redisReply *r = cache_cmd(6, argv, lens);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn("redis: token version mirror refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
 void auth_token_version_changed(long long user_id, int token_version)
 {
-    char key[40], val[16];
+    char key[40];
     authv_key(key, sizeof key, user_id);
-    int n = snprintf(val, sizeof val, "%d", token_version);
-    if (cache_set(key, val, (size_t)n, AUTHV_TTL) != 0 && cache_del(key) != 0)
+    if (authv_raise(user_id, token_version) != 0 && cache_del(key) != 0)
         log_warn("redis: could not update the token version of user %lld; stale for at most %d s", user_id, AUTHV_TTL);
 }
 
@@ -52,12 +74,8 @@ static int token_version_from_db(long long uid, int *tv)
         rc = 0;
     }
     PQclear(res);
-    if (rc == 0) {
-        char key[40], val[16];
-        authv_key(key, sizeof key, uid);
-        int n = snprintf(val, sizeof val, "%d", *tv);
-        cache_set(key, val, (size_t)n, AUTHV_TTL);
-    }
+    if (rc == 0)
+        authv_raise(uid, *tv); /* best effort: the next request reads PostgreSQL again */
     return rc;
 }
 
@@ -79,7 +97,7 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
         return -1;
     }
 
-    /* One Redis round trip: the token version mirror and, for cached reads, the cached document. */
+    /* One Redis command: the token version mirror and, for cached reads, the cached document (MGET). */
     char key[40], doc[128];
     authv_key(key, sizeof key, c.user_id);
     const char *cache_key = NULL;
@@ -87,31 +105,29 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
         int n = snprintf(doc, sizeof doc, "%s%lld", key_prefix, c.user_id);
         cache_key = n > 0 && (size_t)n < sizeof doc ? doc : NULL;
     }
-    const char *a1[] = {"GET", key}, *a2[] = {"GET", cache_key};
-    size_t l1[] = {3, strlen(key)}, l2[] = {3, cache_key ? strlen(cache_key) : 0};
-    const char **argv[] = {a1, a2};
-    const size_t *lens[] = {l1, l2};
-    int argc[] = {2, 2};
-    redisReply *rep[2] = {NULL, NULL};
+    const char *argv[] = {"MGET", key, cache_key};
+    size_t lens[] = {4, strlen(key), cache_key ? strlen(cache_key) : 0};
+    redisReply *rep = cache_cmd(cache_key ? 3 : 2, argv, lens);
     int current = -1, known = 0;
-    if (cache_pipeline(cache_key ? 2 : 1, argc, argv, lens, rep) == 0) {
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == (cache_key ? 2u : 1u)) {
+        redisReply *tv = rep->element[0], *body = cache_key ? rep->element[1] : NULL;
         long long v;
-        if (rep[0]->type == REDIS_REPLY_STRING && parse_ll(rep[0]->str, 0, 2147483647, &v) == 0) {
+        if (tv->type == REDIS_REPLY_STRING && parse_ll(tv->str, 0, 2147483647, &v) == 0) {
             current = (int)v;
             known = 1;
         }
-        if (cache_key && rep[1]->type == REDIS_REPLY_STRING && val) {
-            *val = xstrndup(rep[1]->str, rep[1]->len);
+        if (body && body->type == REDIS_REPLY_STRING && val) {
+            *val = xstrndup(body->str, body->len);
             if (len)
-                *len = rep[1]->len;
+                *len = body->len;
         }
     }
-    if (rep[0])
-        freeReplyObject(rep[0]);
-    if (rep[1])
-        freeReplyObject(rep[1]);
+    if (rep)
+        freeReplyObject(rep);
 
-    if (!known) {
+    /* A token newer than the mirror means the mirror is behind (a password change whose Redis write failed):
+     * PostgreSQL decides. An older one is revoked. */
+    if (!known || c.token_version > current) {
         int rc = token_version_from_db(c.user_id, &current);
         if (rc < 0) {
             http_unavailable(req);

@@ -179,7 +179,7 @@ int config_load(char *err, size_t errlen)
     const char *app_env = lookup("APP_ENV");
     if (!app_env || strcmp(app_env, "production") == 0)
         g_config.development = 0;
-    else if (strcmp(app_env, "development") == 0 || strcmp(app_env, "test") == 0)
+    else if (strcmp(app_env, "development") == 0)
         g_config.development = 1;
     else {
         snprintf(err, errlen, "APP_ENV must be production or development");

@@ -13,7 +13,9 @@
 
 #include "token.h"
 
-#define TOKEN_LEEWAY 60 /* seconds of clock skew allowed on exp and iat */
+/* Seconds of clock skew allowed on iat: a token issued by a machine whose clock runs slightly ahead. exp has
+ * no leeway: the contract refuses an expired token, and the lifetime (JWT_TTL_SECONDS) is long. */
+#define TOKEN_IAT_LEEWAY 60
 #define TOKEN_JTI_BYTES 16
 #define TOKEN_USE "access" /* typ_use: keeps any other kind of token we might sign from passing as access */
 #define TOKEN_INT_JSON_MAX 24
@@ -241,7 +243,7 @@ int token_verify(const unsigned char *key, size_t keylen, const char *token, tim
             memcpy(slot->token, token, len);
         }
     }
-    if (c.iat - TOKEN_LEEWAY > t || t - TOKEN_LEEWAY >= c.exp)
+    if (c.iat - TOKEN_IAT_LEEWAY > t || t >= c.exp)
         return -1;
     *out = c;
     return 0;

@@ -87,6 +87,26 @@ if ((${#missing[@]} > 0)); then
     fi
 
     as_root "${APT_INSTALL[@]}" "${missing[@]}"
+    # The services installed just now were enabled for the next boot, where Debian's apache2, nginx and
+    # lighttpd would all go for port 80: the project runs its own instances (make run/test, deploy/systemd),
+    # so disable the ones nobody used before this install. Services that were already there are left alone.
+    if command -v systemctl >/dev/null 2>&1; then
+        units=()
+        for pkg in "${missing[@]}"; do
+            case $pkg in
+            apache2) units+=(apache2.service) ;;
+            nginx-light) units+=(nginx.service) ;;
+            lighttpd) units+=(lighttpd.service) ;;
+            redis-server) units+=(redis-server.service) ;;
+            postgresql) units+=(postgresql.service) ;;
+            fcgiwrap) units+=(fcgiwrap.socket fcgiwrap.service) ;;
+            esac
+        done
+        if ((${#units[@]} > 0)); then
+            log "disabling the packaged services: ${units[*]}"
+            as_root systemctl disable --quiet "${units[@]}" >/dev/null 2>&1 || true
+        fi
+    fi
     cleanup
     trap - EXIT
     log "done"

@@ -2,8 +2,9 @@
 # scripts/run.sh: what `make run` executes after installing and building. Runs the whole stack in the
 # foreground from ./var (kept across runs): PostgreSQL (./var/pgdata, socket in ./var/pg), Redis (./var/redis.sock,
 # data in ./var/redis), lighttpd with the FastCGI programs of build/ on 127.0.0.1:$PORT (WEB=apache, nginx or
-# nginxcgi serves through that server's committed config instead), and the worker when it is built. Ctrl-C or SIGTERM stops every process it started; if one of them dies, the rest are stopped too and
-# the exit status is non-zero.
+# nginxcgi serves through that server's committed config instead), and the worker when it is built. Ctrl-C or
+# SIGTERM stops every process it started; if one of them dies, the rest are stopped too and the exit status is
+# non-zero.
 #
 # Every variable of the configuration (README) set in the environment is honoured; only the missing ones get
 # development defaults: PORT 8080, APP_ENV development, PUBLIC_URL http://127.0.0.1:$PORT, JWT_SECRET generated
@@ -27,6 +28,8 @@ esac
 export STACK_DIR="$ROOT/var" STACK_MODE=run BUILD_DIR=${BUILD:-build} DEPLOYMENT=$WEB STACK_WEB=$WEB
 mkdir -p "$STACK_DIR"
 LOGS="$STACK_DIR/postgres.log, $STACK_DIR/redis.log"
+# Under lighttpd the programs' request log is this terminal; the other servers' programs write it to a file.
+[[ $WEB == lighttpd ]] || LOGS+=", $STACK_DIR/$WEB.log (the programs' request log)"
 
 say() { printf 'run: %s\n' "$*" >&2; }
 

@@ -148,7 +148,7 @@ _web_start_server() {
         "$spawn" || return 1
         "_web_${flavour}_prepare" || return 1
         if [[ $STACK_MODE == run ]]; then
-            "$@" </dev/null &
+            _stack_bg "$@" </dev/null # its own session: stopped by pid, in order (scripts/run.sh)
         else
             printf -- '---- %s: %s on %s with %s ----\n' "${DEPLOYMENT:-$flavour}" "$flavour" "$BASE_URL" \
                 "$WEB_BIN" >>"$WEB_LOG"

@@ -46,6 +46,14 @@ req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"email\":\"not-an-email\"
 check_status 400 "a bad email is refused"
 req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":42}"
 check_status 400 "a non-string name is refused"
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":\"a\\nb\\u0007\"}"
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "a name with control characters is refused"
+for bad in 'a@b..c' 'a@b.' 'a@.b' 'a@b' 'a b@c.d' 'a@b.c\u007f'; do
+    req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"email\":\"$bad\"}"
+    check_status 400 "the email $bad is refused"
+done
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"email\":\"x.y+tag@mail.example.co\"}"
+check_status 201 "a plain email with a dot and a plus is accepted"
 
 # ---- malformed requests ----
 req POST /auth/signup '{"mobile":'
@@ -211,6 +219,33 @@ check_status 200 "a user without a password sets one without current_password"
 req POST /auth/change-password '{"new_password":"first password!"}'
 check_status 401 "change-password needs a token"
 
+# Concurrent changes with one token: exactly one wins, the others' token is revoked by it.
+signup_and_login
+tmp=$(mktemp -d)
+for i in 1 2 3 4; do
+    curl -s -o /dev/null -w '%{http_code}\n' -XPOST "$BASE_URL/auth/change-password" \
+        -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        -d "{\"new_password\":\"parallel password $i\"}" >"$tmp/$i" &
+done
+wait
+codes=$(cat "$tmp"/* | sort | tr '\n' ' ')
+rm -rf "$tmp"
+check_eq "$codes" "200 401 401 401 " "4 parallel change-passwords with one token: one 200, three 401"
+check_eq "$(psql_q "SELECT token_version FROM users WHERE id = $USER_ID")" "1" "the token version moved once"
+
+# The Redis mirror of the token version: a stale (older) mirror value never locks out a fresh token, and an
+# older writer never overwrites a newer value.
+signup_and_login
+T_OLD=$TOKEN
+auth_req "$T_OLD" POST /auth/change-password '{"new_password":"mirror test password"}'
+T_NEW=$(jget .access_token)
+redis_cli SET "authv:$USER_ID" 0 EX 600 >/dev/null # what a racing reader of the old version would have left
+auth_req "$T_NEW" GET /user/me
+check_status 200 "a fresh token works although the mirror holds an older version"
+check_eq "$(redis_cli GET "authv:$USER_ID")" "1" "the mirror was raised from PostgreSQL"
+auth_req "$T_OLD" GET /user/me
+check_status 401 "and the revoked token is refused again"
+
 # ---- forged tokens ----
 req GET /user/me
 check_status 401 "no token is 401"
@@ -243,6 +278,9 @@ check_status 401 "an HS512 token signed with our secret is 401 (alg pinned)"
 expired="{\"sub\":\"$uid\",\"iat\":$((now-7200)),\"exp\":$((now-3600)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":$tv,\"typ_use\":\"access\"}"
 auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$expired")" GET /user/me
 check_status 401 "an expired token is 401"
+just_expired="{\"sub\":\"$uid\",\"iat\":$((now-100)),\"exp\":$((now-2)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":$tv,\"typ_use\":\"access\"}"
+auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$just_expired")" GET /user/me
+check_status 401 "a token that expired 2 s ago is 401 (no leeway on exp)"
 other="{\"sub\":\"$uid\",\"iat\":$((now-10)),\"exp\":$((now+3600)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":$((tv-1)),\"typ_use\":\"access\"}"
 auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$other")" GET /user/me
 check_status 401 "a token with an old token version is 401"

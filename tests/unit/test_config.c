@@ -66,6 +66,9 @@ static void test_secret_policy(void **state)
     setenv("APP_ENV", "staging", 1);
     assert_int_equal(config_load(err, sizeof err), -1);
     assert_non_null(strstr(err, "APP_ENV"));
+    setenv("APP_ENV", "test", 1); /* only "development" relaxes the secret checks */
+    assert_int_equal(config_load(err, sizeof err), -1);
+    assert_non_null(strstr(err, "APP_ENV"));
 }
 
 static void test_bounds(void **state)

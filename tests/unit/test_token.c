@@ -202,11 +202,10 @@ static void test_round_trip(void **state)
     assert_int_equal(c.iat, (long long)NOW);
     assert_int_equal(c.exp, (long long)NOW + TTL);
     assert_true(is_hex32(c.jti));
-    /* still valid just before expiry, and within the leeway after it */
+    /* still valid just before expiry, refused from exp on (no leeway) */
     assert_int_equal(token_verify(KEY, sizeof KEY, t, NOW + TTL - 1, &c), 0);
-    assert_int_equal(token_verify(KEY, sizeof KEY, t, NOW + TTL + 59, &c), 0);
-    /* refused once the leeway is used up */
-    assert_int_equal(token_verify(KEY, sizeof KEY, t, NOW + TTL + 60, &c), -1);
+    assert_int_equal(token_verify(KEY, sizeof KEY, t, NOW + TTL, &c), -1);
+    assert_int_equal(token_verify(KEY, sizeof KEY, t, NOW + TTL + 59, &c), -1);
     assert_int_equal(token_verify(KEY, sizeof KEY, t, NOW + TTL + 100000, &c), -1);
     /* a failed verify leaves no claims behind */
     assert_int_equal(c.user_id, 0);
@@ -542,12 +541,12 @@ static void test_other_hmac_algs_refused(void **state)
 static void test_exp(void **state)
 {
     (void)state;
-    /* leeway boundary: exp = NOW-59 ok, NOW-60 and earlier refused (iat earlier still) */
-    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999941", GOOD_TV, GOOD_USE, GOOD_JTI)),
+    /* no leeway on exp: exp = NOW+1 ok, NOW and earlier refused (iat earlier still) */
+    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1800000001", GOOD_TV, GOOD_USE, GOOD_JTI)),
                      0);
-    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999940", GOOD_TV, GOOD_USE, GOOD_JTI)),
+    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1800000000", GOOD_TV, GOOD_USE, GOOD_JTI)),
                      -1);
-    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999939", GOOD_TV, GOOD_USE, GOOD_JTI)),
+    assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1799990000", "1799999970", GOOD_TV, GOOD_USE, GOOD_JTI)),
                      -1);
     assert_int_equal(verify_claims_json(claims_with(GOOD_SUB, "1000", "2000", GOOD_TV, GOOD_USE, GOOD_JTI)), -1);
     /* missing or not an integer */
