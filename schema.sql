@@ -130,3 +130,71 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 2) THEN
 END IF;
 END
 $step$;
+
+-- Step 3: one subscriptions row per Stripe subscription (a user may have several: two checkout tabs, a new
+-- subscription after a cancellation), keyed by Stripe's id. user_id is NULL until an event tells whose it is
+-- (an event can arrive before the one naming our user). users.tier is derived from these rows by the webhook
+-- (pro iff one of the user's subscriptions is active, trialing or past_due). The old one-row-per-user table
+-- is migrated: rows with a Stripe subscription id keep their state; rows without one (nothing to key them by)
+-- are dropped. The tier of every user with a migrated row is set to the derived one (past_due now grants);
+-- users without any are left as they are.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 3) THEN
+
+    CREATE TABLE subscriptions_v3 (
+        id                  text PRIMARY KEY CHECK (id <> ''),          -- Stripe's sub_...
+        user_id             bigint REFERENCES users(id) ON DELETE CASCADE, -- NULL until we know whose it is
+        stripe_customer_id  text,
+        status              text NOT NULL,                               -- Stripe's subscription status
+        current_period_end  timestamptz,
+        last_event_created  bigint NOT NULL DEFAULT 0,  -- created of the newest event applied; older ones are ignored
+        created_at          timestamptz NOT NULL DEFAULT now(),
+        updated_at          timestamptz NOT NULL DEFAULT now()
+    );
+
+    INSERT INTO subscriptions_v3 (id, user_id, stripe_customer_id, status, current_period_end, last_event_created,
+                                  created_at, updated_at)
+        SELECT stripe_subscription_id, user_id, stripe_customer_id, status, current_period_end, last_event_created,
+               updated_at, updated_at
+        FROM subscriptions WHERE stripe_subscription_id IS NOT NULL AND stripe_subscription_id <> '';
+
+    DROP TABLE subscriptions;
+    ALTER TABLE subscriptions_v3 RENAME TO subscriptions;
+    ALTER INDEX subscriptions_v3_pkey RENAME TO subscriptions_pkey;
+    ALTER TABLE subscriptions RENAME CONSTRAINT subscriptions_v3_id_check TO subscriptions_id_check;
+    ALTER TABLE subscriptions RENAME CONSTRAINT subscriptions_v3_user_id_fkey TO subscriptions_user_id_fkey;
+    CREATE INDEX subscriptions_user ON subscriptions (user_id);
+    CREATE INDEX subscriptions_customer ON subscriptions (stripe_customer_id);
+
+    UPDATE users u SET tier = d.tier, updated_at = now()
+    FROM (SELECT user_id,
+                 CASE WHEN bool_or(status IN ('active', 'trialing', 'past_due')) THEN 'pro' ELSE 'basic' END AS tier
+          FROM subscriptions WHERE user_id IS NOT NULL GROUP BY user_id) d
+    WHERE u.id = d.user_id AND u.tier <> d.tier;
+
+    INSERT INTO schema_version (version) VALUES (3);
+END IF;
+END
+$step$;
+
+-- Step 4: chat. (a) idempotency_keys.fingerprint: SHA-256 of the request a key was first used with (room id,
+-- a NUL, the trimmed content); a reuse with another request is refused (409). NULL for keys stored before this
+-- step (replayed as before). (b) cache_invalidations: the outbox of chatroom-list invalidations that could not
+-- reach Redis; the worker writes the tombstone, then deletes the row (only if noted_at is still what it read:
+-- a row re-stamped by a newer lost invalidation meanwhile stays for the next round).
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 4) THEN
+
+    ALTER TABLE idempotency_keys ADD COLUMN fingerprint bytea;
+
+    CREATE TABLE cache_invalidations (
+        user_id   bigint PRIMARY KEY,                       -- no foreign key: recording must never fail
+        noted_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+
+    INSERT INTO schema_version (version) VALUES (4);
+END IF;
+END
+$step$;

@@ -64,13 +64,20 @@ static int sane_key(const char *s)
 static void subscribe_pro(http_req_t *req)
 {
     static db_stmt_t tier_q = DB_STMT("sub_user_tier", "SELECT tier FROM users WHERE id = $1", 1);
-    char uid[24], err[320], msg[400], idem[160];
+    char uid[24], msg[160], idem[160];
     stripe_checkout_session_t session;
+    stripe_call_result_t call;
     PGresult *res = NULL;
-    int http_status = 0;
 
     if (auth_require(req) != 0)
         return;
+    /* No body is needed; one that is sent must still be a JSON object (API.md conventions). */
+    if (req->body_len > 0) {
+        json_object *body = http_json_body(req);
+        if (!body)
+            return;
+        json_object_put(body);
+    }
     if (require_stripe_config(req) != 0)
         return;
     snprintf(uid, sizeof uid, "%lld", req->user_id);
@@ -100,9 +107,12 @@ static void subscribe_pro(http_req_t *req)
         .user_id = req->user_id,
         .idempotency_key = idem[0] ? idem : NULL,
     };
-    if (stripe_create_checkout_session(&sreq, &session, &http_status, err, sizeof err) != 0) {
-        log_warn("checkout session for user %s failed (Stripe HTTP %d): %s", uid, http_status, err);
-        snprintf(msg, sizeof msg, "The payment provider could not start a checkout. %s", err);
+    if (stripe_create_checkout_session(&sreq, &session, &call) != 0) {
+        /* The detail (hosts, ports, Stripe's own message) is for our log only; the client gets the class. */
+        log_warn("request %s: checkout session for user %s failed (%s; Stripe HTTP %d, %d attempt%s): %s",
+                 req->request_id, uid, stripe_failure_sentence(call.failure), call.http_status, call.attempts,
+                 call.attempts == 1 ? "" : "s", call.detail);
+        snprintf(msg, sizeof msg, "Could not start a checkout: %s", stripe_failure_sentence(call.failure));
         http_error(req, 502, "upstream_error", msg);
         goto out;
     }
@@ -119,11 +129,16 @@ out:
 
 static void subscription_status(http_req_t *req)
 {
-    static db_stmt_t q = DB_STMT("sub_status",
-                                 "SELECT u.tier, s.status, "
-                                 "to_char(s.current_period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-                                 "FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1",
-                                 1);
+    /* Of several subscriptions: the one granting access that runs longest, else the latest changed. */
+    static db_stmt_t q =
+        DB_STMT("sub_status",
+                "SELECT u.tier, s.status, "
+                "to_char(s.current_period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                "FROM users u LEFT JOIN LATERAL (SELECT status, current_period_end FROM subscriptions "
+                "WHERE user_id = u.id ORDER BY status IN (" STRIPE_GRANTING_SQL ") DESC, "
+                "CASE WHEN status IN (" STRIPE_GRANTING_SQL ") THEN current_period_end END DESC NULLS LAST, "
+                "updated_at DESC, id DESC LIMIT 1) s ON true WHERE u.id = $1",
+                1);
     char uid[24];
     PGresult *res = NULL;
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "chat.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -22,10 +23,11 @@ static void unauthorized(http_req_t *req, const char *message, int invalid_token
     http_error(req, 401, "unauthorized", message);
 }
 
-static void authv_key(char *key, size_t n, long long uid)
+void auth_token_version_key(long long user_id, char *key, size_t n)
 {
-    snprintf(key, n, "authv:%lld", uid);
+    snprintf(key, n, "authv:%lld", user_id);
 }
+
 
 /* Store a token version in the mirror only if it is newer than what the mirror holds (or holds nothing).
  * Versions only grow, so whichever of two racing writers (a reader mirroring what it read from PostgreSQL, a
@@ -38,7 +40,7 @@ static const char authv_raise_lua[] = "local v = tonumber(redis.call('GET', KEYS
 static int authv_raise(long long uid, int token_version)
 {
     char key[40], val[16], ttl[16];
-    authv_key(key, sizeof key, uid);
+    auth_token_version_key(uid, key, sizeof key);
     int n = snprintf(val, sizeof val, "%d", token_version), m = snprintf(ttl, sizeof ttl, "%d", AUTHV_TTL);
     const char *argv[] = {"EVAL", authv_raise_lua, "1", key, val, ttl};
     size_t lens[] = {4, sizeof authv_raise_lua - 1, 1, strlen(key), (size_t)n, (size_t)m};
@@ -53,9 +55,12 @@ static int authv_raise(long long uid, int token_version)
 void auth_token_version_changed(long long user_id, int token_version)
 {
     char key[40];
-    authv_key(key, sizeof key, user_id);
+    auth_token_version_key(user_id, key, sizeof key);
+    /* Neither write reached Redis: the mirror may still hold the old version (a Redis that refuses writes
+     * but serves reads, or one that comes back with its data). The outbox has the worker drop it as soon as
+     * Redis takes writes again. */
     if (authv_raise(user_id, token_version) != 0 && cache_del(key) != 0)
-        log_warn("redis: could not update the token version of user %lld; stale for at most %d s", user_id, AUTHV_TTL);
+        chat_cache_outbox_note(user_id);
 }
 
 /* The user's current token version from PostgreSQL, mirrored into Redis. 0 ok, 1 no such user, -1 down. */
@@ -99,7 +104,7 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
 
     /* One Redis command: the token version mirror and, for cached reads, the cached document (MGET). */
     char key[40], doc[128];
-    authv_key(key, sizeof key, c.user_id);
+    auth_token_version_key(c.user_id, key, sizeof key);
     const char *cache_key = NULL;
     if (key_prefix) {
         int n = snprintf(doc, sizeof doc, "%s%lld", key_prefix, c.user_id);

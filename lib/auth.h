@@ -18,8 +18,13 @@ int auth_require(http_req_t *req);
  * or *val NULL on a miss or when Redis is down. On failure it has answered like auth_require and returns -1. */
 int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, size_t *len);
 
-/* Record a user's new token_version in the Redis mirror after the database committed it (best effort). */
+/* Record a user's new token_version in the Redis mirror after the database committed it (outside a
+ * transaction). A mirror only ever moves to a newer version; when Redis takes no write, the user goes into
+ * the outbox (chat_cache_outbox_note) and the worker drops the stale mirror once Redis answers. */
 void auth_token_version_changed(long long user_id, int token_version);
+
+/* The Redis key of user_id's token version mirror ("authv:<uid>") into key (n bytes). */
+void auth_token_version_key(long long user_id, char *key, size_t n);
 
 /* The columns user_json expects, in this order, for "SELECT " USER_COLUMNS " FROM users ...". */
 #define USER_COLUMNS                                                                                                   \

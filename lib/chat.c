@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "auth.h"
@@ -59,17 +60,23 @@ static db_stmt_t q_usage = DB_STMT(
     "FROM users u WHERE u.id = $1",
     2);
 
-/* Claim an Idempotency-Key: a row comes back when this request owns the key (new, or older than 24 h and
- * replaced). No row: a committed first request holds it (a concurrent one is waited for by the insert). */
+/* Claim an Idempotency-Key with the fingerprint of this request ($3, hex): a row comes back when this request
+ * owns the key (new, or older than 24 h and replaced). No row: a committed first request holds it (a
+ * concurrent one is waited for by the insert). */
 static db_stmt_t q_idem_claim =
     DB_STMT("chat_idem_claim",
-            "INSERT INTO idempotency_keys AS k (user_id, key, status, body) VALUES ($1, $2, 0, '') "
-            "ON CONFLICT (user_id, key) DO UPDATE SET status = 0, body = '', created_at = now() "
-            "WHERE k.created_at < now() - interval '24 hours' RETURNING 1",
-            2);
+            "INSERT INTO idempotency_keys AS k (user_id, key, status, body, fingerprint) "
+            "VALUES ($1, $2, 0, '', decode($3, 'hex')) "
+            "ON CONFLICT (user_id, key) DO UPDATE SET status = 0, body = '', created_at = now(), "
+            "fingerprint = EXCLUDED.fingerprint WHERE k.created_at < now() - interval '24 hours' RETURNING 1",
+            3);
 
-static db_stmt_t q_idem_get =
-    DB_STMT("chat_idem_get", "SELECT status, body FROM idempotency_keys WHERE user_id = $1 AND key = $2", 2);
+/* The stored response and whether it was made by the same request ($3: this request's fingerprint). A key
+ * stored before fingerprints existed (NULL) counts as the same request, as it always did. */
+static db_stmt_t q_idem_get = DB_STMT("chat_idem_get",
+                                      "SELECT status, body, fingerprint IS NULL OR fingerprint = decode($3, 'hex') "
+                                      "FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+                                      3);
 
 static db_stmt_t q_idem_store =
     DB_STMT("chat_idem_store", "UPDATE idempotency_keys SET status = $3, body = $4 WHERE user_id = $1 AND key = $2", 4);
@@ -160,6 +167,29 @@ void chat_utc_day(time_t now, char out[11])
         snprintf(out, 11, "1970-01-01");
 }
 
+void chat_idem_fingerprint(long long room_id, const char *content, size_t len, char out[CHAT_FINGERPRINT_HEX])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char rid[24];
+    int n = snprintf(rid, sizeof rid, "%lld", room_id);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(ctx, rid, (size_t)n + 1) != 1 ||
+        EVP_DigestUpdate(ctx, content, len) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
+        /* OpenSSL cannot fail here short of running out of memory, which aborts everywhere else too */
+        log_error("chat: SHA-256 failed");
+        abort();
+    }
+    EVP_MD_CTX_free(ctx);
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
 int chat_cache_is_body(const char *val, size_t len)
 {
     return val && len > 0 && val[0] == '{';
@@ -193,36 +223,260 @@ static void cache_fill(const char *key, const char *seen, size_t seenlen, const 
     freeReplyObject(r); /* NULL: Redis down, the list was served from PostgreSQL anyway */
 }
 
-void chat_cache_invalidate(long long user_id)
-{
-    char key[CHAT_CACHE_KEY_MAX];
-    unsigned char rnd[12];
-    char tomb[2 + 2 * sizeof rnd];
-    char ttl[16];
-    static const char hex[] = "0123456789abcdef";
-    int n;
+/* ---- lost invalidations ----------------------------------------------------------------------------------
+ * An invalidation that cannot reach Redis is not dropped: the user id goes into the PostgreSQL outbox
+ * cache_invalidations (drained by the worker, chat_cache_outbox_drain) and into this process's own short list,
+ * retried at its next request. A row is (re)stamped with clock_timestamp() on every lost invalidation, and the
+ * drain deletes a row only if its stamp is still the one it read before writing the tombstone, so an
+ * invalidation lost while a drain runs is never deleted unreplayed. */
 
-    chat_cache_key(user_id, key);
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        /* Without a unique tombstone fall back to DEL (still right unless a reader races this one). */
-        if (cache_del(key) < 0)
-            log_warn("chat: cannot invalidate %s: Redis down", key);
-        return;
-    }
-    tomb[0] = '~'; /* never '{': chat_cache_is_body tells it from a list */
+static db_stmt_t q_outbox_add = DB_STMT("chat_outbox_add",
+                                        "INSERT INTO cache_invalidations (user_id) VALUES ($1) "
+                                        "ON CONFLICT (user_id) DO UPDATE SET noted_at = clock_timestamp()",
+                                        1);
+
+static db_stmt_t q_outbox_read = DB_STMT(
+    "chat_outbox_read", "SELECT user_id, noted_at::text FROM cache_invalidations ORDER BY noted_at LIMIT $1", 1);
+
+static db_stmt_t q_outbox_done = DB_STMT("chat_outbox_done",
+                                         "DELETE FROM cache_invalidations c USING unnest($1::bigint[], "
+                                         "$2::timestamptz[]) AS d(user_id, noted_at) "
+                                         "WHERE c.user_id = d.user_id AND c.noted_at = d.noted_at",
+                                         2);
+
+#define TOMB_SIZE 26          /* '~' + 24 hex digits + NUL */
+#define PENDING_MAX 32        /* this process's own lost invalidations (the outbox has them all anyway) */
+#define PENDING_RETRY_MS 1000 /* while Redis stays down, retry them at most this often */
+
+static long long pending[PENDING_MAX];
+static int npending;
+static double pending_retry_at;
+
+/* A fresh unique tombstone ('~' then random hex; never '{', so chat_cache_is_body tells it from a list).
+ * 0 ok, -1 no randomness. */
+static int tomb_make(char tomb[TOMB_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char rnd[(TOMB_SIZE - 2) / 2];
+
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return -1;
+    tomb[0] = '~';
     for (size_t i = 0; i < sizeof rnd; i++) {
         tomb[1 + 2 * i] = hex[rnd[i] >> 4];
         tomb[2 + 2 * i] = hex[rnd[i] & 15];
     }
-    tomb[sizeof tomb - 1] = '\0';
-    n = snprintf(ttl, sizeof ttl, "%d", CHAT_LIST_TTL);
+    tomb[TOMB_SIZE - 1] = '\0';
+    return 0;
+}
 
-    const char *argv[] = {"SET", key, tomb, "EX", ttl};
-    size_t lens[] = {3, strlen(key), sizeof tomb - 1, 2, (size_t)n};
+/* The argv of SET chatrooms:<uid> <tomb> EX CHAT_LIST_TTL; key and ttl are the caller's buffers. */
+static void tomb_argv(long long user_id, const char *tomb, char key[CHAT_CACHE_KEY_MAX], char ttl[16],
+                      const char *argv[5], size_t lens[5])
+{
+    int n = snprintf(ttl, 16, "%d", CHAT_LIST_TTL);
+
+    chat_cache_key(user_id, key);
+    argv[0] = "SET", argv[1] = key, argv[2] = tomb, argv[3] = "EX", argv[4] = ttl;
+    lens[0] = 3, lens[1] = strlen(key), lens[2] = strlen(tomb), lens[3] = 2, lens[4] = (size_t)n;
+}
+
+/* Replace user_id's cached list by a new tombstone (returned in tomb when not NULL). 0 written, -1 Redis down
+ * or refusing. */
+static int tomb_write(long long user_id, char *tomb_out)
+{
+    char key[CHAT_CACHE_KEY_MAX], ttl[16], tomb[TOMB_SIZE];
+    const char *argv[5];
+    size_t lens[5];
+    int rc;
+
+    if (tomb_make(tomb) != 0) {
+        /* Without a unique tombstone fall back to DEL (still right unless a reader races this one). */
+        chat_cache_key(user_id, key);
+        if (tomb_out)
+            tomb_out[0] = '\0';
+        return cache_del(key);
+    }
+    tomb_argv(user_id, tomb, key, ttl, argv, lens);
     redisReply *r = cache_cmd(5, argv, lens);
-    if (!r || r->type == REDIS_REPLY_ERROR)
-        log_warn("chat: cannot invalidate %s: Redis %s", key, r ? "error" : "down");
+    rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
+    if (r && rc != 0)
+        log_warn("chat: SET %s refused: %.*s", key, (int)(r->len < 200 ? r->len : 200), r->str ? r->str : "?");
     freeReplyObject(r);
+    if (rc == 0 && tomb_out)
+        memcpy(tomb_out, tomb, TOMB_SIZE);
+    return rc;
+}
+
+static int pending_find(long long user_id)
+{
+    for (int i = 0; i < npending; i++)
+        if (pending[i] == user_id)
+            return i;
+    return -1;
+}
+
+static void pending_drop(int i)
+{
+    pending[i] = pending[--npending];
+}
+
+static void pending_add(long long user_id)
+{
+    if (pending_find(user_id) >= 0)
+        return;
+    if (npending == PENDING_MAX)
+        pending_drop(0); /* the outbox still has it; the worker replays it */
+    pending[npending++] = user_id;
+    pending_retry_at = now_ms() + PENDING_RETRY_MS;
+}
+
+/* At the start of a request: retry this process's lost invalidations once Redis may answer again. Returns 1
+ * when self was among them and its tombstone is now written (into self_tomb), -1 when self is still pending
+ * (Redis still down), 0 when self was not pending. Self (the user whose list is being read) is retried at
+ * every read, since its list is at stake; the others at most every PENDING_RETRY_MS while Redis stays down. */
+static int pending_retry(long long self, char self_tomb[TOMB_SIZE])
+{
+    int me = pending_find(self), rc = 0;
+
+    if (npending == 0 || (me < 0 && now_ms() < pending_retry_at))
+        return 0;
+    if (me >= 0) {
+        if (tomb_write(self, self_tomb) != 0) {
+            pending_retry_at = now_ms() + PENDING_RETRY_MS;
+            return -1;
+        }
+        pending_drop(me);
+        rc = 1;
+    }
+    for (int i = npending - 1; i >= 0; i--) {
+        if (tomb_write(pending[i], NULL) != 0) {
+            pending_retry_at = now_ms() + PENDING_RETRY_MS; /* Redis still down: the rest waits */
+            break;
+        }
+        pending_drop(i);
+    }
+    return rc;
+}
+
+void chat_cache_outbox_note(long long user_id)
+{
+    char uid[24];
+
+    snprintf(uid, sizeof uid, "%lld", user_id);
+    const char *params[] = {uid};
+    PGresult *res = db_query(&q_outbox_add, params);
+    if (res)
+        log_warn("cache: the Redis state of user %lld could not be updated (Redis down); recorded for replay",
+                 user_id);
+    else
+        log_error("cache: the Redis state of user %lld could not be updated: Redis down and the outbox insert "
+                  "failed (sqlstate %s); it may stay stale until its TTL",
+                  user_id, db_sqlstate());
+    PQclear(res);
+}
+
+void chat_cache_invalidate(long long user_id)
+{
+    int i;
+
+    pending_retry(0, NULL);
+    if (tomb_write(user_id, NULL) == 0) {
+        if ((i = pending_find(user_id)) >= 0)
+            pending_drop(i); /* this tombstone covers the older change too */
+        return;
+    }
+    pending_add(user_id);
+    chat_cache_outbox_note(user_id);
+}
+
+int chat_cache_outbox_drain(int max)
+{
+    PGresult *res = NULL;
+    char lim[24];
+    int n, rc = CHAT_OUTBOX_DB_FAILED, done = 0;
+    buf_t ids = {0}, stamps = {0};
+
+    snprintf(lim, sizeof lim, "%d", max > 0 ? max : 1);
+    const char *params[] = {lim};
+    res = db_query(&q_outbox_read, params);
+    if (!res)
+        goto out;
+    n = PQntuples(res);
+    if (n == 0) {
+        rc = 0;
+        goto out;
+    }
+
+    /* One pipelined round trip: for row i, command 2i writes the list's tombstone and 2i+1 drops the token
+     * version mirror (auth_token_version_changed records its lost writes here too; the next request reads
+     * the version from PostgreSQL). The argument buffers of row i live in cmds[i]. */
+    struct tomb_cmd {
+        char key[CHAT_CACHE_KEY_MAX], ttl[16], tomb[TOMB_SIZE], authv[40];
+        const char *argv[5], *del_argv[2];
+        size_t lens[5], del_lens[2];
+    } *cmds = xcalloc((size_t)n, sizeof *cmds);
+    int *argc = xcalloc(2 * (size_t)n, sizeof *argc);
+    const char ***argv = xcalloc(2 * (size_t)n, sizeof *argv);
+    const size_t **lens = xcalloc(2 * (size_t)n, sizeof *lens);
+    redisReply **replies = xcalloc(2 * (size_t)n, sizeof *replies);
+    long long *uids = xcalloc((size_t)n, sizeof *uids);
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        struct tomb_cmd *c = &cmds[i];
+        if (parse_ll(PQgetvalue(res, i, 0), 1, LLONG_MAX, &uids[i]) != 0 || tomb_make(c->tomb) != 0) {
+            ok = 0;
+            break;
+        }
+        tomb_argv(uids[i], c->tomb, c->key, c->ttl, c->argv, c->lens);
+        auth_token_version_key(uids[i], c->authv, sizeof c->authv);
+        c->del_argv[0] = "DEL", c->del_argv[1] = c->authv;
+        c->del_lens[0] = 3, c->del_lens[1] = strlen(c->authv);
+        argc[2 * i] = 5, argv[2 * i] = c->argv, lens[2 * i] = c->lens;
+        argc[2 * i + 1] = 2, argv[2 * i + 1] = c->del_argv, lens[2 * i + 1] = c->del_lens;
+    }
+    if (!ok) {
+        log_error("chat: cannot replay lost invalidations (bad row or no randomness)");
+        rc = CHAT_OUTBOX_REDIS_DOWN;
+    } else if (cache_pipeline(2 * n, argc, argv, lens, replies) != 0) {
+        rc = CHAT_OUTBOX_REDIS_DOWN; /* the rows stay for the next drain */
+    } else {
+        buf_puts(&ids, "{");
+        buf_puts(&stamps, "{");
+        for (int i = 0; i < n; i++) {
+            if (replies[2 * i]->type != REDIS_REPLY_STATUS || replies[2 * i + 1]->type != REDIS_REPLY_INTEGER)
+                continue;
+            buf_printf(&ids, "%s%lld", done ? "," : "", uids[i]);
+            buf_printf(&stamps, "%s\"%s\"", done ? "," : "", PQgetvalue(res, i, 1));
+            done++;
+        }
+        buf_puts(&ids, "}");
+        buf_puts(&stamps, "}");
+        rc = done == n ? 0 : CHAT_OUTBOX_REDIS_DOWN;
+    }
+    for (int i = 0; i < 2 * n; i++)
+        freeReplyObject(replies[i]);
+    free(cmds);
+    free(argc);
+    free(argv);
+    free(lens);
+    free(replies);
+    free(uids);
+    PQclear(res);
+    res = NULL;
+    if (done > 0) {
+        const char *dp[] = {ids.data, stamps.data};
+        res = db_query(&q_outbox_done, dp);
+        if (!res)
+            rc = CHAT_OUTBOX_DB_FAILED; /* replayed; the rows go at the next drain (one more tombstone) */
+        else if (rc == 0)
+            rc = done;
+    }
+out:
+    PQclear(res);
+    buf_free(&ids);
+    buf_free(&stamps);
+    return rc;
 }
 
 /* ---- JSON shapes ---------------------------------------------------------------------------------------- */
@@ -303,6 +557,8 @@ void chat_create(http_req_t *req)
     char uid[24];
     char *title = NULL;
 
+    pending_retry(0, NULL);
+
     if (req->body_len > 0) {
         body = http_json_body(req);
         if (!body)
@@ -328,10 +584,17 @@ void chat_list(http_req_t *req, const char *cached, size_t len)
 {
     PGresult *res = NULL;
     json_object *obj = NULL, *arr;
-    char uid[24], key[CHAT_CACHE_KEY_MAX];
+    char uid[24], key[CHAT_CACHE_KEY_MAX], tomb[TOMB_SIZE];
     const char *s;
     size_t slen = 0;
+    int lost = pending_retry(req->user_id, tomb);
 
+    if (lost != 0) {
+        /* This process lost an invalidation of this user: what the cache held is stale. Once the tombstone is
+         * written (lost == 1) it is what a fill may replace; while Redis is still down nothing is stored. */
+        cached = lost > 0 ? tomb : NULL;
+        len = lost > 0 ? strlen(tomb) : 0;
+    }
     if (chat_cache_is_body(cached, len)) {
         http_set_header(req, "X-Cache", "HIT");
         http_raw(req, 200, CT_JSON, cached, len);
@@ -352,7 +615,8 @@ void chat_list(http_req_t *req, const char *cached, size_t len)
     s = jsonv_dump(obj, &slen);
 
     chat_cache_key(req->user_id, key);
-    cache_fill(key, cached ? cached : "", cached ? len : 0, s, slen);
+    if (lost >= 0)
+        cache_fill(key, cached ? cached : "", cached ? len : 0, s, slen);
     http_set_header(req, "X-Cache", "MISS");
     http_raw(req, 200, CT_JSON, s, slen);
 out:
@@ -365,6 +629,8 @@ void chat_get(http_req_t *req, long long room_id)
     PGresult *res = NULL;
     json_object *room, *arr;
     char uid[24], rid[24], lim[24];
+
+    pending_retry(0, NULL);
 
     if (room_id <= 0) {
         http_not_found(req);
@@ -399,6 +665,8 @@ void chat_delete(http_req_t *req, long long room_id)
     PGresult *res = NULL;
     char uid[24], rid[24];
 
+    pending_retry(0, NULL);
+
     if (room_id <= 0) {
         http_not_found(req);
         return;
@@ -429,6 +697,8 @@ void chat_messages(http_req_t *req, long long room_id)
     long limit;
     long long before;
     int n, first = 0;
+
+    pending_retry(0, NULL);
 
     if (room_id <= 0) {
         http_not_found(req);
@@ -481,6 +751,8 @@ void chat_usage(http_req_t *req)
     long long used;
     int pro;
 
+    pending_retry(0, NULL);
+
     snprintf(uid, sizeof uid, "%lld", req->user_id);
     chat_utc_day(now, day);
     const char *params[] = {uid, day};
@@ -515,10 +787,11 @@ out:
     PQclear(res);
 }
 
-/* Replay the stored first response of an Idempotency-Key (the claim found a committed one). */
-static void idem_replay(http_req_t *req, const char *uid, const char *key)
+/* Replay the stored first response of an Idempotency-Key (the claim found a committed one), or refuse with 409
+ * when the key was used for another request (other chatroom or other content). */
+static void idem_replay(http_req_t *req, const char *uid, const char *key, const char *fingerprint)
 {
-    const char *params[] = {uid, key};
+    const char *params[] = {uid, key, fingerprint};
     PGresult *res = db_query(&q_idem_get, params);
     long long status = 0;
 
@@ -532,6 +805,8 @@ static void idem_replay(http_req_t *req, const char *uid, const char *key)
     if (status < 200 || status > 599) {
         /* Only a committed response is ever visible; this is a key replaced or purged just now. */
         http_error(req, 409, "conflict", "A request with this Idempotency-Key is in progress; retry later.");
+    } else if (strcmp(PQgetvalue(res, 0, 2), "t") != 0) {
+        http_error(req, 409, "conflict", "This Idempotency-Key was used with a different request.");
     } else {
         http_set_header(req, "Idempotent-Replayed", "true");
         http_raw(req, (int)status, CT_JSON, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
@@ -545,12 +820,14 @@ void chat_post_message(http_req_t *req, long long room_id)
     PGresult *res = NULL;
     const char *idem = http_header(req, "Idempotency-Key");
     char *content = NULL;
-    char uid[24], rid[24], day[11], lim[24], retry[24];
+    char uid[24], rid[24], day[11], lim[24], retry[24], fp[CHAT_FINGERPRINT_HEX];
     const char *s;
     size_t slen = 0;
     long long reply_id = 0;
     time_t now = time(NULL);
     int in_tx = 0, pro, urow, rrow;
+
+    pending_retry(0, NULL);
 
     if (room_id <= 0) {
         http_not_found(req);
@@ -577,13 +854,14 @@ void chat_post_message(http_req_t *req, long long room_id)
     in_tx = 1;
 
     if (idem) {
-        const char *p[] = {uid, idem};
+        chat_idem_fingerprint(room_id, content, strlen(content), fp);
+        const char *p[] = {uid, idem, fp};
         res = db_query(&q_idem_claim, p);
         if (!res)
             goto dberr;
         if (PQntuples(res) == 0) {
             in_tx = 0; /* idem_replay rolls back */
-            idem_replay(req, uid, idem);
+            idem_replay(req, uid, idem, fp);
             goto out;
         }
         PQclear(res);

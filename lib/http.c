@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <errno.h>
 #include <fcgiapp.h>
 #include <stdio.h>
@@ -213,6 +214,30 @@ void http_not_found(http_req_t *req)
     http_error(req, 404, "not_found", "No such resource.");
 }
 
+/* json-c reads NaN, Infinity and -Infinity even in strict mode; JSON (RFC 8259) has no such numbers. The
+ * parser's depth limit (32) bounds the recursion. */
+static int all_finite(json_object *o)
+{
+    switch (json_object_get_type(o)) {
+    case json_type_double: return isfinite(json_object_get_double(o));
+    case json_type_array:
+        for (size_t i = 0, n = json_object_array_length(o); i < n; i++)
+            if (!all_finite(json_object_array_get_idx(o, i)))
+                return 0;
+        return 1;
+    case json_type_object: {
+        json_object_object_foreach(o, k, v)
+        {
+            (void)k;
+            if (!all_finite(v))
+                return 0;
+        }
+        return 1;
+    }
+    default: return 1;
+    }
+}
+
 json_object *http_json_body(http_req_t *req)
 {
     json_object *obj = NULL;
@@ -220,12 +245,12 @@ json_object *http_json_body(http_req_t *req)
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     if (req->body_len > 0)
         obj = json_tokener_parse_ex(tok, req->body, (int)req->body_len);
-    int bad =
-        !obj || json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != req->body_len;
+    int bad = !obj || json_tokener_get_error(tok) != json_tokener_success ||
+              json_tokener_get_parse_end(tok) != req->body_len || !all_finite(obj);
     json_tokener_free(tok);
     if (bad) {
         json_object_put(obj);
-        http_error(req, 400, "invalid_json", "The request body must be valid JSON.");
+        http_error(req, 400, "invalid_json", "The request body must be a valid JSON object.");
         return NULL;
     }
     if (!json_object_is_type(obj, json_type_object)) {
@@ -238,7 +263,16 @@ json_object *http_json_body(http_req_t *req)
 
 /* ---- routing ---- */
 
-/* Does pattern match path? Fills params (pointers into the pool). */
+static int all_digits(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return len > 0;
+}
+
+/* Does pattern match path? Fills params (pointers into the pool). A capture takes only a segment of ASCII
+ * digits, so "/chatroom/usage" is never an {id} and a non-numeric segment is no route at all. */
 static int pattern_match(const char *pattern, const char *path, const char **params, int *nparams, pool_t *pool)
 {
     int n = 0;
@@ -250,7 +284,7 @@ static int pattern_match(const char *pattern, const char *path, const char **par
         const char *pe = strchr(p, '/'), *se = strchr(s, '/');
         size_t pl = pe ? (size_t)(pe - p) : strlen(p), sl = se ? (size_t)(se - s) : strlen(s);
         if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
-            if (sl == 0 || n >= HTTP_MAX_PARAMS)
+            if (!all_digits(s, sl) || n >= HTTP_MAX_PARAMS)
                 return 0;
             if (params)
                 params[n] = pool_strndup(pool, s, sl);
@@ -403,8 +437,8 @@ static void write_response(http_req_t *req, buf_t *wire)
         buf_append(wire, "\r\n", 2);
     }
     buf_append(wire, "\r\n", 2);
-    if (req->status != 204 && req->out.len)
-        buf_append(wire, req->out.data, req->out.len);
+    if (req->status != 204 && req->out.len && strcmp(req->method, "HEAD") != 0)
+        buf_append(wire, req->out.data, req->out.len); /* HEAD: the headers of the GET, Content-Length included */
     if (req->io->fcgi)
         FCGX_PutStr(wire->data, (int)wire->len, req->io->fcgi->out);
     else {
@@ -441,7 +475,9 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     } else if (rb < 0) {
         http_error(req, 400, "invalid_json", "The request body could not be read.");
     } else {
-        int r = http_route_match(routes, nroutes, req->method, req->path, req->params, &req->nparams, allow,
+        /* HEAD is served by the GET route; write_response leaves the body out. */
+        const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+        int r = http_route_match(routes, nroutes, method, req->path, req->params, &req->nparams, allow,
                                  sizeof allow, req->pool);
         if (r == -1)
             http_not_found(req);

@@ -38,9 +38,11 @@ typedef struct http_req {
 
 typedef void (*http_handler_fn)(http_req_t *req);
 
-/* A route: method and pattern. Pattern segments "{name}" capture one path segment into req->params.
- * The router answers 404 not_found for an unknown path and 405 method_not_allowed with Allow for a known
- * path and another method. HEAD is not special. */
+/* A route: method and pattern. Pattern segments "{name}" capture one path segment into req->params; a
+ * capture matches only a non-empty segment of ASCII digits [0-9]+ (so "/chatroom/usage" or "/chatroom/abc"
+ * never fill an {id}; "0", "007" or a number too large for an id still do, and the handler answers 404 through
+ * http_param_id). The router answers 404 not_found for an unknown path and 405 method_not_allowed with Allow
+ * for a known path and another method. HEAD runs the GET route; its response goes out without the body. */
 typedef struct http_route {
     const char *method;
     const char *pattern;

@@ -5,9 +5,57 @@
 
 #include "util.h"
 
-static int is_space(char c)
+/* Unicode White_Space (PropList.txt): U+0009..000D, U+0020, U+0085, U+00A0, U+1680, U+2000..200A, U+2028,
+ * U+2029, U+202F, U+205F, U+3000. Not U+200B (ZWSP) nor U+FEFF (BOM): they are not White_Space. */
+static int is_white_space(unsigned cp)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/* The code point of the well-formed 1- to 3-byte sequence p[0..n), or -1. Every White_Space code point fits in
+ * three bytes, so longer sequences need not be decoded here. */
+static long decode3(const unsigned char *p, size_t n)
+{
+    if (n == 1)
+        return p[0] < 0x80 ? p[0] : -1;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return -1;
+    if (n == 2 && p[0] >= 0xC2 && p[0] <= 0xDF)
+        return (long)(p[0] & 0x1F) << 6 | (p[1] & 0x3F);
+    if (n == 3 && (p[0] & 0xF0) == 0xE0) {
+        long cp = (long)(p[0] & 0x0F) << 12 | (long)(p[1] & 0x3F) << 6 | (p[2] & 0x3F);
+        return cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) ? cp : -1;
+    }
+    return -1;
+}
+
+/* Bytes of the White_Space code point that starts s (0: none). */
+static size_t space_prefix(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t n = 1; n <= 3 && n <= len; n++) {
+        long cp = decode3(p, n);
+        if (cp >= 0)
+            return is_white_space((unsigned)cp) ? n : 0;
+    }
+    return 0;
+}
+
+/* Bytes of the White_Space code point that ends s[0..len) (0: none). A lead byte is never a continuation byte,
+ * so the sequence found is the last code point of the string. */
+static size_t space_suffix(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t n = 1; n <= 3 && n <= len; n++) {
+        if (n < 3 && (p[len - n] & 0xC0) == 0x80)
+            continue; /* a continuation byte: the code point starts further back */
+        long cp = decode3(p + len - n, n);
+        return cp >= 0 && is_white_space((unsigned)cp) ? n : 0;
+    }
+    return 0;
 }
 
 int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max, char *out_buf,
@@ -32,10 +80,11 @@ int jsonv_string(json_object *obj, const char *field, int required, int trim, si
         return -1;
     }
     if (trim) {
-        while (len && is_space(*s))
-            s++, len--;
-        while (len && is_space(s[len - 1]))
-            len--;
+        size_t n;
+        while ((n = space_prefix(s, len)) > 0)
+            s += n, len -= n;
+        while ((n = space_suffix(s, len)) > 0)
+            len -= n;
     }
     long chars = utf8_length(s, len);
     if (chars < 0) {

@@ -10,7 +10,9 @@
 #define JSONV_ERRLEN 160
 
 /* String field; required=1 makes absence an error. min/max bound its length in characters (UTF-8 code
- * points) after trimming surrounding whitespace when trim=1; *out is then the trimmed copy placed in the
+ * points) after trimming surrounding whitespace when trim=1 (every Unicode White_Space code point: ASCII
+ * whitespace, U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000; not U+200B or
+ * U+FEFF); *out is then the trimmed copy placed in the
  * buffer provided by the caller through out_buf/out_size (so no allocation). null is treated as absent. */
 int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max, char *out_buf,
                  size_t out_size, char *err);

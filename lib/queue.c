@@ -219,3 +219,70 @@ int queue_consumer_delete(const char *consumer)
     freeReplyObject(r);
     return rc;
 }
+
+/* The value of field name in a flat [name, value, ...] array, or NULL. */
+static const redisReply *field(const redisReply *map, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i + 1 < map->elements; i += 2) {
+        const redisReply *k = map->element[i];
+        if (k && k->type == REDIS_REPLY_STRING && k->len == nl && memcmp(k->str, name, nl) == 0)
+            return map->element[i + 1];
+    }
+    return NULL;
+}
+
+int queue_select_dead_consumers(const redisReply *xinfo, const char *self, long long min_idle_ms, const char **names,
+                                int max)
+{
+    int n = 0;
+    if (!xinfo || xinfo->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (size_t i = 0; i < xinfo->elements && n < max; i++) {
+        const redisReply *c = xinfo->element[i];
+        if (!c || c->type != REDIS_REPLY_ARRAY)
+            continue;
+        const redisReply *name = field(c, "name"), *pending = field(c, "pending"), *idle = field(c, "idle");
+        if (!name || name->type != REDIS_REPLY_STRING || !name->str || name->len == 0 ||
+            strlen(name->str) != name->len || !pending || pending->type != REDIS_REPLY_INTEGER || !idle ||
+            idle->type != REDIS_REPLY_INTEGER)
+            continue;
+        if (pending->integer != 0 || idle->integer <= min_idle_ms || (self && strcmp(name->str, self) == 0))
+            continue;
+        names[n++] = name->str;
+    }
+    return n;
+}
+
+#define REAP_MAX 256 /* consumers deleted per call; the next housekeeping round takes the rest */
+
+int queue_reap_consumers(const char *self, long long min_idle_ms)
+{
+    const char *argv[] = {"XINFO", "CONSUMERS", QUEUE_STREAM, QUEUE_GROUP};
+    size_t lens[] = {5, 9, strlen(QUEUE_STREAM), strlen(QUEUE_GROUP)};
+    redisReply *r = cache_cmd(4, argv, lens);
+    const char *names[REAP_MAX];
+    int n, deleted = 0;
+
+    if (!r)
+        return -1;
+    if (is_error(r, "NOGROUP") || is_error(r, "ERR no such key")) {
+        freeReplyObject(r);
+        return QUEUE_NOGROUP;
+    }
+    n = queue_select_dead_consumers(r, self, min_idle_ms, names, REAP_MAX);
+    for (int i = 0; i < n; i++) {
+        int rc = queue_consumer_delete(names[i]);
+        if (rc < 0) {
+            deleted = deleted ? deleted : -1;
+            break;
+        }
+        if (rc == 0) {
+            log_info("queue: deleted consumer %.100s (idle over %lld s, nothing pending)", names[i],
+                     min_idle_ms / 1000);
+            deleted++;
+        }
+    }
+    freeReplyObject(r);
+    return deleted;
+}

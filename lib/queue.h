@@ -48,6 +48,18 @@ int queue_ack(const char *const *ids, int n);
  * has no pending entries left (those stay with it for queue_claim_stale). 0 deleted, 1 kept, -1 Redis down. */
 int queue_consumer_delete(const char *consumer);
 
+/* Housekeeping: delete the consumers of QUEUE_GROUP that have no pending entries and have been idle for more
+ * than min_idle_ms (workers that were killed and never came back), never self; each is deleted through
+ * queue_consumer_delete, which checks again that it holds nothing. Returns the number deleted, -1 when Redis
+ * is down, QUEUE_NOGROUP when there is no group. */
+int queue_reap_consumers(const char *self, long long min_idle_ms);
+
+/* Pure: the consumers of an XINFO CONSUMERS reply (an array of flat name/value arrays: "name", "pending",
+ * "idle", and in Redis 7.2 "inactive") with pending 0 and idle > min_idle_ms, except self and entries
+ * without a name or those fields. Fills names[0..max) with pointers into the reply; returns the count. */
+int queue_select_dead_consumers(const struct redisReply *xinfo, const char *self, long long min_idle_ms,
+                                const char **names, int max);
+
 /* Pure: parse a list of stream entries ([[id, [field, value, ...]], ...], as in XRANGE / XREADGROUP /
  * XAUTOCLAIM replies) into out[0..max). Entries without a body (deleted) are skipped; entries whose
  * reply_id is missing or not a positive integer get reply_id 0. Returns the number filled. */

@@ -322,7 +322,8 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
         if (!ev->user_id)
             ev->user_id = user_id_of(jget(jget(obj, "metadata"), "user_id"));
         if (copy_field(obj, "subscription", ev->subscription, sizeof ev->subscription) < 0 ||
-            copy_field(obj, "mode", ev->mode, sizeof ev->mode) < 0) {
+            copy_field(obj, "mode", ev->mode, sizeof ev->mode) < 0 ||
+            copy_field(obj, "payment_status", ev->payment_status, sizeof ev->payment_status) < 0) {
             snprintf(err, errlen, "The checkout session has an invalid field.");
             goto out;
         }
@@ -341,13 +342,15 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
             ev->current_period_end = int_field(json_object_array_get_idx(items, 0), "current_period_end");
         if (!ev->current_period_end)
             ev->current_period_end = int_field(obj, "current_period_end");
+        ev->current_period_end = stripe_period_end(ev->current_period_end);
         break;
     }
     case STRIPE_EV_INVOICE_PAYMENT_FAILED: {
         json_object *details = jget(jget(obj, "parent"), "subscription_details");
         if (copy_field(details, "subscription", ev->subscription, sizeof ev->subscription) < 0 ||
-            (!ev->subscription[0] && copy_field(obj, "subscription", ev->subscription, sizeof ev->subscription) < 0)) {
-            snprintf(err, errlen, "The invoice's subscription is invalid.");
+            (!ev->subscription[0] && copy_field(obj, "subscription", ev->subscription, sizeof ev->subscription) < 0) ||
+            copy_field(obj, "billing_reason", ev->billing_reason, sizeof ev->billing_reason) < 0) {
+            snprintf(err, errlen, "The invoice has an invalid field.");
             goto out;
         }
         ev->user_id = user_id_of(jget(jget(details, "metadata"), "user_id"));
@@ -368,20 +371,113 @@ out:
 /* ---------------------------------------------------------------------------------------------------- */
 /* status policy */
 
-int stripe_status_tier(const char *status)
+long long stripe_period_end(long long t)
 {
-    if (!status)
-        return STRIPE_TIER_BASIC;
-    if (strcmp(status, "active") == 0 || strcmp(status, "trialing") == 0)
-        return STRIPE_TIER_PRO;
-    if (strcmp(status, "past_due") == 0)
-        return STRIPE_TIER_KEEP;
-    return STRIPE_TIER_BASIC;
+    return t >= 1 && t <= STRIPE_TIMESTAMP_MAX ? t : 0;
+}
+
+static int is(const char *s, const char *want)
+{
+    return s && strcmp(s, want) == 0;
+}
+
+int stripe_status_grants(const char *status)
+{
+    return is(status, "active") || is(status, "trialing") || is(status, "past_due");
 }
 
 int stripe_status_terminal(const char *status)
 {
-    return status && (strcmp(status, "canceled") == 0 || strcmp(status, "incomplete_expired") == 0);
+    return is(status, "canceled") || is(status, "incomplete_expired");
+}
+
+int stripe_status_rank(const char *status)
+{
+    if (is(status, "incomplete"))
+        return 0;
+    if (is(status, "trialing") || is(status, "active"))
+        return 1;
+    if (is(status, "past_due"))
+        return 2;
+    if (stripe_status_terminal(status))
+        return 4;
+    return 3; /* unpaid, paused, and whatever Stripe adds later */
+}
+
+const char *stripe_checkout_status(const char *payment_status)
+{
+    if (is(payment_status, "unpaid"))
+        return "incomplete";
+    if (is(payment_status, "no_payment_required"))
+        return "trialing";
+    return "active";
+}
+
+int stripe_sub_change(const stripe_event_t *ev, const char *row_status, long long row_last, const char **status,
+                      const char **why)
+{
+    const char *next = NULL;
+
+    *status = NULL;
+    *why = "";
+    if (!ev->subscription[0]) {
+        *why = "it names no subscription";
+        return 0;
+    }
+    switch (ev->kind) {
+    case STRIPE_EV_SUBSCRIPTION_CREATED:
+    case STRIPE_EV_SUBSCRIPTION_UPDATED:
+    case STRIPE_EV_SUBSCRIPTION_DELETED:
+        next = ev->kind == STRIPE_EV_SUBSCRIPTION_DELETED ? "canceled" : ev->status;
+        if (!next[0]) {
+            *why = "it carries no status";
+            return 0;
+        }
+        if (!row_status)
+            break;
+        if (stripe_status_terminal(row_status)) {
+            *why = "the subscription has ended";
+            return 1;
+        }
+        if (ev->created < row_last) {
+            *why = "it is older than the last event applied";
+            return 1;
+        }
+        if (ev->created == row_last && stripe_status_rank(next) < stripe_status_rank(row_status)) {
+            *why = "it is from the same second as the last event applied and would move the status back";
+            return 1;
+        }
+        break;
+    case STRIPE_EV_CHECKOUT_COMPLETED:
+        if (ev->mode[0] && strcmp(ev->mode, "subscription") != 0) {
+            *why = "it is not a subscription checkout";
+            return 0;
+        }
+        next = stripe_checkout_status(ev->payment_status);
+        if (row_status && !(is(row_status, "incomplete") && !is(next, "incomplete"))) {
+            *why = "a checkout only completes an incomplete subscription";
+            return 1;
+        }
+        break;
+    case STRIPE_EV_INVOICE_PAYMENT_FAILED:
+        if (!row_status) {
+            next = is(ev->billing_reason, "subscription_create") ? "incomplete" : "past_due";
+            break;
+        }
+        if (!is(row_status, "active") && !is(row_status, "trialing")) {
+            *why = "only an active or trialing subscription becomes past_due";
+            return 1;
+        }
+        if (ev->created < row_last) {
+            *why = "it is older than the last event applied";
+            return 1;
+        }
+        next = "past_due";
+        break;
+    default: *why = "its type is not handled"; return 0;
+    }
+    *status = next;
+    return 1;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -441,8 +537,6 @@ out:
     return rc;
 }
 
-/* Copy s into dst (dstsize) replacing control bytes and every occurrence of secret with "[redacted]",
- * truncating at max visible bytes. */
 /* Copy src into dst (dstsize > 0) truncating at a UTF-8 character boundary. */
 static void copy_utf8(char *dst, size_t dstsize, const char *src)
 {
@@ -539,8 +633,22 @@ static void random_key(char out[40])
     out[35] = '\0';
 }
 
-int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out, int *http_status,
-                                   char *err, size_t errlen)
+const char *stripe_failure_sentence(int failure)
+{
+    switch (failure) {
+    case STRIPE_FAIL_NONE: return "Stripe answered.";
+    case STRIPE_FAIL_REFUSED: return "Stripe refused the request.";
+    case STRIPE_FAIL_UNREACHABLE: return "Stripe is unreachable.";
+    case STRIPE_FAIL_TIMEOUT: return "Stripe timed out.";
+    default: return "Stripe answered unexpectedly.";
+    }
+}
+
+/* Retrying with less time than this left is not worth it: the last failure stands. */
+#define STRIPE_RETRY_MIN_MS 250
+
+int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out,
+                                   stripe_call_result_t *result)
 {
     buf_t form = {0}, url = {0}, hdr = {0}, idem = {0};
     capped_t resp = {0};
@@ -551,14 +659,14 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
     int rc = -1;
 
     memset(out, 0, sizeof *out);
-    if (http_status)
-        *http_status = 0;
+    memset(result, 0, sizeof *result);
+    result->failure = STRIPE_FAIL_UNREACHABLE;
     if (!req->api_base || !req->secret_key || !req->price_id || !req->public_url) {
-        snprintf(err, errlen, "Stripe is not configured.");
+        snprintf(result->detail, sizeof result->detail, "Stripe is not configured.");
         goto out;
     }
     if (!g_curl && !(g_curl = curl_easy_init())) {
-        snprintf(err, errlen, "Could not start an HTTP client for Stripe.");
+        snprintf(result->detail, sizeof result->detail, "Could not start an HTTP client for Stripe.");
         goto out;
     }
 
@@ -583,19 +691,27 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
     headers = curl_slist_append(headers, "Accept: application/json");
     headers = curl_slist_append(headers, "Expect:");
 
-    long timeout = req->timeout_ms > 0 ? req->timeout_ms : 10000;
+    /* One budget for the whole call: a retry only gets what the first attempt left. */
+    long budget = req->timeout_ms > 0 ? req->timeout_ms : 10000;
+    double deadline = now_ms() + (double)budget;
     for (int attempt = 0; attempt < 2; attempt++) {
         CURLcode cc;
+        long left = (long)(deadline - now_ms());
+        if (attempt > 0 && left < STRIPE_RETRY_MIN_MS)
+            break; /* the first attempt's failure stands */
+        if (left < 1)
+            left = 1;
         buf_reset(&resp.b);
         resp.too_big = 0;
         errbuf[0] = '\0';
         status = 0;
+        result->attempts = attempt + 1;
         curl_easy_reset(g_curl);
         curl_easy_setopt(g_curl, CURLOPT_URL, url.data);
         curl_easy_setopt(g_curl, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(g_curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(g_curl, CURLOPT_CONNECTTIMEOUT_MS, timeout < 5000 ? timeout : 5000L);
-        curl_easy_setopt(g_curl, CURLOPT_TIMEOUT_MS, timeout);
+        curl_easy_setopt(g_curl, CURLOPT_CONNECTTIMEOUT_MS, left < 5000 ? left : 5000L);
+        curl_easy_setopt(g_curl, CURLOPT_TIMEOUT_MS, left);
         curl_easy_setopt(g_curl, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(g_curl, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(g_curl, CURLOPT_POST, 1L);
@@ -607,28 +723,39 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
         cc = curl_easy_perform(g_curl);
         if (cc == CURLE_OK)
             curl_easy_getinfo(g_curl, CURLINFO_RESPONSE_CODE, &status);
-        if (http_status)
-            *http_status = (int)status;
+        result->http_status = (int)status;
 
         if (cc != CURLE_OK) {
             if (resp.too_big) {
-                snprintf(err, errlen, "Stripe's response was too large.");
+                result->failure = STRIPE_FAIL_UNEXPECTED;
+                snprintf(result->detail, sizeof result->detail, "Stripe's response was larger than %d bytes.",
+                         STRIPE_MAX_RESPONSE);
                 goto out;
             }
-            snprintf(err, errlen, "Could not reach Stripe: %s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+            const char *why = errbuf[0] ? errbuf : curl_easy_strerror(cc);
+            char clean[CURL_ERROR_SIZE];
+            sanitize(why, strlen(why), req->secret_key, clean, sizeof clean);
+            result->failure = cc == CURLE_OPERATION_TIMEDOUT ? STRIPE_FAIL_TIMEOUT : STRIPE_FAIL_UNREACHABLE;
+            snprintf(result->detail, sizeof result->detail, "Could not reach Stripe (curl %d): %s", (int)cc, clean);
             /* Retry only failures where the request surely did not reach Stripe, or a 5xx below. */
             if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST)
                 continue;
             goto out;
         }
         if (status >= 200 && status < 300) {
-            if (stripe_parse_checkout_session(resp.b.data, resp.b.len, out, err, errlen) < 0)
+            char *d = result->detail;
+            if (stripe_parse_checkout_session(resp.b.data, resp.b.len, out, d, sizeof result->detail) < 0) {
+                result->failure = STRIPE_FAIL_UNEXPECTED;
                 goto out;
+            }
+            result->failure = STRIPE_FAIL_NONE;
+            result->detail[0] = '\0';
             rc = 0;
             goto out;
         }
-        stripe_error_message(resp.b.data, resp.b.len, status, req->secret_key, err, errlen);
-        if (status < 500)
+        stripe_error_message(resp.b.data, resp.b.len, status, req->secret_key, result->detail, sizeof result->detail);
+        result->failure = status >= 400 && status < 600 ? STRIPE_FAIL_REFUSED : STRIPE_FAIL_UNEXPECTED;
+        if (status < 500 || status >= 600)
             goto out;
     }
 out:

@@ -15,7 +15,11 @@
  *   - XAUTOCLAIM takes over stream entries another consumer received and never acked (a killed worker);
  *   - the sweep takes (leases) pending replies older than WORKER_RECOVER_SECONDS, or whose retry is due, that
  *     nobody holds a live lease on: lost enqueues, a flushed or restarted Redis, a killed worker's calls
- *     (their lease ends AI_TIMEOUT_MS + LEASE_MARGIN_MS after it was taken).
+ *     (their lease ends AI_TIMEOUT_MS + LEASE_MARGIN_MS after it was taken). While Redis is unreachable the
+ *     sweep takes every pending reply at once (no job can arrive through the stream).
+ * Each loop turn also replays chatroom-list invalidations the FastCGI programs could not write to Redis
+ * (the PostgreSQL outbox cache_invalidations, see chat_cache_outbox_drain), and housekeeping removes the
+ * stream consumers of workers that died without a clean exit.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -31,6 +35,7 @@
 
 #include "ai.h"
 #include "cache.h"
+#include "chat.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -45,8 +50,14 @@
 #define MAX_POLL_MS 250        /* longest sleep in curl_multi_poll (signals are noticed within this) */
 #define STORE_RETRY_MS 1000    /* the database was down when an answer came back: try again this often */
 #define DOWN_BACKOFF_MIN_MS 500
-#define DOWN_BACKOFF_MAX_MS 5000
-#define ONCE_DB_GIVE_UP_MS 30000 /* --once: exit 1 when PostgreSQL stays down this long */
+#define DOWN_BACKOFF_MAX_MS 5000 /* PostgreSQL */
+#define REDIS_BACKOFF_MAX_MS                                                                                           \
+    1000                       /* Redis is probed at least this often, so lost invalidations are replayed              \
+                                  (and the stream is read again) about 1 s after it answers again */
+#define OUTBOX_INTERVAL_MS 100 /* lost list-cache invalidations: look at the outbox this often at most */
+#define OUTBOX_BATCH 256
+#define CONSUMER_IDLE_MS 3600000LL /* housekeeping: a consumer idle this long with nothing pending is dead */
+#define ONCE_DB_GIVE_UP_MS 30000   /* --once: exit 1 when PostgreSQL stays down this long */
 #define CONNECT_TIMEOUT_MS 10000
 
 enum job_state { JOB_RUNNING, JOB_STORING };
@@ -89,7 +100,7 @@ static struct {
     long redis_backoff, db_backoff;
     double db_down_since;
     int group_ok;
-    double next_read_at, next_sweep_at, next_claim_at, next_housekeeping_at;
+    double next_read_at, next_sweep_at, next_claim_at, next_housekeeping_at, next_outbox_at;
     char claim_cursor[QUEUE_ID_MAX];
     /* --once bookkeeping: did the last look at each source find anything? */
     int read_empty, claim_empty, sweep_empty;
@@ -122,10 +133,10 @@ static void llstr(char out[24], long long v)
 static void redis_down(void)
 {
     if (!W.redis_backoff)
-        log_warn("redis unavailable: reading the queue from PostgreSQL only until it is back");
+        log_warn("redis unavailable: taking pending replies from PostgreSQL at once until it is back");
     W.redis_backoff = W.redis_backoff ? W.redis_backoff * 2 : DOWN_BACKOFF_MIN_MS;
-    if (W.redis_backoff > DOWN_BACKOFF_MAX_MS)
-        W.redis_backoff = DOWN_BACKOFF_MAX_MS;
+    if (W.redis_backoff > REDIS_BACKOFF_MAX_MS)
+        W.redis_backoff = REDIS_BACKOFF_MAX_MS;
     W.redis_retry_at = now_ms() + (double)W.redis_backoff;
     W.group_ok = 0;
     W.read_empty = W.claim_empty = 1; /* --once: nothing to get from Redis now; PostgreSQL is still swept */
@@ -215,7 +226,9 @@ static db_stmt_t q_claim = DB_STMT("worker_claim",
                                    "WHERE m.id = c.id RETURNING m.id, m.chatroom_id, m.user_id, m.attempts",
                                    3);
 
-/* The recovery sweep: pending replies older than $1 seconds or with a retry due, unleased, oldest first. */
+/* The recovery sweep: pending replies older than $1 seconds or with a retry due, unleased, oldest first. $1 is
+ * 0 while Redis is down: then no job can come through the stream, so every pending reply is taken at once
+ * (still under a lease, so two workers never take the same reply). */
 static db_stmt_t q_sweep =
     DB_STMT("worker_sweep",
             "UPDATE messages m SET " CLAIM_SET " FROM (SELECT id FROM messages WHERE " CLAIMABLE
@@ -224,12 +237,17 @@ static db_stmt_t q_sweep =
             "WHERE m.id = c.id RETURNING m.id, m.chatroom_id, m.user_id, m.attempts",
             4);
 
-/* The conversation up to the reply: the last $3 finished messages before it, oldest first. */
-static db_stmt_t q_history = DB_STMT("worker_history",
-                                     "SELECT role, content FROM (SELECT id, role, content FROM messages "
-                                     "WHERE chatroom_id = $1 AND id < $2 AND status = 'completed' "
-                                     "ORDER BY id DESC LIMIT $3) h ORDER BY id",
-                                     3);
+/* The conversation up to the reply: the last $3 finished messages before it, oldest first. A user message
+ * whose own reply (the next message of the room: the API inserts the two together under the room's lock)
+ * failed is left out with it, so one refused or blocked prompt is not sent again with every later one. */
+static db_stmt_t q_history =
+    DB_STMT("worker_history",
+            "SELECT role, content FROM (SELECT m.id, m.role, m.content FROM messages m "
+            "WHERE m.chatroom_id = $1 AND m.id < $2 AND m.status = 'completed' AND (m.role <> 'user' OR "
+            "(SELECT n.status FROM messages n WHERE n.chatroom_id = $1 AND n.id > m.id ORDER BY n.id LIMIT 1) "
+            "IS DISTINCT FROM 'failed') "
+            "ORDER BY m.id DESC LIMIT $3) h ORDER BY id",
+            3);
 
 static db_stmt_t q_complete = DB_STMT("worker_complete",
                                       "UPDATE messages SET status = 'completed', content = $2, error = NULL, "
@@ -682,7 +700,10 @@ static void claim_stale(void)
 }
 
 /* Housekeeping, once a minute: rows that only matter for a bounded time. Idempotency keys are replayed
- * for 24 h, OTP sends count for an hour; Stripe event ids are kept 30 days, far past Stripe's 3-day retries. */
+ * for 24 h, OTP sends count for an hour; Stripe event ids are kept 30 days, far past Stripe's 3-day retries.
+ * And the stream consumers of workers that died without a clean exit (SIGKILL, a lost machine): idle for over
+ * an hour with nothing pending (a live worker reads every second; entries a dead one held are taken over by
+ * XAUTOCLAIM first, and until then it keeps them and is kept). */
 #define HOUSEKEEPING_INTERVAL_MS 60000.0
 static db_stmt_t q_housekeeping =
     DB_STMT("worker_housekeeping",
@@ -698,6 +719,13 @@ static void housekeeping(void)
     if (now < W.next_housekeeping_at)
         return;
     W.next_housekeeping_at = now + HOUSEKEEPING_INTERVAL_MS;
+    if (!W.redis_backoff || now >= W.redis_retry_at) {
+        int n = queue_reap_consumers(W.consumer, CONSUMER_IDLE_MS);
+        if (n == -1)
+            redis_down();
+        else if (n > 0)
+            log_info("housekeeping removed %d dead stream consumers", n);
+    }
     PGresult *res = db_query(&q_housekeeping, NULL);
     if (!res) {
         db_failed("housekeeping");
@@ -709,6 +737,27 @@ static void housekeeping(void)
     PQclear(res);
 }
 
+/* Lost list-cache invalidations (a FastCGI program could not reach Redis after a change): replay them from the
+ * PostgreSQL outbox as soon as Redis answers. Rows stay while Redis is down. */
+static void drain_outbox(void)
+{
+    double now = now_ms();
+    if (now < W.next_outbox_at || (W.redis_backoff && now < W.redis_retry_at))
+        return;
+    W.next_outbox_at = now + OUTBOX_INTERVAL_MS;
+    int n = chat_cache_outbox_drain(OUTBOX_BATCH);
+    if (n == CHAT_OUTBOX_REDIS_DOWN) {
+        redis_down();
+    } else if (n == CHAT_OUTBOX_DB_FAILED) {
+        db_failed("replaying lost cache invalidations");
+    } else if (n > 0) {
+        redis_up();
+        log_info("replayed %d lost chatroom-list invalidations", n);
+        if (n == OUTBOX_BATCH)
+            W.next_outbox_at = 0; /* there may be more */
+    }
+}
+
 static void sweep(void)
 {
     double now = now_ms();
@@ -717,7 +766,7 @@ static void sweep(void)
         return;
     W.next_sweep_at = now + SWEEP_INTERVAL_MS;
     char secs[24], lease[24], lim[24];
-    snprintf(secs, sizeof secs, "%ld", g_config.worker_recover_seconds);
+    snprintf(secs, sizeof secs, "%ld", W.redis_backoff ? 0L : g_config.worker_recover_seconds);
     snprintf(lease, sizeof lease, "%ld", W.lease_ms);
     snprintf(lim, sizeof lim, "%ld", room > 512 ? 512L : room);
     const char *params[] = {secs, lease, W.consumer, lim};
@@ -865,6 +914,13 @@ static void setup_provider(void)
     const char *base = W.provider == AI_PROVIDER_GEMINI ? g_config.gemini_api_base : g_config.openai_api_base;
     W.model = W.provider == AI_PROVIDER_GEMINI ? g_config.gemini_model : g_config.openai_model;
     W.key = W.provider == AI_PROVIDER_GEMINI ? g_config.gemini_api_key : g_config.openai_api_key;
+    if (W.provider == AI_PROVIDER_OPENAI && !W.model) {
+        /* Chat completions servers (OpenAI, Groq, Ollama) refuse a request without "model": every reply would
+         * fail with a 400. */
+        fprintf(stderr, "worker: configuration error: AI_PROVIDER=openai needs OPENAI_MODEL (the model every "
+                        "request names, e.g. gpt-4o-mini or llama-3.1-8b-instant)\n");
+        exit(2);
+    }
     if (ai_build_url(W.provider, base, W.model, &W.url) != 0) {
         fprintf(stderr, "worker: cannot build the %s URL: check %s and the model name\n", ai_provider_name(W.provider),
                 W.provider == AI_PROVIDER_GEMINI ? "GEMINI_API_BASE" : "OPENAI_API_BASE");
@@ -966,6 +1022,7 @@ int main(int argc, char **argv)
                 claim_stale();
                 /* block in Redis only when there is nothing else to wait for */
                 read_stream(!W.once && W.njobs == 0);
+                drain_outbox();
             }
             flush_acks();
             if (W.once && W.njobs == 0 && W.read_empty && W.claim_empty && W.sweep_empty && !W.db_backoff &&

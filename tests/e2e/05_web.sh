@@ -38,6 +38,16 @@ done
 req GET /
 check "[$DEPLOYMENT] GET / never reaches a program (status $STATUS: the server's own 403 or 404)" not_from_app
 
+# ---- HEAD: the GET's status and headers, no body ----------------------------------------------------------------
+req GET /healthz
+get_len=$(header Content-Length)
+req HEAD /healthz
+check_status 200 "[$DEPLOYMENT] HEAD /healthz is 200"
+check "[$DEPLOYMENT] HEAD /healthz comes from the app" from_app
+check_eq "$(header Content-Length)" "$get_len" "[$DEPLOYMENT] HEAD carries the GET's Content-Length"
+req HEAD /auth/login
+check_status 405 "[$DEPLOYMENT] HEAD on a POST-only path is 405"
+
 # ---- headers and query string ---------------------------------------------------------------------------------
 signup_and_login
 auth_req "$TOKEN" GET /user/me

@@ -65,6 +65,12 @@ req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\"} trailing"
 check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "trailing garbage is invalid_json"
 req POST /auth/signup ''
 check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "an empty body is invalid_json"
+for num in NaN Infinity -Infinity; do # json-c reads them; JSON has no such numbers
+    req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"x\":[1,{\"y\":$num}]}"
+    check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "a body with $num is invalid_json"
+done
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"x\":1.5e300}"
+check_status 201 "a large finite number is still fine"
 big=$(mktemp)
 { printf '{"mobile":"%s","name":"' "$(rand_mobile)"; head -c 70000 /dev/zero | tr '\0' 'a'; printf '"}'; } >"$big"
 req POST /auth/signup - --data-binary @"$big"

@@ -6,6 +6,11 @@ bin="$BUILD_DIR/cgi-bin/auth"
 out=$(REQUEST_METHOD=GET REQUEST_URI=/healthz "$bin" </dev/null 2>/dev/null)
 check "CGI: GET /healthz answers Status: 200" grep -q '^Status: 200' <<<"$out"
 check "CGI: the body is the health JSON" grep -q '"postgres":"ok"' <<<"$out"
+len=$(REQUEST_METHOD=GET REQUEST_URI=/healthz "$bin" </dev/null 2>/dev/null | tr -d '\r' | sed -n 's/^Content-Length: //p')
+head_out=$(REQUEST_METHOD=HEAD REQUEST_URI=/healthz "$bin" </dev/null 2>/dev/null | tr -d '\r')
+check "CGI: HEAD /healthz answers Status: 200" grep -q '^Status: 200' <<<"$head_out"
+check "CGI: HEAD carries the GET's Content-Length ($len)" grep -qx "Content-Length: $len" <<<"$head_out"
+check_eq "$(sed -n '/^$/,$p' <<<"$head_out" | tr -d '\n')" "" "CGI: HEAD writes no body after the headers"
 
 M=$(rand_mobile)
 body="{\"mobile\":\"$M\"}"

@@ -143,6 +143,17 @@ check_status 405 "POST /chatroom/{id}/messages is 405"
 check "POST /chatroom/{id}/messages: Allow lists GET" allow_has GET
 auth_req "$A_TOKEN" POST /chatroom/usage '{}'
 check_status 405 "POST /chatroom/usage is 405"
+check_eq "$(header Allow)" GET "POST /chatroom/usage: Allow is GET only (usage is not an {id})"
+auth_req "$A_TOKEN" DELETE /chatroom/usage
+check_status 405 "DELETE /chatroom/usage is 405"
+check_eq "$(header Allow)" GET "DELETE /chatroom/usage: Allow is GET only"
+# {id} is a run of digits: any other segment is no route at all (404), whatever the method
+for p in "POST /chatroom/abc" "PATCH /chatroom/abc" "POST /chatroom/usage/message" "GET /chatroom/usage/messages"; do
+    auth_req "$A_TOKEN" ${p% *} "${p#* }"
+    check_eq "$STATUS/$(jget .error.code)" 404/not_found "$p is 404 (no route)"
+done
+auth_req "$A_TOKEN" DELETE /chatroom/007
+check_status 404 "DELETE /chatroom/007 reaches the handler: 404"
 
 # --- validation ---
 T201=$(printf 'a%.0s' $(seq 201))
@@ -154,6 +165,8 @@ check_status 400 "blank title"
 check_eq "$(jget .error.code)" validation_error "blank title: validation_error"
 auth_req "$A_TOKEN" POST /chatroom '{"title":""}'
 check_status 400 "empty title"
+auth_req "$A_TOKEN" POST /chatroom '{"title":"\u3000\u00a0\u2028\u205f"}'
+check_status 400 "a title of Unicode spaces only is blank"
 auth_req "$A_TOKEN" POST /chatroom '{"title":42}'
 check_status 400 "numeric title"
 check_eq "$(jget .error.code)" validation_error "numeric title: validation_error"

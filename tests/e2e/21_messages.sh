@@ -50,7 +50,8 @@ check_eq "$(jget '.messages[1].id')" "$RID" "then the reply"
 
 # --- validation: nothing stored, nothing counted ---
 C8001=$(head -c 8001 /dev/zero | tr '\0' x)
-for body in '{"content":""}' '{"content":"   "}' '{"content":" \n\t "}' '{}' '{"content":null}' \
+for body in '{"content":""}' '{"content":"   "}' '{"content":" \n\t "}' '{"content":"\u3000"}' \
+            '{"content":"\u00a0\u2028\u2029\u202f\u205f\u1680\u2000\u200a\u0085 \u3000"}' '{}' '{"content":null}' \
             '{"content":5}' '{"content":["a"]}' "{\"content\":\"$C8001\"}"; do
     auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" "$body"
     check_status 400 "invalid content ${body:0:30}"
@@ -89,6 +90,34 @@ check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $ROOM AND 
 check_eq "$(psql_q "SELECT message_count FROM chatrooms WHERE id = $ROOM")" 4 "message_count counts it once"
 auth_req "$A_TOKEN" GET /chatroom/usage
 check_eq "$(jget .used)" 2 "the retry is not counted"
+
+# The same key with another request (other content, other room, a room that does not exist): 409, nothing
+# stored; the same request again (the content compared after trimming) still replays the first response.
+auth_req "$A_TOKEN" POST /chatroom '{"title":"second room"}'
+ROOM2=$(jget .id)
+for case in "$ROOM|{\"content\":\"twice\"}|other content" "$ROOM2|{\"content\":\"once\"}|other chatroom" \
+            "999999999999|{\"content\":\"once\"}|unknown chatroom" "0|{\"content\":\"once\"}|chatroom id 0"; do
+    IFS='|' read -r room body what <<<"$case"
+    auth_req "$A_TOKEN" POST "/chatroom/$room/message" "$body" -H "Idempotency-Key: $KEY"
+    if [ "$room" = 0 ]; then # not an id at all: 404 before any key is looked at
+        check_status 404 "Idempotency-Key reused with $what: 404"
+        continue
+    fi
+    check_status 409 "Idempotency-Key reused with $what: 409"
+    check_eq "$(jget .error.code)/$(jget .error.message)" \
+        "conflict/This Idempotency-Key was used with a different request." "$what: conflict and its message"
+    check_eq "$(header Idempotent-Replayed)" "" "$what: nothing replayed"
+done
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE user_id = $A_ID AND role = 'user'")" 2 \
+    "the refused reuses stored no message"
+check_eq "$(psql_q "SELECT message_count FROM chatrooms WHERE id = $ROOM")/$(psql_q "SELECT message_count FROM chatrooms WHERE id = $ROOM2")" \
+    4/0 "the refused reuses changed no counter"
+auth_req "$A_TOKEN" GET /chatroom/usage
+check_eq "$(jget .used)" 2 "the refused reuses are not counted"
+auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" '{"content":" once\u3000"}' -H "Idempotency-Key: $KEY"
+check_status 202 "the first request again (same trimmed content) after the 409s"
+check_eq "$BODY" "$FIRST" "it still replays the first response"
+check_eq "$(header Idempotent-Replayed)" true "marked Idempotent-Replayed"
 
 # A key older than 24 h is forgotten: the same key makes a new message.
 psql_q "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE user_id = $A_ID AND key = '$KEY'" >/dev/null
@@ -214,3 +243,6 @@ check_status 202 "content of 8000 two-byte characters"
 check_eq "$(jget '.message.content | length')" 8000 "8000 two-byte characters stored whole"
 auth_req "$P_TOKEN" POST "/chatroom/$BROOM/message" "{\"content\":\"$(printf 'ж%.0s' $(seq 8001))\"}"
 check_status 400 "content of 8001 two-byte characters"
+auth_req "$P_TOKEN" POST "/chatroom/$BROOM/message" '{"content":"\u3000\u00a0zero\u200bwidth\u200b\u2028"}'
+check_status 202 "content between Unicode spaces"
+check_eq "$(jget .message.content)" $'zero\xe2\x80\x8bwidth\xe2\x80\x8b' "Unicode White_Space is trimmed at both ends, ZWSP is not"

@@ -61,8 +61,14 @@ check_eq "$(curl -s "$FAKE_AI_URL/__requests" | jq -c "[.[] | $sel][0].body.cont
     "consecutive user messages are merged into one user turn"
 ROOM=$other_room
 
-# ---- transient failures are retried: 429 (Retry-After 1) then 503, then success ----
-flaky="[[fail:429,503]] flaky $tag"
+# ---- transient failures are retried: 429 (RetryInfo retryDelay 2s in the body) then 503, then success ----
+# Like Google, the fake's Gemini 429 has no Retry-After header: the wait comes from the body alone.
+probe=$(jq -nc --arg t "[[fail:429]] probe $tag" '{contents: [{role: "user", parts: [{text: $t}]}]}')
+hdrs=$(curl -s -D - -o /dev/null -X POST -H 'x-goog-api-key: test-gemini-key' -H 'Content-Type: application/json' \
+    -d "$probe" "$FAKE_AI_URL/v1beta/models/gemini-3.5-flash:generateContent" | tr -d '\r')
+check "the fake's Gemini 429 carries no Retry-After header" not grep -qi '^retry-after:' <<<"$hdrs"
+check "... and is a 429" grep -q '^HTTP/1.1 429' <<<"$hdrs"
+flaky="[[fail:429,503]] [[retrydelay:2s]] flaky $tag"
 post_msg "$ROOM" "$flaky"
 rf=$REPLY_ID
 check "flaky reply finishes within 30 s" wait_replies 30 "$rf"
@@ -73,7 +79,8 @@ check_eq "$(curl -s "$FAKE_AI_URL/__requests" | jq -c "[.[] | $sel | .status]")"
     "upstream saw exactly three calls: 429, 503, 200"
 check_eq "$(reply_field "$rf" attempts)" 3 "three attempts recorded"
 t429=$(curl -s "$FAKE_AI_URL/__requests" | jq "[.[] | $sel | .time] | .[1] - .[0]")
-check "the retry after the 429 waited at least Retry-After (1 s): ${t429} ms" test "$t429" -ge 950
+# the first backoff alone is at most 1 s: waiting 2 s means the body's retryDelay was honoured
+check "the retry after the 429 waited the body's retryDelay (2 s): ${t429} ms" test "$t429" -ge 1950
 
 # ---- a permanent error fails the reply with a short error, without retries ----
 bad="[[fail:400]] bad request $tag"
@@ -101,6 +108,31 @@ check "blocked/empty replies finish within 30 s" wait_replies 30 "$rbl" "$rem"
 check_eq "$(reply_field "$rbl" status)" failed "a blocked prompt fails the reply"
 check "blocked error says so: $(reply_field "$rbl" error)" has "$(reply_field "$rbl" error)" blocked
 check_eq "$(reply_field "$rem" status)" failed "an answer without text fails the reply"
+
+# ---- a prompt whose reply failed is not sent again with the later ones ----
+main_room=$ROOM
+new_room
+ok1="before the poison $tag"
+post_msg "$ROOM" "$ok1"
+check "the first reply of the room completes" wait_replies 30 "$REPLY_ID"
+post_msg "$ROOM" "[[blocked]] poison $tag"
+rpo=$REPLY_ID
+post_msg "$ROOM" "[[fail:400]] rejected $tag"
+rre=$REPLY_ID
+check "the blocked and the rejected replies finish" wait_replies 30 "$rpo" "$rre"
+check_eq "$(reply_field "$rpo" status)/$(reply_field "$rre" status)" failed/failed "both failed"
+clean="after the poison $tag"
+post_msg "$ROOM" "$clean"
+check "the next reply completes (the failed prompts are not resent)" wait_replies 30 "$REPLY_ID"
+check_eq "$(reply_field "$REPLY_ID" status)/$(reply_field "$REPLY_ID" content)" "completed/fake-gemini: $clean" \
+    "the next reply holds its own answer"
+sel="select(.body.contents[-1].parts[-1].text == \"$clean\")"
+req_json=$(curl -s "$FAKE_AI_URL/__requests" | jq -c "[.[] | $sel][0]")
+check_eq "$(jq -c '[.body.contents[] | .role]' <<<"$req_json")" '["user","model","user"]' \
+    "upstream got the good exchange and the new prompt only"
+check_eq "$(jq -r '[.body.contents[] | .parts[] | .text] | join("|")' <<<"$req_json")" \
+    "$ok1|fake-gemini: $ok1|$clean" "the prompts whose replies failed are left out of the history"
+ROOM=$main_room
 
 # ---- an answer over the 2 MiB ceiling is refused, not stored ----
 post_msg "$ROOM" "[[huge]] $tag"

@@ -95,3 +95,30 @@ check "the answer that came back during the outage is stored within 30 s" wait_r
 check_eq "$(reply_field "$rp" status)" completed "completed despite the outage"
 check_eq "$(fake_count "$sel")" 1 "... without calling upstream again"
 check "the worker is still running" _stack_alive worker
+
+# ---- Redis down with the default recover time (30 s): replies do not wait for it ----
+# With no stream to wait for, the sweep takes pending replies at once (under a lease), about once a second.
+# shellcheck disable=SC2119 # no settings: the stack's own (WORKER_RECOVER_SECONDS unset: 30 s)
+worker_restart
+sleep 1
+stack_redis_stop
+post_msg "$ROOM" "redis down, no waiting $tag" || true
+if [[ $STATUS == 202 ]]; then
+    rq=$REPLY_ID
+else
+    sql_pending "$ROOM" "redis down, no waiting $tag"
+    rq=$REPLY_ID
+fi
+t0=$(date +%s%N)
+check "with Redis down a new reply completes within 5 s, not after the 30 s recover time" wait_replies 5 "$rq"
+ms=$((($(date +%s%N) - t0) / 1000000))
+check_eq "$(reply_field "$rq" status)/$(reply_field "$rq" attempts)/$(reply_field "$rq" "coalesce(lease_owner, 'none')")" \
+    completed/1/none "... in ${ms} ms, one attempt, its lease released"
+post_msg "$ROOM" "redis still down $tag" || true
+if [[ $STATUS == 202 ]]; then
+    check "a second one too" wait_replies 5 "$REPLY_ID"
+fi
+stack_redis_start
+post_msg "$ROOM" "redis is back again $tag"
+check "after Redis is back a reply completes within 30 s" wait_replies 30 "$REPLY_ID"
+check "the worker is still running" _stack_alive worker

@@ -96,6 +96,39 @@ check "the error is short" at_most 200 "$err"
 check "the error holds no key" lacks "$err" not-the-right-key
 check "the log holds no key" not grep -q -e not-the-right-key -e test-gemini-key "$log"
 
+# ---- AI_PROVIDER=openai without OPENAI_MODEL: the worker refuses to start (every request would be a 400) ----
+post_msg "$ROOM" "no model $tag"
+rnm=$REPLY_ID
+before=$(fake_count 'select(true)')
+rc=0
+env -u OPENAI_MODEL AI_PROVIDER=openai timeout 20 "$bin" --once </dev/null >"$STACK_DIR/worker-nomodel.log" 2>&1 || rc=$?
+check_eq "$rc" 2 "openai without OPENAI_MODEL: the worker exits 2 at start-up"
+check "... with a message naming OPENAI_MODEL" grep -q 'OPENAI_MODEL' "$STACK_DIR/worker-nomodel.log"
+check_eq "$(reply_field "$rnm" status)/$(fake_count 'select(true)')" "pending/$before" "... before taking any reply"
+# the stack's own worker (the daemon) is not affected: it is configured for gemini
+run_once
+check_eq "$(reply_field "$rnm" status)" completed "the reply is answered by a correctly configured worker"
+
+# ---- a model the provider does not serve: permanent 404, not retried ----
+post_msg "$ROOM" "retired model $tag"
+rm404=$REPLY_ID
+run_once GEMINI_MODEL=gemini-2.0-flash
+err=$(reply_field "$rm404" error)
+check_eq "$(reply_field "$rm404" status)/$(reply_field "$rm404" attempts)" failed/1 "an unknown Gemini model fails at once"
+check "its error says 404 NOT_FOUND: '$err'" has "$err" "404 NOT_FOUND"
+post_msg "$ROOM" "unknown openai model $tag"
+rmo=$REPLY_ID
+run_once AI_PROVIDER=openai OPENAI_MODEL=no-such-model
+err=$(reply_field "$rmo" error)
+check_eq "$(reply_field "$rmo" status)/$(reply_field "$rmo" attempts)" failed/1 "an unknown OpenAI model fails at once"
+check "its error says 404 model_not_found: '$err'" has "$err" "404 model_not_found"
+
+# ---- the fake answers a missing Gemini key like Google: 403 PERMISSION_DENIED ----
+req_body=$(jq -nc --arg t "no key $tag" '{contents: [{role: "user", parts: [{text: $t}]}]}')
+nokey=$(curl -s -w ' %{http_code}' -X POST -H 'Content-Type: application/json' -d "$req_body" \
+    "$FAKE_AI_URL/v1beta/models/gemini-3.5-flash:generateContent")
+check_eq "${nokey##* }/$(jq -r .error.status <<<"${nokey% *}")" 403/PERMISSION_DENIED "no key: 403 PERMISSION_DENIED"
+
 # ---- the attempt cap: always-503 fails after AI_MAX_ATTEMPTS ----
 post_msg "$ROOM" "[[fail:503,503,503,503,503,503,503,503]] never $tag"
 rn=$REPLY_ID

@@ -8,11 +8,17 @@
 // OpenAI:  POST /v1/chat/completions                     header Authorization: Bearer test-openai-key
 // Bodies are validated like the real services do (roles, empty texts, shapes) and answered in their real
 // response and error shapes. The reply text is "fake-gemini: " / "fake-openai: " + the last user text.
+// Like the real services: Gemini answers a missing key 403 PERMISSION_DENIED, a wrong key 400 INVALID_ARGUMENT
+// (reason API_KEY_INVALID), a model it does not serve 404 NOT_FOUND; OpenAI a missing or wrong key 401 and an
+// unknown model 404 model_not_found. Models served: GEMINI_MODELS and OPENAI_MODELS below (the worker's
+// default GEMINI_MODEL, the current Gemini ids, and "fake-model", which the e2e scripts set as OPENAI_MODEL).
 //
 // Directives inside the last user text (a test's message content):
 //   [[fail:429,503]]  the first requests carrying this exact text fail with these statuses in order, later ones
 //                     succeed; a status that no retry can fix (4xx other than 408/429) fails every time.
-//                     429 carries Retry-After: 1 and (Gemini) a RetryInfo retryDelay "1s".
+//                     Gemini's 429 carries its wait only in the body (RetryInfo retryDelay, "1s"; no Retry-After
+//                     header, as Google sends it); the OpenAI-compatible 429 carries retry-after: 1.
+//   [[retrydelay:3s]] Gemini: the RetryInfo retryDelay of those 429s
 //   [[delay:800]]     answer after 800 ms (added to the global latency)
 //   [[blocked]]       Gemini: prompt blocked (promptFeedback.blockReason SAFETY, no candidates)
 //   [[safety]]        finishReason SAFETY / finish_reason content_filter, no text
@@ -34,6 +40,10 @@ const crypto = require('crypto');
 
 const GEMINI_KEY = 'test-gemini-key';
 const OPENAI_KEY = 'test-openai-key';
+// gemini-3.5-flash is the worker's default GEMINI_MODEL (the tests leave it unset); the retired 2.0 ids are not here.
+const GEMINI_MODELS = new Set(['gemini-3.5-flash', 'gemini-3.5-flash-lite', 'gemini-3.6-flash', 'gemini-3.7-flash',
+  'gemini-3.8-flash', 'gemini-3.1-flash-lite', 'gemini-2.5-flash', 'gemini-2.5-flash-lite', 'gemini-2.5-pro']);
+const OPENAI_MODELS = new Set(['fake-model']);
 const MAX_BODY = 8 * 1024 * 1024;
 const MAX_LOG = 50000;
 
@@ -61,12 +71,13 @@ function safeHeaders(h) {
 }
 
 function directives(text) {
-  const d = { fail: [], delay: 0, flags: new Set() };
+  const d = { fail: [], delay: 0, retryDelay: '1s', flags: new Set() };
   const re = /\[\[([a-z]+)(?::([^\]]*))?\]\]/g;
   let m;
   while ((m = re.exec(text || '')) !== null) {
     if (m[1] === 'fail') d.fail = (m[2] || '').split(',').map((s) => parseInt(s, 10)).filter((n) => n >= 100 && n < 600);
     else if (m[1] === 'delay') d.delay = Math.max(0, Math.min(600000, parseInt(m[2], 10) || 0));
+    else if (m[1] === 'retrydelay' && /^[0-9]+(\.[0-9]+)?s$/.test(m[2] || '')) d.retryDelay = m[2];
     else d.flags.add(m[1]);
   }
   return d;
@@ -148,13 +159,22 @@ function words(s) {
 }
 
 function gemini(req, res, rec, model, body) {
-  if (req.headers['x-goog-api-key'] !== GEMINI_KEY) {
+  const key = req.headers['x-goog-api-key'] || new URL(req.url, 'http://x').searchParams.get('key');
+  if (!key) {
+    return finish(rec, res, 403, geminiError(403, "Method doesn't allow unregistered callers (callers without " +
+      'established identity). Please use API Key or other form of API consumer identity to call this API.'));
+  }
+  if (key !== GEMINI_KEY) {
     return finish(rec, res, 400, geminiError(400, 'API key not valid. Please pass a valid API key.', [
       { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com',
         metadata: { service: 'generativelanguage.googleapis.com' } },
       { '@type': 'type.googleapis.com/google.rpc.LocalizedMessage', locale: 'en-US',
         message: 'API key not valid. Please pass a valid API key.' },
     ]));
+  }
+  if (!GEMINI_MODELS.has(model)) {
+    return finish(rec, res, 404, geminiError(404, `models/${model} is not found for API version v1beta, or is not ` +
+      'supported for generateContent. Call ListModels to see the list of available models and their supported methods.'));
   }
   if (body === undefined) {
     return finish(rec, res, 400, geminiError(400, 'Invalid JSON payload received. Unexpected token.'));
@@ -172,8 +192,8 @@ function gemini(req, res, rec, model, body) {
             violations: [{ quotaMetric: 'generativelanguage.googleapis.com/generate_content_free_tier_requests',
               quotaId: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier' }] },
           { '@type': 'type.googleapis.com/google.rpc.Help', links: [{ description: 'Learn more', url: 'https://ai.google.dev/gemini-api/docs/rate-limits' }] },
-          { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '1s' },
-        ]), { 'Retry-After': '1' });
+          { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: d.retryDelay },
+        ]));
       }
       const msg = st === 503 ? 'The model is overloaded. Please try again later.' : `Fake failure ${st}.`;
       return finish(rec, res, st, geminiError(st, msg));
@@ -236,6 +256,10 @@ function openai(req, res, rec, body) {
   if (body === undefined) return finish(rec, res, 400, openaiError('We could not parse the JSON body of your request.', 'invalid_request_error'));
   const invalid = openaiValidate(body);
   if (invalid) return finish(rec, res, 400, openaiError(invalid[0], 'invalid_request_error', null, invalid[1]));
+  if (!OPENAI_MODELS.has(body.model)) {
+    return finish(rec, res, 404, openaiError(`The model \`${body.model}\` does not exist or you do not have access to it.`,
+      'invalid_request_error', 'model_not_found'));
+  }
   let text = '';
   for (let i = body.messages.length - 1; i >= 0; i--) if (body.messages[i].role === 'user') { text = body.messages[i].content; break; }
   const d = directives(text);

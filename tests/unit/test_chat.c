@@ -83,6 +83,27 @@ static void test_idem_key(void **state)
     assert_false(chat_idem_key_valid(k)); /* 256 */
 }
 
+/* SHA-256 over "<room id>" NUL "<content>": the room and the content both tell requests apart, and the NUL
+ * keeps room 5 + "1hello" apart from room 51 + "hello". */
+static void test_idem_fingerprint(void **state)
+{
+    char a[CHAT_FINGERPRINT_HEX], b[CHAT_FINGERPRINT_HEX];
+    (void)state;
+
+    chat_idem_fingerprint(5, "hello", 5, a);
+    assert_string_equal(a, "3d4c083fcbeca5fb370ebcaeec1999e3ff3a920e12fdc584bd55bda6718e560c");
+    chat_idem_fingerprint(5, "", 0, a);
+    assert_string_equal(a, "166f829e016f2315a8099e3a8d2dbec6d91572379ff02c760ba4e0335789d47f");
+    chat_idem_fingerprint(51, "hello", 5, a);
+    assert_string_equal(a, "fc89d9646574d62ba03b8778d5da5ee8b9b3c0e44a5dc8fb8c5adb206d123751");
+    chat_idem_fingerprint(5, "1hello", 6, b);
+    assert_string_not_equal(a, b);
+    chat_idem_fingerprint(5, "hello!", 5, b); /* only len bytes count */
+    chat_idem_fingerprint(5, "hello", 5, a);
+    assert_string_equal(a, b);
+    assert_int_equal(strlen(a), 64);
+}
+
 static void test_seconds_to_midnight(void **state)
 {
     const time_t day = 1795305600; /* 2026-11-22T00:00:00Z */
@@ -143,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_limit_invalid),
         cmocka_unit_test(test_before),
         cmocka_unit_test(test_idem_key),
+        cmocka_unit_test(test_idem_fingerprint),
         cmocka_unit_test(test_seconds_to_midnight),
         cmocka_unit_test(test_utc_day),
         cmocka_unit_test(test_cache_key_and_body),

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http.h"
@@ -71,9 +72,46 @@ static void test_routes(void **state)
     assert_string_equal(allow, "GET, POST");
     assert_int_equal(match(p, "PATCH", "/chatroom/3", params, &np, allow), -2);
     assert_string_equal(allow, "GET, DELETE");
-    assert_int_equal(match(p, "DELETE", "/chatroom/usage", params, &np, allow), 4); /* {id} = "usage" */
     assert_int_equal(match(p, "GET", "/chatroom/3/message", params, &np, allow), -2);
     assert_string_equal(allow, "POST");
+    pool_free(p);
+}
+
+/* An {id} capture takes only ASCII digits: /chatroom/usage is its own resource, never an id. */
+static void test_capture_digits(void **state)
+{
+    (void)state;
+    pool_t *p = pool_new();
+    const char *params[HTTP_MAX_PARAMS];
+    int np = -1;
+    char allow[128];
+    /* /chatroom/usage with another method: 405 naming only its own method */
+    assert_int_equal(match(p, "DELETE", "/chatroom/usage", params, &np, allow), -2);
+    assert_string_equal(allow, "GET");
+    assert_int_equal(match(p, "POST", "/chatroom/usage", params, &np, allow), -2);
+    assert_string_equal(allow, "GET");
+    /* non-numeric segments are no route at all */
+    static const char *bad[] = {"abc", "-1", "1.5", "00x1", "12a", "+3", " 1", "%31", "１"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/chatroom/%s", bad[i]);
+        assert_int_equal(match(p, "GET", path, params, &np, allow), -1);
+        assert_int_equal(match(p, "PATCH", path, params, &np, allow), -1);
+        snprintf(path, sizeof path, "/chatroom/%s/message", bad[i]);
+        assert_int_equal(match(p, "POST", path, params, &np, allow), -1);
+        snprintf(path, sizeof path, "/chatroom/%s/messages", bad[i]);
+        assert_int_equal(match(p, "GET", path, params, &np, allow), -1);
+    }
+    assert_int_equal(match(p, "POST", "/chatroom/usage/message", params, &np, allow), -1);
+    /* digits that are not ids still reach the handler (which answers 404) */
+    assert_int_equal(match(p, "GET", "/chatroom/0", params, &np, allow), 3);
+    assert_string_equal(params[0], "0");
+    assert_int_equal(match(p, "DELETE", "/chatroom/007", params, &np, allow), 4);
+    assert_string_equal(params[0], "007");
+    assert_int_equal(match(p, "GET", "/chatroom/99999999999999999999/messages", params, &np, allow), 6);
+    assert_string_equal(params[0], "99999999999999999999");
+    assert_int_equal(match(p, "PATCH", "/chatroom/0", params, &np, allow), -2);
+    assert_string_equal(allow, "GET, DELETE");
     pool_free(p);
 }
 
@@ -97,6 +135,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_capture_digits),
         cmocka_unit_test(test_param_id),
     };
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "jsonv.h"
@@ -29,6 +30,60 @@ static void test_string(void **state)
     assert_int_equal(jsonv_string(o, "u", 1, 1, 1, 1, out, sizeof out, err), -1);
     assert_int_equal(jsonv_string(o, "u", 1, 1, 1, 10, out, 4, err), -1); /* does not fit the buffer */
     json_object_put(o);
+}
+
+/* The value of field "v" of {"v": s} trimmed into out; the jsonv_string return code. */
+static int trim_one(const char *s, char *out, size_t size)
+{
+    char err[JSONV_ERRLEN];
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "v", json_object_new_string(s));
+    int rc = jsonv_string(o, "v", 1, 1, 1, 100, out, size, err);
+    json_object_put(o);
+    return rc;
+}
+
+/* Every Unicode White_Space code point is trimmed at both ends; ZWSP and BOM are not White_Space. */
+static void test_trim_unicode(void **state)
+{
+    (void)state;
+    static const char *spaces[] = {
+        "\t",           "\n",           "\v",           "\f",           "\r",           " ",
+        "\xc2\x85",     "\xc2\xa0",     "\xe1\x9a\x80", "\xe2\x80\x80", "\xe2\x80\x81", "\xe2\x80\x85",
+        "\xe2\x80\x8a", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf", "\xe2\x81\x9f", "\xe3\x80\x80",
+    };
+    char in[64], out[64];
+    for (size_t i = 0; i < sizeof spaces / sizeof spaces[0]; i++) {
+        const char *sp = spaces[i];
+        snprintf(in, sizeof in, "%s%s", sp, sp);
+        assert_int_equal(trim_one(in, out, sizeof out), -1); /* only White_Space: empty */
+        snprintf(in, sizeof in, "%s%sx%sy%s", sp, sp, sp, sp);
+        assert_int_equal(trim_one(in, out, sizeof out), 0);
+        snprintf(in, sizeof in, "x%sy", sp); /* inner spaces stay */
+        assert_string_equal(out, in);
+    }
+    /* a mix, and the "one ideographic space" content of the audit */
+    assert_int_equal(trim_one("\xe3\x80\x80", out, sizeof out), -1);
+    assert_int_equal(trim_one("\xc2\xa0 \xe2\x80\xa8\t\xe3\x80\x80", out, sizeof out), -1);
+    assert_int_equal(trim_one("\xe2\x80\xa9\xc2\xa0hi\xe2\x80\xaf\xc2\x85", out, sizeof out), 0);
+    assert_string_equal(out, "hi");
+    /* not White_Space: U+200B ZERO WIDTH SPACE, U+FEFF BOM, U+180E, U+200C, U+2060, and look-alikes */
+    static const char *kept[] = {"\xe2\x80\x8b", "\xef\xbb\xbf", "\xe1\xa0\x8e", "\xe2\x80\x8c", "\xe2\x81\xa0",
+                                 "\xc2\xa1",     "\xe2\x80\x8f", "\xe3\x80\x81", "\xe2\x80\xb0"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        assert_int_equal(trim_one(kept[i], out, sizeof out), 0);
+        assert_string_equal(out, kept[i]);
+        snprintf(in, sizeof in, " %s\xe3\x80\x80", kept[i]);
+        assert_int_equal(trim_one(in, out, sizeof out), 0);
+        assert_string_equal(out, kept[i]);
+    }
+    /* other non-ASCII text next to the ends is untouched (its last bytes are not a space) */
+    assert_int_equal(trim_one("\xc3\xa9t\xc3\xa9\xe2\x80\x80", out, sizeof out), 0);
+    assert_string_equal(out, "\xc3\xa9t\xc3\xa9");
+    assert_int_equal(trim_one("\xf0\x9f\x98\x80 ", out, sizeof out), 0); /* a 4-byte emoji at the end */
+    assert_string_equal(out, "\xf0\x9f\x98\x80");
+    assert_int_equal(trim_one("\xe2\x80\x80\xf0\x9f\x98\x80", out, sizeof out), 0);
+    assert_string_equal(out, "\xf0\x9f\x98\x80");
 }
 
 static void test_mobile(void **state)
@@ -76,6 +131,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_string),
+        cmocka_unit_test(test_trim_unicode),
         cmocka_unit_test(test_mobile),
         cmocka_unit_test(test_dump),
     };

@@ -160,6 +160,58 @@ static void test_autoclaim_shape(void **state)
     assert_int_equal(out[1].reply_id, 201);
 }
 
+/* One consumer of an XINFO CONSUMERS reply as Redis 7.0 sends it. */
+static redisReply *consumer(const char *name, long long pending, long long idle)
+{
+    return arr(6, str("name"), str(name), str("pending"), integer(pending), str("idle"), integer(idle));
+}
+
+#define HOUR 3600000LL
+
+/* Dead consumers: nothing pending, idle for more than the threshold, never the worker itself. */
+static void test_dead_consumers(void **state)
+{
+    (void)state;
+    redisReply *xinfo = arr(7, consumer("host:1", 0, HOUR + 1), /* dead: selected */
+                            consumer("host:2", 3, 10 * HOUR),   /* holds entries: kept for XAUTOCLAIM */
+                            consumer("host:3", 0, 1000),        /* alive */
+                            consumer("host:4", 0, HOUR),        /* exactly the threshold: not yet */
+                            consumer("me:9", 0, 5 * HOUR),      /* the worker itself */
+                            arr(8, str("name"), str("other:7"), str("pending"), integer(0), str("idle"),
+                                integer(2 * HOUR), str("inactive"), integer(2 * HOUR)), /* Redis 7.2 shape */
+                            consumer("host:5", 0, 48 * HOUR));
+    const char *names[8];
+    assert_int_equal(queue_select_dead_consumers(xinfo, "me:9", HOUR, names, 8), 3);
+    assert_string_equal(names[0], "host:1");
+    assert_string_equal(names[1], "other:7");
+    assert_string_equal(names[2], "host:5");
+    /* max is respected */
+    assert_int_equal(queue_select_dead_consumers(xinfo, "me:9", HOUR, names, 2), 2);
+    assert_int_equal(queue_select_dead_consumers(xinfo, "me:9", HOUR, names, 0), 0);
+    /* a shorter threshold takes the idle ones too, still not the busy one nor self */
+    assert_int_equal(queue_select_dead_consumers(xinfo, "me:9", 500, names, 8), 5);
+    /* without a self name every dead one is selected */
+    assert_int_equal(queue_select_dead_consumers(xinfo, NULL, HOUR, names, 8), 4);
+}
+
+static void test_dead_consumers_malformed(void **state)
+{
+    (void)state;
+    const char *names[8];
+    redisReply *xinfo = arr(7, NULL, str("x"), arr(0),                                   /* not consumers */
+                            arr(4, str("name"), str("a:1"), str("pending"), integer(0)), /* no idle */
+                            arr(6, str("name"), str("b:1"), str("pending"), str("0"), str("idle"),
+                                integer(2 * HOUR)), /* pending not an integer */
+                            arr(6, str("name"), integer(5), str("pending"), integer(0), str("idle"),
+                                integer(2 * HOUR)), /* name not a string */
+                            arr(5, str("pending"), integer(0), str("idle"), integer(2 * HOUR), str("name")));
+    assert_int_equal(queue_select_dead_consumers(xinfo, "me", HOUR, names, 8), 0);
+    assert_int_equal(queue_select_dead_consumers(NULL, "me", HOUR, names, 8), 0);
+    assert_int_equal(queue_select_dead_consumers(nil(), "me", HOUR, names, 8), 0);
+    used = 0;
+    assert_int_equal(queue_select_dead_consumers(arr(0), "me", HOUR, names, 8), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +220,8 @@ int main(void)
         cmocka_unit_test_setup(test_bad_reply_ids, reset),
         cmocka_unit_test_setup(test_malformed_entries_skipped, reset),
         cmocka_unit_test_setup(test_autoclaim_shape, reset),
+        cmocka_unit_test_setup(test_dead_consumers, reset),
+        cmocka_unit_test_setup(test_dead_consumers_malformed, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Unit tests of the pure parts of lib/stripe.c: form encoding, Stripe-Signature verification, event
- * parsing, the status policy and the response/error parsers. */
+ * parsing, the status policy and per-subscription ordering, the response/error parsers, and the client
+ * against a scripted local HTTP server (failure classes, the overall deadline). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -408,18 +416,243 @@ static void test_event_other_and_invalid(void **state)
 static void test_status_policy(void **state)
 {
     (void)state;
-    assert_int_equal(stripe_status_tier("active"), STRIPE_TIER_PRO);
-    assert_int_equal(stripe_status_tier("trialing"), STRIPE_TIER_PRO);
-    assert_int_equal(stripe_status_tier("past_due"), STRIPE_TIER_KEEP);
-    const char *deny[] = {"canceled", "unpaid", "incomplete", "incomplete_expired", "paused", "", "someday"};
+    const char *grant[] = {"active", "trialing", "past_due"};
+    const char *deny[] = {"canceled", "unpaid", "incomplete", "incomplete_expired", "paused", "", "someday", "Active"};
+    for (size_t i = 0; i < sizeof grant / sizeof grant[0]; i++)
+        assert_true(stripe_status_grants(grant[i]));
     for (size_t i = 0; i < sizeof deny / sizeof deny[0]; i++)
-        assert_int_equal(stripe_status_tier(deny[i]), STRIPE_TIER_BASIC);
-    assert_int_equal(stripe_status_tier(NULL), STRIPE_TIER_BASIC);
+        assert_false(stripe_status_grants(deny[i]));
+    assert_false(stripe_status_grants(NULL));
     assert_true(stripe_status_terminal("canceled"));
     assert_true(stripe_status_terminal("incomplete_expired"));
     assert_false(stripe_status_terminal("active"));
     assert_false(stripe_status_terminal("unpaid"));
     assert_false(stripe_status_terminal(NULL));
+}
+
+/* The SQL list the tier and the status endpoint use names exactly the statuses stripe_status_grants grants. */
+static void test_granting_sql_agrees(void **state)
+{
+    (void)state;
+    const char *sql = STRIPE_GRANTING_SQL;
+    const char *all[] = {"active", "trialing",   "past_due",           "canceled",
+                         "unpaid", "incomplete", "incomplete_expired", "paused"};
+    size_t listed = 0;
+    for (const char *p = sql; (p = strchr(p, '\'')) != NULL;) {
+        const char *q = strchr(p + 1, '\'');
+        assert_non_null(q);
+        char name[32];
+        assert_true((size_t)(q - p - 1) < sizeof name);
+        memcpy(name, p + 1, (size_t)(q - p - 1));
+        name[q - p - 1] = '\0';
+        assert_true(stripe_status_grants(name));
+        listed++;
+        p = q + 1;
+    }
+    size_t granting = 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        granting += (size_t)stripe_status_grants(all[i]);
+    assert_int_equal(listed, granting);
+}
+
+static void test_status_rank(void **state)
+{
+    (void)state;
+    assert_int_equal(stripe_status_rank("incomplete"), 0);
+    assert_int_equal(stripe_status_rank("trialing"), 1);
+    assert_int_equal(stripe_status_rank("active"), 1);
+    assert_int_equal(stripe_status_rank("past_due"), 2);
+    assert_int_equal(stripe_status_rank("unpaid"), 3);
+    assert_int_equal(stripe_status_rank("paused"), 3);
+    assert_int_equal(stripe_status_rank("someday"), 3);
+    assert_int_equal(stripe_status_rank(""), 3);
+    assert_int_equal(stripe_status_rank(NULL), 3);
+    assert_int_equal(stripe_status_rank("canceled"), 4);
+    assert_int_equal(stripe_status_rank("incomplete_expired"), 4);
+}
+
+static void test_checkout_status(void **state)
+{
+    (void)state;
+    assert_string_equal(stripe_checkout_status("paid"), "active");
+    assert_string_equal(stripe_checkout_status("unpaid"), "incomplete");
+    assert_string_equal(stripe_checkout_status("no_payment_required"), "trialing");
+    assert_string_equal(stripe_checkout_status(""), "active");
+    assert_string_equal(stripe_checkout_status(NULL), "active");
+}
+
+static void test_period_end_bound(void **state)
+{
+    (void)state;
+    assert_int_equal(stripe_period_end(1792592000LL), 1792592000LL);
+    assert_int_equal(stripe_period_end(1), 1);
+    assert_int_equal(stripe_period_end(STRIPE_TIMESTAMP_MAX), STRIPE_TIMESTAMP_MAX);
+    assert_int_equal(stripe_period_end(STRIPE_TIMESTAMP_MAX + 1), 0);
+    assert_int_equal(stripe_period_end(99999999999999LL), 0);
+    assert_int_equal(stripe_period_end(0), 0);
+    assert_int_equal(stripe_period_end(-5), 0);
+
+    /* the parser applies it, in both layouts */
+    stripe_event_t ev;
+    char err[160];
+    const char *item =
+        "{\"id\":\"evt_p\",\"created\":1,\"type\":\"customer.subscription.updated\",\"data\":{\"object\":"
+        "{\"id\":\"sub_P\",\"status\":\"active\",\"items\":{\"data\":[{\"current_period_end\":"
+        "99999999999999}]}}}}";
+    assert_int_equal(stripe_event_parse(item, strlen(item), &ev, err, sizeof err), 0);
+    assert_int_equal(ev.current_period_end, 0);
+    const char *top = "{\"id\":\"evt_p\",\"created\":1,\"type\":\"customer.subscription.updated\",\"data\":{\"object\":"
+                      "{\"id\":\"sub_P\",\"status\":\"active\",\"current_period_end\":253402300800}}}";
+    assert_int_equal(stripe_event_parse(top, strlen(top), &ev, err, sizeof err), 0);
+    assert_int_equal(ev.current_period_end, 0);
+    const char *max = "{\"id\":\"evt_p\",\"created\":1,\"type\":\"customer.subscription.updated\",\"data\":{\"object\":"
+                      "{\"id\":\"sub_P\",\"status\":\"active\",\"current_period_end\":253402300799}}}";
+    assert_int_equal(stripe_event_parse(max, strlen(max), &ev, err, sizeof err), 0);
+    assert_int_equal(ev.current_period_end, STRIPE_TIMESTAMP_MAX);
+}
+
+/* ---- per-subscription ordering ---- */
+
+static stripe_event_t event(int kind, long long created, const char *sub, const char *status)
+{
+    stripe_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    snprintf(ev.id, sizeof ev.id, "evt_t");
+    ev.kind = kind;
+    ev.created = created;
+    snprintf(ev.subscription, sizeof ev.subscription, "%s", sub);
+    snprintf(ev.status, sizeof ev.status, "%s", status);
+    return ev;
+}
+
+/* The status stripe_sub_change stores, "" when it keeps the row's, "-" when the event is not about a
+ * subscription. */
+static const char *change(const stripe_event_t *ev, const char *row_status, long long row_last)
+{
+    const char *status = NULL, *why = NULL;
+    int r = stripe_sub_change(ev, row_status, row_last, &status, &why);
+    assert_non_null(why);
+    if (!r) {
+        assert_null(status);
+        assert_true(why[0] != '\0');
+        return "-";
+    }
+    if (!status)
+        assert_true(why[0] != '\0');
+    return status ? status : "";
+}
+
+static void test_sub_change_status_events(void **state)
+{
+    (void)state;
+    stripe_event_t up = event(STRIPE_EV_SUBSCRIPTION_UPDATED, 100, "sub_1", "active");
+    stripe_event_t cr = event(STRIPE_EV_SUBSCRIPTION_CREATED, 100, "sub_1", "incomplete");
+    stripe_event_t del = event(STRIPE_EV_SUBSCRIPTION_DELETED, 100, "sub_1", "");
+
+    /* no row: inserted with the event's status; deleted means canceled whatever it says */
+    assert_string_equal(change(&up, NULL, 0), "active");
+    assert_string_equal(change(&cr, NULL, 0), "incomplete");
+    assert_string_equal(change(&del, NULL, 0), "canceled");
+    /* newer: applied, forwards or back */
+    assert_string_equal(change(&up, "past_due", 99), "active");
+    assert_string_equal(change(&cr, "active", 99), "incomplete");
+    /* older: kept */
+    assert_string_equal(change(&up, "unpaid", 101), "");
+    assert_string_equal(change(&del, "active", 101), "");
+    /* same second: only forwards (or sideways) in rank */
+    assert_string_equal(change(&cr, "active", 100), ""); /* B2: updated(active, t) then created(incomplete, t) */
+    assert_string_equal(change(&up, "incomplete", 100), "active");
+    assert_string_equal(change(&up, "trialing", 100), "active");
+    assert_string_equal(change(&up, "past_due", 100), "");
+    stripe_event_t pd = event(STRIPE_EV_SUBSCRIPTION_UPDATED, 100, "sub_1", "past_due");
+    assert_string_equal(change(&pd, "active", 100), "past_due");
+    assert_string_equal(change(&del, "unpaid", 100), "canceled");
+    /* terminal: never changed again, not even by a newer event */
+    stripe_event_t later = event(STRIPE_EV_SUBSCRIPTION_UPDATED, 500, "sub_1", "active");
+    assert_string_equal(change(&later, "canceled", 100), "");
+    assert_string_equal(change(&later, "incomplete_expired", 100), "");
+    assert_string_equal(change(&del, "canceled", 100), "");
+    /* not about a subscription we track */
+    stripe_event_t nostatus = event(STRIPE_EV_SUBSCRIPTION_UPDATED, 100, "sub_1", "");
+    assert_string_equal(change(&nostatus, NULL, 0), "-");
+    stripe_event_t nosub = event(STRIPE_EV_SUBSCRIPTION_UPDATED, 100, "", "active");
+    assert_string_equal(change(&nosub, NULL, 0), "-");
+    stripe_event_t other = event(STRIPE_EV_OTHER, 100, "sub_1", "active");
+    assert_string_equal(change(&other, NULL, 0), "-");
+}
+
+static void test_sub_change_checkout(void **state)
+{
+    (void)state;
+    stripe_event_t co = event(STRIPE_EV_CHECKOUT_COMPLETED, 100, "sub_1", "");
+    snprintf(co.mode, sizeof co.mode, "subscription");
+    snprintf(co.payment_status, sizeof co.payment_status, "paid");
+    assert_string_equal(change(&co, NULL, 0), "active");
+    /* a paid checkout completes an incomplete subscription, whatever the times */
+    assert_string_equal(change(&co, "incomplete", 100), "active");
+    assert_string_equal(change(&co, "incomplete", 300), "active");
+    /* any other status is kept: trialing stays trialing (D1), an ended one stays ended (B3) */
+    assert_string_equal(change(&co, "trialing", 50), "");
+    assert_string_equal(change(&co, "active", 50), "");
+    assert_string_equal(change(&co, "past_due", 50), "");
+    assert_string_equal(change(&co, "canceled", 200), "");
+    assert_string_equal(change(&co, "incomplete_expired", 50), "");
+
+    snprintf(co.payment_status, sizeof co.payment_status, "unpaid");
+    assert_string_equal(change(&co, NULL, 0), "incomplete");
+    assert_string_equal(change(&co, "incomplete", 50), "");
+    assert_string_equal(change(&co, "active", 50), "");
+    snprintf(co.payment_status, sizeof co.payment_status, "no_payment_required");
+    assert_string_equal(change(&co, NULL, 0), "trialing");
+    assert_string_equal(change(&co, "incomplete", 50), "trialing");
+
+    /* without a subscription, or in another mode: ignored */
+    stripe_event_t pay = co;
+    snprintf(pay.mode, sizeof pay.mode, "payment");
+    assert_string_equal(change(&pay, NULL, 0), "-");
+    stripe_event_t nosub = co;
+    nosub.subscription[0] = '\0';
+    assert_string_equal(change(&nosub, NULL, 0), "-");
+}
+
+static void test_sub_change_invoice_failed(void **state)
+{
+    (void)state;
+    stripe_event_t inv = event(STRIPE_EV_INVOICE_PAYMENT_FAILED, 100, "sub_1", "");
+    assert_string_equal(change(&inv, NULL, 0), "past_due");
+    snprintf(inv.billing_reason, sizeof inv.billing_reason, "subscription_create");
+    assert_string_equal(change(&inv, NULL, 0), "incomplete");
+    snprintf(inv.billing_reason, sizeof inv.billing_reason, "subscription_cycle");
+    assert_string_equal(change(&inv, NULL, 0), "past_due");
+    assert_string_equal(change(&inv, "active", 100), "past_due");
+    assert_string_equal(change(&inv, "trialing", 50), "past_due");
+    assert_string_equal(change(&inv, "active", 101), ""); /* older than the last applied */
+    const char *kept[] = {"incomplete", "past_due", "unpaid", "paused", "canceled", "incomplete_expired"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        assert_string_equal(change(&inv, kept[i], 50), "");
+    /* D2: no subscription id, only a customer: ignored */
+    stripe_event_t nosub = event(STRIPE_EV_INVOICE_PAYMENT_FAILED, 100, "", "");
+    snprintf(nosub.customer, sizeof nosub.customer, "cus_1");
+    assert_string_equal(change(&nosub, NULL, 0), "-");
+}
+
+static void test_event_new_fields(void **state)
+{
+    (void)state;
+    stripe_event_t ev;
+    char err[160];
+    const char *co = "{\"id\":\"evt_c\",\"created\":5,\"type\":\"checkout.session.completed\",\"data\":{\"object\":"
+                     "{\"subscription\":\"sub_C\",\"mode\":\"subscription\",\"payment_status\":\"unpaid\"}}}";
+    assert_int_equal(stripe_event_parse(co, strlen(co), &ev, err, sizeof err), 0);
+    assert_string_equal(ev.payment_status, "unpaid");
+    const char *inv = "{\"id\":\"evt_i\",\"created\":5,\"type\":\"invoice.payment_failed\",\"data\":{\"object\":"
+                      "{\"subscription\":\"sub_I\",\"billing_reason\":\"subscription_create\"}}}";
+    assert_int_equal(stripe_event_parse(inv, strlen(inv), &ev, err, sizeof err), 0);
+    assert_string_equal(ev.billing_reason, "subscription_create");
+    assert_string_equal(ev.subscription, "sub_I");
+    const char *bad = "{\"id\":\"evt_i\",\"created\":5,\"type\":\"checkout.session.completed\",\"data\":{\"object\":"
+                      "{\"payment_status\":\"a very long payment status that does not fit\"}}}";
+    assert_int_equal(stripe_event_parse(bad, strlen(bad), &ev, err, sizeof err), -1);
 }
 
 /* ---- client parsers ---- */
@@ -472,25 +705,217 @@ static void test_error_message(void **state)
     assert_string_equal(cut2, "Stripe answered 500 (api_error): caf");
 }
 
+static void test_failure_sentences(void **state)
+{
+    (void)state;
+    int classes[] = {STRIPE_FAIL_REFUSED, STRIPE_FAIL_UNREACHABLE, STRIPE_FAIL_TIMEOUT, STRIPE_FAIL_UNEXPECTED, 99};
+    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
+        const char *m = stripe_failure_sentence(classes[i]);
+        assert_non_null(m);
+        assert_true(strncmp(m, "Stripe ", 7) == 0);
+        for (size_t j = 0; j < i; j++)
+            if (classes[j] != 99 && classes[i] != 99)
+                assert_string_not_equal(m, stripe_failure_sentence(classes[j]));
+    }
+}
+
 static void test_client_unconfigured(void **state)
 {
     (void)state;
     stripe_checkout_req_t req = {.api_base = "http://127.0.0.1:1", .user_id = 1};
     stripe_checkout_session_t s;
-    char err[200];
-    int st = -1;
-    assert_int_equal(stripe_create_checkout_session(&req, &s, &st, err, sizeof err), -1);
-    assert_int_equal(st, 0);
-    /* configured, but nothing listens: a transport error naming no key */
+    stripe_call_result_t r;
+    assert_int_equal(stripe_create_checkout_session(&req, &s, &r), -1);
+    assert_int_equal(r.http_status, 0);
+    assert_int_not_equal(r.failure, STRIPE_FAIL_NONE);
+    /* configured, but nothing listens: unreachable, retried once, the detail names no key */
     req.secret_key = "sk_test_nolisten";
     req.price_id = "price_p";
     req.public_url = "http://127.0.0.1";
     req.timeout_ms = 2000;
-    assert_int_equal(stripe_create_checkout_session(&req, &s, &st, err, sizeof err), -1);
-    assert_int_equal(st, 0);
-    assert_null(strstr(err, "sk_test_nolisten"));
-    assert_true(strlen(err) > 0);
+    assert_int_equal(stripe_create_checkout_session(&req, &s, &r), -1);
+    assert_int_equal(r.http_status, 0);
+    assert_int_equal(r.failure, STRIPE_FAIL_UNREACHABLE);
+    assert_int_equal(r.attempts, 2);
+    assert_null(strstr(r.detail, "sk_test_nolisten"));
+    assert_true(strlen(r.detail) > 0);
+    assert_null(strstr(stripe_failure_sentence(r.failure), "127.0.0.1"));
     stripe_cleanup();
+    stripe_cleanup();
+}
+
+/* ---- the client against a scripted local HTTP server (a child process) ---- */
+
+typedef struct canned {
+    int delay_ms; /* before answering */
+    int status;
+    const char *body;
+} canned_t;
+
+/* Read one HTTP request (headers and Content-Length body) so that closing does not reset the connection. */
+static void read_request(int c)
+{
+    char buf[65536];
+    size_t n = 0, need = 0;
+    char *end = NULL;
+    while (n < sizeof buf - 1) {
+        ssize_t k = read(c, buf + n, sizeof buf - 1 - n);
+        if (k <= 0)
+            return;
+        n += (size_t)k;
+        buf[n] = '\0';
+        if (!end && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            need = (size_t)(end + 4 - buf) + (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
+        }
+        if (end && n >= need)
+            return;
+    }
+}
+
+/* Serve script (one connection per entry, then exit) on a free 127.0.0.1 port; returns the child's pid. */
+static pid_t serve(const canned_t *script, int n, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    *port = ntohs(a.sin_port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_IGN); /* the client may have given up */
+        alarm(30);
+        for (int i = 0; i < n; i++) {
+            char head[256];
+            int c = accept(fd, NULL, NULL);
+            if (c < 0)
+                _exit(1);
+            read_request(c);
+            usleep((useconds_t)script[i].delay_ms * 1000);
+            int hl = snprintf(head, sizeof head,
+                              "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                              "Connection: close\r\n\r\n",
+                              script[i].status, strlen(script[i].body));
+            if (write(c, head, (size_t)hl) < 0 || write(c, script[i].body, strlen(script[i].body)) < 0) {
+                /* the client went away */
+            }
+            close(c);
+        }
+        _exit(0);
+    }
+    close(fd);
+    return pid;
+}
+
+static void reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Call the scripted server; *ms gets the call's duration. */
+static int call(int port, long timeout_ms, stripe_checkout_session_t *s, stripe_call_result_t *r, double *ms)
+{
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+    stripe_checkout_req_t req = {.api_base = base,
+                                 .secret_key = "sk_test_SCRIPTED",
+                                 .price_id = "price_p",
+                                 .public_url = "http://127.0.0.1",
+                                 .user_id = 1,
+                                 .timeout_ms = timeout_ms};
+    double t0 = now_ms();
+    int rc = stripe_create_checkout_session(&req, s, r);
+    *ms = now_ms() - t0;
+    return rc;
+}
+
+#define SESSION_OK "{\"id\":\"cs_test_ok\",\"url\":\"https://checkout.stripe.com/c/pay/cs_test_ok\"}"
+
+static void test_client_classes(void **state)
+{
+    (void)state;
+    stripe_checkout_session_t s;
+    stripe_call_result_t r;
+    double ms;
+    int port;
+    pid_t pid;
+
+    /* success, and a 500 retried into a success */
+    canned_t ok[] = {{0, 500, "{\"error\":{\"type\":\"api_error\",\"message\":\"boom\"}}"}, {0, 200, SESSION_OK}};
+    pid = serve(ok, 2, &port);
+    assert_int_equal(call(port, 5000, &s, &r, &ms), 0);
+    assert_string_equal(s.id, "cs_test_ok");
+    assert_int_equal(r.failure, STRIPE_FAIL_NONE);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.http_status, 200);
+    reap(pid);
+
+    /* a 4xx: refused, not retried; Stripe's message (price id, key) is only in the detail, the key masked */
+    canned_t refused[] = {{0, 400,
+                           "{\"error\":{\"type\":\"invalid_request_error\",\"code\":\"resource_missing\","
+                           "\"message\":\"No such price: 'price_p' (key sk_test_SCRIPTED)\"}}"}};
+    pid = serve(refused, 1, &port);
+    assert_int_equal(call(port, 5000, &s, &r, &ms), -1);
+    assert_int_equal(r.failure, STRIPE_FAIL_REFUSED);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.http_status, 400);
+    assert_non_null(strstr(r.detail, "No such price"));
+    assert_null(strstr(r.detail, "sk_test_SCRIPTED"));
+    assert_null(strstr(stripe_failure_sentence(r.failure), "price"));
+    reap(pid);
+
+    /* a 2xx we cannot use */
+    canned_t odd[] = {{0, 200, "<html>hello</html>"}};
+    pid = serve(odd, 1, &port);
+    assert_int_equal(call(port, 5000, &s, &r, &ms), -1);
+    assert_int_equal(r.failure, STRIPE_FAIL_UNEXPECTED);
+    reap(pid);
+
+    /* no answer in time */
+    canned_t slow[] = {{2000, 200, SESSION_OK}};
+    pid = serve(slow, 1, &port);
+    assert_int_equal(call(port, 500, &s, &r, &ms), -1);
+    assert_int_equal(r.failure, STRIPE_FAIL_TIMEOUT);
+    assert_int_equal(r.attempts, 1);
+    reap(pid);
+    stripe_cleanup();
+}
+
+/* M3: a slow 5xx is retried only within what is left of the one budget. */
+static void test_client_overall_deadline(void **state)
+{
+    (void)state;
+    stripe_checkout_session_t s;
+    stripe_call_result_t r;
+    double ms;
+    int port;
+    canned_t slow500[] = {{600, 500, "{\"error\":{\"type\":\"api_error\",\"message\":\"slow\"}}"},
+                          {600, 500, "{\"error\":{\"type\":\"api_error\",\"message\":\"slow\"}}"}};
+    pid_t pid = serve(slow500, 2, &port);
+    assert_int_equal(call(port, 1000, &s, &r, &ms), -1);
+    /* the retry had about 400 ms of the 1000: it times out (a fresh budget would get the second 500 at
+     * 1200 ms) */
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.failure, STRIPE_FAIL_TIMEOUT);
+    assert_true(ms < 1250);
+    reap(pid);
+
+    /* a first attempt that left less than the retry floor (250 ms) is not retried at all */
+    canned_t late500[] = {{850, 500, "{\"error\":{\"type\":\"api_error\",\"message\":\"late\"}}"}};
+    pid = serve(late500, 1, &port);
+    assert_int_equal(call(port, 1000, &s, &r, &ms), -1);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.failure, STRIPE_FAIL_REFUSED);
+    assert_int_equal(r.http_status, 500);
+    reap(pid);
     stripe_cleanup();
 }
 
@@ -513,9 +938,20 @@ int main(void)
         cmocka_unit_test(test_event_invoice_layouts),
         cmocka_unit_test(test_event_other_and_invalid),
         cmocka_unit_test(test_status_policy),
+        cmocka_unit_test(test_granting_sql_agrees),
+        cmocka_unit_test(test_status_rank),
+        cmocka_unit_test(test_checkout_status),
+        cmocka_unit_test(test_period_end_bound),
+        cmocka_unit_test(test_sub_change_status_events),
+        cmocka_unit_test(test_sub_change_checkout),
+        cmocka_unit_test(test_sub_change_invoice_failed),
+        cmocka_unit_test(test_event_new_fields),
         cmocka_unit_test(test_parse_checkout_session),
         cmocka_unit_test(test_error_message),
+        cmocka_unit_test(test_failure_sentences),
         cmocka_unit_test(test_client_unconfigured),
+        cmocka_unit_test(test_client_classes),
+        cmocka_unit_test(test_client_overall_deadline),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
