@@ -102,9 +102,10 @@ rate_of() { tr ' ' '\n' <<<"${rates[$1]}" | grep . | median; }
 p99_of() { tr ' ' '\n' <<<"${p99s[$1]}" | grep . | median; }
 noop_rate=$(rate_of noop) noop_redis_rate=$(rate_of noop_redis) app_rate=$(rate_of app)
 
-# 2. Memory: the real program, before and after at least RSS_REQS more cached requests.
+# 2. Memory: the real program after a short warm-up (every code path of the cached read has run in each
+# process), then after at least RSS_REQS more cached requests.
 BUILD_DIR=build stack_web_start >/dev/null
-curl -sf "$BASE_URL/chatroom" -H "Authorization: Bearer $token" >/dev/null
+wrk -t2 -c"$CONNS" -d1s -H "Authorization: Bearer $token" "$BASE_URL/chatroom" >/dev/null
 bin=$(cat "$STACK_DIR/web.bin")
 read -r rss0 pss0 priv0 < <(fcgi_mem_kb "${bin%/cgi-bin}")
 served=0
@@ -126,7 +127,7 @@ pct() { awk -v a="$1" -v n="$2" 'BEGIN {printf "%.0f", n ? 100 * a / n : 0}'; }
     echo "do-nothing FastCGI handler:     $noop_rate req/s  p99 $(p99_of noop)ms"
     echo "do-nothing + one Redis GET:     $noop_redis_rate req/s  p99 $(p99_of noop_redis)ms  ($(pct "$noop_redis_rate" "$noop_rate")% of the do-nothing rate)"
     echo "cached GET /chatroom:           $app_rate req/s  p99 $(p99_of app)ms  ($(pct "$app_rate" "$noop_rate")% of the do-nothing rate, $(pct "$app_rate" "$noop_redis_rate")% of do-nothing + Redis GET)"
-    echo "chatroom FastCGI process:       RSS $rss0 KiB, PSS $pss0 KiB, private $priv0 KiB; after ~$served more requests RSS $rss1, PSS $pss1, private $priv1 KiB"
+    echo "chatroom FastCGI process:       RSS $rss0 KiB, PSS $pss0 KiB, private $priv0 KiB after a 1 s warm-up; after ~$served more requests RSS $rss1, PSS $pss1, private $priv1 KiB"
     echo "do-nothing FastCGI process:     RSS $nrss KiB, PSS $npss KiB, private $npriv KiB"
 } | tee "$OUT"
 stack_stop >/dev/null 2>&1 || true
