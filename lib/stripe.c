@@ -226,6 +226,20 @@ static int copy_field(json_object *o, const char *key, char *dst, size_t dstsize
     return 0;
 }
 
+/* A status-like word (Stripe's enums are short): like copy_field, but a value too long for dst reads as
+ * "unknown" (an unknown status denies access) rather than refusing the event, which Stripe would then
+ * redeliver for days. */
+static int copy_word(json_object *o, const char *key, char *dst, size_t dstsize)
+{
+    size_t len = 0;
+    const char *s = jstr_or_id(o, key, &len);
+    if (s && len >= dstsize && !memchr(s, '\0', len)) {
+        snprintf(dst, dstsize, "unknown");
+        return 0;
+    }
+    return copy_field(o, key, dst, dstsize);
+}
+
 /* A positive user id from a string (or integer) value; 0 if absent or not one. */
 static long long user_id_of(json_object *v)
 {
@@ -332,7 +346,7 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
     case STRIPE_EV_SUBSCRIPTION_UPDATED:
     case STRIPE_EV_SUBSCRIPTION_DELETED: {
         if (copy_field(obj, "id", ev->subscription, sizeof ev->subscription) < 0 ||
-            copy_field(obj, "status", ev->status, sizeof ev->status) < 0) {
+            copy_word(obj, "status", ev->status, sizeof ev->status) < 0) {
             snprintf(err, errlen, "The subscription has an invalid field.");
             goto out;
         }

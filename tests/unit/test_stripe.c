@@ -509,6 +509,13 @@ static void test_period_end_bound(void **state)
                       "{\"id\":\"sub_P\",\"status\":\"active\",\"current_period_end\":253402300799}}}";
     assert_int_equal(stripe_event_parse(max, strlen(max), &ev, err, sizeof err), 0);
     assert_int_equal(ev.current_period_end, STRIPE_TIMESTAMP_MAX);
+
+    /* a status too long for us is an unknown status (denies), not a refused event Stripe would redeliver */
+    const char *longst = "{\"id\":\"evt_l\",\"created\":1,\"type\":\"customer.subscription.updated\",\"data\":"
+                         "{\"object\":{\"id\":\"sub_L\",\"status\":\"a_future_status_much_longer_than_31_bytes\"}}}";
+    assert_int_equal(stripe_event_parse(longst, strlen(longst), &ev, err, sizeof err), 0);
+    assert_string_equal(ev.status, "unknown");
+    assert_int_equal(stripe_status_grants(ev.status), 0);
 }
 
 /* ---- per-subscription ordering ---- */
