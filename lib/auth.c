@@ -28,7 +28,6 @@ void auth_token_version_key(long long user_id, char *key, size_t n)
     snprintf(key, n, "authv:%lld", user_id);
 }
 
-
 /* Store a token version in the mirror only if it is newer than what the mirror holds (or holds nothing).
  * Versions only grow, so whichever of two racing writers (a reader mirroring what it read from PostgreSQL, a
  * password change mirroring its new version) is older can never overwrite the newer. 0 ok, -1 Redis down. */

@@ -1,9 +1,9 @@
 #include "http.h"
 
 #include <ctype.h>
-#include <math.h>
 #include <errno.h>
 #include <fcgiapp.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,8 +477,8 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     } else {
         /* HEAD is served by the GET route; write_response leaves the body out. */
         const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
-        int r = http_route_match(routes, nroutes, method, req->path, req->params, &req->nparams, allow,
-                                 sizeof allow, req->pool);
+        int r = http_route_match(routes, nroutes, method, req->path, req->params, &req->nparams, allow, sizeof allow,
+                                 req->pool);
         if (r == -1)
             http_not_found(req);
         else if (r == -2) {

@@ -14,48 +14,27 @@ static int is_white_space(unsigned cp)
            cp == 0x3000;
 }
 
-/* The code point of the well-formed 1- to 3-byte sequence p[0..n), or -1. Every White_Space code point fits in
- * three bytes, so longer sequences need not be decoded here. */
-static long decode3(const unsigned char *p, size_t n)
-{
-    if (n == 1)
-        return p[0] < 0x80 ? p[0] : -1;
-    for (size_t i = 1; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return -1;
-    if (n == 2 && p[0] >= 0xC2 && p[0] <= 0xDF)
-        return (long)(p[0] & 0x1F) << 6 | (p[1] & 0x3F);
-    if (n == 3 && (p[0] & 0xF0) == 0xE0) {
-        long cp = (long)(p[0] & 0x0F) << 12 | (long)(p[1] & 0x3F) << 6 | (p[2] & 0x3F);
-        return cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) ? cp : -1;
-    }
-    return -1;
-}
-
 /* Bytes of the White_Space code point that starts s (0: none). */
 static size_t space_prefix(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t n = 1; n <= 3 && n <= len; n++) {
-        long cp = decode3(p, n);
-        if (cp >= 0)
-            return is_white_space((unsigned)cp) ? n : 0;
-    }
-    return 0;
+    unsigned cp;
+    size_t n = utf8_decode(s, len, &cp);
+    return n && is_white_space(cp) ? n : 0;
 }
 
-/* Bytes of the White_Space code point that ends s[0..len) (0: none). A lead byte is never a continuation byte,
- * so the sequence found is the last code point of the string. */
+/* Bytes of the White_Space code point that ends s[0..len) (0: none). The last code point starts at the last
+ * byte that is not a continuation byte (at most 3 continuation bytes back). */
 static size_t space_suffix(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
-    for (size_t n = 1; n <= 3 && n <= len; n++) {
-        if (n < 3 && (p[len - n] & 0xC0) == 0x80)
-            continue; /* a continuation byte: the code point starts further back */
-        long cp = decode3(p + len - n, n);
-        return cp >= 0 && is_white_space((unsigned)cp) ? n : 0;
-    }
-    return 0;
+    size_t i = len;
+    unsigned cp;
+    while (i > 0 && len - i < 3 && (p[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i == 0)
+        return 0;
+    size_t n = utf8_decode(s + i - 1, len - i + 1, &cp);
+    return n == len - i + 1 && is_white_space(cp) ? n : 0;
 }
 
 int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max, char *out_buf,

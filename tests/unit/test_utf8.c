@@ -201,6 +201,13 @@ static void test_all_code_points(void **state)
         long want = (cp >= 0xD800 && cp <= 0xDFFF) ? -1 : 1;
         if (utf8_length((const char *)b, n) != want)
             fail_msg("U+%04X: got %ld, want %ld", (unsigned)cp, utf8_length((const char *)b, n), want);
+        /* utf8_decode: the code point back and its length, or 0 for a surrogate */
+        unsigned got = 0xFFFFFFFFu;
+        size_t k = utf8_decode((const char *)b, n, &got);
+        if (want < 0 ? k != 0 : (k != n || got != cp))
+            fail_msg("utf8_decode U+%04X: %zu bytes, U+%04X", (unsigned)cp, k, got);
+        if (n > 1 && utf8_decode((const char *)b, n - 1, &got) != 0)
+            fail_msg("utf8_decode U+%04X truncated accepted", (unsigned)cp);
     }
 }
 
