@@ -19,6 +19,10 @@ typedef struct db_stmt {
         (name), (sql), (n), 0                                                                                          \
     }
 
+/* SQL for the contract's timestamp (RFC 3339 UTC, "2026-11-22T10:15:00Z") of a timestamptz column expression.
+ * The one place this format is written in SQL. */
+#define DB_RFC3339(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
 /* Remember the connection string (no connection yet). */
 void db_init(const char *conninfo);
 

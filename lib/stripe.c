@@ -612,39 +612,13 @@ void stripe_error_message(const char *body, size_t len, long status, const char 
 
 static CURL *g_curl;
 
-typedef struct capped {
-    buf_t b;
-    int too_big;
-} capped_t;
-
-static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    capped_t *c = userdata;
-    size_t n = size * nmemb;
-    if (c->b.len + n > STRIPE_MAX_RESPONSE) {
-        c->too_big = 1;
-        return 0;
-    }
-    buf_append(&c->b, ptr, n);
-    return n;
-}
-
 static void random_key(char out[40])
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char r[16];
-    if (RAND_bytes(r, sizeof r) != 1) {
-        /* Practically never; a clock-derived key still differs between calls. */
-        double t = now_ms();
-        memset(r, 0, sizeof r);
-        memcpy(r, &t, sizeof t < sizeof r ? sizeof t : sizeof r);
-    }
     memcpy(out, "gb-", 3);
-    for (int i = 0; i < 16; i++) {
-        out[3 + 2 * i] = hex[r[i] >> 4];
-        out[3 + 2 * i + 1] = hex[r[i] & 15];
+    if (random_hex(out + 3, 16) != 0) {
+        /* Practically never; a clock-derived key still differs between calls. */
+        snprintf(out + 3, 37, "%032.0f", now_ms() * 1000.0);
     }
-    out[35] = '\0';
 }
 
 const char *stripe_failure_sentence(int failure)
@@ -665,7 +639,7 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
                                    stripe_call_result_t *result)
 {
     buf_t form = {0}, url = {0}, hdr = {0}, idem = {0};
-    capped_t resp = {0};
+    capped_t resp = {.max = STRIPE_MAX_RESPONSE};
     struct curl_slist *headers = NULL;
     char errbuf[CURL_ERROR_SIZE];
     char key[40];
@@ -731,7 +705,7 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
         curl_easy_setopt(g_curl, CURLOPT_POST, 1L);
         curl_easy_setopt(g_curl, CURLOPT_POSTFIELDS, form.data);
         curl_easy_setopt(g_curl, CURLOPT_POSTFIELDSIZE, (long)form.len);
-        curl_easy_setopt(g_curl, CURLOPT_WRITEFUNCTION, write_cb);
+        curl_easy_setopt(g_curl, CURLOPT_WRITEFUNCTION, capped_write);
         curl_easy_setopt(g_curl, CURLOPT_WRITEDATA, &resp);
         curl_easy_setopt(g_curl, CURLOPT_USERAGENT, "gemini-backend/1.0");
         cc = curl_easy_perform(g_curl);

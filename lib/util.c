@@ -1,9 +1,12 @@
 #include "util.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/rand.h>
 
 static void oom(void)
 {
@@ -258,6 +261,42 @@ void fmt_rfc3339(int64_t unix_seconds, char out[32])
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int random_bytes(void *out, size_t n)
+{
+    return n <= INT_MAX && RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+}
+
+int random_hex(char *out, size_t nbytes)
+{
+    unsigned char tmp[64];
+    if (nbytes > sizeof tmp || random_bytes(tmp, nbytes) != 0)
+        return -1;
+    hex_encode(tmp, nbytes, out);
+    return 0;
+}
+
+size_t capped_write(char *data, size_t size, size_t nmemb, void *capped)
+{
+    capped_t *c = capped;
+    size_t n = size * nmemb;
+    if (n > c->max - c->b.len) {
+        c->too_big = 1;
+        return 0;
+    }
+    buf_append(&c->b, data, n);
+    return n;
 }
 
 double now_ms(void)

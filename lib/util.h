@@ -55,6 +55,23 @@ long utf8_length(const char *s, size_t len);
  * past U+10FFFF, stray continuation byte). Implemented in utf8.c. */
 size_t utf8_decode(const char *s, size_t len, unsigned *cp);
 
+/* Lower-case hex of in[0..n) into out (2n characters, then a NUL: out holds at least 2n+1 bytes). */
+void hex_encode(const unsigned char *in, size_t n, char *out);
+/* n bytes from the CSPRNG (OpenSSL RAND_bytes) into out. 0 ok, -1 none available (out is then unspecified). */
+int random_bytes(void *out, size_t n);
+/* nbytes random bytes as 2*nbytes lower-case hex digits plus a NUL into out. 0 ok, -1 as random_bytes. */
+int random_hex(char *out, size_t nbytes);
+
+/* A body buffer with a ceiling, for libcurl's CURLOPT_WRITEFUNCTION (capped_write) with the capped_t as
+ * CURLOPT_WRITEDATA: past max bytes the callback refuses the data (curl ends with CURLE_WRITE_ERROR) and sets
+ * too_big. Zero-initialise, set max; buf_free(&c.b) when done. */
+typedef struct capped {
+    buf_t b;
+    size_t max;
+    int too_big;
+} capped_t;
+size_t capped_write(char *data, size_t size, size_t nmemb, void *capped);
+
 /* Monotonic milliseconds, for durations. */
 double now_ms(void);
 

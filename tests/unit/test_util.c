@@ -79,13 +79,43 @@ static void test_rfc3339(void **state)
     assert_string_equal(s, "2026-11-22T10:15:00Z");
 }
 
+static void test_hex_random(void **state)
+{
+    (void)state;
+    const unsigned char in[] = {0x00, 0x0f, 0xa5, 0xff};
+    char out[9];
+    hex_encode(in, sizeof in, out);
+    assert_string_equal(out, "000fa5ff");
+    char a[33], b[33];
+    assert_int_equal(random_hex(a, 16), 0);
+    assert_int_equal(random_hex(b, 16), 0);
+    assert_int_equal(strlen(a), 32);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+    assert_string_not_equal(a, b);
+    char big[200];
+    assert_int_equal(random_hex(big, 65), -1); /* over the helper's 64-byte bound */
+}
+
+static void test_capped(void **state)
+{
+    (void)state;
+    capped_t c = {.max = 5};
+    char data[] = "abcdef";
+    assert_int_equal(capped_write(data, 1, 3, &c), 3);
+    assert_int_equal(capped_write(data, 1, 2, &c), 2);
+    assert_int_equal(c.too_big, 0);
+    assert_int_equal(capped_write(data, 1, 1, &c), 0);
+    assert_int_equal(c.too_big, 1);
+    assert_int_equal(c.b.len, 5);
+    assert_memory_equal(c.b.data, "abcab", 5);
+    buf_free(&c.b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_parse_ll),
-        cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_buf),     cmocka_unit_test(test_pool),       cmocka_unit_test(test_parse_ll),
+        cmocka_unit_test(test_rfc3339), cmocka_unit_test(test_hex_random), cmocka_unit_test(test_capped),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
