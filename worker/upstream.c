@@ -1,0 +1,243 @@
+/* upstream: the AI provider and the calls to it. Calls run concurrently (up to WORKER_CONCURRENCY) on one
+ * libcurl multi handle in the worker's single thread. Request bodies, URLs, auth headers and the
+ * classification of an answer come from lib/ai (pure); this file does the HTTP.
+ *
+ * A call's response body reaches call_body() piece by piece as it arrives: that is the seam for streamed
+ * calls (Gemini streamGenerateContent?alt=sse, OpenAI "stream": true), which would parse complete events there
+ * and publish each piece. Today the pieces are collected under AI_MAX_RESPONSE_BYTES and the whole body is
+ * classified by call_result() when the transfer ends; the job then gets the result (job_call_done). */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#define CONNECT_TIMEOUT_MS 10000
+
+struct upstream_call {
+    job_t *job;
+    long long reply_id; /* for log lines */
+    CURL *easy;
+    struct curl_slist *headers;
+    buf_t request;
+    capped_t resp; /* the response body, capped at AI_MAX_RESPONSE_BYTES */
+    char errbuf[CURL_ERROR_SIZE];
+    char retry_after[32]; /* the Retry-After header of the last response, "" when none */
+};
+
+static struct {
+    enum ai_provider provider;
+    const char *model, *key;
+    buf_t url, auth;
+    CURLM *multi;
+} U;
+
+int upstream_init(void)
+{
+    int p = ai_provider_parse(g_config.ai_provider);
+    if (p < 0) {
+        fprintf(stderr, "worker: AI_PROVIDER must be gemini, openai or offline\n");
+        return -1;
+    }
+    U.provider = (enum ai_provider)p;
+    U.multi = curl_multi_init();
+    if (!U.multi) {
+        fprintf(stderr, "worker: curl_multi_init failed\n");
+        return -1;
+    }
+    curl_multi_setopt(U.multi, CURLMOPT_MAXCONNECTS, g_worker.concurrency);
+    if (U.provider == AI_PROVIDER_OFFLINE) {
+        log_info("AI provider: offline (answers are a labelled local stand-in)");
+        return 0;
+    }
+    int gemini = U.provider == AI_PROVIDER_GEMINI;
+    const char *base = gemini ? g_config.gemini_api_base : g_config.openai_api_base;
+    U.model = gemini ? g_config.gemini_model : g_config.openai_model;
+    U.key = gemini ? g_config.gemini_api_key : g_config.openai_api_key;
+    if (U.provider == AI_PROVIDER_OPENAI && !U.model) {
+        /* Chat completions servers (OpenAI, Groq, Ollama) refuse a request without "model": every reply would
+         * fail with a 400. */
+        fprintf(stderr, "worker: configuration error: AI_PROVIDER=openai needs OPENAI_MODEL (the model every "
+                        "request names, e.g. gpt-4o-mini or llama-3.1-8b-instant)\n");
+        return -1;
+    }
+    if (ai_build_url(U.provider, base, U.model, &U.url) != 0) {
+        fprintf(stderr, "worker: cannot build the %s URL: check %s and the model name\n", ai_provider_name(U.provider),
+                gemini ? "GEMINI_API_BASE" : "OPENAI_API_BASE");
+        return -1;
+    }
+    if (ai_auth_header(U.provider, U.key, &U.auth) < 0) {
+        fprintf(stderr, "worker: the %s API key holds spaces or control characters\n", ai_provider_name(U.provider));
+        return -1;
+    }
+    log_info("AI provider: %s at %s (model %s)", ai_provider_name(U.provider), U.url.data, U.model ? U.model : "-");
+    return 0;
+}
+
+void upstream_cleanup(void)
+{
+    if (U.multi)
+        curl_multi_cleanup(U.multi);
+    U.multi = NULL;
+    buf_free(&U.url);
+    buf_free(&U.auth);
+}
+
+const char *upstream_name(void)
+{
+    return ai_provider_name(U.provider);
+}
+
+void upstream_call_free(upstream_call_t *c)
+{
+    if (!c)
+        return;
+    if (c->easy) {
+        curl_multi_remove_handle(U.multi, c->easy);
+        curl_easy_cleanup(c->easy);
+    }
+    curl_slist_free_all(c->headers);
+    buf_free(&c->request);
+    buf_free(&c->resp.b);
+    free(c);
+}
+
+/* The body seam: data[0..len) is the next piece of c's response body, split wherever the network split it.
+ * 0 go on, -1 stop the transfer (curl then ends it with CURLE_WRITE_ERROR, which classifies as "upstream
+ * response too large"). */
+static int call_body(upstream_call_t *c, const char *data, size_t len)
+{
+    return capped_write((char *)data, 1, len, &c->resp) == len ? 0 : -1;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    size_t len = size * n;
+    return call_body(arg, data, len) == 0 ? len : 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    upstream_call_t *c = arg;
+    size_t len = size * n;
+    if (len >= 12 && strncasecmp(data, "retry-after:", 12) == 0) {
+        size_t v = len - 12;
+        if (v >= sizeof c->retry_after)
+            v = sizeof c->retry_after - 1;
+        memcpy(c->retry_after, data + 12, v);
+        c->retry_after[v] = '\0';
+    } else if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        c->retry_after[0] = '\0'; /* a new response (after a 100 Continue) */
+    }
+    return len;
+}
+
+static int start_transfer(upstream_call_t *c)
+{
+    CURL *e = curl_easy_init();
+    if (!e)
+        return -1;
+    c->easy = e;
+    c->headers = curl_slist_append(c->headers, "Content-Type: application/json");
+    c->headers = curl_slist_append(c->headers, "Expect:");
+    if (U.auth.len)
+        c->headers = curl_slist_append(c->headers, U.auth.data);
+    curl_easy_setopt(e, CURLOPT_URL, U.url.data);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->request.data);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->request.len);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, g_config.ai_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     g_config.ai_timeout_ms < CONNECT_TIMEOUT_MS ? g_config.ai_timeout_ms : CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* gzip etc.; the ceiling applies to the decoded body */
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "gemini-backend-worker/1");
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    c->errbuf[0] = '\0';
+    if (curl_multi_add_handle(U.multi, e) != CURLM_OK)
+        return -1;
+    return 0;
+}
+
+int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t n, upstream_call_t **call,
+                   buf_t *answer)
+{
+    *call = NULL;
+    if (U.provider == AI_PROVIDER_OFFLINE) {
+        ai_turn_t *norm = xcalloc(n ? n : 1, sizeof *norm);
+        size_t k = 0;
+        int rc = UPSTREAM_NOTHING;
+        if (ai_normalise(turns, n, norm, &k) == 0) {
+            ai_offline_reply(norm, k, answer);
+            rc = UPSTREAM_ANSWERED;
+        }
+        free(norm);
+        return rc;
+    }
+    upstream_call_t *c = xcalloc(1, sizeof *c);
+    c->job = j;
+    c->reply_id = reply_id;
+    c->resp.max = AI_MAX_RESPONSE_BYTES;
+    if (ai_build_request(U.provider, turns, n, g_config.ai_system_prompt, U.model, &c->request) != 0) {
+        upstream_call_free(c);
+        return UPSTREAM_NOTHING;
+    }
+    if (start_transfer(c) != 0) {
+        upstream_call_free(c);
+        return UPSTREAM_FAILED;
+    }
+    *call = c;
+    return UPSTREAM_STARTED;
+}
+
+/* The transfer of c ended with code: classify it into r (the caller frees it with ai_result_free). */
+static void call_result(upstream_call_t *c, CURLcode code, ai_result_t *r)
+{
+    if (code != CURLE_OK) {
+        ai_transport_error((int)code, r);
+        log_warn("reply %lld: %s: %s", c->reply_id, r->error, c->errbuf[0] ? c->errbuf : r->detail);
+        return;
+    }
+    long status = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    ai_parse_response(U.provider, status, c->resp.b.data, c->resp.b.len, c->retry_after[0] ? c->retry_after : NULL, r);
+    if (r->status != AI_OK)
+        log_warn("reply %lld: %s%s%s", c->reply_id, r->error, r->detail[0] ? ": " : "", r->detail);
+}
+
+void upstream_perform(void)
+{
+    int running = 0;
+    curl_multi_perform(U.multi, &running);
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(U.multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        upstream_call_t *c = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        if (!c)
+            continue;
+        ai_result_t r;
+        call_result(c, m->data.result, &r);
+        job_call_done(c->job, &r); /* frees c */
+        ai_result_free(&r);
+    }
+}
+
+void upstream_wait(long timeout_ms)
+{
+    curl_multi_poll(U.multi, NULL, 0, (int)timeout_ms, NULL);
+}
