@@ -18,7 +18,7 @@
  *     (their lease ends AI_TIMEOUT_MS + LEASE_MARGIN_MS after it was taken). While Redis is unreachable the
  *     sweep takes every pending reply at once (no job can arrive through the stream).
  * Each loop turn also replays chatroom-list invalidations the FastCGI programs could not write to Redis
- * (the PostgreSQL outbox cache_invalidations, see chat_cache_outbox_drain), and housekeeping removes the
+ * (the PostgreSQL outbox cache_invalidations, see outbox_drain), and housekeeping removes the
  * stream consumers of workers that died without a clean exit.
  */
 #include <curl/curl.h>
@@ -35,7 +35,7 @@
 
 #include "ai.h"
 #include "cache.h"
-#include "chat.h"
+#include "outbox.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -745,10 +745,10 @@ static void drain_outbox(void)
     if (now < W.next_outbox_at || (W.redis_backoff && now < W.redis_retry_at))
         return;
     W.next_outbox_at = now + OUTBOX_INTERVAL_MS;
-    int n = chat_cache_outbox_drain(OUTBOX_BATCH);
-    if (n == CHAT_OUTBOX_REDIS_DOWN) {
+    int n = outbox_drain(OUTBOX_BATCH);
+    if (n == OUTBOX_REDIS_DOWN) {
         redis_down();
-    } else if (n == CHAT_OUTBOX_DB_FAILED) {
+    } else if (n == OUTBOX_DB_FAILED) {
         db_failed("replaying lost cache invalidations");
     } else if (n > 0) {
         redis_up();
