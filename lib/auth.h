@@ -5,8 +5,6 @@
 #define GB_AUTH_H
 
 #include <stddef.h>
-#include <json-c/json.h>
-#include <libpq-fe.h>
 
 #include "http.h"
 
@@ -25,16 +23,5 @@ int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, siz
  * transaction). A mirror only ever moves to a newer version; when Redis takes no write, the user goes into
  * the outbox (outbox_note) and the worker drops the stale mirror once Redis answers. Never fails. */
 void auth_token_version_changed(long long user_id, int token_version);
-
-/* The columns user_json expects, in this order, for "SELECT " USER_COLUMNS " FROM users ...". */
-#define USER_COLUMNS                                                                                                   \
-    "id, mobile, name, email, tier, password_hash IS NOT NULL, "                                                       \
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), token_version"
-
-/* user JSON {"id","mobile","name","email","tier","has_password","created_at"} from row of res. */
-json_object *user_json(const PGresult *res, int row);
-
-/* 200 token response {"access_token","token_type":"Bearer","expires_in","user"} for the user in row. */
-void auth_respond_token(http_req_t *req, const PGresult *res, int row);
 
 #endif
