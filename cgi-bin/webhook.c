@@ -40,11 +40,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "chat.h"
 #include "config.h"
 #include "db.h"
 #include "http.h"
 #include "log.h"
+#include "outbox.h"
 #include "stripe.h"
 
 static db_stmt_t ev_insert = DB_STMT("wh_event_insert",
@@ -314,7 +314,7 @@ static void stripe_webhook(http_req_t *req)
     if (apply_event(&ev, &touched) != 0 || db_commit() != 0)
         goto dbfail;
     if (touched) /* the tier, or a subscription it shows, may have changed */
-        chat_cache_invalidate(touched);
+        outbox_invalidate_list(touched);
     received(req);
     goto out;
 dbfail:

@@ -6,10 +6,11 @@
 #include <time.h>
 
 #include "cache.h"
-#include "chat.h"
 #include "config.h"
 #include "db.h"
+#include "keys.h"
 #include "log.h"
+#include "outbox.h"
 #include "token.h"
 #include "util.h"
 
@@ -23,11 +24,6 @@ static void unauthorized(http_req_t *req, const char *message, int invalid_token
     http_error(req, 401, "unauthorized", message);
 }
 
-void auth_token_version_key(long long user_id, char *key, size_t n)
-{
-    snprintf(key, n, "authv:%lld", user_id);
-}
-
 /* Store a token version in the mirror only if it is newer than what the mirror holds (or holds nothing).
  * Versions only grow, so whichever of two racing writers (a reader mirroring what it read from PostgreSQL, a
  * password change mirroring its new version) is older can never overwrite the newer. 0 ok, -1 Redis down. */
@@ -38,8 +34,8 @@ static const char authv_raise_lua[] = "local v = tonumber(redis.call('GET', KEYS
 
 static int authv_raise(long long uid, int token_version)
 {
-    char key[40], val[16], ttl[16];
-    auth_token_version_key(uid, key, sizeof key);
+    char key[KEYS_USER_MAX], val[16], ttl[16];
+    keys_authv(uid, key);
     int n = snprintf(val, sizeof val, "%d", token_version), m = snprintf(ttl, sizeof ttl, "%d", AUTHV_TTL);
     const char *argv[] = {"EVAL", authv_raise_lua, "1", key, val, ttl};
     size_t lens[] = {4, sizeof authv_raise_lua - 1, 1, strlen(key), (size_t)n, (size_t)m};
@@ -53,13 +49,13 @@ static int authv_raise(long long uid, int token_version)
 
 void auth_token_version_changed(long long user_id, int token_version)
 {
-    char key[40];
-    auth_token_version_key(user_id, key, sizeof key);
+    char key[KEYS_USER_MAX];
+    keys_authv(user_id, key);
     /* Neither write reached Redis: the mirror may still hold the old version (a Redis that refuses writes
      * but serves reads, or one that comes back with its data). The outbox has the worker drop it as soon as
      * Redis takes writes again. */
     if (authv_raise(user_id, token_version) != 0 && cache_del(key) != 0)
-        chat_cache_outbox_note(user_id);
+        outbox_note(user_id);
 }
 
 /* The user's current token version from PostgreSQL, mirrored into Redis. 0 ok, 1 no such user, -1 down. */
@@ -102,8 +98,8 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
     }
 
     /* One Redis command: the token version mirror and, for cached reads, the cached document (MGET). */
-    char key[40], doc[128];
-    auth_token_version_key(c.user_id, key, sizeof key);
+    char key[KEYS_USER_MAX], doc[128];
+    keys_authv(c.user_id, key);
     const char *cache_key = NULL;
     if (key_prefix) {
         int n = snprintf(doc, sizeof doc, "%s%lld", key_prefix, c.user_id);
@@ -165,42 +161,4 @@ int auth_require(http_req_t *req)
 int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, size_t *len)
 {
     return require(req, key_prefix, val, len);
-}
-
-static json_object *nullable_string(const PGresult *res, int row, int col)
-{
-    return PQgetisnull(res, row, col) ? NULL : json_object_new_string(PQgetvalue(res, row, col));
-}
-
-json_object *user_json(const PGresult *res, int row)
-{
-    json_object *u = json_object_new_object();
-    json_object_object_add(u, "id", json_object_new_int64(strtoll(PQgetvalue(res, row, 0), NULL, 10)));
-    json_object_object_add(u, "mobile", json_object_new_string(PQgetvalue(res, row, 1)));
-    json_object_object_add(u, "name", nullable_string(res, row, 2));
-    json_object_object_add(u, "email", nullable_string(res, row, 3));
-    json_object_object_add(u, "tier", json_object_new_string(PQgetvalue(res, row, 4)));
-    json_object_object_add(u, "has_password", json_object_new_boolean(PQgetvalue(res, row, 5)[0] == 't'));
-    json_object_object_add(u, "created_at", json_object_new_string(PQgetvalue(res, row, 6)));
-    return u;
-}
-
-void auth_respond_token(http_req_t *req, const PGresult *res, int row)
-{
-    long long uid = strtoll(PQgetvalue(res, row, 0), NULL, 10);
-    int tv = (int)strtol(PQgetvalue(res, row, 7), NULL, 10);
-    char *tok = token_issue((const unsigned char *)g_config.jwt_secret, g_config.jwt_secret_len, uid, tv, time(NULL),
-                            g_config.jwt_ttl_seconds);
-    if (!tok) {
-        log_error("could not issue a token for user %lld", uid);
-        http_internal(req);
-        return;
-    }
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "access_token", json_object_new_string(tok));
-    json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
-    json_object_object_add(o, "expires_in", json_object_new_int64(g_config.jwt_ttl_seconds));
-    json_object_object_add(o, "user", user_json(res, row));
-    free(tok);
-    http_json(req, 200, o);
 }

@@ -1,15 +1,16 @@
-/* auth: the bearer-token gate shared by every authenticated endpoint, and the user/token JSON shapes. */
+/* auth: the authentication of a request (the bearer-token gate shared by every authenticated endpoint) and
+ * the Redis mirror of users.token_version that makes revocation cheap to check. Account flows (signup, login,
+ * passwords) are account.h's. */
 #ifndef GB_AUTH_H
 #define GB_AUTH_H
 
-#include <json-c/json.h>
-#include <libpq-fe.h>
+#include <stddef.h>
 
 #include "http.h"
 
 /* Verify "Authorization: Bearer <jwt>" and that the token is not revoked (its tv equals the user's current
- * token_version: Redis key "authv:<uid>", falling back to PostgreSQL). On success sets req->user_id and
- * req->token_version and returns 0. Otherwise it has answered (401 unauthorized with WWW-Authenticate:
+ * token_version: Redis key "authv:<uid>" (keys.h), falling back to PostgreSQL). On success sets req->user_id
+ * and req->token_version and returns 0. Otherwise it has answered (401 unauthorized with WWW-Authenticate:
  * Bearer, or 503 when neither store can say) and returns -1. */
 int auth_require(http_req_t *req);
 
@@ -20,21 +21,7 @@ int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, siz
 
 /* Record a user's new token_version in the Redis mirror after the database committed it (outside a
  * transaction). A mirror only ever moves to a newer version; when Redis takes no write, the user goes into
- * the outbox (chat_cache_outbox_note) and the worker drops the stale mirror once Redis answers. */
+ * the outbox (outbox_note) and the worker drops the stale mirror once Redis answers. Never fails. */
 void auth_token_version_changed(long long user_id, int token_version);
-
-/* The Redis key of user_id's token version mirror ("authv:<uid>") into key (n bytes). */
-void auth_token_version_key(long long user_id, char *key, size_t n);
-
-/* The columns user_json expects, in this order, for "SELECT " USER_COLUMNS " FROM users ...". */
-#define USER_COLUMNS                                                                                                   \
-    "id, mobile, name, email, tier, password_hash IS NOT NULL, "                                                       \
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), token_version"
-
-/* user JSON {"id","mobile","name","email","tier","has_password","created_at"} from row of res. */
-json_object *user_json(const PGresult *res, int row);
-
-/* 200 token response {"access_token","token_type":"Bearer","expires_in","user"} for the user in row. */
-void auth_respond_token(http_req_t *req, const PGresult *res, int row);
 
 #endif

@@ -6,14 +6,14 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
-#include "auth.h"
 #include "cache.h"
 #include "config.h"
 #include "db.h"
 #include "jsonv.h"
+#include "keys.h"
 #include "log.h"
+#include "outbox.h"
 #include "queue.h"
 #include "util.h"
 
@@ -195,11 +195,6 @@ int chat_cache_is_body(const char *val, size_t len)
     return val && len > 0 && val[0] == '{';
 }
 
-void chat_cache_key(long long user_id, char out[CHAT_CACHE_KEY_MAX])
-{
-    snprintf(out, CHAT_CACHE_KEY_MAX, CHAT_CACHE_PREFIX "%lld", user_id);
-}
-
 /* ---- list cache ---------------------------------------------------------------------------------------- */
 
 /* Store body under key only if the key still holds what the reader saw before reading PostgreSQL
@@ -221,262 +216,6 @@ static void cache_fill(const char *key, const char *seen, size_t seenlen, const 
     if (r && r->type == REDIS_REPLY_ERROR)
         log_warn("chat: cache fill of %s refused: %.*s", key, (int)(r->len < 200 ? r->len : 200), r->str);
     freeReplyObject(r); /* NULL: Redis down, the list was served from PostgreSQL anyway */
-}
-
-/* ---- lost invalidations ----------------------------------------------------------------------------------
- * An invalidation that cannot reach Redis is not dropped: the user id goes into the PostgreSQL outbox
- * cache_invalidations (drained by the worker, chat_cache_outbox_drain) and into this process's own short list,
- * retried at its next request. A row is (re)stamped with clock_timestamp() on every lost invalidation, and the
- * drain deletes a row only if its stamp is still the one it read before writing the tombstone, so an
- * invalidation lost while a drain runs is never deleted unreplayed. */
-
-static db_stmt_t q_outbox_add = DB_STMT("chat_outbox_add",
-                                        "INSERT INTO cache_invalidations (user_id) VALUES ($1) "
-                                        "ON CONFLICT (user_id) DO UPDATE SET noted_at = clock_timestamp()",
-                                        1);
-
-static db_stmt_t q_outbox_read = DB_STMT(
-    "chat_outbox_read", "SELECT user_id, noted_at::text FROM cache_invalidations ORDER BY noted_at LIMIT $1", 1);
-
-static db_stmt_t q_outbox_done = DB_STMT("chat_outbox_done",
-                                         "DELETE FROM cache_invalidations c USING unnest($1::bigint[], "
-                                         "$2::timestamptz[]) AS d(user_id, noted_at) "
-                                         "WHERE c.user_id = d.user_id AND c.noted_at = d.noted_at",
-                                         2);
-
-#define TOMB_SIZE 26          /* '~' + 24 hex digits + NUL */
-#define PENDING_MAX 32        /* this process's own lost invalidations (the outbox has them all anyway) */
-#define PENDING_RETRY_MS 1000 /* while Redis stays down, retry them at most this often */
-
-static long long pending[PENDING_MAX];
-static int npending;
-static double pending_retry_at;
-
-/* A fresh unique tombstone ('~' then random hex; never '{', so chat_cache_is_body tells it from a list).
- * 0 ok, -1 no randomness. */
-static int tomb_make(char tomb[TOMB_SIZE])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char rnd[(TOMB_SIZE - 2) / 2];
-
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        return -1;
-    tomb[0] = '~';
-    for (size_t i = 0; i < sizeof rnd; i++) {
-        tomb[1 + 2 * i] = hex[rnd[i] >> 4];
-        tomb[2 + 2 * i] = hex[rnd[i] & 15];
-    }
-    tomb[TOMB_SIZE - 1] = '\0';
-    return 0;
-}
-
-/* The argv of SET chatrooms:<uid> <tomb> EX CHAT_LIST_TTL; key and ttl are the caller's buffers. */
-static void tomb_argv(long long user_id, const char *tomb, char key[CHAT_CACHE_KEY_MAX], char ttl[16],
-                      const char *argv[5], size_t lens[5])
-{
-    int n = snprintf(ttl, 16, "%d", CHAT_LIST_TTL);
-
-    chat_cache_key(user_id, key);
-    argv[0] = "SET", argv[1] = key, argv[2] = tomb, argv[3] = "EX", argv[4] = ttl;
-    lens[0] = 3, lens[1] = strlen(key), lens[2] = strlen(tomb), lens[3] = 2, lens[4] = (size_t)n;
-}
-
-/* Replace user_id's cached list by a new tombstone (returned in tomb when not NULL). 0 written, -1 Redis down
- * or refusing. */
-static int tomb_write(long long user_id, char *tomb_out)
-{
-    char key[CHAT_CACHE_KEY_MAX], ttl[16], tomb[TOMB_SIZE];
-    const char *argv[5];
-    size_t lens[5];
-    int rc;
-
-    if (tomb_make(tomb) != 0) {
-        /* Without a unique tombstone fall back to DEL (still right unless a reader races this one). */
-        chat_cache_key(user_id, key);
-        if (tomb_out)
-            tomb_out[0] = '\0';
-        return cache_del(key);
-    }
-    tomb_argv(user_id, tomb, key, ttl, argv, lens);
-    redisReply *r = cache_cmd(5, argv, lens);
-    rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
-    if (r && rc != 0)
-        log_warn("chat: SET %s refused: %.*s", key, (int)(r->len < 200 ? r->len : 200), r->str ? r->str : "?");
-    freeReplyObject(r);
-    if (rc == 0 && tomb_out)
-        memcpy(tomb_out, tomb, TOMB_SIZE);
-    return rc;
-}
-
-static int pending_find(long long user_id)
-{
-    for (int i = 0; i < npending; i++)
-        if (pending[i] == user_id)
-            return i;
-    return -1;
-}
-
-static void pending_drop(int i)
-{
-    pending[i] = pending[--npending];
-}
-
-static void pending_add(long long user_id)
-{
-    if (pending_find(user_id) >= 0)
-        return;
-    if (npending == PENDING_MAX)
-        pending_drop(0); /* the outbox still has it; the worker replays it */
-    pending[npending++] = user_id;
-    pending_retry_at = now_ms() + PENDING_RETRY_MS;
-}
-
-/* At the start of a request: retry this process's lost invalidations once Redis may answer again. Returns 1
- * when self was among them and its tombstone is now written (into self_tomb), -1 when self is still pending
- * (Redis still down), 0 when self was not pending. Self (the user whose list is being read) is retried at
- * every read, since its list is at stake; the others at most every PENDING_RETRY_MS while Redis stays down. */
-static int pending_retry(long long self, char self_tomb[TOMB_SIZE])
-{
-    int me = pending_find(self), rc = 0;
-
-    if (npending == 0 || (me < 0 && now_ms() < pending_retry_at))
-        return 0;
-    if (me >= 0) {
-        if (tomb_write(self, self_tomb) != 0) {
-            pending_retry_at = now_ms() + PENDING_RETRY_MS;
-            return -1;
-        }
-        pending_drop(me);
-        rc = 1;
-    }
-    for (int i = npending - 1; i >= 0; i--) {
-        if (tomb_write(pending[i], NULL) != 0) {
-            pending_retry_at = now_ms() + PENDING_RETRY_MS; /* Redis still down: the rest waits */
-            break;
-        }
-        pending_drop(i);
-    }
-    return rc;
-}
-
-void chat_cache_outbox_note(long long user_id)
-{
-    char uid[24];
-
-    snprintf(uid, sizeof uid, "%lld", user_id);
-    const char *params[] = {uid};
-    PGresult *res = db_query(&q_outbox_add, params);
-    if (res)
-        log_warn("cache: the Redis state of user %lld could not be updated (Redis down); recorded for replay",
-                 user_id);
-    else
-        log_error("cache: the Redis state of user %lld could not be updated: Redis down and the outbox insert "
-                  "failed (sqlstate %s); it may stay stale until its TTL",
-                  user_id, db_sqlstate());
-    PQclear(res);
-}
-
-void chat_cache_invalidate(long long user_id)
-{
-    int i;
-
-    pending_retry(0, NULL);
-    if (tomb_write(user_id, NULL) == 0) {
-        if ((i = pending_find(user_id)) >= 0)
-            pending_drop(i); /* this tombstone covers the older change too */
-        return;
-    }
-    pending_add(user_id);
-    chat_cache_outbox_note(user_id);
-}
-
-int chat_cache_outbox_drain(int max)
-{
-    PGresult *res = NULL;
-    char lim[24];
-    int n, rc = CHAT_OUTBOX_DB_FAILED, done = 0;
-    buf_t ids = {0}, stamps = {0};
-
-    snprintf(lim, sizeof lim, "%d", max > 0 ? max : 1);
-    const char *params[] = {lim};
-    res = db_query(&q_outbox_read, params);
-    if (!res)
-        goto out;
-    n = PQntuples(res);
-    if (n == 0) {
-        rc = 0;
-        goto out;
-    }
-
-    /* One pipelined round trip: for row i, command 2i writes the list's tombstone and 2i+1 drops the token
-     * version mirror (auth_token_version_changed records its lost writes here too; the next request reads
-     * the version from PostgreSQL). The argument buffers of row i live in cmds[i]. */
-    struct tomb_cmd {
-        char key[CHAT_CACHE_KEY_MAX], ttl[16], tomb[TOMB_SIZE], authv[40];
-        const char *argv[5], *del_argv[2];
-        size_t lens[5], del_lens[2];
-    } *cmds = xcalloc((size_t)n, sizeof *cmds);
-    int *argc = xcalloc(2 * (size_t)n, sizeof *argc);
-    const char ***argv = xcalloc(2 * (size_t)n, sizeof *argv);
-    const size_t **lens = xcalloc(2 * (size_t)n, sizeof *lens);
-    redisReply **replies = xcalloc(2 * (size_t)n, sizeof *replies);
-    long long *uids = xcalloc((size_t)n, sizeof *uids);
-    int ok = 1;
-    for (int i = 0; i < n && ok; i++) {
-        struct tomb_cmd *c = &cmds[i];
-        if (parse_ll(PQgetvalue(res, i, 0), 1, LLONG_MAX, &uids[i]) != 0 || tomb_make(c->tomb) != 0) {
-            ok = 0;
-            break;
-        }
-        tomb_argv(uids[i], c->tomb, c->key, c->ttl, c->argv, c->lens);
-        auth_token_version_key(uids[i], c->authv, sizeof c->authv);
-        c->del_argv[0] = "DEL", c->del_argv[1] = c->authv;
-        c->del_lens[0] = 3, c->del_lens[1] = strlen(c->authv);
-        argc[2 * i] = 5, argv[2 * i] = c->argv, lens[2 * i] = c->lens;
-        argc[2 * i + 1] = 2, argv[2 * i + 1] = c->del_argv, lens[2 * i + 1] = c->del_lens;
-    }
-    if (!ok) {
-        log_error("chat: cannot replay lost invalidations (bad row or no randomness)");
-        rc = CHAT_OUTBOX_REDIS_DOWN;
-    } else if (cache_pipeline(2 * n, argc, argv, lens, replies) != 0) {
-        rc = CHAT_OUTBOX_REDIS_DOWN; /* the rows stay for the next drain */
-    } else {
-        buf_puts(&ids, "{");
-        buf_puts(&stamps, "{");
-        for (int i = 0; i < n; i++) {
-            if (replies[2 * i]->type != REDIS_REPLY_STATUS || replies[2 * i + 1]->type != REDIS_REPLY_INTEGER)
-                continue;
-            buf_printf(&ids, "%s%lld", done ? "," : "", uids[i]);
-            buf_printf(&stamps, "%s\"%s\"", done ? "," : "", PQgetvalue(res, i, 1));
-            done++;
-        }
-        buf_puts(&ids, "}");
-        buf_puts(&stamps, "}");
-        rc = done == n ? 0 : CHAT_OUTBOX_REDIS_DOWN;
-    }
-    for (int i = 0; i < 2 * n; i++)
-        freeReplyObject(replies[i]);
-    free(cmds);
-    free(argc);
-    free(argv);
-    free(lens);
-    free(replies);
-    free(uids);
-    PQclear(res);
-    res = NULL;
-    if (done > 0) {
-        const char *dp[] = {ids.data, stamps.data};
-        res = db_query(&q_outbox_done, dp);
-        if (!res)
-            rc = CHAT_OUTBOX_DB_FAILED; /* replayed; the rows go at the next drain (one more tombstone) */
-        else if (rc == 0)
-            rc = done;
-    }
-out:
-    PQclear(res);
-    buf_free(&ids);
-    buf_free(&stamps);
-    return rc;
 }
 
 /* ---- JSON shapes ---------------------------------------------------------------------------------------- */
@@ -557,7 +296,7 @@ void chat_create(http_req_t *req)
     char uid[24];
     char *title = NULL;
 
-    pending_retry(0, NULL);
+    outbox_retry(0, NULL);
 
     if (req->body_len > 0) {
         body = http_json_body(req);
@@ -573,7 +312,7 @@ void chat_create(http_req_t *req)
         db_fail(req, "chatroom insert");
         goto out;
     }
-    chat_cache_invalidate(req->user_id);
+    outbox_invalidate_list(req->user_id);
     http_json(req, 201, room_json(res, 0, 0));
 out:
     PQclear(res);
@@ -584,10 +323,10 @@ void chat_list(http_req_t *req, const char *cached, size_t len)
 {
     PGresult *res = NULL;
     json_object *obj = NULL, *arr;
-    char uid[24], key[CHAT_CACHE_KEY_MAX], tomb[TOMB_SIZE];
+    char uid[24], key[CHAT_CACHE_KEY_MAX], tomb[OUTBOX_TOMB_SIZE];
     const char *s;
     size_t slen = 0;
-    int lost = pending_retry(req->user_id, tomb);
+    int lost = outbox_retry(req->user_id, tomb);
 
     if (lost != 0) {
         /* This process lost an invalidation of this user: what the cache held is stale. Once the tombstone is
@@ -614,7 +353,7 @@ void chat_list(http_req_t *req, const char *cached, size_t len)
         json_object_array_add(arr, room_json(res, i, 0));
     s = jsonv_dump(obj, &slen);
 
-    chat_cache_key(req->user_id, key);
+    keys_chatrooms(req->user_id, key);
     if (lost >= 0)
         cache_fill(key, cached ? cached : "", cached ? len : 0, s, slen);
     http_set_header(req, "X-Cache", "MISS");
@@ -630,7 +369,7 @@ void chat_get(http_req_t *req, long long room_id)
     json_object *room, *arr;
     char uid[24], rid[24], lim[24];
 
-    pending_retry(0, NULL);
+    outbox_retry(0, NULL);
 
     if (room_id <= 0) {
         http_not_found(req);
@@ -665,7 +404,7 @@ void chat_delete(http_req_t *req, long long room_id)
     PGresult *res = NULL;
     char uid[24], rid[24];
 
-    pending_retry(0, NULL);
+    outbox_retry(0, NULL);
 
     if (room_id <= 0) {
         http_not_found(req);
@@ -683,7 +422,7 @@ void chat_delete(http_req_t *req, long long room_id)
         http_not_found(req);
         goto out;
     }
-    chat_cache_invalidate(req->user_id);
+    outbox_invalidate_list(req->user_id);
     http_empty(req, 204);
 out:
     PQclear(res);
@@ -698,7 +437,7 @@ void chat_messages(http_req_t *req, long long room_id)
     long long before;
     int n, first = 0;
 
-    pending_retry(0, NULL);
+    outbox_retry(0, NULL);
 
     if (room_id <= 0) {
         http_not_found(req);
@@ -751,7 +490,7 @@ void chat_usage(http_req_t *req)
     long long used;
     int pro;
 
-    pending_retry(0, NULL);
+    outbox_retry(0, NULL);
 
     snprintf(uid, sizeof uid, "%lld", req->user_id);
     chat_utc_day(now, day);
@@ -827,7 +566,7 @@ void chat_post_message(http_req_t *req, long long room_id)
     time_t now = time(NULL);
     int in_tx = 0, pro, urow, rrow;
 
-    pending_retry(0, NULL);
+    outbox_retry(0, NULL);
 
     if (room_id <= 0) {
         http_not_found(req);
@@ -944,7 +683,7 @@ void chat_post_message(http_req_t *req, long long room_id)
 
     if (queue_enqueue(reply_id) < 0)
         log_warn("chat: enqueue of reply %lld failed; the recovery sweep will pick it up", reply_id);
-    chat_cache_invalidate(req->user_id);
+    outbox_invalidate_list(req->user_id);
     http_raw(req, 202, CT_JSON, s, slen);
     goto out;
 

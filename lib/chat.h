@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "http.h"
+#include "keys.h"
 
 #define CHAT_TITLE_DEFAULT "New chat"
 #define CHAT_TITLE_MAX 200    /* characters after trimming */
@@ -19,9 +20,10 @@
 #define CHAT_PAGE_DEFAULT 50
 #define CHAT_PAGE_MAX 100
 #define CHAT_IDEM_KEY_MAX 255
-#define CHAT_LIST_TTL 600              /* seconds the cached chatroom list lives */
-#define CHAT_CACHE_PREFIX "chatrooms:" /* + user id: the cached list (auth_require_cached reads it) */
-#define CHAT_CACHE_KEY_MAX 48          /* "chatrooms:<uid>" fits */
+/* The cached list: key names and lifetime are keys.h's; invalidation (tombstones) is outbox.h's. */
+#define CHAT_LIST_TTL KEYS_CHATROOMS_TTL        /* seconds the cached chatroom list lives */
+#define CHAT_CACHE_PREFIX KEYS_CHATROOMS_PREFIX /* + user id: the cached list (auth_require_cached reads it) */
+#define CHAT_CACHE_KEY_MAX KEYS_USER_MAX        /* "chatrooms:<uid>" fits */
 
 /* POST /chatroom: 201 chatroom. Body optional (empty = {}); "title" absent/null -> "New chat". */
 void chat_create(http_req_t *req);
@@ -44,31 +46,6 @@ void chat_post_message(http_req_t *req, long long room_id);
 void chat_messages(http_req_t *req, long long room_id);
 /* GET /chatroom/usage. */
 void chat_usage(http_req_t *req);
-
-/* The Redis key of user_id's cached chatroom list ("chatrooms:<uid>") into out. */
-void chat_cache_key(long long user_id, char out[CHAT_CACHE_KEY_MAX]);
-
-/* Invalidate user_id's cached chatroom list. Call after the change committed (outside a transaction), from
- * anything that changes what the list shows (a chatroom's title, message_count or updated_at, a chatroom
- * created or deleted, the user's tier). It replaces the entry by a unique tombstone (not a plain DEL) so that
- * a reader that read PostgreSQL before the change cannot store its stale list afterwards. When Redis cannot
- * be written the invalidation is not lost: the user id is recorded in PostgreSQL (cache_invalidations, replayed
- * by the worker through chat_cache_outbox_drain) and retried by this process at its next chat request (and
- * its next invalidation); until then this process does not serve that user's cached list. Never fails. */
-void chat_cache_invalidate(long long user_id);
-
-/* Record in the outbox (cache_invalidations) that user_id's state in Redis (the cached list, the token version
- * mirror) could not be updated after a commit; chat_cache_outbox_drain replays it. Call outside a
- * transaction. Never fails (a failed insert is logged). */
-void chat_cache_outbox_note(long long user_id);
-
-#define CHAT_OUTBOX_REDIS_DOWN (-1) /* chat_cache_outbox_drain: Redis did not take (all) tombstones */
-#define CHAT_OUTBOX_DB_FAILED (-2)  /* chat_cache_outbox_drain: a PostgreSQL statement failed */
-/* Replay up to max lost invalidations from cache_invalidations, oldest first: write each user's tombstone and
- * drop the user's token version mirror (authv:<uid>), then delete the rows whose tombstone was written (a row re-stamped meanwhile stays). Returns the number
- * replayed (0: the outbox is empty), CHAT_OUTBOX_REDIS_DOWN (the rows stay; those that were written are
- * still removed) or CHAT_OUTBOX_DB_FAILED (see db_unavailable). For the worker, once per loop turn. */
-int chat_cache_outbox_drain(int max);
 
 /* ---- pure helpers (unit-tested) ---- */
 

@@ -5,7 +5,9 @@
 #ifndef GB_QUEUE_H
 #define GB_QUEUE_H
 
-#define QUEUE_STREAM "gb:replies"
+#include "keys.h"
+
+#define QUEUE_STREAM KEYS_REPLY_STREAM
 #define QUEUE_GROUP "workers"
 #define QUEUE_MAXLEN "100000" /* approximate cap on the stream length (XADD MAXLEN ~) */
 

@@ -4,10 +4,11 @@
  * matter for a bounded time, the stream consumers of dead workers) and replaying the invalidation outbox. */
 #include <string.h>
 
-#include "chat.h"
+
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "outbox.h"
 #include "queue.h"
 #include "util.h"
 #include "worker.h"
@@ -143,10 +144,10 @@ int health_housekeeping(void)
  * PostgreSQL outbox as soon as Redis answers. Rows stay while Redis is down. The one call into the outbox. */
 int health_drain_outbox(void)
 {
-    int n = chat_cache_outbox_drain(OUTBOX_BATCH);
-    if (n == CHAT_OUTBOX_REDIS_DOWN) {
+    int n = outbox_drain(OUTBOX_BATCH);
+    if (n == OUTBOX_REDIS_DOWN) {
         health_redis_down();
-    } else if (n == CHAT_OUTBOX_DB_FAILED) {
+    } else if (n == OUTBOX_DB_FAILED) {
         health_db_failed("replaying lost cache invalidations");
     } else if (n > 0) {
         health_redis_up();

@@ -1,0 +1,516 @@
+#include "account.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "auth.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "password.h"
+#include "token.h"
+#include "util.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+#define OTP_TTL 300          /* seconds a code stays valid */
+#define OTP_MAX_WRONG 5      /* wrong tries that burn a code */
+#define SEND_MIN_INTERVAL 30 /* seconds between two codes of one purpose */
+#define SEND_MAX_PER_HOUR 10 /* codes of one purpose per hour */
+
+/* The columns user_json and respond_token expect, in this order: "SELECT " USER_COLUMNS " FROM users ...". */
+#define USER_COLUMNS                                                                                                   \
+    "id, mobile, name, email, tier, password_hash IS NOT NULL, " DB_RFC3339("created_at") ", token_version"
+#define USER_NCOLS 8 /* a column after USER_COLUMNS is at this index */
+
+static db_stmt_t q_load_user = DB_STMT("account_load_user", "SELECT " USER_COLUMNS " FROM users WHERE id = $1", 1);
+
+/* A valid Argon2id hash of a random string, see account_init. */
+static char dummy_hash[PASSWORD_ENCODED_MAX];
+
+/* The OTP digest key, derived from JWT_SECRET. */
+static unsigned char otp_hmac_key[32];
+
+int account_init(void)
+{
+    static const char label[] = "gemini-backend otp key v1";
+    unsigned int n = sizeof otp_hmac_key;
+    char seed[33];
+
+    if (!HMAC(EVP_sha256(), g_config.jwt_secret, (int)g_config.jwt_secret_len, (const unsigned char *)label,
+              sizeof label - 1, otp_hmac_key, &n))
+        return -1;
+    if (random_hex(seed, 16) != 0 || password_hash(seed, strlen(seed), dummy_hash, sizeof dummy_hash) != 0)
+        dummy_hash[0] = '\0'; /* verifying against "" fails: unknown users are still refused, only faster */
+    return 0;
+}
+
+/* ---- responses ------------------------------------------------------------------------------------------ */
+
+static void validation_error(http_req_t *req, const char *msg)
+{
+    http_error(req, 400, "validation_error", msg);
+}
+
+static void rate_limited(http_req_t *req, long retry_after, const char *msg)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%ld", retry_after < 1 ? 1 : retry_after);
+    http_set_header(req, "Retry-After", s);
+    http_error(req, 429, "rate_limited", msg);
+}
+
+static json_object *nullable_string(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : json_object_new_string(PQgetvalue(res, row, col));
+}
+
+/* user {"id","mobile","name","email","tier","has_password","created_at"} from USER_COLUMNS in row. */
+static json_object *user_json(const PGresult *res, int row)
+{
+    json_object *u = json_object_new_object();
+    json_object_object_add(u, "id", json_object_new_int64(strtoll(PQgetvalue(res, row, 0), NULL, 10)));
+    json_object_object_add(u, "mobile", json_object_new_string(PQgetvalue(res, row, 1)));
+    json_object_object_add(u, "name", nullable_string(res, row, 2));
+    json_object_object_add(u, "email", nullable_string(res, row, 3));
+    json_object_object_add(u, "tier", json_object_new_string(PQgetvalue(res, row, 4)));
+    json_object_object_add(u, "has_password", json_object_new_boolean(PQgetvalue(res, row, 5)[0] == 't'));
+    json_object_object_add(u, "created_at", json_object_new_string(PQgetvalue(res, row, 6)));
+    return u;
+}
+
+/* 200 {"access_token","token_type":"Bearer","expires_in","user"} for the user in row (USER_COLUMNS). */
+static void respond_token(http_req_t *req, const PGresult *res, int row)
+{
+    long long uid = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+    int tv = (int)strtol(PQgetvalue(res, row, 7), NULL, 10);
+    char *tok = token_issue((const unsigned char *)g_config.jwt_secret, g_config.jwt_secret_len, uid, tv, time(NULL),
+                            g_config.jwt_ttl_seconds);
+    if (!tok) {
+        log_error("could not issue a token for user %lld", uid);
+        http_internal(req);
+        return;
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "access_token", json_object_new_string(tok));
+    json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
+    json_object_object_add(o, "expires_in", json_object_new_int64(g_config.jwt_ttl_seconds));
+    json_object_object_add(o, "user", user_json(res, row));
+    free(tok);
+    http_json(req, 200, o);
+}
+
+/* The request's JSON object and its normalised "mobile": the body (the caller puts it), or NULL after
+ * answering 400. */
+static json_object *body_with_mobile(http_req_t *req, char mobile[17])
+{
+    char err[JSONV_ERRLEN];
+    json_object *body = http_json_body(req);
+    if (body && jsonv_mobile(body, "mobile", mobile, err) != 0) {
+        validation_error(req, err);
+        json_object_put(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* ---- signup ---------------------------------------------------------------------------------------------- */
+
+void account_signup(http_req_t *req)
+{
+    /* ON CONFLICT: an existing mobile is an answer (409), not an error in the database's log (with the
+     * number in it). */
+    static db_stmt_t ins = DB_STMT("account_signup",
+                                   "INSERT INTO users (mobile, name, email, password_hash) VALUES ($1, $2, $3, $4) "
+                                   "ON CONFLICT (mobile) DO NOTHING RETURNING " USER_COLUMNS,
+                                   4);
+    char mobile[17], name[ACCOUNT_NAME_BUF], email[ACCOUNT_EMAIL_BUF], err[ACCOUNT_ERRLEN];
+    char hash[PASSWORD_ENCODED_MAX];
+    const char *pw = NULL;
+    size_t pwlen = 0;
+    PGresult *res = NULL;
+    int has_name, has_email;
+    json_object *body = body_with_mobile(req, mobile);
+
+    if (!body)
+        return;
+    if ((has_name = account_name_field(body, name, err)) < 0 ||
+        (has_email = account_email_field(body, email, err)) < 0 ||
+        account_new_password_field(body, "password", 0, &pw, &pwlen, err) < 0) {
+        validation_error(req, err);
+        goto out;
+    }
+    if (pw && password_hash(pw, pwlen, hash, sizeof hash) != 0) {
+        http_internal(req);
+        goto out;
+    }
+    const char *params[] = {mobile, has_name == 0 ? name : NULL, has_email == 0 ? email : NULL, pw ? hash : NULL};
+    res = db_query(&ins, params);
+    if (!res) {
+        http_db_failed(req);
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        http_error(req, 409, "conflict", "An account with this mobile number already exists.");
+        goto out;
+    }
+    http_json(req, 201, user_json(res, 0));
+out:
+    PQclear(res);
+    json_object_put(body);
+}
+
+/* ---- one-time codes ----------------------------------------------------------------------------------------- */
+
+void account_send_otp(http_req_t *req, const char *purpose)
+{
+    static db_stmt_t lock_user = DB_STMT("otp_lock_user", "SELECT id FROM users WHERE mobile = $1 FOR UPDATE", 1);
+    /* seconds until the next send is allowed: 0 when allowed now */
+    static db_stmt_t wait =
+        DB_STMT("otp_send_wait",
+                "SELECT GREATEST(0, "
+                " COALESCE(ceil(extract(epoch FROM max(sent_at) + interval '" STR(
+                    SEND_MIN_INTERVAL) " seconds' - now())), 0), "
+                                       " CASE WHEN count(*) >= $3 THEN ceil(extract(epoch FROM "
+                                       "   (SELECT sent_at FROM otp_sends WHERE user_id = $1 AND purpose = $2 "
+                                       "     AND sent_at > now() - interval '1 hour' ORDER BY sent_at DESC OFFSET "
+                                       "($3::int - 1) LIMIT 1) "
+                                       "   + interval '1 hour' - now())) ELSE 0 END)::bigint "
+                                       "FROM otp_sends WHERE user_id = $1 AND purpose = $2 AND sent_at > now() - "
+                                       "interval '1 hour'",
+                3);
+    static db_stmt_t upsert =
+        DB_STMT("otp_upsert",
+                "INSERT INTO otps (user_id, purpose, code_hash, expires_at, attempts, used_at, created_at) "
+                "VALUES ($1, $2, $3::bytea, now() + interval '" STR(
+                    OTP_TTL) " seconds', 0, NULL, now()) "
+                             "ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = EXCLUDED.code_hash, "
+                             "expires_at = EXCLUDED.expires_at, attempts = 0, used_at = NULL, created_at = now()",
+                3);
+    /* Old rows are the worker's housekeeping's to remove (the one place otp_sends is purged). */
+    static db_stmt_t log_send = DB_STMT("otp_log_send", "INSERT INTO otp_sends (user_id, purpose) VALUES ($1, $2)", 2);
+    char mobile[17], code[OTP_DIGITS + 1], uid[24], per_hour[8];
+    unsigned char digest[OTP_HASH_LEN];
+    char hexhash[2 + 2 * OTP_HASH_LEN + 1] = "\\x"; /* bytea hex input */
+    PGresult *res = NULL;
+    json_object *body = body_with_mobile(req, mobile);
+
+    if (!body)
+        return;
+    if (db_begin() != 0)
+        goto dbfail;
+    const char *p1[] = {mobile};
+    if (!(res = db_query(&lock_user, p1)))
+        goto dbfail;
+    if (PQntuples(res) != 1) {
+        http_error(req, 404, "not_found", "No account uses this mobile number; sign up first.");
+        goto out;
+    }
+    snprintf(uid, sizeof uid, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    snprintf(per_hour, sizeof per_hour, "%d", SEND_MAX_PER_HOUR);
+    const char *p2[] = {uid, purpose, per_hour};
+    if (!(res = db_query(&wait, p2)))
+        goto dbfail;
+    long retry = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    res = NULL;
+    if (retry > 0) {
+        rate_limited(req, retry, "Too many codes requested for this number; wait before asking again.");
+        goto out;
+    }
+    if (otp_generate(code) != 0 || otp_hash(otp_hmac_key, sizeof otp_hmac_key, purpose, mobile, code, digest) != 0) {
+        http_internal(req);
+        goto out;
+    }
+    hex_encode(digest, OTP_HASH_LEN, hexhash + 2);
+    const char *p3[] = {uid, purpose, hexhash};
+    if (!(res = db_query(&upsert, p3)))
+        goto dbfail;
+    PQclear(res);
+    const char *p4[] = {uid, purpose};
+    if (!(res = db_query(&log_send, p4)))
+        goto dbfail;
+    if (db_commit() != 0)
+        goto dbfail;
+
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "mobile", json_object_new_string(mobile));
+    if (g_config.otp_in_response)
+        json_object_object_add(o, "otp", json_object_new_string(code));
+    json_object_object_add(o, "purpose", json_object_new_string(purpose));
+    json_object_object_add(o, "expires_in", json_object_new_int(OTP_TTL));
+    http_json(req, 200, o);
+    goto out;
+dbfail:
+    http_db_failed(req);
+out:
+    db_rollback();
+    PQclear(res);
+    json_object_put(body);
+}
+
+/* Consume a code inside the caller's transaction. 0: the code was right and is now used (uid set). -1:
+ * answered (401/429/503...). On a wrong code the attempt is counted and committed before answering. */
+static int consume_otp(http_req_t *req, const char *mobile, const char *purpose, const char *code, char uid[24])
+{
+    static db_stmt_t find_user = DB_STMT("otp_find_user", "SELECT id FROM users WHERE mobile = $1", 1);
+    static db_stmt_t find = DB_STMT("otp_find",
+                                    "SELECT code_hash, expires_at > now(), attempts, used_at IS NOT NULL "
+                                    "FROM otps WHERE user_id = $1 AND purpose = $2 FOR UPDATE",
+                                    2);
+    static db_stmt_t wrong =
+        DB_STMT("otp_wrong", "UPDATE otps SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2", 2);
+    static db_stmt_t use = DB_STMT("otp_use", "UPDATE otps SET used_at = now() WHERE user_id = $1 AND purpose = $2", 2);
+    PGresult *res = NULL;
+    int rc = -1;
+    const char *p1[] = {mobile};
+
+    if (!(res = db_query(&find_user, p1)))
+        goto dbfail;
+    if (PQntuples(res) != 1)
+        goto invalid;
+    snprintf(uid, 24, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    const char *p2[] = {uid, purpose};
+    if (!(res = db_query(&find, p2)))
+        goto dbfail;
+    if (PQntuples(res) != 1 || PQgetvalue(res, 0, 3)[0] == 't' || PQgetvalue(res, 0, 1)[0] != 't')
+        goto invalid;
+    if (strtol(PQgetvalue(res, 0, 2), NULL, 10) >= OTP_MAX_WRONG) {
+        rate_limited(req, SEND_MIN_INTERVAL, "Too many wrong codes: this code is burned; request a new one.");
+        goto out;
+    }
+    size_t hlen = 0;
+    unsigned char *stored = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 0), &hlen);
+    int ok = stored && otp_check(otp_hmac_key, sizeof otp_hmac_key, purpose, mobile, code, stored, hlen);
+    PQfreemem(stored);
+    PQclear(res);
+    res = NULL;
+    if (!ok) {
+        if (!(res = db_query(&wrong, p2)) || db_commit() != 0)
+            goto dbfail;
+        goto invalid;
+    }
+    if (!(res = db_query(&use, p2)))
+        goto dbfail;
+    rc = 0;
+    goto out;
+invalid:
+    http_error(req, 401, "invalid_otp", "The code is wrong, expired or already used.");
+    goto out;
+dbfail:
+    http_db_failed(req);
+out:
+    PQclear(res);
+    return rc;
+}
+
+void account_verify_otp(http_req_t *req)
+{
+    char mobile[17], code[OTP_DIGITS + 1], uid[24], err[ACCOUNT_ERRLEN];
+    PGresult *res = NULL;
+    json_object *body = body_with_mobile(req, mobile);
+
+    if (!body)
+        return;
+    if (account_otp_field(body, code, err) != 0) {
+        validation_error(req, err);
+        goto out;
+    }
+    if (db_begin() != 0) {
+        http_db_failed(req);
+        goto out;
+    }
+    if (consume_otp(req, mobile, ACCOUNT_OTP_LOGIN, code, uid) != 0)
+        goto out;
+    const char *p[] = {uid};
+    if (!(res = db_query(&q_load_user, p)) || PQntuples(res) != 1 || db_commit() != 0) {
+        http_db_failed(req);
+        goto out;
+    }
+    respond_token(req, res, 0);
+out:
+    db_rollback();
+    PQclear(res);
+    json_object_put(body);
+}
+
+/* ---- passwords ------------------------------------------------------------------------------------------------ */
+
+void account_login(http_req_t *req)
+{
+    static db_stmt_t q =
+        DB_STMT("account_login", "SELECT " USER_COLUMNS ", password_hash FROM users WHERE mobile = $1", 1);
+    char mobile[17], err[ACCOUNT_ERRLEN];
+    const char *pw;
+    size_t pwlen = 0;
+    PGresult *res = NULL;
+    json_object *body = body_with_mobile(req, mobile);
+
+    if (!body)
+        return;
+    if (account_password_field(body, "password", 1, &pw, &pwlen, err) != 0) {
+        validation_error(req, err);
+        goto out;
+    }
+    if (pwlen > 4 * PASSWORD_MAX_CHARS) {
+        http_error(req, 401, "invalid_credentials", "The mobile number or password is wrong.");
+        goto out;
+    }
+    const char *p[] = {mobile};
+    if (!(res = db_query(&q, p))) {
+        http_db_failed(req);
+        goto out;
+    }
+    int found = PQntuples(res) == 1 && !PQgetisnull(res, 0, USER_NCOLS);
+    const char *hash = found ? PQgetvalue(res, 0, USER_NCOLS) : dummy_hash;
+    int ok = password_verify(hash, pw, pwlen) == 1 && found;
+    if (!ok) {
+        http_error(req, 401, "invalid_credentials", "The mobile number or password is wrong.");
+        goto out;
+    }
+    respond_token(req, res, 0);
+out:
+    PQclear(res);
+    json_object_put(body);
+}
+
+/* Set a new password and revoke every older token, committing the open transaction; answers with a fresh
+ * token. */
+static void set_password_and_respond(http_req_t *req, const char *uid, const char *hash)
+{
+    static db_stmt_t upd = DB_STMT("account_set_password",
+                                   "UPDATE users SET password_hash = $2, token_version = token_version + 1, "
+                                   "updated_at = now() WHERE id = $1 RETURNING " USER_COLUMNS,
+                                   2);
+    const char *p[] = {uid, hash};
+    PGresult *res = db_query(&upd, p);
+
+    if (!res || PQntuples(res) != 1 || db_commit() != 0) {
+        http_db_failed(req);
+        PQclear(res);
+        return;
+    }
+    auth_token_version_changed(strtoll(uid, NULL, 10), (int)strtol(PQgetvalue(res, 0, 7), NULL, 10));
+    respond_token(req, res, 0);
+    PQclear(res);
+}
+
+void account_reset_password(http_req_t *req)
+{
+    char mobile[17], code[OTP_DIGITS + 1], uid[24], hash[PASSWORD_ENCODED_MAX], err[ACCOUNT_ERRLEN];
+    const char *pw;
+    size_t pwlen = 0;
+    json_object *body = body_with_mobile(req, mobile);
+
+    if (!body)
+        return;
+    if (account_otp_field(body, code, err) != 0 ||
+        account_new_password_field(body, "new_password", 1, &pw, &pwlen, err) != 0) {
+        validation_error(req, err);
+        goto out;
+    }
+    if (password_hash(pw, pwlen, hash, sizeof hash) != 0) { /* slow: before the transaction takes locks */
+        http_internal(req);
+        goto out;
+    }
+    if (db_begin() != 0) {
+        http_db_failed(req);
+        goto out;
+    }
+    if (consume_otp(req, mobile, ACCOUNT_OTP_RESET, code, uid) != 0)
+        goto out;
+    set_password_and_respond(req, uid, hash);
+out:
+    db_rollback();
+    json_object_put(body);
+}
+
+/* The slow parts (verifying the current password, hashing the new one) run before the transaction; inside
+ * it the user's row is locked and the change applies only if the token version is still the caller's. */
+void account_change_password(http_req_t *req)
+{
+    static db_stmt_t q =
+        DB_STMT("account_current_password", "SELECT password_hash, token_version FROM users WHERE id = $1", 1);
+    static db_stmt_t lock =
+        DB_STMT("account_lock_version", "SELECT token_version FROM users WHERE id = $1 FOR UPDATE", 1);
+    char uid[24], tv[16], hash[PASSWORD_ENCODED_MAX], err[ACCOUNT_ERRLEN];
+    const char *cur, *pw;
+    size_t curlen = 0, pwlen = 0;
+    PGresult *res = NULL;
+    json_object *body = http_json_body(req);
+
+    if (!body)
+        return;
+    if (account_password_field(body, "current_password", 0, &cur, &curlen, err) < 0 ||
+        account_new_password_field(body, "new_password", 1, &pw, &pwlen, err) != 0) {
+        validation_error(req, err);
+        goto out;
+    }
+    snprintf(uid, sizeof uid, "%lld", req->user_id);
+    snprintf(tv, sizeof tv, "%d", req->token_version);
+    const char *p[] = {uid};
+    if (!(res = db_query(&q, p)) || PQntuples(res) != 1) {
+        http_db_failed(req);
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), tv) != 0)
+        goto revoked;
+    if (!PQgetisnull(res, 0, 0)) {
+        if (!cur) {
+            validation_error(req, "current_password is required to change an existing password.");
+            goto out;
+        }
+        if (curlen > 4 * PASSWORD_MAX_CHARS || password_verify(PQgetvalue(res, 0, 0), cur, curlen) != 1) {
+            http_error(req, 401, "invalid_credentials", "The current password is wrong.");
+            goto out;
+        }
+    }
+    PQclear(res);
+    res = NULL;
+    if (password_hash(pw, pwlen, hash, sizeof hash) != 0) {
+        http_internal(req);
+        goto out;
+    }
+    if (db_begin() != 0 || !(res = db_query(&lock, p)) || PQntuples(res) != 1) {
+        http_db_failed(req);
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), tv) != 0) /* changed meanwhile: the password checked above is stale */
+        goto revoked;
+    set_password_and_respond(req, uid, hash);
+    goto out;
+revoked:
+    http_set_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    http_error(req, 401, "unauthorized", "The token has been revoked.");
+out:
+    db_rollback();
+    PQclear(res);
+    json_object_put(body);
+}
+
+/* ---- the user ------------------------------------------------------------------------------------------------- */
+
+void account_me(http_req_t *req)
+{
+    char uid[24];
+
+    snprintf(uid, sizeof uid, "%lld", req->user_id);
+    const char *p[] = {uid};
+    PGresult *res = db_query(&q_load_user, p);
+    if (!res)
+        http_db_failed(req);
+    else if (PQntuples(res) != 1)
+        http_not_found(req);
+    else
+        http_json(req, 200, user_json(res, 0));
+    PQclear(res);
+}

@@ -1,0 +1,34 @@
+/* keys: every Redis key name the project uses, in one place, with the builders of the per-user ones.
+ * A per-user key is a prefix followed by the user id in decimal; KEYS_USER_MAX bytes hold any of them
+ * (the longest prefix plus the 19 digits of LLONG_MAX plus the NUL, with room). */
+#ifndef GB_KEYS_H
+#define GB_KEYS_H
+
+#include <stdio.h>
+
+#define KEYS_USER_MAX 48
+
+/* "chatrooms:<uid>": the user's cached chatroom list (a JSON object), or a tombstone written by an
+ * invalidation (outbox.h). Both live KEYS_CHATROOMS_TTL seconds. */
+#define KEYS_CHATROOMS_PREFIX "chatrooms:"
+#define KEYS_CHATROOMS_TTL 600
+
+/* "authv:<uid>": the Redis mirror of users.token_version (auth.h), a decimal integer. */
+#define KEYS_AUTHV_PREFIX "authv:"
+
+/* The stream that carries AI reply jobs to the workers (queue.h). */
+#define KEYS_REPLY_STREAM "gb:replies"
+
+/* The key of user_id's cached chatroom list ("chatrooms:<uid>") into out. */
+static inline void keys_chatrooms(long long user_id, char out[KEYS_USER_MAX])
+{
+    snprintf(out, KEYS_USER_MAX, KEYS_CHATROOMS_PREFIX "%lld", user_id);
+}
+
+/* The key of user_id's token version mirror ("authv:<uid>") into out. */
+static inline void keys_authv(long long user_id, char out[KEYS_USER_MAX])
+{
+    snprintf(out, KEYS_USER_MAX, KEYS_AUTHV_PREFIX "%lld", user_id);
+}
+
+#endif

@@ -1,0 +1,243 @@
+#include "outbox.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "db.h"
+#include "keys.h"
+#include "log.h"
+#include "util.h"
+
+static db_stmt_t q_outbox_add = DB_STMT("outbox_add",
+                                        "INSERT INTO cache_invalidations (user_id) VALUES ($1) "
+                                        "ON CONFLICT (user_id) DO UPDATE SET noted_at = clock_timestamp()",
+                                        1);
+
+static db_stmt_t q_outbox_read =
+    DB_STMT("outbox_read", "SELECT user_id, noted_at::text FROM cache_invalidations ORDER BY noted_at LIMIT $1", 1);
+
+static db_stmt_t q_outbox_done = DB_STMT("outbox_done",
+                                         "DELETE FROM cache_invalidations c USING unnest($1::bigint[], "
+                                         "$2::timestamptz[]) AS d(user_id, noted_at) "
+                                         "WHERE c.user_id = d.user_id AND c.noted_at = d.noted_at",
+                                         2);
+
+#define PENDING_MAX 32        /* this process's own lost invalidations (the outbox has them all anyway) */
+#define PENDING_RETRY_MS 1000 /* while Redis stays down, retry them at most this often */
+
+static long long pending[PENDING_MAX];
+static int npending;
+static double pending_retry_at;
+
+int outbox_tombstone(char tomb[OUTBOX_TOMB_SIZE])
+{
+    tomb[0] = '~';
+    return random_hex(tomb + 1, (OUTBOX_TOMB_SIZE - 2) / 2);
+}
+
+/* The argv of SET chatrooms:<uid> <tomb> EX KEYS_CHATROOMS_TTL; key and ttl are the caller's buffers. */
+static void tomb_argv(long long user_id, const char *tomb, char key[KEYS_USER_MAX], char ttl[16], const char *argv[5],
+                      size_t lens[5])
+{
+    int n = snprintf(ttl, 16, "%d", KEYS_CHATROOMS_TTL);
+
+    keys_chatrooms(user_id, key);
+    argv[0] = "SET", argv[1] = key, argv[2] = tomb, argv[3] = "EX", argv[4] = ttl;
+    lens[0] = 3, lens[1] = strlen(key), lens[2] = strlen(tomb), lens[3] = 2, lens[4] = (size_t)n;
+}
+
+/* Replace user_id's cached list by a new tombstone (returned in tomb_out when not NULL). 0 written, -1 Redis
+ * down or refusing. */
+static int tomb_write(long long user_id, char *tomb_out)
+{
+    char key[KEYS_USER_MAX], ttl[16], tomb[OUTBOX_TOMB_SIZE];
+    const char *argv[5];
+    size_t lens[5];
+    int rc;
+
+    if (outbox_tombstone(tomb) != 0) {
+        /* Without a unique tombstone fall back to DEL (still right unless a reader races this one). */
+        keys_chatrooms(user_id, key);
+        if (tomb_out)
+            tomb_out[0] = '\0';
+        return cache_del(key);
+    }
+    tomb_argv(user_id, tomb, key, ttl, argv, lens);
+    redisReply *r = cache_cmd(5, argv, lens);
+    rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
+    if (r && rc != 0)
+        log_warn("outbox: SET %s refused: %.*s", key, (int)(r->len < 200 ? r->len : 200), r->str ? r->str : "?");
+    freeReplyObject(r);
+    if (rc == 0 && tomb_out)
+        memcpy(tomb_out, tomb, OUTBOX_TOMB_SIZE);
+    return rc;
+}
+
+static int pending_find(long long user_id)
+{
+    for (int i = 0; i < npending; i++)
+        if (pending[i] == user_id)
+            return i;
+    return -1;
+}
+
+static void pending_drop(int i)
+{
+    pending[i] = pending[--npending];
+}
+
+static void pending_add(long long user_id)
+{
+    if (pending_find(user_id) >= 0)
+        return;
+    if (npending == PENDING_MAX)
+        pending_drop(0); /* the outbox still has it; the worker replays it */
+    pending[npending++] = user_id;
+    pending_retry_at = now_ms() + PENDING_RETRY_MS;
+}
+
+int outbox_retry(long long self, char self_tomb[OUTBOX_TOMB_SIZE])
+{
+    int me = pending_find(self), rc = 0;
+
+    if (npending == 0 || (me < 0 && now_ms() < pending_retry_at))
+        return 0;
+    if (me >= 0) {
+        if (tomb_write(self, self_tomb) != 0) {
+            pending_retry_at = now_ms() + PENDING_RETRY_MS;
+            return -1;
+        }
+        pending_drop(me);
+        rc = 1;
+    }
+    for (int i = npending - 1; i >= 0; i--) {
+        if (tomb_write(pending[i], NULL) != 0) {
+            pending_retry_at = now_ms() + PENDING_RETRY_MS; /* Redis still down: the rest waits */
+            break;
+        }
+        pending_drop(i);
+    }
+    return rc;
+}
+
+void outbox_note(long long user_id)
+{
+    char uid[24];
+
+    snprintf(uid, sizeof uid, "%lld", user_id);
+    const char *params[] = {uid};
+    PGresult *res = db_query(&q_outbox_add, params);
+    if (res)
+        log_warn("cache: the Redis state of user %lld could not be updated (Redis down); recorded for replay", user_id);
+    else
+        log_error("cache: the Redis state of user %lld could not be updated: Redis down and the outbox insert "
+                  "failed (sqlstate %s); it may stay stale until its TTL",
+                  user_id, db_sqlstate());
+    PQclear(res);
+}
+
+void outbox_invalidate_list(long long user_id)
+{
+    int i;
+
+    outbox_retry(0, NULL);
+    if (tomb_write(user_id, NULL) == 0) {
+        if ((i = pending_find(user_id)) >= 0)
+            pending_drop(i); /* this tombstone covers the older change too */
+        return;
+    }
+    pending_add(user_id);
+    outbox_note(user_id);
+}
+
+int outbox_drain(int max)
+{
+    PGresult *res = NULL;
+    char lim[24];
+    int n, rc = OUTBOX_DB_FAILED, done = 0;
+    buf_t ids = {0}, stamps = {0};
+
+    snprintf(lim, sizeof lim, "%d", max > 0 ? max : 1);
+    const char *params[] = {lim};
+    res = db_query(&q_outbox_read, params);
+    if (!res)
+        goto out;
+    n = PQntuples(res);
+    if (n == 0) {
+        rc = 0;
+        goto out;
+    }
+
+    /* One pipelined round trip: for row i, command 2i writes the list's tombstone and 2i+1 drops the token
+     * version mirror (auth_token_version_changed records its lost writes here too; the next request reads
+     * the version from PostgreSQL). The argument buffers of row i live in cmds[i]. */
+    struct tomb_cmd {
+        char key[KEYS_USER_MAX], ttl[16], tomb[OUTBOX_TOMB_SIZE], authv[KEYS_USER_MAX];
+        const char *argv[5], *del_argv[2];
+        size_t lens[5], del_lens[2];
+    } *cmds = xcalloc((size_t)n, sizeof *cmds);
+    int *argc = xcalloc(2 * (size_t)n, sizeof *argc);
+    const char ***argv = xcalloc(2 * (size_t)n, sizeof *argv);
+    const size_t **lens = xcalloc(2 * (size_t)n, sizeof *lens);
+    redisReply **replies = xcalloc(2 * (size_t)n, sizeof *replies);
+    long long *uids = xcalloc((size_t)n, sizeof *uids);
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        struct tomb_cmd *c = &cmds[i];
+        if (parse_ll(PQgetvalue(res, i, 0), 1, LLONG_MAX, &uids[i]) != 0 || outbox_tombstone(c->tomb) != 0) {
+            ok = 0;
+            break;
+        }
+        tomb_argv(uids[i], c->tomb, c->key, c->ttl, c->argv, c->lens);
+        keys_authv(uids[i], c->authv);
+        c->del_argv[0] = "DEL", c->del_argv[1] = c->authv;
+        c->del_lens[0] = 3, c->del_lens[1] = strlen(c->authv);
+        argc[2 * i] = 5, argv[2 * i] = c->argv, lens[2 * i] = c->lens;
+        argc[2 * i + 1] = 2, argv[2 * i + 1] = c->del_argv, lens[2 * i + 1] = c->del_lens;
+    }
+    if (!ok) {
+        log_error("outbox: cannot replay lost invalidations (bad row or no randomness)");
+        rc = OUTBOX_REDIS_DOWN;
+    } else if (cache_pipeline(2 * n, argc, argv, lens, replies) != 0) {
+        rc = OUTBOX_REDIS_DOWN; /* the rows stay for the next drain */
+    } else {
+        buf_puts(&ids, "{");
+        buf_puts(&stamps, "{");
+        for (int i = 0; i < n; i++) {
+            if (replies[2 * i]->type != REDIS_REPLY_STATUS || replies[2 * i + 1]->type != REDIS_REPLY_INTEGER)
+                continue;
+            buf_printf(&ids, "%s%lld", done ? "," : "", uids[i]);
+            buf_printf(&stamps, "%s\"%s\"", done ? "," : "", PQgetvalue(res, i, 1));
+            done++;
+        }
+        buf_puts(&ids, "}");
+        buf_puts(&stamps, "}");
+        rc = done == n ? 0 : OUTBOX_REDIS_DOWN;
+    }
+    for (int i = 0; i < 2 * n; i++)
+        freeReplyObject(replies[i]);
+    free(cmds);
+    free(argc);
+    free(argv);
+    free(lens);
+    free(replies);
+    free(uids);
+    PQclear(res);
+    res = NULL;
+    if (done > 0) {
+        const char *dp[] = {ids.data, stamps.data};
+        res = db_query(&q_outbox_done, dp);
+        if (!res)
+            rc = OUTBOX_DB_FAILED; /* replayed; the rows go at the next drain (one more tombstone) */
+        else if (rc == 0)
+            rc = done;
+    }
+out:
+    PQclear(res);
+    buf_free(&ids);
+    buf_free(&stamps);
+    return rc;
+}
