@@ -98,6 +98,8 @@ static const struct {
     {"customer.subscription.updated", STRIPE_EV_SUBSCRIPTION_UPDATED},
     {"customer.subscription.deleted", STRIPE_EV_SUBSCRIPTION_DELETED},
     {"invoice.payment_failed", STRIPE_EV_INVOICE_PAYMENT_FAILED},
+    {"checkout.session.async_payment_succeeded", STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED},
+    {"checkout.session.async_payment_failed", STRIPE_EV_CHECKOUT_ASYNC_FAILED},
 };
 
 int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *err, size_t errlen)
@@ -155,6 +157,8 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
 
     switch (ev->kind) {
     case STRIPE_EV_CHECKOUT_COMPLETED:
+    case STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED:
+    case STRIPE_EV_CHECKOUT_ASYNC_FAILED:
         ev->user_id = user_id_of(stripe_json_get(obj, "client_reference_id"));
         if (!ev->user_id)
             ev->user_id = user_id_of(stripe_json_get(stripe_json_get(obj, "metadata"), "user_id"));
@@ -288,19 +292,28 @@ int stripe_sub_change(const stripe_event_t *ev, const char *row_status, long lon
         }
         break;
     case STRIPE_EV_CHECKOUT_COMPLETED:
+    case STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED:
         if (ev->mode[0] && strcmp(ev->mode, "subscription") != 0) {
             *why = "it is not a subscription checkout";
             return 0;
         }
-        next = stripe_checkout_status(ev->payment_status);
+        /* The delayed payment went through: whatever the session says, it is paid now. */
+        next = stripe_checkout_status(ev->kind == STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED ? "paid" : ev->payment_status);
         if (row_status && !(is(row_status, "incomplete") && !is(next, "incomplete"))) {
             *why = "a checkout only completes an incomplete subscription";
             return 1;
         }
         break;
+    case STRIPE_EV_CHECKOUT_ASYNC_FAILED:
     case STRIPE_EV_INVOICE_PAYMENT_FAILED:
-        if (!row_status) {
-            next = is(ev->billing_reason, "subscription_create") ? "incomplete" : "past_due";
+        if (ev->kind == STRIPE_EV_CHECKOUT_ASYNC_FAILED && ev->mode[0] && strcmp(ev->mode, "subscription") != 0) {
+            *why = "it is not a subscription checkout";
+            return 0;
+        }
+        if (!row_status) { /* a checkout's payment is the first invoice's */
+            next = ev->kind == STRIPE_EV_CHECKOUT_ASYNC_FAILED || is(ev->billing_reason, "subscription_create")
+                       ? "incomplete"
+                       : "past_due";
             break;
         }
         if (!is(row_status, "active") && !is(row_status, "trialing")) {

@@ -20,6 +20,8 @@ enum stripe_event_kind {
     STRIPE_EV_SUBSCRIPTION_UPDATED,
     STRIPE_EV_SUBSCRIPTION_DELETED,
     STRIPE_EV_INVOICE_PAYMENT_FAILED,
+    STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED, /* checkout.session.async_payment_succeeded (delayed payment methods) */
+    STRIPE_EV_CHECKOUT_ASYNC_FAILED,    /* checkout.session.async_payment_failed */
 };
 
 /* What we need of one event. Strings are "" when absent; user_id and current_period_end 0 when absent. */
@@ -44,8 +46,9 @@ typedef struct stripe_event {
  * lacks its data.object. Ids longer than STRIPE_ID_MAX-1 bytes are refused. Unknown types need only the
  * envelope.
  * Fields by kind:
- *   checkout.session.completed: user_id from client_reference_id, else metadata.user_id; customer;
- *     subscription; mode; payment_status.
+ *   checkout.session.completed, checkout.session.async_payment_succeeded / _failed (data.object is the
+ *     Checkout Session): user_id from client_reference_id, else metadata.user_id; customer; subscription;
+ *     mode; payment_status.
  *   customer.subscription.*: subscription = object id; customer; status; metadata.user_id;
  *     current_period_end from items.data[0] first, then the top level (bounded, see stripe_period_end).
  *   invoice.payment_failed: subscription from parent.subscription_details.subscription, else the top-level
@@ -100,9 +103,16 @@ const char *stripe_checkout_status(const char *payment_status);
  *   checkout.session.completed: stripe_checkout_status(payment_status) for a new row; a row keeps its
  *     status, except that an incomplete row takes a derived status other than incomplete (a paid checkout
  *     completes it: incomplete is only ever an initial state).
+ *   checkout.session.async_payment_succeeded (the delayed payment of a checkout went through): like
+ *     checkout.session.completed with payment_status paid: active for a new row; an incomplete row becomes
+ *     active; any other row is kept.
  *   invoice.payment_failed: a new row is incomplete (billing_reason subscription_create) or past_due; an
  *     active or trialing row becomes past_due unless the event is older than row_last; any other row is
- *     kept. */
+ *     kept.
+ *   checkout.session.async_payment_failed (the delayed first payment failed): like invoice.payment_failed
+ *     for a first invoice: a new row is incomplete; an active or trialing row becomes past_due unless the
+ *     event is older than row_last; any other row (an incomplete one included) is kept.
+ *   Checkout events (all three) about a session in another mode than subscription are not tracked. */
 int stripe_sub_change(const stripe_event_t *ev, const char *row_status, long long row_last, const char **status,
                       const char **why);
 

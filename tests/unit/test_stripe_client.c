@@ -381,6 +381,7 @@ static void test_client_overall_deadline(void **state)
 
 int main(void)
 {
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_form_escape_matches_curl),
         cmocka_unit_test(test_form_add),
@@ -392,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_client_classes),
         cmocka_unit_test(test_client_overall_deadline),
     };
+    /* clang-format on */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -57,6 +57,39 @@ static void test_event_checkout(void **state)
     assert_int_equal(ev.user_id, 0);
 }
 
+/* checkout.session.async_payment_succeeded / _failed carry the Checkout Session like completed does. */
+static void test_event_checkout_async(void **state)
+{
+    (void)state;
+    stripe_event_t ev;
+    const char *j = "{\"id\":\"evt_as\",\"object\":\"event\",\"created\":1790000100,"
+                    "\"type\":\"checkout.session.async_payment_succeeded\",\"data\":{\"object\":"
+                    "{\"id\":\"cs_test_a\",\"object\":\"checkout.session\",\"client_reference_id\":\"17\","
+                    "\"customer\":\"cus_A\",\"subscription\":\"sub_A\",\"mode\":\"subscription\","
+                    "\"status\":\"complete\",\"payment_status\":\"paid\",\"metadata\":{\"user_id\":\"17\"}}}}";
+    assert_int_equal(parse(j, &ev), 0);
+    assert_int_equal(ev.kind, STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED);
+    assert_int_equal(ev.user_id, 17);
+    assert_string_equal(ev.customer, "cus_A");
+    assert_string_equal(ev.subscription, "sub_A");
+    assert_string_equal(ev.mode, "subscription");
+    assert_string_equal(ev.payment_status, "paid");
+
+    j = "{\"id\":\"evt_af\",\"created\":5,\"type\":\"checkout.session.async_payment_failed\",\"data\":{\"object\":"
+        "{\"id\":\"cs_test_b\",\"object\":\"checkout.session\",\"customer\":\"cus_B\",\"subscription\":\"sub_B\","
+        "\"mode\":\"subscription\",\"status\":\"complete\",\"payment_status\":\"unpaid\","
+        "\"metadata\":{\"user_id\":\"23\"}}}}";
+    assert_int_equal(parse(j, &ev), 0);
+    assert_int_equal(ev.kind, STRIPE_EV_CHECKOUT_ASYNC_FAILED);
+    assert_int_equal(ev.user_id, 23); /* metadata.user_id when there is no client_reference_id */
+    assert_string_equal(ev.subscription, "sub_B");
+    assert_string_equal(ev.payment_status, "unpaid");
+
+    /* a known type: its data.object is required */
+    j = "{\"id\":\"evt_ax\",\"created\":5,\"type\":\"checkout.session.async_payment_failed\",\"data\":{}}";
+    assert_int_equal(parse(j, &ev), -1);
+}
+
 static void test_event_subscription_layouts(void **state)
 {
     (void)state;
@@ -367,6 +400,51 @@ static void test_sub_change_checkout(void **state)
     assert_string_equal(change(&nosub, NULL, 0), "-");
 }
 
+static void test_sub_change_checkout_async(void **state)
+{
+    (void)state;
+    stripe_event_t ok = event(STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED, 100, "sub_1", "");
+    snprintf(ok.mode, sizeof ok.mode, "subscription");
+    snprintf(ok.payment_status, sizeof ok.payment_status, "paid");
+    /* like a paid checkout: a new subscription is active, an incomplete one is completed */
+    assert_string_equal(change(&ok, NULL, 0), "active");
+    assert_string_equal(change(&ok, "incomplete", 50), "active");
+    assert_string_equal(change(&ok, "incomplete", 300), "active");
+    /* ... whatever payment_status the session carries: the event says the payment went through */
+    snprintf(ok.payment_status, sizeof ok.payment_status, "unpaid");
+    assert_string_equal(change(&ok, "incomplete", 50), "active");
+    assert_string_equal(change(&ok, NULL, 0), "active");
+    /* any other row is kept: an ended subscription is not revived */
+    assert_string_equal(change(&ok, "canceled", 50), "");
+    assert_string_equal(change(&ok, "incomplete_expired", 50), "");
+    assert_string_equal(change(&ok, "past_due", 50), "");
+
+    stripe_event_t ko = event(STRIPE_EV_CHECKOUT_ASYNC_FAILED, 100, "sub_1", "");
+    snprintf(ko.mode, sizeof ko.mode, "subscription");
+    snprintf(ko.payment_status, sizeof ko.payment_status, "unpaid");
+    /* like a failed first invoice: a new subscription is incomplete */
+    assert_string_equal(change(&ko, NULL, 0), "incomplete");
+    /* an incomplete one stays incomplete (the user stays basic) */
+    assert_string_equal(change(&ko, "incomplete", 50), "");
+    /* an active or trialing one becomes past_due, unless the event is older */
+    assert_string_equal(change(&ko, "active", 50), "past_due");
+    assert_string_equal(change(&ko, "trialing", 100), "past_due");
+    assert_string_equal(change(&ko, "active", 101), "");
+    assert_string_equal(change(&ko, "canceled", 50), "");
+    assert_string_equal(change(&ko, "unpaid", 50), "");
+
+    /* another mode, or no subscription: not tracked */
+    stripe_event_t pay = ko;
+    snprintf(pay.mode, sizeof pay.mode, "payment");
+    assert_string_equal(change(&pay, NULL, 0), "-");
+    pay = ok;
+    snprintf(pay.mode, sizeof pay.mode, "payment");
+    assert_string_equal(change(&pay, NULL, 0), "-");
+    stripe_event_t nosub = ko;
+    nosub.subscription[0] = '\0';
+    assert_string_equal(change(&nosub, NULL, 0), "-");
+}
+
 static void test_sub_change_invoice_failed(void **state)
 {
     (void)state;
@@ -409,14 +487,24 @@ static void test_event_new_fields(void **state)
 
 int main(void)
 {
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_event_checkout),        cmocka_unit_test(test_event_subscription_layouts),
-        cmocka_unit_test(test_event_invoice_layouts), cmocka_unit_test(test_event_other_and_invalid),
-        cmocka_unit_test(test_status_policy),         cmocka_unit_test(test_granting_sql_agrees),
-        cmocka_unit_test(test_status_rank),           cmocka_unit_test(test_checkout_status),
-        cmocka_unit_test(test_period_end_bound),      cmocka_unit_test(test_sub_change_status_events),
-        cmocka_unit_test(test_sub_change_checkout),   cmocka_unit_test(test_sub_change_invoice_failed),
+        cmocka_unit_test(test_event_checkout),
+        cmocka_unit_test(test_event_checkout_async),
+        cmocka_unit_test(test_event_subscription_layouts),
+        cmocka_unit_test(test_event_invoice_layouts),
+        cmocka_unit_test(test_event_other_and_invalid),
+        cmocka_unit_test(test_status_policy),
+        cmocka_unit_test(test_granting_sql_agrees),
+        cmocka_unit_test(test_status_rank),
+        cmocka_unit_test(test_checkout_status),
+        cmocka_unit_test(test_period_end_bound),
+        cmocka_unit_test(test_sub_change_status_events),
+        cmocka_unit_test(test_sub_change_checkout),
+        cmocka_unit_test(test_sub_change_checkout_async),
+        cmocka_unit_test(test_sub_change_invoice_failed),
         cmocka_unit_test(test_event_new_fields),
     };
+    /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

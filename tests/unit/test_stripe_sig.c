@@ -167,11 +167,17 @@ static void test_sig_missing_and_malformed(void **state)
 
 int main(void)
 {
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sig_compute_vector), cmocka_unit_test(test_sig_vector_accepted),
-        cmocka_unit_test(test_sig_tolerance),      cmocka_unit_test(test_sig_fresh_roundtrip),
-        cmocka_unit_test(test_sig_multiple_v1),    cmocka_unit_test(test_sig_other_schemes_ignored),
-        cmocka_unit_test(test_sig_tampered),       cmocka_unit_test(test_sig_missing_and_malformed),
+        cmocka_unit_test(test_sig_compute_vector),
+        cmocka_unit_test(test_sig_vector_accepted),
+        cmocka_unit_test(test_sig_tolerance),
+        cmocka_unit_test(test_sig_fresh_roundtrip),
+        cmocka_unit_test(test_sig_multiple_v1),
+        cmocka_unit_test(test_sig_other_schemes_ignored),
+        cmocka_unit_test(test_sig_tampered),
+        cmocka_unit_test(test_sig_missing_and_malformed),
     };
+    /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
