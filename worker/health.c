@@ -4,7 +4,6 @@
  * matter for a bounded time, the stream consumers of dead workers) and replaying the invalidation outbox. */
 #include <string.h>
 
-
 #include "config.h"
 #include "db.h"
 #include "log.h"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Subscriptions: Checkout against the fake Stripe (tests/fakes/stripe.js), GET /subscription/status, the
 # payment pages, and the signed webhook (signature checks, each event applied once, out-of-order events,
-# every handled event type, one row per Stripe subscription with the tier derived from them, parallel
-# deliveries), and the schema step 3 migration. Events are signed with openssl and, once, with the official
-# stripe npm package.
+# every handled event type, delayed payments with events made by the fake, one row per Stripe subscription
+# with the tier derived from them, parallel deliveries), and the schema step 3 migration. Events are signed
+# with openssl and, once, with the official stripe npm package.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -522,6 +522,127 @@ check_eq "$(sub_status "$sub_h2")" past_due "invoice.payment_failed on a trialin
 check_eq "$(tier_of "$H2_ID")" pro "... past_due keeps pro (grace)"
 webhook "$(invoice_failed_event "$(new_evt)" $(( now + 60 )) "$sub_f" "$cus_f")"
 check_eq "$(sub_status "$sub_f")" canceled "invoice.payment_failed on a canceled subscription changes nothing"
+
+# ---------------------------------------------------------------------------------------------------------
+# Delayed payment methods (SEPA, ACH, ...): checkout.session.completed arrives unpaid, then
+# checkout.session.async_payment_succeeded / _failed, handled like completed / failed. The fake makes the
+# events from the session our POST /subscribe/pro created (tests/fakes/stripe.js /__checkout/ID/...).
+fake_event() { curl -s -X POST "$fake/__checkout/$1/$2" -H "Content-Type: application/json" -d "$3" | jq -c .; } # SID ACTION JSON
+ev_get() { jq -r "$1" <<<"$2"; } # FILTER EVENT
+# checkout_delayed TOKEN CREATED: POST /subscribe/pro, the customer pays with a delayed method; sets SID, SUB and
+# EV_COMPLETED (the checkout.session.completed event, not delivered).
+checkout_delayed() {
+    auth_req "$1" POST /subscribe/pro "{}"
+    SID=$(jget .session_id)
+    EV_COMPLETED=$(fake_event "$SID" complete "{\"payment\":\"delayed\",\"created\":$2}")
+    SUB=$(ev_get .data.object.subscription "$EV_COMPLETED")
+}
+
+# Succeeded: incomplete and basic while the payment is pending, then active and pro.
+signup_and_login
+P_TOKEN=$TOKEN P_ID=$USER_ID
+checkout_delayed "$P_TOKEN" $(( now + 80 ))
+check_eq "$(ev_get '.type + " " + .data.object.payment_status + " " + .data.object.client_reference_id' "$EV_COMPLETED")" \
+    "checkout.session.completed unpaid $P_ID" "async: the fake completes our session with a delayed payment"
+sub_p=$SUB
+webhook "$EV_COMPLETED"
+check_status 200 "async: checkout.session.completed (unpaid): 200"
+check_eq "$(sub_status "$sub_p") $(tier_of "$P_ID")" "incomplete basic" "async: ... incomplete, the user basic while the payment is pending"
+status_of "$P_TOKEN"
+check_eq "$(jget .tier) $(jget .status)" "basic incomplete" "async: status basic, incomplete"
+ev=$(fake_event "$SID" async_payment "{\"outcome\":\"succeeded\",\"created\":$(( now + 90 ))}")
+check_eq "$(ev_get '.type + " " + .data.object.payment_status' "$ev")" "checkout.session.async_payment_succeeded paid" \
+    "async: the fake settles the payment"
+redis_cli SET "chatrooms:$P_ID" '{"chatrooms":[]}' >/dev/null
+webhook "$ev"
+check_status 200 "async: checkout.session.async_payment_succeeded: 200"
+check_eq "$(jget .received)" true "async: ... received true"
+check_eq "$(event_count "$(ev_get .id "$ev")")" 1 "async: ... recorded"
+check_eq "$(sub_status "$sub_p") $(tier_of "$P_ID")" "active pro" "async: ... the subscription is active, the user pro"
+status_of "$P_TOKEN"
+check_eq "$(jget .tier) $(jget .status) $(jget .daily_limit)" "pro active null" "async: status pro, active, no daily limit"
+check "async: the cached chatroom list is invalidated" list_invalidated "$P_ID"
+auth_req "$P_TOKEN" POST /subscribe/pro "{}"
+check_status 409 "async: POST /subscribe/pro once pro: 409"
+
+# Failed: the subscription stays incomplete and the user basic.
+signup_and_login
+Q_TOKEN=$TOKEN Q_ID=$USER_ID
+checkout_delayed "$Q_TOKEN" $(( now + 80 ))
+sub_q=$SUB
+webhook "$EV_COMPLETED"
+ev=$(fake_event "$SID" async_payment "{\"outcome\":\"failed\",\"created\":$(( now + 90 ))}")
+check_eq "$(ev_get '.type + " " + .data.object.payment_status + " " + .data.object.status' "$ev")" \
+    "checkout.session.async_payment_failed unpaid complete" "async: the fake fails the payment (session complete, unpaid)"
+webhook "$ev"
+check_status 200 "async: checkout.session.async_payment_failed: 200"
+check_eq "$(event_count "$(ev_get .id "$ev")")" 1 "async: ... recorded"
+check_eq "$(sub_status "$sub_q") $(tier_of "$Q_ID")" "incomplete basic" "async: ... the subscription stays incomplete, the user basic"
+status_of "$Q_TOKEN"
+check_eq "$(jget .tier) $(jget .status)" "basic incomplete" "async: status basic, incomplete"
+webhook "$ev"
+check_status 200 "async: the failed event delivered again: 200"
+check_eq "$(sub_status "$sub_q") $(tier_of "$Q_ID")" "incomplete basic" "async: ... changes nothing"
+
+# Out of order: the payment succeeded before checkout.session.completed is delivered: pro at once, and the late
+# unpaid completion does not take it back.
+signup_and_login
+R_ID=$USER_ID
+checkout_delayed "$TOKEN" $(( now + 80 ))
+sub_r=$SUB
+ev=$(fake_event "$SID" async_payment "{\"outcome\":\"succeeded\",\"created\":$(( now + 90 ))}")
+webhook "$ev"
+check_status 200 "async: async_payment_succeeded before checkout.session.completed: 200"
+check_eq "$(sub_status "$sub_r") $(sub_user "$sub_r") $(tier_of "$R_ID")" "active $R_ID pro" \
+    "async: ... the subscription is recorded active and linked, the user pro"
+webhook "$EV_COMPLETED"
+check_status 200 "async: the late checkout.session.completed (unpaid): 200"
+check_eq "$(sub_status "$sub_r") $(tier_of "$R_ID")" "active pro" "async: ... does not move it back to incomplete"
+# ... and the failure delivered before the completion: incomplete, linked, basic.
+signup_and_login
+S_ID=$USER_ID
+checkout_delayed "$TOKEN" $(( now + 80 ))
+sub_s=$SUB
+ev=$(fake_event "$SID" async_payment "{\"outcome\":\"failed\",\"created\":$(( now + 90 ))}")
+webhook "$ev"
+check_eq "$(sub_status "$sub_s") $(sub_user "$sub_s") $(tier_of "$S_ID")" "incomplete $S_ID basic" \
+    "async: async_payment_failed first: incomplete, linked, basic"
+webhook "$EV_COMPLETED"
+check_eq "$(sub_status "$sub_s") $(tier_of "$S_ID")" "incomplete basic" "async: ... the late completion leaves it incomplete"
+
+# Failed on a subscription Stripe already reported active: past_due (the grace period), like
+# invoice.payment_failed; an older failure changes nothing.
+signup_and_login
+U_ID=$USER_ID
+checkout_delayed "$TOKEN" $(( now + 80 ))
+sub_u=$SUB cus_u=$(ev_get .data.object.customer "$EV_COMPLETED")
+webhook "$EV_COMPLETED"
+webhook "$(subscription_event customer.subscription.updated "$(new_evt)" $(( now + 85 )) "$sub_u" "$cus_u" active "$U_ID" "$period")"
+check_eq "$(sub_status "$sub_u") $(tier_of "$U_ID")" "active pro" "async: updated(active) while the payment is pending: pro"
+ev_old=$(fake_event "$SID" async_payment "{\"outcome\":\"failed\",\"created\":$(( now + 84 ))}")
+webhook "$ev_old"
+check_status 200 "async: an async_payment_failed older than the last event: 200"
+check_eq "$(sub_status "$sub_u") $(tier_of "$U_ID")" "active pro" "async: ... ignored"
+body=$(jq -c --arg id "$(new_evt)" --argjson t $(( now + 95 )) '.id = $id | .created = $t' <<<"$ev_old")
+webhook "$body"
+check_eq "$(sub_status "$sub_u") $(tier_of "$U_ID")" "past_due pro" "async: a newer async_payment_failed on an active subscription: past_due, still pro"
+
+# A one-off payment checkout (mode payment, no subscription): recorded, ignored.
+signup_and_login
+V_ID=$USER_ID
+sid=$(curl -s -X POST "$fake/v1/checkout/sessions" -H "Authorization: Bearer ${STRIPE_SECRET_KEY:-sk_test_fake}" \
+    --data-urlencode "mode=payment" --data-urlencode "line_items[0][price]=${STRIPE_PRICE_ID:-price_test_pro}" \
+    --data-urlencode "line_items[0][quantity]=1" --data-urlencode "success_url=$public_url/payment/success" \
+    --data-urlencode "cancel_url=$public_url/payment/cancel" --data-urlencode "client_reference_id=$V_ID" | jq -r .id)
+fake_event "$sid" complete '{"payment":"delayed"}' >/dev/null
+ev=$(fake_event "$sid" async_payment '{"outcome":"succeeded"}')
+check_eq "$(ev_get '.data.object.mode + " " + (.data.object.subscription // "null")' "$ev")" "payment null" \
+    "async: the fake's payment-mode session has no subscription"
+webhook "$ev"
+check_status 200 "async: async_payment_succeeded of a payment-mode checkout: 200"
+check_eq "$(event_count "$(ev_get .id "$ev")")" 1 "async: ... recorded"
+check_eq "$(tier_of "$V_ID") $(psql_q "SELECT count(*) FROM subscriptions WHERE user_id = $V_ID")" "basic 0" \
+    "async: ... and ignored"
 
 # Parallel deliveries about one new subscription serialise: every one answers 200 and the result does not
 # depend on the order (created(incomplete, t), checkout(t), updated(active, t+1) -> active, pro).

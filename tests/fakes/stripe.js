@@ -21,6 +21,15 @@
 //                    ("bearer"|"basic"|"none"),auth_ok,form (decoded key/value pairs, in order),params
 //                    (nested),status,time}]
 //   POST /__reset    forget requests, sessions, idempotency keys and knobs.
+// Events (what real Stripe would send to the webhook; returned unsigned, the test signs and delivers them):
+//   POST /__checkout/ID/complete {"payment":"paid"|"delayed"|"no_payment_required","created":N?,
+//                    "customer":"cus_..."?}  the customer completes the hosted page of a session created
+//                    above: it gets a customer, a subscription (subscription mode) and an invoice, status
+//                    complete, payment_status paid / unpaid (a delayed method: SEPA, ACH, ...) /
+//                    no_payment_required; answers the checkout.session.completed event.
+//   POST /__checkout/ID/async_payment {"outcome":"succeeded"|"failed","created":N?}  the delayed payment of
+//                    a completed, unpaid session settles: payment_status paid (succeeded) or still unpaid
+//                    (failed); answers the checkout.session.async_payment_succeeded / _failed event.
 
 'use strict';
 
@@ -372,7 +381,8 @@ function handleStripe(req, res, url, body) {
       status = 400;
       response = stripeError('invalid_request_error', e.message, { code: e.code, param: e.param });
     }
-    if (key !== undefined) state.idempotency.set(key, { body, status, response });
+    // A replay answers the first response as it was, not the session as it is now.
+    if (key !== undefined) state.idempotency.set(key, { body, status, response: JSON.parse(JSON.stringify(response)) });
     return reply(status, response);
   }
   if (m && req.method === 'GET' && m[1]) {
@@ -380,10 +390,65 @@ function handleStripe(req, res, url, body) {
     if (!s)
       return reply(404, stripeError('invalid_request_error', `No such checkout.session: '${m[1]}'`,
         { code: 'resource_missing', param: 'session' }));
-    return reply(200, s);
+    return reply(200, withoutPrivate(s));
   }
   return reply(404, stripeError('invalid_request_error',
     `Unrecognized request URL (${req.method}: ${url.pathname}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.`));
+}
+
+// An event envelope as Stripe delivers it (REFERENCE.md 2.4) around a snapshot of obj.
+function makeEvent(type, obj, created) {
+  return {
+    id: randomId('evt_test_', 24),
+    object: 'event',
+    api_version: '2026-10-28.endive',
+    created: created === undefined ? Math.floor(Date.now() / 1000) : Number(created),
+    data: { object: JSON.parse(JSON.stringify(obj)) },
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+    type,
+  };
+}
+
+// POST /__checkout/ID/(complete|async_payment): [status, body].
+function checkoutEvent(id, action, c) {
+  const s = state.sessions.get(id);
+  if (!s) return [404, { error: `no such checkout session: ${id}` }];
+  if (action === 'complete') {
+    const payment = c.payment || 'paid';
+    if (!['paid', 'delayed', 'no_payment_required'].includes(payment))
+      return [400, { error: 'payment must be paid, delayed or no_payment_required' }];
+    if (s.status !== 'open') return [400, { error: `the session is ${s.status}, not open` }];
+    s.status = 'complete';
+    s.payment_status = payment === 'delayed' ? 'unpaid' : payment;
+    s.customer = s.customer || c.customer || randomId('cus_test_', 14);
+    if (s.mode === 'subscription') {
+      s.subscription = randomId('sub_test_', 24);
+      s.invoice = randomId('in_test_', 24);
+    }
+    s.payment_method_types = payment === 'delayed' ? ['sepa_debit'] : ['card'];
+    s.delayed = payment === 'delayed';
+    return [200, makeEvent('checkout.session.completed', withoutPrivate(s), c.created)];
+  }
+  if (action === 'async_payment') {
+    if (c.outcome !== 'succeeded' && c.outcome !== 'failed')
+      return [400, { error: 'outcome must be succeeded or failed' }];
+    if (s.status !== 'complete' || !s.delayed || s.settled)
+      return [400, { error: 'only a completed session with an unsettled delayed payment settles' }];
+    s.settled = true;
+    if (c.outcome === 'succeeded') s.payment_status = 'paid';
+    return [200, makeEvent(`checkout.session.async_payment_${c.outcome}`, withoutPrivate(s), c.created)];
+  }
+  return [404, { error: 'unknown checkout action' }];
+}
+
+// The session as Stripe shows it (without the fake's own bookkeeping).
+function withoutPrivate(s) {
+  const o = Object.assign({}, s);
+  delete o.delayed;
+  delete o.settled;
+  return o;
 }
 
 function handleControl(req, res, url, body) {
@@ -391,6 +456,17 @@ function handleControl(req, res, url, body) {
   if (url.pathname === '/__reset' && req.method === 'POST') {
     resetState();
     return send(res, 200, { ok: true });
+  }
+  const m = /^\/__checkout\/([^/]+)\/(complete|async_payment)$/.exec(url.pathname);
+  if (m && req.method === 'POST') {
+    let c;
+    try {
+      c = body ? JSON.parse(body) : {};
+    } catch (e) {
+      return send(res, 400, { error: 'invalid JSON' });
+    }
+    const [status, out] = checkoutEvent(decodeURIComponent(m[1]), m[2], c);
+    return send(res, status, out);
   }
   if (url.pathname === '/__control' && req.method === 'POST') {
     let c;

@@ -1,0 +1,139 @@
+/* billing: subscriptions and the Pro tier (API.md "Subscriptions"). The business logic behind
+ * cgi-bin/subscribe.c and cgi-bin/webhook.c: the checkout flow, the subscription-status query, and applying a
+ * verified Stripe event. Nothing here answers an HTTP request; the handlers map the return codes.
+ *
+ * The model: one subscriptions row per Stripe subscription (keyed by its sub_... id), linked to one of our
+ * users (user_id, NULL until we know whose it is). A user may have several (two checkout tabs, a new
+ * subscription after a cancellation). users.tier is derived from them (billing_tier): pro iff some
+ * subscription of the user is active, trialing or past_due (past_due is a grace period while Stripe retries
+ * the payment). It is recomputed in the same transaction after every event that changed one of the user's
+ * subscriptions, and the user's chatroom list cache is invalidated after the commit.
+ *
+ * Each event is applied at most once: its id goes into stripe_events in the same transaction as its effect.
+ * Events arrive in any order; each subscription orders its own (stripe_sub_change in lib/stripe_event.h has
+ * the rules): it remembers the created time of the newest status it applied (last_event_created) and ignores
+ * older events; within the same second an event that would move the status back is ignored; a terminal
+ * status (canceled, incomplete_expired) is never changed again.
+ *
+ * The first event about a subscription creates its row even when no user can be resolved yet, so its
+ * ordering is remembered; the user is linked by the first event that tells who it is: the user id it
+ * carries (metadata.user_id of the subscription, which our checkout sets through
+ * subscription_data[metadata][user_id]; client_reference_id, else metadata.user_id, of a checkout session),
+ * if that user exists, else the owner of another subscription of the same Stripe customer. A linked user is
+ * never replaced; the tier then follows the row's status.
+ *
+ * Locking, always in this order: the subscription row (SELECT ... FOR UPDATE, or our own INSERT, made
+ * without a user so that no foreign-key share lock on the user comes first), then the user row (FOR
+ * UPDATE) before linking it and recomputing the tier; nothing holding a user row waits for a subscription
+ * row, so there is no deadlock. Two deliveries about one subscription serialise on its row; two about
+ * different subscriptions of one user serialise on the user row, and the second one recomputes the tier
+ * seeing the first one's commit.
+ *
+ * Return convention: 0 ok, else one of the negative BILLING_* codes below (each function lists which). */
+#ifndef GB_BILLING_H
+#define GB_BILLING_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "stripe_client.h"
+#include "stripe_event.h"
+
+#define BILLING_DB_FAILED (-1)      /* a PostgreSQL statement failed; db_unavailable() says whether it was down */
+#define BILLING_NOT_FOUND (-2)      /* no such user */
+#define BILLING_ALREADY_PRO (-3)    /* the user is pro already: no checkout */
+#define BILLING_STRIPE_FAILED (-4)  /* the Stripe call failed: see the stripe_call_result_t */
+#define BILLING_NOT_CONFIGURED (-5) /* a Stripe setting is missing */
+
+#define BILLING_IDEM_KEY_MAX 100 /* a client Idempotency-Key we forward to Stripe: 1..100 of [A-Za-z0-9._:-] */
+
+/* ---- configuration ---- */
+
+/* Whether the Stripe settings subscriptions need (STRIPE_SECRET_KEY, STRIPE_PRICE_ID, STRIPE_WEBHOOK_SECRET
+ * in g_config; empty counts as unset) are present. 0 all present; BILLING_NOT_CONFIGURED with the missing
+ * names, comma-separated, in out (outlen bytes, may be truncated). */
+int billing_stripe_missing(char *out, size_t outlen);
+
+/* ---- checkout ---- */
+
+/* Start a Pro checkout for user_id: refuses a user who is pro already, then creates a subscription-mode Checkout
+ * Session (stripe_create_checkout_session) with g_config's Stripe settings. client_key: the client's
+ * Idempotency-Key header (NULL, or ignored unless billing_idem_key_valid), forwarded namespaced by user so a
+ * retried POST gets the same session.
+ * 0 with *session filled; BILLING_NOT_CONFIGURED, BILLING_NOT_FOUND, BILLING_ALREADY_PRO, BILLING_DB_FAILED,
+ * or BILLING_STRIPE_FAILED with *call filled (call->detail is for the log only, stripe_failure_sentence for
+ * the client). *call is always initialised. */
+int billing_checkout(long long user_id, const char *client_key, stripe_checkout_session_t *session,
+                     stripe_call_result_t *call);
+
+/* 1 when key can be forwarded as part of Stripe's Idempotency-Key: 1..BILLING_IDEM_KEY_MAX bytes of
+ * [A-Za-z0-9._:-]; else 0 (NULL included). */
+int billing_idem_key_valid(const char *key);
+
+/* The Idempotency-Key sent to Stripe for user_id's checkout: "gb-checkout-<uid>-<key>" when client_key is
+ * valid, else "" (the client picks a random one). out holds at least 160 bytes. */
+void billing_checkout_idem_key(long long user_id, const char *client_key, char *out, size_t outlen);
+
+/* 1 when s looks like a Checkout Session id as Stripe makes them ("cs_" then [A-Za-z0-9_], at most 255
+ * bytes), safe to echo on the payment page; else 0. */
+int billing_session_id_valid(const char *s);
+
+/* ---- subscription status ---- */
+
+/* GET /subscription/status as data. Of several subscriptions it shows the one granting access that runs
+ * longest, else the latest changed. */
+typedef struct billing_status {
+    int pro;             /* users.tier is pro */
+    char status[32];     /* Stripe's subscription status, "none" for a user who never subscribed */
+    char period_end[32]; /* RFC 3339 UTC, "" when unknown */
+} billing_status_t;
+
+/* Read user_id's status. 0 ok; BILLING_NOT_FOUND; BILLING_DB_FAILED. */
+int billing_status_get(long long user_id, billing_status_t *out);
+
+/* The contract's body {"tier","status","current_period_end","daily_limit"} for st: current_period_end null
+ * when unknown, daily_limit null for pro, else daily_limit. A new object owned by the caller. */
+json_object *billing_status_json(const billing_status_t *st, long long daily_limit);
+
+/* ---- webhook events ---- */
+
+/* Apply a verified, parsed event in one transaction: record its id (a repeat changes nothing), lock or create
+ * the subscription row, link the user, store the new status and recompute the user's tier; after the commit,
+ * invalidate the user's cached chatroom list when one of their subscriptions changed. Must be called outside
+ * a transaction. 0 applied, deliberately ignored, or seen before; BILLING_DB_FAILED (rolled back: nothing
+ * changed, Stripe should redeliver). */
+int billing_apply_event(const stripe_event_t *ev);
+
+/* ---- pure decisions (unit-tested) ---- */
+
+/* "pro" when some status among statuses[0..n) grants Pro (stripe_status_grants), else "basic". Static. */
+const char *billing_tier(const char *const *statuses, size_t n);
+
+/* The subscription row on record, as billing_apply_event reads it under lock. */
+typedef struct billing_sub_row {
+    long long user_id; /* 0: not linked to a user yet */
+    int has_customer;  /* stripe_customer_id is set */
+    char status[32];
+    long long last; /* last_event_created */
+} billing_sub_row_t;
+
+/* What an event does to its subscription row and user. */
+typedef struct billing_plan {
+    const char *status; /* the status to store, NULL to keep the row's (static string or ev->status) */
+    const char *why;    /* when status is NULL: why (for the log) */
+    long long user_id;  /* the user whose row to lock and whose tier to recompute, 0 none */
+    int link;           /* set the row's user to user_id (it had none) */
+    int link_customer;  /* set the row's customer to ev->customer (it had none) */
+    int conflict;       /* the event names another user than the row's (the row's is kept) */
+    int write;          /* the row needs an UPDATE (status, link or link_customer) */
+} billing_plan_t;
+
+/* Decide what ev does to the row of the subscription it names. row: the row on record, or NULL when
+ * billing_apply_event has just inserted it (its first status, its customer, no user). candidate: the user
+ * the event resolves to (see the header comment), used only when the row has no user; 0 none.
+ * Returns 0 when there is nothing to do (no status change, nothing to link, no tier to recompute), 1 when
+ * plan says what to do. Call only for an event stripe_sub_change tracks. */
+int billing_plan(const stripe_event_t *ev, const billing_sub_row_t *row, long long candidate, billing_plan_t *plan);
+
+#endif

@@ -1,0 +1,149 @@
+#include "stripe_sig.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+int stripe_signature_compute(const char *secret, long long t, const char *body, size_t body_len, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    char ts[24];
+    size_t maclen = 0;
+    int rc = -1;
+    int n = snprintf(ts, sizeof ts, "%lld.", t);
+    EVP_MAC *alg = NULL;
+    EVP_MAC_CTX *ctx = NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+
+    out[0] = '\0';
+    if (!secret || n <= 0 || (size_t)n >= sizeof ts)
+        goto out;
+    alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    ctx = alg ? EVP_MAC_CTX_new(alg) : NULL;
+    if (!ctx || EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params) != 1 ||
+        EVP_MAC_update(ctx, (const unsigned char *)ts, (size_t)n) != 1 ||
+        (body_len > 0 && EVP_MAC_update(ctx, (const unsigned char *)body, body_len) != 1) ||
+        EVP_MAC_final(ctx, mac, &maclen, sizeof mac) != 1 || maclen != 32)
+        goto out;
+    for (size_t i = 0; i < maclen; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[64] = '\0';
+    rc = 0;
+out:
+    OPENSSL_cleanse(mac, sizeof mac);
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(alg);
+    return rc;
+}
+
+static int parse_unix(const char *s, size_t len, long long *out)
+{
+    long long v = 0;
+    if (len == 0 || len > 12)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int stripe_signature_verify(const char *header, const char *secret, const char *body, size_t body_len, long long now,
+                            long tolerance, long long *t_out)
+{
+    char expected[65];
+    long long t = 0;
+    int have_t = 0, nv1 = 0, match = 0;
+    int rc = STRIPE_SIG_MALFORMED;
+
+    if (!header || !*header)
+        return STRIPE_SIG_MISSING;
+    if (!secret || !*secret)
+        return STRIPE_SIG_MISMATCH;
+    size_t hlen = strnlen(header, STRIPE_SIG_HEADER_MAX + 1);
+    if (hlen > STRIPE_SIG_HEADER_MAX)
+        return STRIPE_SIG_MALFORMED;
+
+    /* First pass: find t (we need it before computing the expected signature). */
+    const char *p = header, *end = header + hlen;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma ? comma : end;
+        while (p < item_end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *ie = item_end;
+        while (ie > p && (ie[-1] == ' ' || ie[-1] == '\t'))
+            ie--;
+        const char *eq = memchr(p, '=', (size_t)(ie - p));
+        if (eq) {
+            size_t klen = (size_t)(eq - p);
+            const char *v = eq + 1;
+            size_t vlen = (size_t)(ie - v);
+            if (klen == 1 && p[0] == 't') {
+                if (have_t || parse_unix(v, vlen, &t) < 0)
+                    return STRIPE_SIG_MALFORMED;
+                have_t = 1;
+            } else if (klen == 2 && p[0] == 'v' && p[1] == '1') {
+                nv1++;
+            }
+        }
+        p = comma ? comma + 1 : end;
+    }
+    if (!have_t || nv1 == 0)
+        return STRIPE_SIG_MALFORMED;
+    if (t_out)
+        *t_out = t;
+    if (stripe_signature_compute(secret, t, body, body_len, expected) < 0)
+        return STRIPE_SIG_MISMATCH;
+
+    /* Second pass: compare every v1 in constant time; keep going after a match so timing does not say
+     * which one matched. */
+    p = header;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma ? comma : end;
+        while (p < item_end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *ie = item_end;
+        while (ie > p && (ie[-1] == ' ' || ie[-1] == '\t'))
+            ie--;
+        if (ie - p == 3 + 64 && p[0] == 'v' && p[1] == '1' && p[2] == '=') {
+            if (CRYPTO_memcmp(p + 3, expected, 64) == 0)
+                match = 1;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    OPENSSL_cleanse(expected, sizeof expected);
+    if (!match)
+        rc = STRIPE_SIG_MISMATCH;
+    else if (now - t > tolerance)
+        rc = STRIPE_SIG_STALE;
+    else if (t - now > tolerance)
+        rc = STRIPE_SIG_FUTURE;
+    else
+        rc = STRIPE_SIG_OK;
+    return rc;
+}
+
+const char *stripe_sig_strerror(int rc)
+{
+    switch (rc) {
+    case STRIPE_SIG_OK: return "signature valid";
+    case STRIPE_SIG_MISSING: return "Missing Stripe-Signature header.";
+    case STRIPE_SIG_MALFORMED: return "Malformed Stripe-Signature header: it needs a timestamp t and a v1 signature.";
+    case STRIPE_SIG_MISMATCH: return "No v1 signature matches the payload.";
+    case STRIPE_SIG_STALE: return "The Stripe-Signature timestamp is too old.";
+    case STRIPE_SIG_FUTURE: return "The Stripe-Signature timestamp is too far in the future.";
+    default: return "Invalid Stripe-Signature header.";
+    }
+}
