@@ -38,6 +38,7 @@
 #include "chat.h"
 #include "config.h"
 #include "db.h"
+#include "health.h"
 #include "log.h"
 #include "queue.h"
 #include "util.h"
@@ -994,6 +995,7 @@ int main(int argc, char **argv)
     int stopping = 0;
     double last_once_check = 0;
     for (;;) {
+        health_worker_beat();
         if (g_stop && !stopping) {
             stopping = 1;
             stop_deadline = now_ms() + GRACE_MS;
