@@ -36,7 +36,12 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 HDRS       := $(wildcard lib/*.h)
 
-.PHONY: all asan unit deps run test bench clean format
+# The version --version prints: the VERSION file, plus git describe when this is a git checkout
+# ("1.0.0+g46a08b4-dirty"). Override with `make GB_VERSION=...` (a packaging build). build/version.h is
+# rewritten only when it changes, so only lib/cli.o and the links follow a new commit.
+GB_VERSION ?= $(shell v=$$(cat VERSION 2>/dev/null || echo 0.0.0); g=$$(git describe --always --dirty 2>/dev/null); echo "$$v$${g:++g$$g}")
+
+.PHONY: all asan unit deps run test bench clean format FORCE
 all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN)
 
 asan:
@@ -45,6 +50,14 @@ asan:
 $(BUILD)/lib/%.o: lib/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(@D)
+	@printf '#define GB_VERSION "%s"\n' '$(GB_VERSION)' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+$(BUILD)/lib/cli.o: $(BUILD)/version.h
+$(BUILD)/lib/cli.o: REAL_CFLAGS += -I$(BUILD)
 
 $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(@D)

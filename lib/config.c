@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cli.h"
 #include "log.h"
 #include "util.h"
 
@@ -287,4 +288,13 @@ void config_load_or_die(const char *prog)
     log_init(prog, g_config.log_level);
     if (g_config.development && strcmp(g_config.jwt_secret, dev_secret) == 0)
         log_warn("APP_ENV=development and no JWT_SECRET: using the built-in development key");
+}
+
+/* Runs before main() in every program linked with config.o (all of them: they call config_load_or_die). glibc
+ * passes argc, argv and envp to ELF constructors, so --help, --version and --check (lib/cli.h) are answered
+ * here, alike in every binary, without a line in any main(). */
+__attribute__((constructor)) static void config_early_options(int argc, char **argv, char **envp)
+{
+    (void)envp;
+    cli_early(argc, argv);
 }
