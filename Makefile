@@ -1,7 +1,7 @@
 # gemini-backend: one plain Makefile.
 #   make            build everything into $(BUILD) (default build/)
 #   make asan       the same with AddressSanitizer + UBSan into build-asan/
-#   make run        install what is missing, build, start the whole stack in the foreground
+#   make run        check PORT, install what is missing (no test tools), build, start the stack in the foreground
 #   make test       install what is missing, build, run every test; last line "N passed, M failed"
 #   make bench      benchmarks (see README)
 # User CFLAGS/LDFLAGS are added to ours, never replace them.
@@ -41,7 +41,7 @@ HDRS       := $(wildcard lib/*.h)
 # rewritten only when it changes, so only lib/cli.o and the links follow a new commit.
 GB_VERSION ?= $(shell v=$$(cat VERSION 2>/dev/null || echo 0.0.0); g=$$(git describe --always --dirty 2>/dev/null); echo "$$v$${g:++g$$g}")
 
-.PHONY: all asan unit deps run test bench clean format FORCE
+.PHONY: all asan unit deps deps-test run test bench clean format FORCE
 all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN)
 
 asan:
@@ -85,16 +85,23 @@ unit: all
 deps:
 	@scripts/deps.sh
 
-run: deps
+deps-test:
+	@scripts/deps.sh --test
+
+# The preflight first: a bad or busy PORT is reported before anything is installed or built. A requested stop
+# (Ctrl-C, SIGTERM) makes scripts/run.sh exit 0, so make reports no error.
+run:
+	@scripts/run.sh --preflight
+	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@exec scripts/run.sh
 
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory asan
 	@tests/run.sh
 
-bench: deps
+bench: deps-test
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 
