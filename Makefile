@@ -1,7 +1,7 @@
 # gemini-backend: one plain Makefile.
 #   make            build everything into $(BUILD) (default build/)
 #   make asan       the same with AddressSanitizer + UBSan into build-asan/
-#   make run        install what is missing, build, start the whole stack in the foreground
+#   make run        check PORT, install what is missing (no test tools), build, start the stack in the foreground
 #   make test       install what is missing, build, run every test; last line "N passed, M failed"
 #   make bench      benchmarks (see README)
 # User CFLAGS/LDFLAGS are added to ours, never replace them.
@@ -36,7 +36,12 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 HDRS       := $(wildcard lib/*.h)
 
-.PHONY: all asan unit deps run test bench clean format
+# The version --version prints: the VERSION file, plus git describe when this is a git checkout
+# ("1.0.0+g46a08b4-dirty"). Override with `make GB_VERSION=...` (a packaging build). build/version.h is
+# rewritten only when it changes, so only lib/cli.o and the links follow a new commit.
+GB_VERSION ?= $(shell v=$$(cat VERSION 2>/dev/null || echo 0.0.0); g=$$(git describe --always --dirty 2>/dev/null); echo "$$v$${g:++g$$g}")
+
+.PHONY: all asan unit deps deps-test run test bench clean format FORCE
 all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN)
 
 asan:
@@ -45,6 +50,14 @@ asan:
 $(BUILD)/lib/%.o: lib/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(@D)
+	@printf '#define GB_VERSION "%s"\n' '$(GB_VERSION)' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+$(BUILD)/lib/cli.o: $(BUILD)/version.h
+$(BUILD)/lib/cli.o: REAL_CFLAGS += -I$(BUILD)
 
 $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -72,16 +85,23 @@ unit: all
 deps:
 	@scripts/deps.sh
 
-run: deps
+deps-test:
+	@scripts/deps.sh --test
+
+# The preflight first: a bad or busy PORT is reported before anything is installed or built. A requested stop
+# (Ctrl-C, SIGTERM) makes scripts/run.sh exit 0, so make reports no error.
+run:
+	@scripts/run.sh --preflight
+	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@exec scripts/run.sh
 
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory asan
 	@tests/run.sh
 
-bench: deps
+bench: deps-test
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 

@@ -198,3 +198,20 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 4) THEN
 END IF;
 END
 $step$;
+
+-- Step 5: worker heartbeats, for /healthz. Each worker process (host:pid) upserts its row every 2 s; a row
+-- older than a day (a worker that is gone) is dropped by the next beat of any worker. A table rather than a
+-- Redis key so that the heartbeat is written and read while Redis is down.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 5) THEN
+
+    CREATE TABLE worker_heartbeats (
+        worker   text PRIMARY KEY,                          -- host:pid, the worker's stream consumer name
+        beat_at  timestamptz NOT NULL
+    );
+
+    INSERT INTO schema_version (version) VALUES (5);
+END IF;
+END
+$step$;

@@ -47,7 +47,7 @@ static const http_route_t routes[] = {
     {"POST", "/auth/reset-password", account_reset_password},
     {"POST", "/auth/change-password", h_change_password},
     {"GET", "/user/me", h_me},
-    {"GET", "/healthz", health_check},
+    {"GET", "/healthz", health_respond},
 };
 
 int main(void)

@@ -24,6 +24,12 @@ static double retry_after_ms;
 
 static const struct timeval connect_tv = {0, 250000};
 static const struct timeval command_tv = {1, 0};
+static char last_error[160]; /* why the last connect or command failed */
+
+static void note_error(const char *what, const char *msg)
+{
+    snprintf(last_error, sizeof last_error, "%s%s", what, msg ? msg : "out of memory");
+}
 
 int cache_init(const char *url)
 {
@@ -110,7 +116,8 @@ static int ensure(void)
     ctx = target.path ? redisConnectUnixWithTimeout(target.path, connect_tv)
                       : redisConnectWithTimeout(target.host ? target.host : "127.0.0.1", target.port, connect_tv);
     if (!ctx || ctx->err) {
-        log_warn("redis: cannot connect: %s", ctx ? ctx->errstr : "out of memory");
+        note_error("cannot connect: ", ctx ? ctx->errstr : NULL);
+        log_warn("redis: cannot connect (REDIS_URL): %s", ctx ? ctx->errstr : "out of memory");
         drop();
         if (now_ms() - t0 > SLOW_FAILURE_MS)
             retry_after_ms = now_ms() + BACKOFF_MS;
@@ -118,6 +125,7 @@ static int ensure(void)
     }
     redisSetTimeout(ctx, command_tv);
     if (target.password && simple("AUTH %s", target.password) != 0) {
+        note_error("AUTH failed (check the password in REDIS_URL)", "");
         log_warn("redis: AUTH failed");
         drop();
         return -1;
@@ -229,6 +237,30 @@ int cache_ping(void)
     if (r)
         freeReplyObject(r);
     return rc;
+}
+
+int cache_ping_within(long timeout_ms)
+{
+    if (ensure() != 0)
+        return -1;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    redisSetTimeout(ctx, tv);
+    redisReply *r = redisCommand(ctx, "PING");
+    int rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    if (!r) {
+        note_error("PING: ", ctx->errstr);
+        drop(); /* a late reply would answer the next command */
+        return -1;
+    }
+    redisSetTimeout(ctx, command_tv);
+    return rc;
+}
+
+const char *cache_last_error(void)
+{
+    return last_error;
 }
 
 void cache_close(void)

@@ -23,6 +23,13 @@ int cache_set(const char *key, const char *val, size_t len, long ttl);
 int cache_del(const char *key);
 /* PING: 0 ok, -1 down. */
 int cache_ping(void);
+/* PING with a command timeout of timeout_ms (connect: the usual 250 ms), one attempt: 0 ok, -1 down, paused or
+ * slow (the connection is dropped then). For health checks that must answer in bounded time. */
+int cache_ping_within(long timeout_ms);
+
+/* Why the last connect or command failed, one line; "" if nothing failed yet. Static storage. */
+const char *cache_last_error(void);
+
 /* Close the connection. */
 void cache_close(void);
 

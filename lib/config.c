@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cli.h"
 #include "log.h"
 #include "util.h"
 
@@ -38,11 +39,11 @@ typedef struct setting {
 
 /* The one table of settings: name, default and bounds. Derived defaults are filled in config_load. */
 static const setting_t settings[] = {
-    S("DATABASE_URL", "postgresql:///gemini?host=" DEFAULT_VAR_DIR "/pg", database_url),
-    S("REDIS_URL", "unix://" DEFAULT_VAR_DIR "/redis.sock", redis_url),
+    S("DATABASE_URL", NULL, database_url), /* required in production; development: dev_database_url */
+    S("REDIS_URL", NULL, redis_url),       /* required in production; development: dev_redis_url */
     S("JWT_SECRET", NULL, jwt_secret),
     L("JWT_TTL_SECONDS", "86400", 60, 31536000, jwt_ttl_seconds),
-    B("OTP_IN_RESPONSE", "1", otp_in_response),
+    B("OTP_IN_RESPONSE", NULL, otp_in_response), /* production 0, development 1 */
     L("BASIC_DAILY_LIMIT", "5", 0, 1000000, basic_daily_limit),
     S("PUBLIC_URL", NULL, public_url),
     S("STRIPE_SECRET_KEY", NULL, stripe_secret_key),
@@ -151,7 +152,9 @@ static int set_one(const setting_t *s, char *err, size_t errlen)
         return 0;
     }
     case C_BOOL:
-        if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0)
+        if (!v) /* no default: derived in config_load */
+            *(int *)(base + s->off) = -1;
+        else if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0)
             *(int *)(base + s->off) = 1;
         else if (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0)
             *(int *)(base + s->off) = 0;
@@ -166,6 +169,31 @@ static int set_one(const setting_t *s, char *err, size_t errlen)
 
 /* A development-only signing key, used when APP_ENV=development and no JWT_SECRET is set. */
 static const char dev_secret[] = "development-only-secret-never-use-in-production!";
+
+/* The servers `make run` starts under the build tree's var/: development defaults only. In production nothing
+ * falls back to a path of the machine the binaries were built on. */
+#ifdef DEFAULT_VAR_DIR
+static const char dev_database_url[] = "postgresql:///gemini?host=" DEFAULT_VAR_DIR "/pg";
+static const char dev_redis_url[] = "unix://" DEFAULT_VAR_DIR "/redis.sock";
+#else
+static const char *const dev_database_url = NULL, *const dev_redis_url = NULL;
+#endif
+
+/* A setting production cannot do without: 0 when set (or filled in with dev_default in development), else -1
+ * with a message naming it. */
+static int require(const char **field, const char *name, const char *dev_default, const char *hint, char *err,
+                   size_t errlen)
+{
+    if (*field)
+        return 0;
+    if (g_config.development && dev_default) {
+        *field = dev_default;
+        return 0;
+    }
+    snprintf(err, errlen, "%s is required%s (%s)", name,
+             g_config.development ? "" : " in production (APP_ENV=production)", hint);
+    return -1;
+}
 
 int config_load(char *err, size_t errlen)
 {
@@ -196,6 +224,14 @@ int config_load(char *err, size_t errlen)
         if (set_one(&settings[i], err, errlen) != 0)
             return -1;
 
+    if (require(&g_config.database_url, "DATABASE_URL", dev_database_url,
+                "a libpq connection string, e.g. postgresql://gemini@db.example/gemini", err, errlen) != 0 ||
+        require(&g_config.redis_url, "REDIS_URL", dev_redis_url,
+                "redis://[:password@]host:port/db or unix:///path/to/redis.sock", err, errlen) != 0)
+        return -1;
+    if (g_config.otp_in_response < 0) /* SMS is mocked: the code in the body is a development convenience */
+        g_config.otp_in_response = g_config.development;
+
     if (!g_config.jwt_secret) {
         if (!g_config.development) {
             snprintf(err, errlen,
@@ -215,8 +251,16 @@ int config_load(char *err, size_t errlen)
         snprintf(public_url, sizeof public_url, "http://127.0.0.1:%ld", g_config.port);
         g_config.public_url = public_url;
     }
-    if (!g_config.ai_provider)
+    if (!g_config.ai_provider) {
+        if (!g_config.gemini_api_key && !g_config.openai_api_key && !g_config.development) {
+            /* never answer users with the stand-in by accident */
+            snprintf(err, errlen,
+                     "AI_PROVIDER is not set and neither GEMINI_API_KEY nor OPENAI_API_KEY is: set a key, or "
+                     "AI_PROVIDER=offline for the labelled local stand-in");
+            return -1;
+        }
         g_config.ai_provider = g_config.gemini_api_key ? "gemini" : g_config.openai_api_key ? "openai" : "offline";
+    }
     if (strcmp(g_config.ai_provider, "gemini") != 0 && strcmp(g_config.ai_provider, "openai") != 0 &&
         strcmp(g_config.ai_provider, "offline") != 0) {
         snprintf(err, errlen, "AI_PROVIDER must be gemini, openai or offline");
@@ -244,4 +288,13 @@ void config_load_or_die(const char *prog)
     log_init(prog, g_config.log_level);
     if (g_config.development && strcmp(g_config.jwt_secret, dev_secret) == 0)
         log_warn("APP_ENV=development and no JWT_SECRET: using the built-in development key");
+}
+
+/* Runs before main() in every program linked with config.o (all of them: they call config_load_or_die). glibc
+ * passes argc, argv and envp to ELF constructors, so --help, --version and --check (lib/cli.h) are answered
+ * here, alike in every binary, without a line in any main(). */
+__attribute__((constructor)) static void config_early_options(int argc, char **argv, char **envp)
+{
+    (void)envp;
+    cli_early(argc, argv);
 }

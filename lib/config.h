@@ -1,6 +1,11 @@
 /* config: one typed table of settings with defaults and bounds, read once at start-up from the environment
  * and, when ENV_FILE names one, a .env-style file (KEY=VALUE lines, '#' comments, optional quotes; the real
- * environment wins over the file). A bad value stops the program with a message naming the variable. */
+ * environment wins over the file). A bad value stops the program with a message naming the variable.
+ *
+ * Production (APP_ENV unset or "production") requires DATABASE_URL, REDIS_URL and JWT_SECRET (>= 32 bytes),
+ * defaults OTP_IN_RESPONSE to 0, and runs the offline AI stand-in only when AI_PROVIDER=offline is set: with no
+ * provider and no API key, start-up stops. Development (APP_ENV=development) fills in the `make run` servers
+ * under the build tree, a built-in signing key, OTP_IN_RESPONSE=1 and the offline provider. */
 #ifndef GB_CONFIG_H
 #define GB_CONFIG_H
 
@@ -8,17 +13,18 @@
 
 typedef struct config {
     int development;          /* APP_ENV=development (default production) */
-    const char *database_url; /* DATABASE_URL */
-    const char *redis_url;    /* REDIS_URL */
+    const char *database_url; /* DATABASE_URL (required in production; development: the make run cluster) */
+    const char *redis_url;    /* REDIS_URL (required in production; development: the make run Redis) */
     const char *jwt_secret;   /* JWT_SECRET (>= 32 bytes outside development) */
     size_t jwt_secret_len;
-    long jwt_ttl_seconds;                                                    /* JWT_TTL_SECONDS 86400 */
-    int otp_in_response;                                                     /* OTP_IN_RESPONSE 1 */
-    long basic_daily_limit;                                                  /* BASIC_DAILY_LIMIT 5 */
-    const char *public_url;                                                  /* PUBLIC_URL http://127.0.0.1:$PORT */
+    long jwt_ttl_seconds;   /* JWT_TTL_SECONDS 86400 */
+    int otp_in_response;    /* OTP_IN_RESPONSE: production 0, development 1 */
+    long basic_daily_limit; /* BASIC_DAILY_LIMIT 5 */
+    const char *public_url; /* PUBLIC_URL http://127.0.0.1:$PORT */
     const char *stripe_secret_key, *stripe_webhook_secret, *stripe_price_id; /* NULL when unset */
     const char *stripe_api_base; /* STRIPE_API_BASE https://api.stripe.com */
-    const char *ai_provider;     /* AI_PROVIDER gemini|openai|offline (default derived from keys) */
+    const char *ai_provider; /* AI_PROVIDER gemini|openai|offline (default derived from keys; offline only explicitly in
+                                production) */
     const char *gemini_api_key, *gemini_model, *gemini_api_base;
     const char *openai_api_key, *openai_model, *openai_api_base;
     const char *ai_system_prompt; /* AI_SYSTEM_PROMPT */

@@ -1,5 +1,7 @@
 #include "db.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,15 @@ static unsigned long conn_gen; /* bumped on every new connection; statements re-
 static int in_tx;              /* a transaction is open on conn */
 static int last_unavailable;
 static char last_sqlstate[6];
+static char last_error[256]; /* why the last connect or ping failed, one line */
+
+static void note_error(const char *msg)
+{
+    snprintf(last_error, sizeof last_error, "%s", msg && *msg ? msg : "unknown error");
+    for (char *p = last_error; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = p[1] ? ' ' : '\0';
+}
 
 void db_init(const char *conninfo)
 {
@@ -38,7 +49,8 @@ static int ensure_conn(void)
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
         char msg[256];
         snprintf(msg, sizeof msg, "%s", conn ? PQerrorMessage(conn) : "out of memory");
-        log_warn("postgres: cannot connect: %s", msg);
+        note_error(msg);
+        log_warn("postgres: cannot connect (DATABASE_URL): %s", last_error);
         drop_conn();
         return -1;
     }
@@ -172,6 +184,82 @@ int db_ping(void)
         return -1;
     PQclear(res);
     return 0;
+}
+
+const char *db_last_error(void)
+{
+    return last_error;
+}
+
+/* Wait until the connection's socket is ready for ev, or the deadline (now_ms() clock) passes. 0 ready. */
+static int wait_socket(short ev, double deadline)
+{
+    int fd = PQsocket(conn);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {.fd = fd, .events = ev};
+        int n = poll(&p, 1, (int)left + 1);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+int db_ping_within(long timeout_ms)
+{
+    double deadline = now_ms() + (double)timeout_ms;
+    int rc = -1;
+    if (in_tx)
+        return -1; /* never disturb an open transaction */
+    if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        drop_conn();
+        const char *keys[] = {"connect_timeout", "dbname", NULL};
+        const char *vals[] = {"3", db_conninfo ? db_conninfo : "", NULL};
+        conn = PQconnectStartParams(keys, vals, 1);
+        if (!conn || PQstatus(conn) == CONNECTION_BAD)
+            goto out;
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+        while (st != PGRES_POLLING_OK) {
+            if (st == PGRES_POLLING_FAILED)
+                goto out;
+            if (wait_socket(st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline) != 0) {
+                note_error("no answer in time");
+                goto out_noted;
+            }
+            st = PQconnectPoll(conn);
+        }
+        conn_gen++;
+    }
+    if (!PQsendQuery(conn, "SELECT 1"))
+        goto out;
+    while (PQisBusy(conn)) {
+        if (wait_socket(POLLIN, deadline) != 0) {
+            note_error("no answer in time");
+            goto out_noted;
+        }
+        if (!PQconsumeInput(conn))
+            goto out;
+    }
+    rc = 0;
+    PGresult *res;
+    while ((res = PQgetResult(conn))) {
+        if (!result_ok(res))
+            rc = -1;
+        PQclear(res);
+    }
+    if (rc == 0)
+        return 0;
+out:
+    note_error(conn ? PQerrorMessage(conn) : "out of memory");
+out_noted:
+    /* a connection left mid-query (a paused server) cannot be reused: the next statement reconnects */
+    drop_conn();
+    return -1;
 }
 
 void db_close(void)

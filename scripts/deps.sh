@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Install what the build, `make run` and `make test` need on Debian 12, then the test suite's npm packages.
+# Install what the build and `make run` need on Debian 12; with --test (make test, make bench) also Node.js and
+# the test suite's npm packages (the fakes, newman, redocly), which `make run` never needs.
 # Idempotent and fast when everything is present: dpkg is asked first, apt-get runs only for missing packages.
 # Packaged services (PostgreSQL, Redis, lighttpd, nginx, Apache) are kept from starting during the install,
 # and PostgreSQL's default cluster is not created: the project runs its own private servers (tests/stack.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WITH_TESTS=0
+case ${1:-} in
+--test) WITH_TESTS=1 ;;
+'') ;;
+*)
+    printf 'usage: scripts/deps.sh [--test]\n' >&2
+    exit 2
+    ;;
+esac
 
 PACKAGES=(
     build-essential pkg-config
@@ -14,8 +24,8 @@ PACKAGES=(
     postgresql redis-server lighttpd spawn-fcgi fcgiwrap nginx-light apache2 libapache2-mod-fcgid
     curl jq ca-certificates wrk procps
 )
-# The image may ship its own node (not from Debian): keep it, and its npm.
-if ! command -v node >/dev/null 2>&1; then
+# The image may ship its own node (not from Debian): keep it, and its npm. Only the tests run node.
+if ((WITH_TESTS)) && ! command -v node >/dev/null 2>&1; then
     PACKAGES+=(nodejs npm)
 fi
 
@@ -115,7 +125,7 @@ fi
 # npm packages of the test suite (fakes). node_modules is touched after a successful install and serves as
 # the stamp: reinstall only when package.json or the lock file is newer.
 TESTS="$ROOT/tests"
-if [[ -f $TESTS/package.json ]]; then
+if ((WITH_TESTS)) && [[ -f $TESTS/package.json ]]; then
     stamp=$TESTS/node_modules
     if [[ ! -d $stamp || $TESTS/package.json -nt $stamp ||
         (-f $TESTS/package-lock.json && $TESTS/package-lock.json -nt $stamp) ]]; then

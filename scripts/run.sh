@@ -3,8 +3,11 @@
 # foreground from ./var (kept across runs): PostgreSQL (./var/pgdata, socket in ./var/pg), Redis (./var/redis.sock,
 # data in ./var/redis), lighttpd with the FastCGI programs of build/ on 127.0.0.1:$PORT (WEB=apache, nginx or
 # nginxcgi serves through that server's committed config instead), and the worker when it is built. Ctrl-C or
-# SIGTERM stops every process it started; if one of them dies, the rest are stopped too and the exit status is
-# non-zero.
+# SIGTERM stops every process it started and exits 0 (a requested stop is a success); if one of them dies, the
+# rest are stopped too and the exit status is non-zero.
+#
+#   scripts/run.sh --preflight   only the checks that need no build (PORT a number and free, WEB known, no other
+#                                `make run` on ./var): `make run` runs it before installing and building.
 #
 # Every variable of the configuration (README) set in the environment is honoured; only the missing ones get
 # development defaults: PORT 8080, APP_ENV development, PUBLIC_URL http://127.0.0.1:$PORT, JWT_SECRET generated
@@ -17,30 +20,52 @@ cd "$ROOT"
 # shellcheck source=../tests/stack.sh
 source "$ROOT/tests/stack.sh"
 
+say() { printf 'run: %s\n' "$*" >&2; }
+
 WEB=${WEB:-lighttpd}
 case $WEB in
 lighttpd | apache | nginx | nginxcgi) ;;
 *)
-    printf 'run: WEB must be lighttpd, apache, nginx or nginxcgi (got %s)\n' "$WEB" >&2
+    say "WEB must be lighttpd, apache, nginx or nginxcgi (got $WEB)"
     exit 2
     ;;
 esac
 export STACK_DIR="$ROOT/var" STACK_MODE=run BUILD_DIR=${BUILD:-build} DEPLOYMENT=$WEB STACK_WEB=$WEB
+
+# The mistakes that need no build, reported before anything is installed, built or started.
+preflight() {
+    local port=${PORT:-8080} name pid
+    if ! [[ $port =~ ^[0-9]{1,5}$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
+        say "PORT must be a number from 1 to 65535 (got '$port')"
+        return 2
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$((10#$port))") 2>/dev/null; then
+        say "something already listens on 127.0.0.1:$port: stop it or choose another port (PORT=8081 make run)"
+        return 1
+    fi
+    # A second copy on the same ./var would take the first one's servers away.
+    for name in postgres redis web worker; do
+        if pid=$(_stack_pid "$name"); then
+            say "a previous 'make run' is still running here ($name, pid $pid): stop it first"
+            return 1
+        fi
+    done
+}
+
+if [[ ${1:-} == --preflight ]]; then
+    preflight
+    exit
+elif [[ -n ${1:-} ]]; then
+    say "usage: scripts/run.sh [--preflight]"
+    exit 2
+fi
+preflight || exit
+export PORT=$((10#${PORT:-8080}))
 mkdir -p "$STACK_DIR"
+for name in postgres redis web worker; do rm -f "$STACK_DIR/$name.pid"; done
 LOGS="$STACK_DIR/postgres.log, $STACK_DIR/redis.log"
 # Under lighttpd the programs' request log is this terminal; the other servers' programs write it to a file.
 [[ $WEB == lighttpd ]] || LOGS+=", $STACK_DIR/$WEB.log (the programs' request log)"
-
-say() { printf 'run: %s\n' "$*" >&2; }
-
-# Refuse to start a second copy on the same ./var (the first would lose its servers).
-for name in postgres redis web worker; do
-    if pid=$(_stack_pid "$name"); then
-        say "a previous 'make run' is still running here ($name, pid $pid): stop it first"
-        exit 1
-    fi
-    rm -f "$STACK_DIR/$name.pid"
-done
 
 STOPPING=0
 stop_all() {
@@ -64,22 +89,34 @@ on_exit() {
     exit "$rc"
 }
 trap on_exit EXIT
-trap 'say "interrupted"; exit 130' INT
-trap 'say "terminated"; exit 143' TERM
+# A requested stop (Ctrl-C, SIGTERM) is a clean exit: status 0, so `make run` prints no "Error 130/143".
+trap 'say "interrupted"; exit 0' INT
+trap 'say "terminated"; exit 0' TERM
 
 stack_services_start || exit 1
-if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-    say "something already listens on 127.0.0.1:$PORT: stop it or choose another port (PORT=8081 make run)"
-    exit 1
-fi
 stack_web_start || exit 1
 stack_worker_start || exit 1
+
+# Client commands for the two stores. A password in a URL the caller gave is not printed.
+mask() { sed -E 's#^([a-z]+://[^/:@]*):[^/@]*@#\1:***@#' <<<"$1"; }
+case $REDIS_URL in
+unix://*)
+    redis_path=${REDIS_URL#unix://}
+    redis_cmd="redis-cli -s ${redis_path%%\?*}"
+    [[ $REDIS_URL == *\?db=* ]] && redis_cmd+=" -n ${REDIS_URL##*\?db=}"
+    ;;
+*) redis_cmd="redis-cli -u '$(mask "$REDIS_URL")'" ;;
+esac
 
 cat >&2 <<EOF
 
   gemini-backend is running on $BASE_URL   (APP_ENV=$APP_ENV)
     health:   curl -s $BASE_URL/healthz
     examples: README.md, "Try it with curl"
+    DATABASE_URL=$(mask "$DATABASE_URL")
+    REDIS_URL=$(mask "$REDIS_URL")
+    psql:     psql '$(mask "$DATABASE_URL")'
+    redis:    $redis_cmd
     data:     $STACK_DIR (PostgreSQL, Redis, secrets.env); logs: $LOGS
     worker:   $(if _stack_alive worker; then echo running; else echo "not built (no $BUILD_DIR/worker/worker)"; fi)
   Ctrl-C stops everything.

@@ -114,10 +114,10 @@ static void take_entries(const queue_entry_t *e, int n)
         goto out;
     int got = reply_claim(ids, want, g_worker.lease_ms, g_worker.consumer, &leases);
     if (got < 0) {
-        health_db_failed("claiming replies");
+        upkeep_db_failed("claiming replies");
         goto out; /* not acked: they stay pending in the stream and come back through XAUTOCLAIM */
     }
-    health_db_up();
+    upkeep_db_up();
     start_leased(leases, got, e, claimed, n);
     for (int i = 0; i < n; i++)
         if (wanted[i] && !claimed[i])
@@ -136,11 +136,11 @@ int intake_read(void)
         return TIMER_KEEP;
     if (!I.group_ok) {
         if (queue_group_create() != 0) {
-            health_redis_down();
+            upkeep_redis_down();
             return TIMER_KEEP;
         }
         I.group_ok = 1;
-        health_redis_up();
+        upkeep_redis_up();
     }
     /* block in Redis only when there is nothing else to wait for */
     int allow_block = !g_worker.once && jobs_count() == 0;
@@ -153,10 +153,10 @@ int intake_read(void)
         I.group_ok = 0;
         next = TIMER_AGAIN;
     } else if (n < 0) {
-        health_redis_down();
+        upkeep_redis_down();
         I.read_empty = 1; /* --once: nothing readable; PostgreSQL still gets swept */
     } else {
-        health_redis_up();
+        upkeep_redis_up();
         I.read_empty = n == 0;
         take_entries(e, n);
         /* a full batch: more may be waiting, read again at once; after an idle BLOCK, at once too */
@@ -178,10 +178,10 @@ int intake_claim_stale(void)
     if (n == QUEUE_NOGROUP) {
         I.group_ok = 0;
     } else if (n < 0) {
-        health_redis_down();
+        upkeep_redis_down();
         I.claim_empty = 1;
     } else {
-        health_redis_up();
+        upkeep_redis_up();
         if (n)
             log_info("took over %d unacknowledged queue entries", n);
         take_entries(e, n);
@@ -200,14 +200,14 @@ int intake_sweep(void)
     if (room <= 0)
         return TIMER_KEEP;
     reply_lease_t *leases = NULL;
-    long older = health_redis_down_now() ? 0L : g_config.worker_recover_seconds;
+    long older = upkeep_redis_down_now() ? 0L : g_config.worker_recover_seconds;
     int n = reply_sweep(older, g_worker.lease_ms, g_worker.consumer, room > 512 ? 512L : room, &leases);
     if (n < 0) {
-        health_db_failed("the recovery sweep");
+        upkeep_db_failed("the recovery sweep");
         I.sweep_empty = 0;
         return TIMER_INTERVAL;
     }
-    health_db_up();
+    upkeep_db_up();
     I.sweep_empty = n == 0;
     if (n)
         log_info("recovery sweep took %d pending replies", n);
@@ -240,7 +240,7 @@ int intake_owed_pending(void)
     PGresult *res = db_query(&q_owed, params);
     buf_free(&arr);
     if (!res) {
-        health_db_failed("checking scheduled retries");
+        upkeep_db_failed("checking scheduled retries");
         return -1;
     }
     int pending = strcmp(PQgetvalue(res, 0, 0), "0") != 0;

@@ -82,7 +82,7 @@ void jobs_flush_acks(void)
 {
     if (!J.nacks)
         return;
-    if (!health_redis_ready(now_ms())) {
+    if (!upkeep_redis_ready(now_ms())) {
         J.nacks = 0; /* left pending: XAUTOCLAIM brings them back, the lease check acks them then */
         return;
     }
@@ -90,9 +90,9 @@ void jobs_flush_acks(void)
     for (int i = 0; i < J.nacks; i++)
         ids[i] = J.acks[i];
     if (queue_ack(ids, J.nacks) != 0)
-        health_redis_down();
+        upkeep_redis_down();
     else
-        health_redis_up();
+        upkeep_redis_up();
     free(ids);
     J.nacks = 0;
 }
@@ -142,12 +142,12 @@ static int store(job_t *j)
     const char *text = j->text;
     int rc = reply_store(j->reply_id, ok, text);
     if (rc == REPLY_DB_DOWN) {
-        health_db_down();
+        upkeep_db_down();
         return -1;
     }
     if (rc == REPLY_DB_ERROR) {
         /* not an outage: a statement error would repeat; record the reply as failed instead */
-        health_db_failed("storing a reply");
+        upkeep_db_failed("storing a reply");
         if (ok) {
             ok = 0;
             text = "could not store the answer";
@@ -156,7 +156,7 @@ static int store(job_t *j)
         if (rc < 0)
             return 0; /* give up here; the lease ends and the sweep takes the reply again */
     }
-    health_db_up();
+    upkeep_db_up();
     double ms = now_ms() - j->started_ms;
     if (rc == REPLY_NOT_PENDING)
         log_info("reply %lld is no longer pending (finished elsewhere or deleted); result dropped", j->reply_id);
@@ -201,9 +201,9 @@ static void retry_later(job_t *j, const ai_result_t *r)
     long wait = ai_backoff_ms(j->attempt, r->retry_after_ms, random64());
     if (reply_retry(j->reply_id, wait, g_worker.consumer) != 0) {
         /* the lease runs out by itself and the sweep retries then */
-        health_db_failed("scheduling a retry");
+        upkeep_db_failed("scheduling a retry");
     } else {
-        health_db_up();
+        upkeep_db_up();
         jobs_ack_later(j->stream_id);
         intake_owe(j->reply_id);
     }
@@ -264,7 +264,7 @@ void job_start(const reply_lease_t *lease, const char *stream_id)
     const char *params[] = {room, rid, lim};
     res = db_query(&q_history, params);
     if (!res) {
-        health_db_failed("loading the history");
+        upkeep_db_failed("loading the history");
         job_done(j); /* not acked: the lease ends and the sweep (or XAUTOCLAIM) brings it back */
         goto out;
     }

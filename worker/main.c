@@ -8,7 +8,7 @@
  * stores the outcome exactly once and only then acks the stream entry (jobs.c). Transient failures are retried
  * with backoff through the database, so a crash loses nothing; recovery (XAUTOCLAIM, the PostgreSQL sweep)
  * runs at start-up and then periodically. Each loop turn also replays chatroom-list invalidations the FastCGI
- * programs could not write to Redis, and housekeeping removes old rows and dead stream consumers (health.c).
+ * programs could not write to Redis, and housekeeping removes old rows and dead stream consumers (upkeep.c).
  *
  * This file: arguments, signals, setup, and the main loop. The periodic work is a table of timers; the loop
  * runs each one that is due (and whose store is not backing off), then sleeps in curl_multi_poll until the
@@ -23,6 +23,7 @@
 #include "cache.h"
 #include "config.h"
 #include "db.h"
+#include "health.h"
 #include "log.h"
 #include "util.h"
 #include "worker.h"
@@ -59,19 +60,19 @@ struct timer {
 
 /* In the order they run each loop turn. All of them wait while PostgreSQL is backing off. */
 static struct timer timers[] = {
-    {"housekeeping", 60000, 0, health_housekeeping, 0},
+    {"housekeeping", 60000, 0, upkeep_housekeeping, 0},
     {"recovery sweep", 1000, 0, intake_sweep, WAKES},
     {"stale entries", 0 /* main: from WORKER_RECOVER_SECONDS */, 0, intake_claim_stale,
      NEEDS_REDIS | NEEDS_GROUP | WAKES},
     /* with calls in flight, look for new entries this often; idle, the read blocks in Redis instead */
     {"stream read", 20, 0, intake_read, NEEDS_REDIS | WAKES},
-    {"outbox", 100, 0, health_drain_outbox, NEEDS_REDIS},
+    {"outbox", 100, 0, upkeep_drain_outbox, NEEDS_REDIS},
 };
 #define NTIMERS (sizeof timers / sizeof timers[0])
 
 static int timer_gated(const struct timer *t, double now)
 {
-    return ((t->needs & NEEDS_REDIS) && !health_redis_ready(now)) || ((t->needs & NEEDS_GROUP) && !intake_group_ok());
+    return ((t->needs & NEEDS_REDIS) && !upkeep_redis_ready(now)) || ((t->needs & NEEDS_GROUP) && !intake_group_ok());
 }
 
 static void run_timers(void)
@@ -104,7 +105,7 @@ static double next_wake(double now, int stopping)
 {
     double wake = now + MAX_POLL_MS;
     if (!stopping && jobs_count() < g_worker.concurrency) {
-        double redis_gate = health_redis_gate(), db_gate = health_db_gate();
+        double redis_gate = upkeep_redis_gate(), db_gate = upkeep_db_gate();
         for (size_t i = 0; i < NTIMERS; i++) {
             const struct timer *t = &timers[i];
             if (!(t->needs & WAKES) || ((t->needs & NEEDS_GROUP) && !intake_group_ok()))
@@ -184,6 +185,7 @@ int main(int argc, char **argv)
     int stopping = 0;
     double last_once_check = 0;
     for (;;) {
+        health_worker_beat();
         if (g_stop && !stopping) {
             stopping = 1;
             stop_deadline = now_ms() + GRACE_MS;
@@ -198,15 +200,15 @@ int main(int argc, char **argv)
         jobs_retry_stores();
 
         if (!stopping) {
-            if (g_worker.once && health_db_down_for(now_ms()) > ONCE_DB_GIVE_UP_MS) {
+            if (g_worker.once && upkeep_db_down_for(now_ms()) > ONCE_DB_GIVE_UP_MS) {
                 log_error("--once: PostgreSQL down for %d s; giving up", ONCE_DB_GIVE_UP_MS / 1000);
                 rc = 1;
                 break;
             }
-            if (health_db_ready(now_ms()))
+            if (upkeep_db_ready(now_ms()))
                 run_timers();
             jobs_flush_acks();
-            if (g_worker.once && jobs_count() == 0 && intake_exhausted() && !health_db_down_now() &&
+            if (g_worker.once && jobs_count() == 0 && intake_exhausted() && !upkeep_db_down_now() &&
                 now_ms() - last_once_check >= ONCE_CHECK_MS) {
                 last_once_check = now_ms();
                 if (intake_owed_pending() == 0)
@@ -224,7 +226,7 @@ int main(int argc, char **argv)
 
     jobs_hand_back();
     jobs_flush_acks();
-    if (!health_redis_down_now())
+    if (!upkeep_redis_down_now())
         queue_consumer_delete(g_worker.consumer);
     long long completed, failed, retried;
     jobs_totals(&completed, &failed, &retried);

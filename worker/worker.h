@@ -6,7 +6,7 @@
  *               sweep; --once bookkeeping (what is still owed)
  *   jobs.c      the job table and a job's life: history, start, finish, retry later, fail, stream acks
  *   upstream.c  the AI provider and its libcurl multi calls
- *   health.c    Redis / PostgreSQL down/up state and backoff, housekeeping, the outbox drain
+ *   upkeep.c    Redis / PostgreSQL down/up state and backoff, housekeeping, the outbox drain
  */
 #ifndef GB_WORKER_H
 #define GB_WORKER_H
@@ -105,29 +105,29 @@ void upstream_wait(long timeout_ms);
 /* The provider, for log lines. */
 const char *upstream_name(void);
 
-/* ---- health.c ---- */
+/* ---- upkeep.c ---- */
 
-void health_redis_down(void);
-void health_redis_up(void);
-void health_db_down(void);
-void health_db_up(void);
+void upkeep_redis_down(void);
+void upkeep_redis_up(void);
+void upkeep_db_down(void);
+void upkeep_db_up(void);
 /* A NULL result from db_query (or a -1 from reply_*): note an outage, log anything else. */
-void health_db_failed(const char *what);
+void upkeep_db_failed(const char *what);
 /* 1 when Redis may be tried now (up, or its backoff has run out). */
-int health_redis_ready(double now);
+int upkeep_redis_ready(double now);
 /* 1 while Redis is considered down (backing off). */
-int health_redis_down_now(void);
+int upkeep_redis_down_now(void);
 /* When Redis / PostgreSQL may be tried again: 0 while it is up. */
-double health_redis_gate(void);
-double health_db_gate(void);
+double upkeep_redis_gate(void);
+double upkeep_db_gate(void);
 /* 1 while PostgreSQL is considered down (backing off). */
-int health_db_down_now(void);
+int upkeep_db_down_now(void);
 /* 1 when PostgreSQL may be tried now. */
-int health_db_ready(double now);
+int upkeep_db_ready(double now);
 /* How long PostgreSQL has been down (ms), 0 while it is up. */
-double health_db_down_for(double now);
+double upkeep_db_down_for(double now);
 /* Timer functions: housekeeping (old rows, dead stream consumers) and the lost-invalidation outbox. */
-int health_housekeeping(void);
-int health_drain_outbox(void);
+int upkeep_housekeeping(void);
+int upkeep_drain_outbox(void);
 
 #endif

@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 req GET /healthz
 check_status 200 "GET /healthz is 200"
-check_eq "$(jget -c '{status, postgres, redis}')" '{"status":"ok","postgres":"ok","redis":"ok"}' \
+check_eq "$(jget '{status, postgres, redis} | tojson')" '{"status":"ok","postgres":"ok","redis":"ok"}' \
     "GET /healthz reports postgres and redis ok"
 check "GET /healthz carries X-Request-Id" test -n "$(header X-Request-Id)"
 

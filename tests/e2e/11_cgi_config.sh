@@ -30,3 +30,91 @@ rc=$?
 check "a missing JWT_SECRET stops start-up in production (exit $rc)" test "$rc" -ne 0
 err=$(env BASIC_DAILY_LIMIT=lots REQUEST_METHOD=GET REQUEST_URI=/healthz "$bin" 2>&1 </dev/null)
 check "a bad number names its variable" grep -q BASIC_DAILY_LIMIT <<<"$err"
+
+# ---- every binary: --help, --version, --check (none starts serving) ----
+version=$(sed -n 's/^#define GB_VERSION "\(.*\)"$/\1/p' "$BUILD_DIR/version.h")
+check "the build recorded a version ($version)" grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+' <<<"$version"
+for name in cgi-bin/auth cgi-bin/chatroom cgi-bin/subscribe cgi-bin/webhook worker/worker; do
+    prog="$BUILD_DIR/$name"
+    short=${name##*/}
+    rc=0
+    out=$(timeout 10 "$prog" --version </dev/null 2>&1) || rc=$?
+    check_eq "$rc/$out" "0/$short (gemini-backend) $version" "$short --version"
+    rc=0
+    out=$(timeout 10 "$prog" --help </dev/null 2>&1) || rc=$?
+    check_eq "$rc" 0 "$short --help exits 0"
+    check "$short --help names --check" grep -q -- '--check' <<<"$out"
+    check "$short --help points at the settings" grep -q 'DATABASE_URL' <<<"$out"
+    rc=0
+    out=$(timeout 20 "$prog" --check </dev/null 2>&1) || rc=$?
+    check_eq "$rc" 0 "$short --check passes on the test stack"
+    check "$short --check reports PostgreSQL, its schema and Redis" \
+        grep -q 'ok    PostgreSQL (DATABASE_URL), schema version [0-9]' <<<"$out"
+    check "$short --check says all passed" grep -q 'all checks passed' <<<"$out"
+done
+bin_w="$BUILD_DIR/worker/worker"
+
+# --check finds the common mistakes, names the variable and exits 1
+check_fails() { # DESC WANT ENV...
+    local desc=$1 want=$2 rc=0 out
+    shift 2
+    out=$(env "$@" timeout 20 "$bin" --check </dev/null 2>&1) || rc=$?
+    check_eq "$rc" 1 "--check: $desc exits 1"
+    check "--check: $desc is named ($want)" grep -q -- "$want" <<<"$out"
+}
+check_fails "an unreachable DATABASE_URL" 'FAIL  PostgreSQL (DATABASE_URL): cannot connect' \
+    DATABASE_URL=postgresql://gemini@127.0.0.1:9/gemini
+check_fails "a database without the schema" 'schema.sql was not applied' \
+    DATABASE_URL="${DATABASE_URL/gemini?/postgres?}"
+check_fails "an unreachable REDIS_URL" 'FAIL  Redis (REDIS_URL)' REDIS_URL=unix:///nonexistent/redis.sock
+check_fails "a bad REDIS_URL" 'REDIS_URL is not a' REDIS_URL=http://example
+check_fails "a missing secret" 'JWT_SECRET is required' -u JWT_SECRET
+check_fails "a bad number" 'BASIC_DAILY_LIMIT must be an integer' BASIC_DAILY_LIMIT=lots
+rc=0
+out=$(env -u OPENAI_MODEL AI_PROVIDER=openai timeout 20 "$bin_w" --check </dev/null 2>&1) || rc=$?
+check_eq "$rc" 1 "worker --check: AI_PROVIDER=openai without OPENAI_MODEL exits 1"
+check "worker --check names OPENAI_MODEL" grep -q OPENAI_MODEL <<<"$out"
+out=$(GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET REQUEST_URI=/healthz "$bin" --check </dev/null 2>/dev/null)
+check "under CGI (GATEWAY_INTERFACE) argv is ignored: a request is answered" grep -q '^Status: 200' <<<"$out"
+
+# ---- production (APP_ENV=production): required settings stop every program at start, naming the variable ----
+for var in DATABASE_URL REDIS_URL JWT_SECRET; do
+    for name in cgi-bin/auth cgi-bin/chatroom cgi-bin/subscribe cgi-bin/webhook worker/worker; do
+        rc=0
+        out=$(env -u "$var" -u ENV_FILE APP_ENV=production REQUEST_METHOD=GET REQUEST_URI=/healthz \
+            timeout 10 "$BUILD_DIR/$name" </dev/null 2>&1) || rc=$?
+        check "production without $var: ${name##*/} exits non-zero (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+        check "production without $var: ${name##*/} names it" grep -q "$var is required" <<<"$out"
+    done
+done
+rc=0
+out=$(env -u AI_PROVIDER -u GEMINI_API_KEY -u OPENAI_API_KEY APP_ENV=production timeout 10 "$bin_w" </dev/null 2>&1) ||
+    rc=$?
+check "production with no AI key and no AI_PROVIDER: the worker refuses (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+check "... naming AI_PROVIDER" grep -q 'AI_PROVIDER is not set' <<<"$out"
+rc=0
+out=$(env -u GEMINI_API_KEY -u OPENAI_API_KEY APP_ENV=production AI_PROVIDER=offline timeout 10 "$bin_w" --check \
+    </dev/null 2>&1) || rc=$?
+check_eq "$rc" 0 "production with AI_PROVIDER=offline set explicitly is accepted"
+
+# OTP_IN_RESPONSE defaults to 0 in production: the code is not in the body
+M=$(rand_mobile)
+body="{\"mobile\":\"$M\"}"
+printf '%s' "$body" | REQUEST_METHOD=POST REQUEST_URI=/auth/signup CONTENT_LENGTH=${#body} \
+    CONTENT_TYPE=application/json "$bin" >/dev/null 2>&1
+out=$(printf '%s' "$body" | env -u OTP_IN_RESPONSE APP_ENV=production REQUEST_METHOD=POST REQUEST_URI=/auth/send-otp \
+    CONTENT_LENGTH=${#body} CONTENT_TYPE=application/json "$bin" 2>/dev/null)
+check "production, OTP_IN_RESPONSE unset: send-otp is 200" grep -q '^Status: 200' <<<"$out"
+check "production, OTP_IN_RESPONSE unset: no otp in the body" test -z "$(sed -n '/^\r*$/,$p' <<<"$out" | jq -r '.otp // empty')"
+
+# The worker started with an unreachable database says so at once, naming DATABASE_URL (and keeps retrying)
+log="$STACK_DIR/worker-nodb.log"
+DATABASE_URL=postgresql://gemini@127.0.0.1:9/gemini "$bin_w" </dev/null >"$log" 2>&1 &
+wpid=$!
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    grep -q DATABASE_URL "$log" && break
+    sleep 0.3
+done
+kill -TERM "$wpid" 2>/dev/null || true
+wait "$wpid" 2>/dev/null || true
+check "worker with an unreachable DATABASE_URL: a start-up line names it" grep -q 'cannot connect (DATABASE_URL)' "$log"

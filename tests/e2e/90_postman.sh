@@ -12,7 +12,7 @@ read -r -a first <<<"${DEPLOYMENTS:-lighttpd}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 newman=$root/tests/node_modules/.bin/newman
 if [[ ! -x $newman ]]; then
-    _lib_fail "newman is installed (tests/node_modules)" "run scripts/deps.sh (npm install in tests/)"
+    _lib_fail "newman is installed (tests/node_modules)" "run scripts/deps.sh --test (npm install in tests/)"
     exit 0
 fi
 

@@ -10,7 +10,7 @@ read -r -a first <<<"${DEPLOYMENTS:-lighttpd}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 redocly=$root/tests/node_modules/.bin/redocly
 if [[ ! -x $redocly ]]; then
-    _lib_fail "openapi.yaml lints clean" "@redocly/cli is not installed: run scripts/deps.sh (npm install in tests/)"
+    _lib_fail "openapi.yaml lints clean" "@redocly/cli is not installed: run scripts/deps.sh --test (npm install in tests/)"
     exit 0
 fi
 rc=0

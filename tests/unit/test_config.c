@@ -11,9 +11,9 @@
 
 #include "config.h"
 
-static const char *vars[] = {"APP_ENV",         "JWT_SECRET",  "ENV_FILE",       "BASIC_DAILY_LIMIT", "PORT",
-                             "PUBLIC_URL",      "AI_PROVIDER", "GEMINI_API_KEY", "OPENAI_API_KEY",    "OPENAI_MODEL",
-                             "OTP_IN_RESPONSE", "LOG_LEVEL",   "JWT_TTL_SECONDS"};
+static const char *vars[] = {"APP_ENV",         "JWT_SECRET",  "ENV_FILE",        "BASIC_DAILY_LIMIT", "PORT",
+                             "PUBLIC_URL",      "AI_PROVIDER", "GEMINI_API_KEY",  "OPENAI_API_KEY",    "OPENAI_MODEL",
+                             "OTP_IN_RESPONSE", "LOG_LEVEL",   "JWT_TTL_SECONDS", "DATABASE_URL",      "REDIS_URL"};
 
 static int clean(void **state)
 {
@@ -25,34 +25,99 @@ static int clean(void **state)
 
 static const char *strong = "0123456789abcdef0123456789abcdef";
 
+/* What production requires, so that each test changes one thing. */
+static void production_basics(void)
+{
+    setenv("DATABASE_URL", "postgresql:///gemini?host=/run/pg", 1);
+    setenv("REDIS_URL", "unix:///run/redis.sock", 1);
+    setenv("JWT_SECRET", strong, 1);
+    setenv("GEMINI_API_KEY", "k", 1);
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
     char err[256];
-    setenv("JWT_SECRET", strong, 1);
+    production_basics();
     assert_int_equal(config_load(err, sizeof err), 0);
     assert_int_equal(g_config.development, 0);
     assert_int_equal(g_config.jwt_ttl_seconds, 86400);
     assert_int_equal(g_config.basic_daily_limit, 5);
-    assert_int_equal(g_config.otp_in_response, 1);
+    assert_int_equal(g_config.otp_in_response, 0); /* production: the OTP is not in the body */
     assert_int_equal(g_config.port, 8080);
     assert_string_equal(g_config.public_url, "http://127.0.0.1:8080");
-    assert_string_equal(g_config.ai_provider, "offline");
+    assert_string_equal(g_config.ai_provider, "gemini");
+    assert_string_equal(g_config.database_url, "postgresql:///gemini?host=/run/pg");
+    assert_string_equal(g_config.redis_url, "unix:///run/redis.sock");
     assert_string_equal(g_config.gemini_model, "gemini-3.5-flash");
     assert_string_equal(g_config.stripe_api_base, "https://api.stripe.com");
     assert_null(g_config.stripe_secret_key);
     assert_int_equal(g_config.worker_concurrency, 32);
     setenv("PORT", "9000", 1);
-    setenv("GEMINI_API_KEY", "k", 1);
+    unsetenv("GEMINI_API_KEY");
+    setenv("OPENAI_API_KEY", "k", 1);
     assert_int_equal(config_load(err, sizeof err), 0);
     assert_string_equal(g_config.public_url, "http://127.0.0.1:9000");
-    assert_string_equal(g_config.ai_provider, "gemini");
+    assert_string_equal(g_config.ai_provider, "openai");
+}
+
+/* Development: everything but the secret has a default pointing at the `make run` servers. */
+static void test_development_defaults(void **state)
+{
+    (void)state;
+    char err[256];
+    setenv("APP_ENV", "development", 1);
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_int_equal(g_config.development, 1);
+    assert_int_equal(g_config.otp_in_response, 1);
+    assert_string_equal(g_config.ai_provider, "offline");
+    assert_non_null(strstr(g_config.database_url, "/var/pg"));
+    assert_non_null(strstr(g_config.redis_url, "/var/redis.sock"));
+    setenv("OTP_IN_RESPONSE", "0", 1);
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_int_equal(g_config.otp_in_response, 0);
+}
+
+/* Production: each required variable, when missing, stops start-up with a message naming it. */
+static void test_production_requires(void **state)
+{
+    (void)state;
+    char err[256];
+    static const char *required[] = {"DATABASE_URL", "REDIS_URL", "JWT_SECRET"};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        production_basics();
+        unsetenv(required[i]);
+        err[0] = '\0';
+        assert_int_equal(config_load(err, sizeof err), -1);
+        assert_non_null(strstr(err, required[i]));
+        setenv(required[i], "", 1); /* empty counts as unset */
+        assert_int_equal(config_load(err, sizeof err), -1);
+        assert_non_null(strstr(err, required[i]));
+    }
+    production_basics();
+    setenv("APP_ENV", "production", 1); /* explicit is the same as unset */
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_null(strstr(g_config.database_url, "/var/pg"));
+
+    /* no key and no provider: refused rather than the offline stand-in */
+    unsetenv("GEMINI_API_KEY");
+    assert_int_equal(config_load(err, sizeof err), -1);
+    assert_non_null(strstr(err, "AI_PROVIDER"));
+    setenv("AI_PROVIDER", "offline", 1);
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_string_equal(g_config.ai_provider, "offline");
+
+    setenv("OTP_IN_RESPONSE", "1", 1); /* an explicit 1 is honoured (a staging deployment with mocked SMS) */
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_int_equal(g_config.otp_in_response, 1);
 }
 
 static void test_secret_policy(void **state)
 {
     (void)state;
     char err[256];
+    production_basics();
+    unsetenv("JWT_SECRET");
     assert_int_equal(config_load(err, sizeof err), -1); /* production, no secret */
     assert_non_null(strstr(err, "JWT_SECRET"));
     setenv("JWT_SECRET", "short", 1);
@@ -75,7 +140,7 @@ static void test_bounds(void **state)
 {
     (void)state;
     char err[256];
-    setenv("JWT_SECRET", strong, 1);
+    production_basics();
     setenv("BASIC_DAILY_LIMIT", "abc", 1);
     assert_int_equal(config_load(err, sizeof err), -1);
     assert_non_null(strstr(err, "BASIC_DAILY_LIMIT"));
@@ -89,6 +154,7 @@ static void test_bounds(void **state)
     assert_int_equal(config_load(err, sizeof err), 0);
     assert_int_equal(g_config.basic_daily_limit, 7);
     assert_int_equal(g_config.otp_in_response, 0);
+    unsetenv("GEMINI_API_KEY");
     setenv("AI_PROVIDER", "gemini", 1); /* no key */
     assert_int_equal(config_load(err, sizeof err), -1);
     assert_non_null(strstr(err, "GEMINI_API_KEY"));
@@ -100,6 +166,8 @@ static void test_env_file(void **state)
 {
     (void)state;
     char path[] = "/tmp/gb-config-XXXXXX", err[256];
+    production_basics();
+    unsetenv("JWT_SECRET");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     const char *text = "# comment\n\nexport JWT_SECRET=\"abcdefghijklmnopqrstuvwxyz0123456789\"\n"
@@ -121,6 +189,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, clean),
+        cmocka_unit_test_setup(test_development_defaults, clean),
+        cmocka_unit_test_setup(test_production_requires, clean),
         cmocka_unit_test_setup(test_secret_policy, clean),
         cmocka_unit_test_setup(test_bounds, clean),
         cmocka_unit_test_setup(test_env_file, clean),

@@ -1,4 +1,4 @@
-/* health: is Redis / PostgreSQL answering? Each store has a backoff while it is down (work that needs it
+/* upkeep: is Redis / PostgreSQL answering? Each store has a backoff while it is down (work that needs it
  * waits; Redis is probed at least every REDIS_BACKOFF_MAX_MS so lost invalidations are replayed and the
  * stream is read again about 1 s after it answers). Also the periodic chores: housekeeping (rows that only
  * matter for a bounded time, the stream consumers of dead workers) and replaying the invalidation outbox. */
@@ -24,7 +24,7 @@ static struct {
     double db_down_since;
 } H;
 
-void health_redis_down(void)
+void upkeep_redis_down(void)
 {
     if (!H.redis_backoff)
         log_warn("redis unavailable: taking pending replies from PostgreSQL at once until it is back");
@@ -35,14 +35,14 @@ void health_redis_down(void)
     intake_redis_lost();
 }
 
-void health_redis_up(void)
+void upkeep_redis_up(void)
 {
     if (H.redis_backoff)
         log_info("redis is back");
     H.redis_backoff = 0;
 }
 
-void health_db_down(void)
+void upkeep_db_down(void)
 {
     if (!H.db_backoff) {
         log_warn("postgres unavailable: pausing new work until it is back");
@@ -54,7 +54,7 @@ void health_db_down(void)
     H.db_retry_at = now_ms() + (double)H.db_backoff;
 }
 
-void health_db_up(void)
+void upkeep_db_up(void)
 {
     if (H.db_backoff)
         log_info("postgres is back");
@@ -62,45 +62,45 @@ void health_db_up(void)
     H.db_down_since = 0;
 }
 
-void health_db_failed(const char *what)
+void upkeep_db_failed(const char *what)
 {
     if (db_unavailable())
-        health_db_down();
+        upkeep_db_down();
     else
         log_error("%s failed (sqlstate %s)", what, db_sqlstate());
 }
 
-int health_redis_ready(double now)
+int upkeep_redis_ready(double now)
 {
     return !H.redis_backoff || now >= H.redis_retry_at;
 }
 
-int health_redis_down_now(void)
+int upkeep_redis_down_now(void)
 {
     return H.redis_backoff != 0;
 }
 
-double health_redis_gate(void)
+double upkeep_redis_gate(void)
 {
     return H.redis_backoff ? H.redis_retry_at : 0;
 }
 
-double health_db_gate(void)
+double upkeep_db_gate(void)
 {
     return H.db_backoff ? H.db_retry_at : 0;
 }
 
-int health_db_down_now(void)
+int upkeep_db_down_now(void)
 {
     return H.db_backoff != 0;
 }
 
-int health_db_ready(double now)
+int upkeep_db_ready(double now)
 {
     return !H.db_backoff || now >= H.db_retry_at;
 }
 
-double health_db_down_for(double now)
+double upkeep_db_down_for(double now)
 {
     return H.db_backoff ? now - H.db_down_since : 0;
 }
@@ -118,18 +118,18 @@ static db_stmt_t q_housekeeping =
             "SELECT (SELECT count(*) FROM idem), (SELECT count(*) FROM sends), (SELECT count(*) FROM events)",
             0);
 
-int health_housekeeping(void)
+int upkeep_housekeeping(void)
 {
-    if (health_redis_ready(now_ms())) {
+    if (upkeep_redis_ready(now_ms())) {
         int n = queue_reap_consumers(g_worker.consumer, CONSUMER_IDLE_MS);
         if (n == -1)
-            health_redis_down();
+            upkeep_redis_down();
         else if (n > 0)
             log_info("housekeeping removed %d dead stream consumers", n);
     }
     PGresult *res = db_query(&q_housekeeping, NULL);
     if (!res) {
-        health_db_failed("housekeeping");
+        upkeep_db_failed("housekeeping");
         return TIMER_INTERVAL;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "0") || strcmp(PQgetvalue(res, 0, 1), "0") || strcmp(PQgetvalue(res, 0, 2), "0"))
@@ -141,15 +141,15 @@ int health_housekeeping(void)
 
 /* Lost list-cache invalidations (a FastCGI program could not reach Redis after a change): replay them from the
  * PostgreSQL outbox as soon as Redis answers. Rows stay while Redis is down. The one call into the outbox. */
-int health_drain_outbox(void)
+int upkeep_drain_outbox(void)
 {
     int n = outbox_drain(OUTBOX_BATCH);
     if (n == OUTBOX_REDIS_DOWN) {
-        health_redis_down();
+        upkeep_redis_down();
     } else if (n == OUTBOX_DB_FAILED) {
-        health_db_failed("replaying lost cache invalidations");
+        upkeep_db_failed("replaying lost cache invalidations");
     } else if (n > 0) {
-        health_redis_up();
+        upkeep_redis_up();
         log_info("replayed %d lost chatroom-list invalidations", n);
         if (n == OUTBOX_BATCH)
             return TIMER_AGAIN; /* there may be more */

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# /healthz: answers within 1 s whatever is down or paused; Redis down is 200 "degraded" (requests are still
+# served from PostgreSQL), PostgreSQL down is 503; it reports the worker's heartbeat (a PostgreSQL row, so it
+# keeps beating while Redis is down) and the queue depth.
+set -euo pipefail
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+# A paused server must never outlive this script.
+PAUSED=()
+resume_all() {
+    local p
+    for p in "${PAUSED[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
+    PAUSED=()
+}
+trap resume_all EXIT
+
+# health: GET /healthz, with its time in TIME (seconds).
+health() {
+    local t0 t1
+    t0=$(date +%s%N)
+    req GET /healthz
+    t1=$(date +%s%N)
+    TIME=$(((t1 - t0) / 1000000))
+}
+fast() { ((TIME < 1000)); }
+
+# Wait for the worker's first heartbeat (it beats every 2 s).
+for _ in $(seq 1 20); do
+    health
+    [[ $(jget .worker) == ok ]] && break
+    sleep 0.5
+done
+check_eq "$STATUS/$(jget .status)/$(jget .worker)" "200/ok/ok" "all up: 200 ok, the worker beats"
+check "the heartbeat is an RFC 3339 UTC time" grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$' \
+    <<<"$(jget .worker_heartbeat)"
+check "the heartbeat age is a few seconds" test "$(jget .worker_heartbeat_age)" -le 5
+depth=$(psql_q "SELECT count(*) FROM messages WHERE status = 'pending' AND role = 'model'")
+check_eq "$(jget '.queue_depth | type')/$(jget .queue_depth)" "number/$depth" "queue_depth is the pending replies"
+
+# ---- Redis paused: connections hang instead of failing ----
+redis_pid=$(_stack_pid redis)
+kill -STOP "$redis_pid"
+PAUSED+=("$redis_pid")
+health
+check_eq "$STATUS/$(jget .status)/$(jget .postgres)/$(jget .redis)" "200/degraded/ok/down" \
+    "Redis paused: 200 degraded, Redis named"
+check "Redis paused: answered in under 1 s (${TIME} ms)" fast
+health
+check "Redis paused: the next one too (${TIME} ms)" fast
+resume_all
+health
+check_eq "$STATUS/$(jget .status)" "200/ok" "Redis resumed: ok again"
+
+# ---- Redis stopped ----
+stack_redis_stop
+health
+check_eq "$STATUS/$(jget .status)/$(jget .redis)" "200/degraded/down" "Redis stopped: 200 degraded"
+check "Redis stopped: answered in under 1 s (${TIME} ms)" fast
+signup_and_login
+auth_req "$TOKEN" GET /chatroom
+check_status 200 "Redis stopped: requests are still served (what degraded promises)"
+before=$(psql_q "SELECT max(beat_at) FROM worker_heartbeats")
+sleep 3
+after=$(psql_q "SELECT max(beat_at) FROM worker_heartbeats")
+check "the worker keeps beating while Redis is down" test "$before" != "$after"
+health
+check_eq "$(jget .worker)" ok "Redis stopped: the worker is reported ok"
+stack_redis_start
+
+# ---- PostgreSQL paused (the postmaster and every backend): the ping times out ----
+pm=$(head -n 1 "$STACK_DIR/pgdata/postmaster.pid")
+pg_pids=("$pm" $(pgrep -P "$pm" || true))
+kill -STOP "${pg_pids[@]}"
+PAUSED+=("${pg_pids[@]}")
+health
+check_eq "$STATUS/$(jget .status)/$(jget .postgres)" "503/unavailable/down" "PostgreSQL paused: 503, PostgreSQL named"
+check "PostgreSQL paused: answered in under 1 s (${TIME} ms)" fast
+check_eq "$(jget .worker)/$(jget .queue_depth)" "unknown/null" "PostgreSQL paused: worker and queue unknown"
+resume_all
+for _ in 1 2 3 4 5; do
+    health
+    [[ $STATUS == 200 ]] && break
+    sleep 0.2
+done
+check_eq "$STATUS/$(jget .status)" "200/ok" "PostgreSQL resumed: ok again"
+
+# ---- PostgreSQL stopped ----
+stack_pg_stop
+health
+check_eq "$STATUS/$(jget .status)/$(jget .postgres)" "503/unavailable/down" "PostgreSQL stopped: 503"
+check "PostgreSQL stopped: answered in under 1 s (${TIME} ms)" fast
+stack_pg_start
+
+# ---- the worker: stale and none ----
+stack_worker_stop TERM
+psql_q "UPDATE worker_heartbeats SET beat_at = now() - interval '1 minute'" >/dev/null
+health
+check_eq "$STATUS/$(jget .status)/$(jget .worker)" "200/ok/stale" "a worker silent for a minute is stale (status stays ok)"
+check "the stale age is reported" test "$(jget .worker_heartbeat_age)" -ge 60
+psql_q "DELETE FROM worker_heartbeats" >/dev/null
+health
+check_eq "$(jget .worker)/$(jget .worker_heartbeat)" "none/null" "no heartbeat at all: none"
+stack_worker_start
+for _ in $(seq 1 20); do
+    health
+    [[ $(jget .worker) == ok ]] && break
+    sleep 0.5
+done
+check_eq "$(jget .worker)" ok "a restarted worker is ok again"
