@@ -341,6 +341,7 @@ int http_route_match(const http_route_t *routes, size_t n, const char *method, c
 const char *http_server_error_code(int status)
 {
     switch (status) {
+    case 403: return "forbidden";
     case 404: return "not_found";
     case 405: return "method_not_allowed";
     case 408: return "request_timeout";
@@ -364,6 +365,7 @@ const char *http_server_error_code(int status)
 static const char *server_error_message(int status)
 {
     switch (status) {
+    case 403: return "Access to this resource is forbidden.";
     case 404: return "No such resource.";
     case 405: return "This method is not allowed on this resource.";
     case 408: return "The request took too long to arrive.";
