@@ -215,3 +215,33 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 5) THEN
 END IF;
 END
 $step$;
+
+-- Step 6: mobiles are stored in E.164 with the '+' (the API strips spaces and dashes and adds a missing '+', so
+-- "15551234567" and "+1 555-123-4567" are one account). Earlier versions stored a mobile sent without '+' as
+-- bare digits. When both forms of one number exist already (two accounts), the older account (created_at, then
+-- id) keeps the number; the other one keeps all its data (chatrooms, subscriptions, tokens stay valid) but its
+-- mobile becomes '<+E.164>#dup-<its id>', which no request can name (mobiles are digits only), so nothing is
+-- lost and an operator can merge or delete it by hand:
+--     SELECT id, mobile, created_at FROM users WHERE mobile LIKE '%#dup-%';
+-- Rows that are not digits with an optional leading '+' are left alone. OTPs issued before this step were
+-- bound to the old form and no longer verify (they live 300 s): ask for a new one.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 6) THEN
+
+    WITH numbers AS (
+        SELECT id, '+' || ltrim(mobile, '+') AS e164,
+               row_number() OVER (PARTITION BY ltrim(mobile, '+') ORDER BY created_at, id) AS nth
+        FROM users
+        WHERE mobile ~ '^\+?[0-9]+$'
+    )
+    UPDATE users u SET mobile = n.e164 || '#dup-' || u.id, updated_at = now()
+    FROM numbers n
+    WHERE u.id = n.id AND n.nth > 1;
+
+    UPDATE users SET mobile = '+' || mobile, updated_at = now() WHERE mobile ~ '^[0-9]+$';
+
+    INSERT INTO schema_version (version) VALUES (6);
+END IF;
+END
+$step$;

@@ -50,5 +50,6 @@ static const http_route_t routes[] = {
 
 int main(void)
 {
+    http_set_max_body(HTTP_MAX_BODY_WEBHOOK); /* Stripe events can be large; the JSON endpoints keep 128 KiB */
     return http_serve("webhook", routes, sizeof routes / sizeof routes[0], NULL);
 }

@@ -64,6 +64,7 @@ static const setting_t settings[] = {
     L("WORKER_CONCURRENCY", "32", 1, 4096, worker_concurrency),
     L("WORKER_RECOVER_SECONDS", "30", 1, 86400, worker_recover_seconds),
     L("PORT", "8080", 1, 65535, port),
+    S("CORS_ALLOWED_ORIGINS", NULL, cors_allowed_origins),
 };
 
 /* Values read from ENV_FILE, looked up after the real environment. Owned here for the process lifetime. */
@@ -167,6 +168,31 @@ static int set_one(const setting_t *s, char *err, size_t errlen)
     return -1;
 }
 
+/* CORS_ALLOWED_ORIGINS: comma-separated origins as browsers send them in Origin, "http(s)://host[:port]" with
+ * no path, not even a trailing slash (then it would never match); spaces around the commas are allowed. */
+static int origins_valid(const char *list)
+{
+    const char *p = list;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, ",");
+        while (n && p[n - 1] == ' ')
+            n--;
+        size_t scheme = strncmp(p, "https://", 8) == 0 ? 8 : strncmp(p, "http://", 7) == 0 ? 7 : 0;
+        if (!scheme || n <= scheme)
+            return 0;
+        for (size_t i = scheme; i < n; i++)
+            if (p[i] == '/' || p[i] == ' ' || p[i] == '?' || p[i] == '#' || p[i] == '*' || (unsigned char)p[i] < 0x21 ||
+                (unsigned char)p[i] > 0x7e)
+                return 0;
+        p = strchr(p, ',');
+        if (!p)
+            return 1;
+        p++;
+    }
+}
+
 /* A development-only signing key, used when APP_ENV=development and no JWT_SECRET is set. */
 static const char dev_secret[] = "development-only-secret-never-use-in-production!";
 
@@ -250,6 +276,12 @@ int config_load(char *err, size_t errlen)
     if (!g_config.public_url) {
         snprintf(public_url, sizeof public_url, "http://127.0.0.1:%ld", g_config.port);
         g_config.public_url = public_url;
+    }
+    if (g_config.cors_allowed_origins && !origins_valid(g_config.cors_allowed_origins)) {
+        snprintf(err, errlen,
+                 "CORS_ALLOWED_ORIGINS must be a comma-separated list of origins like https://app.example.com "
+                 "(scheme, host, optional port; no path or trailing slash)");
+        return -1;
     }
     if (!g_config.ai_provider) {
         if (!g_config.gemini_api_key && !g_config.openai_api_key && !g_config.development) {

@@ -35,6 +35,8 @@ typedef struct config {
     long worker_recover_seconds;  /* WORKER_RECOVER_SECONDS 30: pending replies older than this are re-queued */
     long port;                    /* PORT 8080 */
     int log_level;                /* LOG_LEVEL info */
+    /* CORS_ALLOWED_ORIGINS: comma list of origins (scheme://host[:port]) answered with CORS headers; NULL: none */
+    const char *cors_allowed_origins;
 } config_t;
 
 /* The process-wide configuration, valid after config_load succeeded. */

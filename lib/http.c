@@ -125,14 +125,21 @@ static const char *status_text(int status)
     case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 409: return "Conflict";
+    case 411: return "Length Required";
     case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     default: return "Unknown";
     }
 }
@@ -241,6 +248,11 @@ static int all_finite(json_object *o)
 json_object *http_json_body(http_req_t *req)
 {
     json_object *obj = NULL;
+    if (jsonv_lone_surrogate(req->body, req->body_len)) { /* json-c would store U+FFFD in its place */
+        http_error(req, 400, "invalid_json",
+                   "The request body has a \\u escape of a lone surrogate, which is not text.");
+        return NULL;
+    }
     json_tokener *tok = json_tokener_new();
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     if (req->body_len > 0)
@@ -324,6 +336,110 @@ int http_route_match(const http_route_t *routes, size_t n, const char *method, c
     return path_found ? -2 : -1;
 }
 
+/* ---- errors of the web server, handed to us ---- */
+
+const char *http_server_error_code(int status)
+{
+    switch (status) {
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 408: return "request_timeout";
+    case 411: return "length_required";
+    case 413: return "payload_too_large";
+    case 414: return "uri_too_long";
+    case 431: return "headers_too_large";
+    case 501: return "not_implemented";
+    case 502:
+    case 503:
+    case 504: return "unavailable";
+    default: break;
+    }
+    if (status >= 400 && status <= 499)
+        return "bad_request";
+    if (status >= 500 && status <= 599)
+        return "internal_error";
+    return NULL;
+}
+
+static const char *server_error_message(int status)
+{
+    switch (status) {
+    case 403: return "Access to this resource is forbidden.";
+    case 404: return "No such resource.";
+    case 405: return "This method is not allowed on this resource.";
+    case 408: return "The request took too long to arrive.";
+    case 411: return "This request needs a Content-Length header (Content-Length: 0 for an empty body).";
+    case 413: return "The request body is too large.";
+    case 414: return "The request URI is too long.";
+    case 431: return "The request headers are too large.";
+    case 501: return "This method is not supported.";
+    case 502:
+    case 503:
+    case 504: return "A backing service is temporarily unavailable; try again shortly.";
+    default: return status < 500 ? "The request is malformed." : "Something went wrong on our side.";
+    }
+}
+
+/* The web server answered the request itself with an error (a body over its own limit, lighttpd's 411 for a
+ * POST without Content-Length, a backend it could not reach, ...) and routed that error to us (lighttpd
+ * server.error-handler, nginx error_page, Apache ErrorDocument) so that the client still gets our JSON shape and
+ * an X-Request-Id. The status comes as the CGI variable REDIRECT_STATUS, which no client can set (headers
+ * arrive as HTTP_*). Returns the status, or 0 for an ordinary request. */
+static int server_error_status(http_req_t *req)
+{
+    long long st;
+    const char *rs = http_param(req, "REDIRECT_STATUS");
+    if (!rs || parse_ll(rs, 400, 599, &st) != 0)
+        return 0;
+    return (int)st;
+}
+
+/* ---- CORS ---- */
+
+int http_cors_allowed(const char *list, const char *origin)
+{
+    size_t olen = origin ? strlen(origin) : 0;
+    if (!list || olen == 0)
+        return 0;
+    for (const char *p = list; p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, ",");
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n == olen && strncasecmp(p, origin, n) == 0)
+            return 1;
+        p = strchr(p, ',');
+        if (p)
+            p++;
+    }
+    return 0;
+}
+
+/* The request headers a browser may send cross-origin, and the response headers its script may read. */
+#define CORS_ALLOW_HEADERS "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+#define CORS_EXPOSE_HEADERS "X-Request-Id, Retry-After, X-Cache, Idempotent-Replayed"
+#define CORS_MAX_AGE "600"
+
+/* The request's Origin when CORS_ALLOWED_ORIGINS lists it, else NULL. */
+static const char *cors_origin(http_req_t *req)
+{
+    const char *origin = http_header(req, "Origin");
+    if (!g_config.cors_allowed_origins || !http_cors_allowed(g_config.cors_allowed_origins, origin))
+        return NULL;
+    return header_safe(origin) ? origin : NULL;
+}
+
+/* A preflight from an allowed origin for a known path: 204 with what may follow. allow is the path's methods. */
+static void cors_preflight(http_req_t *req, const char *allow)
+{
+    http_set_header(req, "Access-Control-Allow-Methods", allow);
+    http_set_header(req, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+    http_set_header(req, "Access-Control-Max-Age", CORS_MAX_AGE);
+    http_empty(req, 204);
+}
+
 /* ---- the request cycle ---- */
 
 static uint64_t rng_state;
@@ -380,7 +496,14 @@ static void drain_body(http_req_t *req, long long left)
     }
 }
 
-/* Read the body with a ceiling. In FastCGI the stream ends with the body; in CGI only CONTENT_LENGTH says
+static size_t max_body = HTTP_MAX_BODY;
+
+void http_set_max_body(size_t bytes)
+{
+    max_body = bytes;
+}
+
+/* Read the body with a ceiling (max_body). In FastCGI the stream ends with the body; in CGI only CONTENT_LENGTH says
  * how much to read. Returns 0 ok, 1 too large (the rest of the body drained), -1 read error. */
 static int read_body(http_req_t *req, buf_t *body)
 {
@@ -391,7 +514,7 @@ static int read_body(http_req_t *req, buf_t *body)
         want = -1;
     if (!req->io->fcgi && want <= 0)
         return 0; /* CGI without a length: no body */
-    if (want > HTTP_MAX_BODY) {
+    if (want > (long long)max_body) {
         drain_body(req, want);
         return 1;
     }
@@ -408,7 +531,7 @@ static int read_body(http_req_t *req, buf_t *body)
             n = FCGX_GetStr(chunk, (int)room, req->io->fcgi->in);
         if (n <= 0)
             break;
-        if (body->len + (size_t)n > HTTP_MAX_BODY) {
+        if (body->len + (size_t)n > max_body) {
             drain_body(req, want < 0 ? -1 : want - (long long)body->len - n);
             return 1;
         }
@@ -430,6 +553,15 @@ static void write_response(http_req_t *req, buf_t *wire)
     buf_append(wire, "\r\n", 2);
     if (req->headers.len)
         buf_append(wire, req->headers.data, req->headers.len);
+    if (g_config.cors_allowed_origins) { /* the answer depends on Origin whenever CORS is on: caches must know */
+        const char *origin = cors_origin(req);
+        buf_puts(wire, "Vary: Origin\r\n");
+        if (origin) {
+            buf_puts(wire, "Access-Control-Allow-Origin: ");
+            buf_puts(wire, origin);
+            buf_puts(wire, "\r\nAccess-Control-Expose-Headers: " CORS_EXPOSE_HEADERS "\r\n");
+        }
+    }
     if (req->status != 204) {
         snprintf(num, sizeof num, "%zu", req->out.len);
         buf_puts(wire, "Content-Length: ");
@@ -470,16 +602,25 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     req->body_len = body->len;
 
     char allow[128];
-    if (rb == 1) {
-        http_error(req, 413, "payload_too_large", "The request body is larger than 65536 bytes.");
+    int server_status = server_error_status(req);
+    if (server_status) {
+        http_error(req, server_status, http_server_error_code(server_status), server_error_message(server_status));
+    } else if (rb == 1) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "The request body is larger than %zu bytes.", max_body);
+        http_error(req, 413, "payload_too_large", msg);
     } else if (rb < 0) {
         http_error(req, 400, "invalid_json", "The request body could not be read.");
     } else {
         /* HEAD is served by the GET route; write_response leaves the body out. */
         const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+        int preflight = strcmp(method, "OPTIONS") == 0 && http_header(req, "Access-Control-Request-Method") &&
+                        cors_origin(req) != NULL;
         int r = http_route_match(routes, nroutes, method, req->path, req->params, &req->nparams, allow, sizeof allow,
                                  req->pool);
-        if (r == -1)
+        if (preflight && r == -2)
+            cors_preflight(req, allow);
+        else if (r == -1)
             http_not_found(req);
         else if (r == -2) {
             http_set_header(req, "Allow", allow);

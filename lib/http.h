@@ -9,7 +9,8 @@
 
 #include "util.h"
 
-#define HTTP_MAX_BODY 65536 /* bytes; larger bodies get 413 payload_too_large */
+#define HTTP_MAX_BODY 131072          /* bytes (128 KiB); larger bodies get 413 payload_too_large */
+#define HTTP_MAX_BODY_WEBHOOK 1048576 /* bytes (1 MiB): the cap of POST /webhook/stripe (http_set_max_body) */
 #define HTTP_MAX_PARAMS 4
 
 typedef struct http_io http_io_t; /* FastCGI or CGI, private to http.c */
@@ -81,15 +82,31 @@ json_object *http_json_body(http_req_t *req);
 /* Route captured parameter {name} at index i as a positive id; 0 if it is not a positive integer. */
 long long http_param_id(http_req_t *req, int i);
 
+/* Body cap of this program from now on (default HTTP_MAX_BODY); call it before http_serve. A body over the cap
+ * is answered 413 payload_too_large before any route runs. */
+void http_set_max_body(size_t bytes);
+
 /* The program's main loop: config_load_or_die(prog), then serve FastCGI requests until SIGTERM, or one
  * CGI request when stdin is not a FastCGI listening socket. init (may be NULL) runs once before serving.
- * Returns the process exit status. */
+ * Returns the process exit status. Around the routes, for every request:
+ *  - a REDIRECT_STATUS of 400..599 (the web server's own error handed to us) is answered with that status in
+ *    the JSON error shape, whatever the path (http_server_error_code);
+ *  - a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) from an origin of
+ *    CORS_ALLOWED_ORIGINS is answered 204 with the Access-Control-Allow-* headers for a known path;
+ *  - every response to an allowed Origin carries Access-Control-Allow-Origin, -Expose-Headers and Vary. */
 int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, void (*init)(void));
 
 /* Exposed for unit tests: route matching. Returns the route index, -1 for no path match (404), -2 for a
  * path match with another method (then allow is filled with "GET, POST"). */
 int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path, const char **params,
                      int *nparams, char *allow, size_t allowlen, pool_t *pool);
+/* Exposed for unit tests: is origin (an Origin header value) one of list (CORS_ALLOWED_ORIGINS: comma-separated,
+ * spaces around commas allowed; NULL or "" allows none)? Exact match, ASCII case-insensitive. 1 yes, 0 no. */
+int http_cors_allowed(const char *list, const char *origin);
+/* Exposed for unit tests: the error code answered for a status the web server hands over through
+ * REDIRECT_STATUS (its own error, routed to us by server.error-handler / error_page / ErrorDocument), e.g.
+ * 413 "payload_too_large", 411 "length_required"; NULL unless status is 400..599. */
+const char *http_server_error_code(int status);
 /* Exposed for unit tests: normalise a request path (drop query, collapse a trailing slash) into the pool. */
 const char *http_normalize_path(pool_t *pool, const char *uri);
 

@@ -84,14 +84,16 @@ int jsonv_string(json_object *obj, const char *field, int required, int trim, si
 
 int mobile_normalize(const char *in, char out[17])
 {
-    size_t o = 0, digits = 0;
+    size_t o = 1, digits = 0;
+    int plus = 0;
     if (!in || strlen(in) > 64)
         return -1;
+    out[0] = '+';
     for (const char *p = in; *p; p++) {
         if (*p == ' ' || *p == '-')
             continue;
-        if (*p == '+' && o == 0) {
-            out[o++] = '+';
+        if (*p == '+' && !plus && digits == 0) {
+            plus = 1;
             continue;
         }
         if (*p < '0' || *p > '9' || digits >= 15)
@@ -101,6 +103,60 @@ int mobile_normalize(const char *in, char out[17])
     }
     out[o] = '\0';
     return digits >= 8 ? 0 : -1;
+}
+
+static int hex4(const char *s, unsigned *v)
+{
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+        *v = *v << 4 | d;
+    }
+    return 0;
+}
+
+int jsonv_lone_surrogate(const char *buf, size_t len)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_string) {
+            in_string = buf[i] == '"';
+            continue;
+        }
+        if (buf[i] == '"') {
+            in_string = 0;
+            continue;
+        }
+        if (buf[i] != '\\')
+            continue;
+        if (i + 1 >= len)
+            return 0;
+        if (buf[++i] != 'u')
+            continue; /* a one-character escape, \\ included: the next byte is ordinary again */
+        unsigned cp, lo;
+        if (i + 4 >= len || hex4(buf + i + 1, &cp) != 0)
+            return 0; /* malformed: the parser refuses it */
+        i += 4;
+        if (cp >= 0xDC00 && cp <= 0xDFFF)
+            return 1; /* a low surrogate with no high one before it */
+        if (cp < 0xD800 || cp > 0xDBFF)
+            continue;
+        /* a high surrogate: the very next thing must be the \u escape of a low one */
+        if (i + 6 >= len || buf[i + 1] != '\\' || buf[i + 2] != 'u' || hex4(buf + i + 3, &lo) != 0 || lo < 0xDC00 ||
+            lo > 0xDFFF)
+            return 1;
+        i += 6;
+    }
+    return 0;
 }
 
 int jsonv_mobile(json_object *obj, const char *field, char out[17], char *err)

@@ -18,10 +18,17 @@ int jsonv_string(json_object *obj, const char *field, int required, int trim, si
                  size_t out_size, char *err);
 
 /* Mobile number: an optional '+' then 8..15 digits once spaces and dashes are stripped. out gets the
- * normalised form (at least 17 bytes). */
+ * normalised form, always E.164 with the '+' ("15551234567" and "+1 555-123-4567" both give "+15551234567";
+ * 17 bytes at most, NUL included). */
 int jsonv_mobile(json_object *obj, const char *field, char out[17], char *err);
 /* The same check on a plain string (exposed for tests). 0 ok, -1 invalid. */
 int mobile_normalize(const char *in, char out[17]);
+
+/* 1 if the JSON text buf[0..len) has a string with a \u escape of a lone surrogate (a high one, U+D800..U+DBFF,
+ * not immediately followed by the \u escape of a low one, U+DC00..U+DFFF, or a low one on its own), else 0.
+ * json-c would silently turn those into U+FFFD; the API refuses them (400 invalid_json). Only escapes inside
+ * strings count; a text that is not JSON at all is left to the parser (0). */
+int jsonv_lone_surrogate(const char *buf, size_t len);
 
 /* Serialize without spaces and without escaping '/'. The string belongs to obj. */
 const char *jsonv_dump(json_object *obj, size_t *len);

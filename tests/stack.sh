@@ -415,6 +415,8 @@ _stack_env_test() {
     export APP_ENV=production LOG_LEVEL=${TEST_LOG_LEVEL:-info} OTP_IN_RESPONSE=1
     export AI_PROVIDER=gemini GEMINI_API_KEY=test-gemini-key OPENAI_API_KEY=test-openai-key
     export STRIPE_SECRET_KEY=sk_test_fake STRIPE_WEBHOOK_SECRET=whsec_test_fake STRIPE_PRICE_ID=price_test_pro
+    # Two origins a browser client may call from (tests/e2e/05_web.sh checks CORS against them).
+    export CORS_ALLOWED_ORIGINS='https://app.example.test, http://localhost:5173'
     _stack_env_fakes
 }
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # What the web server configuration decides, checked on every deployment (lighttpd.conf, apache.conf,
-# nginx.conf, nginx-cgi.conf): exact prefix routing to the right program, Authorization reaching the app,
-# request headers and the query string passed through, bodies past 64 KiB reaching the app (its JSON 413, not
-# the server's), and a POST without any body.
+# nginx.conf, nginx-cgi.conf): exact prefix routing to the right program, every other path answered by the app
+# (JSON 404), the servers' own errors answered by the app (JSON, X-Request-Id), Authorization reaching the app,
+# request headers and the query string passed through, bodies past the app's caps reaching the app (its JSON
+# 413, not the server's), a POST without any body, and CORS.
 set -euo pipefail
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # A response came from one of our programs: they put X-Request-Id on every response, the servers do not.
 from_app() { test -n "$(header X-Request-Id)"; }
-not_from_app() { test -z "$(header X-Request-Id)"; }
 
 # ---- routing: each prefix reaches its program, with and without a trailing slash; look-alikes do not ----------
 req GET /healthz
@@ -29,14 +29,20 @@ req GET /payment/cancel
 check_eq "$STATUS/$(jget .status)" "200/canceled" "[$DEPLOYMENT] /payment/cancel is subscribe's"
 req GET /webhook/stripe
 check_eq "$STATUS/$(jget .error.code)" "405/method_not_allowed" "[$DEPLOYMENT] /webhook/stripe is webhook's (405 for GET)"
-for p in /authors /auth2/login /username /userme /chatrooms /chatroomx/1 /subscriber /subscriptions \
-    /payments/cancel /webhooks/stripe /healthzz; do
+# Every other path is answered by the app (the auth program's router): 404 not_found in the JSON error shape,
+# with an X-Request-Id, never the server's HTML page. / and /docs too, for now.
+for p in /authors /auth2/login /username /userme /chatrooms /chatroomx /chatroomx/1 /subscriber /subscriptions \
+    /payments/cancel /webhooks/stripe /healthzz /nope /nope/ / /docs /docs/ /index.html /.htaccess /__server-error \
+    '/chatroom%2F1' '/a%2Fb'; do
     req GET "$p"
-    check "[$DEPLOYMENT] GET $p never reaches a program (status $STATUS)" not_from_app
-    check_status 404 "[$DEPLOYMENT] GET $p is 404"
+    check "[$DEPLOYMENT] GET $p is answered by the app (status $STATUS)" from_app
+    check_eq "$STATUS/$(jget .error.code)" "404/not_found" "[$DEPLOYMENT] GET $p is a JSON 404 not_found"
+    check_eq "$(header Content-Type)" "application/json; charset=utf-8" "[$DEPLOYMENT] GET $p is JSON"
 done
-req GET /
-check "[$DEPLOYMENT] GET / never reaches a program (status $STATUS: the server's own 403 or 404)" not_from_app
+req POST /nope '{}'
+check_eq "$STATUS/$(jget .error.code)" "404/not_found" "[$DEPLOYMENT] POST /nope is a JSON 404 too"
+req GET /nope "" -H 'X-Request-Id: web-conf-404'
+check_eq "$(header X-Request-Id)" web-conf-404 "[$DEPLOYMENT] an unknown path echoes X-Request-Id"
 
 # ---- HEAD: the GET's status and headers, no body ----------------------------------------------------------------
 req GET /healthz
@@ -68,45 +74,123 @@ check_status 200 "[$DEPLOYMENT] limit=2 is fine"
 # ---- bodies ---------------------------------------------------------------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gb-web.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-# 600 KiB: past the app's 64 KiB, past a pipe's 64 KiB (CGI), below the servers' 1 MiB.
-{
-    printf '{"title":"'
-    head -c $((600 * 1024)) /dev/zero | tr '\0' a
-    printf '"}'
-} >"$tmp/big.json"
+# json_body FILE SIZE: a {"title":"aaa..."} body of exactly SIZE bytes
+json_body() {
+    {
+        printf '{"title":"'
+        head -c $(($2 - 12)) /dev/zero | tr '\0' a
+        printf '"}'
+    } >"$1"
+}
+# 600 KiB: past the app's 128 KiB, past a pipe's 64 KiB (CGI), below the servers' limits.
+json_body "$tmp/big.json" $((600 * 1024))
 auth_req "$TOKEN" POST /chatroom - --data-binary "@$tmp/big.json"
 check_eq "$STATUS/$(jget .error.code)" "413/payload_too_large" "[$DEPLOYMENT] a 600 KiB body gets the app's JSON 413"
 check "[$DEPLOYMENT] the 413 comes from the app" from_app
-# Exactly 64 KiB is allowed by the app (then refused as a too-long title, not as too large).
-{
-    printf '{"title":"'
-    head -c $((65536 - 12)) /dev/zero | tr '\0' a
-    printf '"}'
-} >"$tmp/limit.json"
-check_eq "$(stat -c %s "$tmp/limit.json")" 65536 "the test body is 65536 bytes"
+# Exactly 128 KiB is allowed by the app (then refused as a too-long title, not as too large); one byte more is not.
+json_body "$tmp/limit.json" 131072
+check_eq "$(stat -c %s "$tmp/limit.json")" 131072 "the test body is 131072 bytes"
 auth_req "$TOKEN" POST /chatroom - --data-binary "@$tmp/limit.json"
-check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "[$DEPLOYMENT] a 65536-byte body is read (400, not 413)"
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "[$DEPLOYMENT] a 131072-byte body is read (400, not 413)"
+json_body "$tmp/over.json" 131073
+auth_req "$TOKEN" POST /chatroom - --data-binary "@$tmp/over.json"
+check_eq "$STATUS/$(jget .error.code)" "413/payload_too_large" "[$DEPLOYMENT] a 131073-byte body is 413"
+# The webhook's cap is 1 MiB: exactly 1 MiB is read (then refused for its missing signature), one byte more is 413.
+head -c 1048576 /dev/zero | tr '\0' a >"$tmp/1mib"
+req POST /webhook/stripe - --data-binary "@$tmp/1mib"
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "[$DEPLOYMENT] a 1 MiB webhook body is read (400 for the signature)"
+printf a >>"$tmp/1mib"
+req POST /webhook/stripe - --data-binary "@$tmp/1mib"
+check_eq "$STATUS/$(jget .error.code)" "413/payload_too_large" "[$DEPLOYMENT] a 1 MiB + 1 webhook body is 413"
+check "[$DEPLOYMENT] the webhook's 413 comes from the app" from_app
+# 3 MiB: past the web servers' own limits (2 MiB); their 413 still reaches the client as the app's JSON.
+head -c $((3 * 1024 * 1024)) /dev/zero | tr '\0' a >"$tmp/3mib"
+auth_req "$TOKEN" POST /chatroom - --data-binary "@$tmp/3mib"
+check_eq "$STATUS/$(jget .error.code)" "413/payload_too_large" "[$DEPLOYMENT] a 3 MiB body is a JSON 413"
+check "[$DEPLOYMENT] the 3 MiB 413 comes from the app" from_app
 
-# A POST without any body and without Content-Length (curl -XPOST, no data). lighttpd insists on a length (411).
-code=$(curl -s -o "$tmp/body" -w '%{http_code}' --max-time 10 -X POST -H "Authorization: Bearer $TOKEN" \
-    "$BASE_URL/chatroom")
+# A POST without any body and without Content-Length (curl -XPOST, no data). Apache and nginx pass it on (an
+# empty body); lighttpd insists on a length (411) and hands its error to the app.
+code=$(curl -s -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 10 -X POST \
+    -H "Authorization: Bearer $TOKEN" -H 'X-Request-Id: web-conf-411' "$BASE_URL/chatroom")
+check "[$DEPLOYMENT] a POST without Content-Length is answered by the app" grep -qi '^X-Request-Id: web-conf-411' "$tmp/headers"
 case $DEPLOYMENT in
 lighttpd*)
-    check_eq "$code" 411 "[$DEPLOYMENT] lighttpd answers 411 to a POST without Content-Length"
+    check_eq "$code/$(jq -r .error.code "$tmp/body" 2>/dev/null)" "411/length_required" \
+        "[$DEPLOYMENT] lighttpd's 411 for a POST without Content-Length is the app's JSON"
     ;;
 *)
     check_eq "$code/$(jq -r .title "$tmp/body" 2>/dev/null)" "201/New chat" \
         "[$DEPLOYMENT] a POST without a body reaches the app (chatroom with the default title)"
     ;;
 esac
+code=$(curl -s -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' --max-time 10 -X POST "$BASE_URL/subscribe/pro")
+check_eq "$(grep -ci '^X-Request-Id:' "$tmp/headers")/$(jq -r '.error.code|type' "$tmp/body" 2>/dev/null)" "1/string" \
+    "[$DEPLOYMENT] curl -XPOST /subscribe/pro (no body, no length) gets a JSON error from the app ($code)"
+
+# ---- the servers' own errors are answered by the app ----------------------------------------------------------
+# Methods the servers know nothing about, or answer themselves: the app's 405 (lighttpd: 501, still the app's).
+for m in FOO TRACE PROPFIND; do
+    req "$m" /chatroom
+    check "[$DEPLOYMENT] $m /chatroom is answered by the app (status $STATUS)" from_app
+    check_eq "$(jget '.error.code|type')" string "[$DEPLOYMENT] $m /chatroom has the JSON error shape"
+done
+# A GET with a body: Apache and nginx pass it on, lighttpd refuses it (400): either way the app answers.
+req GET /healthz '{}'
+check "[$DEPLOYMENT] a GET with a body is answered by the app (status $STATUS)" from_app
+# A request target longer than the server takes (10 KB): the server's 414/431, answered by the app. Apache
+# cannot hand errors of the request line to anything (its own page), so it is left out.
+if [[ $DEPLOYMENT != apache* ]]; then
+    req GET "/$(head -c 10000 /dev/zero | tr '\0' a)"
+    check "[$DEPLOYMENT] a 10 KB request target gets the app's JSON (status $STATUS)" from_app
+    check_eq "$(jget '.error.code|type')" string "[$DEPLOYMENT] ... in the JSON error shape"
+fi
+
+# ---- CORS (the stack allows https://app.example.test and http://localhost:5173) --------------------------------
+allowed=https://app.example.test
+req OPTIONS /chatroom "" -H "Origin: $allowed" -H 'Access-Control-Request-Method: POST' \
+    -H 'Access-Control-Request-Headers: authorization, content-type'
+check_status 204 "[$DEPLOYMENT] a preflight from an allowed origin is 204"
+check_eq "$(header Access-Control-Allow-Origin)" "$allowed" "[$DEPLOYMENT] the preflight allows that origin"
+check "[$DEPLOYMENT] the preflight allows POST ($(header Access-Control-Allow-Methods))" \
+    grep -q 'POST' <<<"$(header Access-Control-Allow-Methods)"
+for h in Authorization Content-Type Idempotency-Key X-Request-Id; do
+    check "[$DEPLOYMENT] the preflight allows the $h header" grep -q "$h" <<<"$(header Access-Control-Allow-Headers)"
+done
+check "[$DEPLOYMENT] the preflight has a Max-Age" test -n "$(header Access-Control-Max-Age)"
+check_eq "$(header Vary)" Origin "[$DEPLOYMENT] the preflight varies by Origin"
+check "[$DEPLOYMENT] the preflight comes from the app" from_app
+req OPTIONS "/chatroom/$room/message" "" -H 'Origin: http://localhost:5173' -H 'Access-Control-Request-Method: POST'
+check_eq "$STATUS/$(header Access-Control-Allow-Origin)" "204/http://localhost:5173" \
+    "[$DEPLOYMENT] the second allowed origin, a path with an id"
+req OPTIONS /chatroom "" -H 'Origin: https://evil.example.test' -H 'Access-Control-Request-Method: POST'
+check_eq "$(header Access-Control-Allow-Origin)" "" "[$DEPLOYMENT] a preflight from another origin gets no CORS headers"
+check "[$DEPLOYMENT] ... and is not a 204 ($STATUS)" test "$STATUS" != 204
+auth_req "$TOKEN" GET /chatroom "" -H "Origin: $allowed"
+check_eq "$STATUS/$(header Access-Control-Allow-Origin)" "200/$allowed" "[$DEPLOYMENT] a GET from an allowed origin carries ACAO"
+check_eq "$(header Vary)" Origin "[$DEPLOYMENT] ... and Vary: Origin"
+for h in X-Request-Id Retry-After X-Cache; do
+    check "[$DEPLOYMENT] ... and exposes $h" grep -q "$h" <<<"$(header Access-Control-Expose-Headers)"
+done
+req GET /nope "" -H "Origin: $allowed"
+check_eq "$STATUS/$(header Access-Control-Allow-Origin)" "404/$allowed" "[$DEPLOYMENT] errors to an allowed origin carry ACAO too"
+auth_req "$TOKEN" GET /chatroom "" -H 'Origin: https://app.example.test.evil.test'
+check_eq "$(header Access-Control-Allow-Origin)$(header Access-Control-Expose-Headers)" "" \
+    "[$DEPLOYMENT] another origin gets no CORS headers"
 
 # The program itself, as plain CGI: a body over the limit is read to its end before the 413 (fcgiwrap fails
 # the request with its own 502 when a program leaves input unread).
 bin=$(_stack_abs "$BUILD_DIR/cgi-bin/auth")
-left=$(head -c 100000 /dev/zero | tr '\0' a | {
-    REQUEST_METHOD=POST REQUEST_URI=/auth/signup CONTENT_LENGTH=100000 CONTENT_TYPE=application/json \
+left=$(head -c 200000 /dev/zero | tr '\0' a | {
+    REQUEST_METHOD=POST REQUEST_URI=/auth/signup CONTENT_LENGTH=200000 CONTENT_TYPE=application/json \
         "$bin" >"$tmp/cgi.out" 2>/dev/null || true
     wc -c
 })
-check "CGI: a 100000-byte body is answered 413" grep -q '^Status: 413' "$tmp/cgi.out"
+check "CGI: a 200000-byte body is answered 413" grep -q '^Status: 413' "$tmp/cgi.out"
 check_eq "$left" 0 "CGI: the program read the whole oversized body before answering"
+# A web server's error handed over in REDIRECT_STATUS is answered with that status in JSON, whatever the path.
+out=$(REQUEST_METHOD=GET REQUEST_URI=/healthz REDIRECT_STATUS=413 "$bin" </dev/null 2>/dev/null | tr -d '\r')
+check "CGI: REDIRECT_STATUS=413 is answered 413" grep -q '^Status: 413' <<<"$out"
+check "CGI: ... as payload_too_large" grep -q '"code":"payload_too_large"' <<<"$out"
+out=$(REQUEST_METHOD=GET REQUEST_URI=/healthz REDIRECT_STATUS=200 "$bin" </dev/null 2>/dev/null | tr -d '\r')
+check "CGI: REDIRECT_STATUS=200 (PHP-style) is an ordinary request" grep -q '^Status: 200' <<<"$out"

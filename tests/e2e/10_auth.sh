@@ -32,6 +32,15 @@ spaced="${M2:0:4} ${M2:4:3}-${M2:7}"
 req POST /auth/signup "{\"mobile\":\"$spaced\"}"
 check_status 201 "signup accepts spaces and dashes"
 check_eq "$(jget .mobile)" "$M2" "spaces and dashes are stripped before storing"
+# E.164 with '+' always: the same number without '+' (or with spaces, dashes) is the same account
+M3=$(rand_mobile)
+req POST /auth/signup "{\"mobile\":\"${M3#+}\"}"
+check_eq "$STATUS/$(jget .mobile)" "201/$M3" "a mobile sent without + is stored and returned with +"
+check_eq "$(psql_q "SELECT mobile FROM users WHERE id = $(jget .id)")" "$M3" "the stored form has the +"
+req POST /auth/signup "{\"mobile\":\"${M3:0:2} ${M3:2:3}-${M3:5:3}-${M3:8}\"}"
+check_eq "$STATUS/$(jget .error.code)" "409/conflict" "+1 555-... after 1555... is the same account (409)"
+req POST /auth/send-otp "{\"mobile\":\"${M3#+}\"}"
+check_eq "$STATUS/$(jget .mobile)" "200/$M3" "send-otp without + finds the account and answers with +"
 
 for bad in '"1234567"' '"+1234567890123456"' '"12ab5678"' '12345678' '""' 'null'; do
     req POST /auth/signup "{\"mobile\":$bad}"
@@ -74,8 +83,18 @@ check_status 201 "a large finite number is still fine"
 big=$(mktemp)
 { printf '{"mobile":"%s","name":"' "$(rand_mobile)"; head -c 70000 /dev/zero | tr '\0' 'a'; printf '"}'; } >"$big"
 req POST /auth/signup - --data-binary @"$big"
-check_eq "$STATUS/$(jget .error.code)" "413/payload_too_large" "a 70 KB body is 413 payload_too_large"
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "a 70 KB body is read (the cap is 128 KiB): the name is too long"
+{ printf '{"mobile":"%s","name":"' "$(rand_mobile)"; head -c 140000 /dev/zero | tr '\0' 'a'; printf '"}'; } >"$big"
+req POST /auth/signup - --data-binary @"$big"
+check_eq "$STATUS/$(jget .error.code)" "413/payload_too_large" "a 140 KB body is 413 payload_too_large"
 rm -f "$big"
+# A \u escape of a lone UTF-16 surrogate is not text: refused, never stored as U+FFFD
+for esc in '\ud800' 'x\udbff' '\udc00' '\ud800\u0041' '\udfff\ud800'; do
+    req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":\"$esc\"}"
+    check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "a lone surrogate escape ($esc) is invalid_json"
+done
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":\"\\\\ud800 \ud83d\ude00\"}"
+check_eq "$STATUS/$(jget .name)" "201/\\ud800 😀" "a surrogate pair is a character; an escaped backslash before ud800 is text"
 req GET /auth/signup
 check_status 405 "GET on a POST endpoint is 405"
 check_eq "$(header Allow)" "POST" "405 carries Allow: POST"
@@ -290,6 +309,26 @@ check_status 401 "a token that expired 2 s ago is 401 (no leeway on exp)"
 other="{\"sub\":\"$uid\",\"iat\":$((now-10)),\"exp\":$((now+3600)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":$((tv-1)),\"typ_use\":\"access\"}"
 auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$other")" GET /user/me
 check_status 401 "a token with an old token version is 401"
+
+# ---- schema step 6: stored mobiles without + become E.164; of two accounts with both forms the older keeps it ----
+A=$(rand_mobile) B=$(rand_mobile) C=$(rand_mobile)
+old_a=$(psql_q "INSERT INTO users (mobile, created_at) VALUES ('${A#+}', now() - interval '2 days') RETURNING id")
+new_a=$(psql_q "INSERT INTO users (mobile, created_at) VALUES ('$A', now() - interval '1 day') RETURNING id")
+old_b=$(psql_q "INSERT INTO users (mobile, created_at) VALUES ('$B', now() - interval '2 days') RETURNING id")
+new_b=$(psql_q "INSERT INTO users (mobile, created_at) VALUES ('${B#+}', now() - interval '1 day') RETURNING id")
+only_c=$(psql_q "INSERT INTO users (mobile) VALUES ('${C#+}') RETURNING id")
+psql_q "DELETE FROM schema_version WHERE version = 6"
+check "schema.sql re-applies step 6" stack_schema_apply
+check "schema.sql applied once more changes nothing" stack_schema_apply
+mob() { psql_q "SELECT mobile FROM users WHERE id = $1"; }
+check_eq "$(mob "$old_a")/$(mob "$new_a")" "$A/$A#dup-$new_a" "bare digits, older: it gets the +, the newer + account is renamed"
+check_eq "$(mob "$old_b")/$(mob "$new_b")" "$B/$B#dup-$new_b" "+ form, older: it keeps it, the newer bare one is renamed"
+check_eq "$(mob "$only_c")" "$C" "a lone bare mobile gets its +"
+check_eq "$(psql_q "SELECT count(*) FROM users WHERE mobile ~ '^[0-9]+\$'")" 0 "no mobile without + is left"
+req POST /auth/send-otp "{\"mobile\":\"${C#+}\"}"
+check_eq "$STATUS/$(jget .mobile)" "200/$C" "the migrated account is found by either form"
+req POST /auth/send-otp "{\"mobile\":\"$A\"}"
+check_status 200 "the number of a duplicate pair reaches the older account"
 
 # ---- secrets stay out of the logs ----
 if compgen -G "$STACK_DIR/*.log" >/dev/null; then

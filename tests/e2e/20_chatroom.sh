@@ -180,10 +180,10 @@ check_status 400 "JSON array body"
 check_eq "$(jget .error.code)" invalid_json "array body: invalid_json"
 auth_req "$A_TOKEN" POST /chatroom '{"title":"a"} trailing'
 check_status 400 "trailing garbage"
-BIG=$(head -c 71680 /dev/zero | tr '\0' a)
+BIG=$(head -c 143360 /dev/zero | tr '\0' a)
 auth_req "$A_TOKEN" POST /chatroom "{\"title\":\"$BIG\"}"
-check_status 413 "70 KiB body"
-check_eq "$(jget .error.code)" payload_too_large "70 KiB body: payload_too_large"
+check_status 413 "140 KiB body (the cap is 128 KiB)"
+check_eq "$(jget .error.code)" payload_too_large "140 KiB body: payload_too_large"
 check_eq "$(psql_q "SELECT count(*) FROM chatrooms WHERE user_id = $A_ID")" 5 "refused creates stored nothing"
 
 # --- delete ---

@@ -62,9 +62,9 @@ for body in '{"content":' 'content' '"text"' '[1]' '{"content":"a"}x'; do
     check_status 400 "invalid JSON $body"
     check_eq "$(jget .error.code)" invalid_json "invalid JSON $body: invalid_json"
 done
-auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" "{\"content\":\"$(head -c 71680 /dev/zero | tr '\0' y)\"}"
-check_status 413 "70 KiB message body"
-check_eq "$(jget .error.code)" payload_too_large "70 KiB message: payload_too_large"
+auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" "{\"content\":\"$(head -c 143360 /dev/zero | tr '\0' y)\"}"
+check_status 413 "140 KiB message body (the cap is 128 KiB)"
+check_eq "$(jget .error.code)" payload_too_large "140 KiB message: payload_too_large"
 auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" '{"content":"hi"}' -H "Idempotency-Key: has space"
 check_status 400 "Idempotency-Key with a space"
 auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" '{"content":"hi"}' \

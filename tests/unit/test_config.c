@@ -11,9 +11,22 @@
 
 #include "config.h"
 
-static const char *vars[] = {"APP_ENV",         "JWT_SECRET",  "ENV_FILE",        "BASIC_DAILY_LIMIT", "PORT",
-                             "PUBLIC_URL",      "AI_PROVIDER", "GEMINI_API_KEY",  "OPENAI_API_KEY",    "OPENAI_MODEL",
-                             "OTP_IN_RESPONSE", "LOG_LEVEL",   "JWT_TTL_SECONDS", "DATABASE_URL",      "REDIS_URL"};
+static const char *vars[] = {"APP_ENV",
+                             "JWT_SECRET",
+                             "ENV_FILE",
+                             "BASIC_DAILY_LIMIT",
+                             "PORT",
+                             "PUBLIC_URL",
+                             "AI_PROVIDER",
+                             "GEMINI_API_KEY",
+                             "OPENAI_API_KEY",
+                             "OPENAI_MODEL",
+                             "OTP_IN_RESPONSE",
+                             "LOG_LEVEL",
+                             "JWT_TTL_SECONDS",
+                             "DATABASE_URL",
+                             "REDIS_URL",
+                             "CORS_ALLOWED_ORIGINS"};
 
 static int clean(void **state)
 {
@@ -185,6 +198,33 @@ static void test_env_file(void **state)
     assert_non_null(strstr(err, "ENV_FILE"));
 }
 
+static void test_cors_origins(void **state)
+{
+    (void)state;
+    char err[256];
+    setenv("JWT_SECRET", strong, 1);
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_null(g_config.cors_allowed_origins); /* default: none */
+    setenv("CORS_ALLOWED_ORIGINS", "https://app.example.com, http://localhost:5173", 1);
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_string_equal(g_config.cors_allowed_origins, "https://app.example.com, http://localhost:5173");
+    static const char *bad[] = {"app.example.com",          /* no scheme */
+                                "https://app.example.com/", /* a trailing slash never matches an Origin */
+                                "https://app.example.com/x",
+                                "ftp://app.example.com",
+                                "https://",
+                                "https://a.example,", /* an empty item */
+                                "https://a.example,,https://b.example",
+                                "*",
+                                "https://*.example.com"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("CORS_ALLOWED_ORIGINS", bad[i], 1);
+        err[0] = '\0';
+        assert_int_equal(config_load(err, sizeof err), -1);
+        assert_non_null(strstr(err, "CORS_ALLOWED_ORIGINS"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +234,7 @@ int main(void)
         cmocka_unit_test_setup(test_secret_policy, clean),
         cmocka_unit_test_setup(test_bounds, clean),
         cmocka_unit_test_setup(test_env_file, clean),
+        cmocka_unit_test_setup(test_cors_origins, clean),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -130,13 +130,45 @@ static void test_param_id(void **state)
     assert_int_equal(http_param_id(&req, 1), 0); /* no such capture */
 }
 
+static void test_cors_allowed(void **state)
+{
+    (void)state;
+    const char *list = "https://app.example.com, http://localhost:5173,https://b.example";
+    assert_int_equal(http_cors_allowed(list, "https://app.example.com"), 1);
+    assert_int_equal(http_cors_allowed(list, "http://localhost:5173"), 1);
+    assert_int_equal(http_cors_allowed(list, "https://b.example"), 1);
+    assert_int_equal(http_cors_allowed(list, "HTTPS://APP.example.com"), 1);
+    assert_int_equal(http_cors_allowed(list, "https://app.example.com.evil.test"), 0);
+    assert_int_equal(http_cors_allowed(list, "https://app.example.co"), 0);
+    assert_int_equal(http_cors_allowed(list, "http://app.example.com"), 0);
+    assert_int_equal(http_cors_allowed(list, "http://localhost:5174"), 0);
+    assert_int_equal(http_cors_allowed(list, "null"), 0);
+    assert_int_equal(http_cors_allowed(list, ""), 0);
+    assert_int_equal(http_cors_allowed(list, NULL), 0);
+    assert_int_equal(http_cors_allowed(NULL, "https://app.example.com"), 0);
+    assert_int_equal(http_cors_allowed("", "https://app.example.com"), 0);
+}
+
+static void test_server_error_code(void **state)
+{
+    (void)state;
+    assert_string_equal(http_server_error_code(411), "length_required");
+    assert_string_equal(http_server_error_code(413), "payload_too_large");
+    assert_string_equal(http_server_error_code(404), "not_found");
+    assert_string_equal(http_server_error_code(400), "bad_request");
+    assert_string_equal(http_server_error_code(431), "headers_too_large");
+    assert_string_equal(http_server_error_code(503), "unavailable");
+    assert_string_equal(http_server_error_code(500), "internal_error");
+    assert_null(http_server_error_code(200));
+    assert_null(http_server_error_code(302));
+    assert_null(http_server_error_code(600));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalize),
-        cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_capture_digits),
-        cmocka_unit_test(test_param_id),
+        cmocka_unit_test(test_normalize), cmocka_unit_test(test_routes),       cmocka_unit_test(test_capture_digits),
+        cmocka_unit_test(test_param_id),  cmocka_unit_test(test_cors_allowed), cmocka_unit_test(test_server_error_code),
     };
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }

@@ -92,10 +92,18 @@ static void test_mobile(void **state)
     char out[17];
     assert_int_equal(mobile_normalize("+1 555-123-4567", out), 0);
     assert_string_equal(out, "+15551234567");
+    assert_int_equal(mobile_normalize("15551234567", out), 0); /* the same account: E.164 always has the + */
+    assert_string_equal(out, "+15551234567");
+    assert_int_equal(mobile_normalize("1-555-123 4567", out), 0);
+    assert_string_equal(out, "+15551234567");
     assert_int_equal(mobile_normalize("12345678", out), 0);
-    assert_string_equal(out, "12345678");
+    assert_string_equal(out, "+12345678");
     assert_int_equal(mobile_normalize("123456789012345", out), 0);
+    assert_string_equal(out, "+123456789012345");
     assert_int_equal(mobile_normalize("+123456789012345", out), 0);
+    assert_string_equal(out, "+123456789012345");
+    assert_int_equal(mobile_normalize(" + 1234 5678", out), 0); /* spaces around the + are stripped too */
+    assert_string_equal(out, "+12345678");
     assert_int_equal(mobile_normalize("1234567", out), -1);          /* 7 digits */
     assert_int_equal(mobile_normalize("1234567890123456", out), -1); /* 16 digits */
     assert_int_equal(mobile_normalize("12+3456789", out), -1);
@@ -103,14 +111,51 @@ static void test_mobile(void **state)
     assert_int_equal(mobile_normalize("12345678a", out), -1);
     assert_int_equal(mobile_normalize("", out), -1);
     assert_int_equal(mobile_normalize("+", out), -1);
+    assert_int_equal(mobile_normalize("+1234567", out), -1);  /* 7 digits with the + */
+    assert_int_equal(mobile_normalize("1234+5678", out), -1); /* a + only in front */
+    assert_int_equal(mobile_normalize("+ - ", out), -1);
     assert_int_equal(mobile_normalize(NULL, out), -1);
 
     char err[JSONV_ERRLEN];
     json_object *o = json_tokener_parse("{\"m\":\" +44 20 7946-0958 \",\"bad\":123}");
     assert_int_equal(jsonv_mobile(o, "m", out, err), 0);
     assert_string_equal(out, "+442079460958");
+    json_object *o2 = json_tokener_parse("{\"m\":\"44 20 7946-0958\"}");
+    assert_int_equal(jsonv_mobile(o2, "m", out, err), 0);
+    assert_string_equal(out, "+442079460958");
+    json_object_put(o2);
     assert_int_equal(jsonv_mobile(o, "bad", out, err), -1);
     assert_int_equal(jsonv_mobile(o, "absent", out, err), -1);
+    json_object_put(o);
+}
+
+#define LONE(s) jsonv_lone_surrogate(s, sizeof(s) - 1)
+
+static void test_lone_surrogate(void **state)
+{
+    (void)state;
+    /* lone surrogates: a high one alone, at the end, before another high one or before a non-surrogate escape;
+     * a low one alone, or first */
+    assert_int_equal(LONE("{\"a\":\"\\ud800\"}"), 1);
+    assert_int_equal(LONE("{\"a\":\"x\\uD83D\"}"), 1);
+    assert_int_equal(LONE("{\"a\":\"\\ud800\\ud800\"}"), 1);
+    assert_int_equal(LONE("{\"a\":\"\\ud800\\u0041\"}"), 1);
+    assert_int_equal(LONE("{\"a\":\"\\ud800x\\udc00\"}"), 1); /* the low one must follow at once */
+    assert_int_equal(LONE("{\"a\":\"\\udc00\"}"), 1);
+    assert_int_equal(LONE("{\"a\":\"\\uDFFF\\uD800\"}"), 1);
+    assert_int_equal(LONE("{\"\\ud800\":1}"), 1); /* in a key as well */
+    assert_int_equal(LONE("[\"ok\",{\"b\":[\"\\udbff\"]}]"), 1);
+    /* fine: pairs, other escapes, an escaped backslash before a "u", surrogates written outside strings */
+    assert_int_equal(LONE("{\"a\":\"\\ud83d\\ude00\"}"), 0);
+    assert_int_equal(LONE("{\"a\":\"\\uDBFF\\uDFFF \\u00e9 \\u0000\"}"), 0);
+    assert_int_equal(LONE("{\"a\":\"\\\\ud800\"}"), 0);        /* \\ then the text "ud800" */
+    assert_int_equal(LONE("{\"a\":\"\\\"\\\\\",\"b\":1}"), 0); /* \" and \\ inside a string */
+    assert_int_equal(LONE("{\"a\":1} ud800"), 0);
+    assert_int_equal(LONE(""), 0);
+    assert_int_equal(LONE("{\"a\":\"\\ud8"), 0); /* malformed: left to the parser */
+    /* what json-c alone would do, and why the check exists: the lone surrogate becomes U+FFFD */
+    json_object *o = json_tokener_parse("{\"a\":\"\\ud800\"}");
+    assert_non_null(o);
     json_object_put(o);
 }
 
@@ -130,10 +175,8 @@ static void test_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_string),
-        cmocka_unit_test(test_trim_unicode),
-        cmocka_unit_test(test_mobile),
-        cmocka_unit_test(test_dump),
+        cmocka_unit_test(test_string),         cmocka_unit_test(test_trim_unicode), cmocka_unit_test(test_mobile),
+        cmocka_unit_test(test_lone_surrogate), cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests_name("jsonv", tests, NULL, NULL);
 }
