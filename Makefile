@@ -35,6 +35,11 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 HDRS       := $(wildcard lib/*.h)
+# The static web root served at / (web client), /docs (Swagger UI over openapi.yaml) and /openapi.yaml.
+SWAGGER    := web/node_modules/swagger-ui-dist
+WWW        := $(BUILD)/www
+WWW_FILES  := $(WWW)/index.html $(WWW)/static/app.js $(WWW)/static/style.css $(WWW)/docs/index.html \
+              $(WWW)/docs/swagger-ui-bundle.js $(WWW)/docs/swagger-ui.css $(WWW)/openapi.yaml
 
 # The version --version prints: the VERSION file, plus git describe when this is a git checkout
 # ("1.0.0+g46a08b4-dirty"). Override with `make GB_VERSION=...` (a packaging build). build/version.h is
@@ -42,7 +47,7 @@ HDRS       := $(wildcard lib/*.h)
 GB_VERSION ?= $(shell v=$$(cat VERSION 2>/dev/null || echo 0.0.0); g=$$(git describe --always --dirty 2>/dev/null); echo "$$v$${g:++g$$g}")
 
 .PHONY: all asan unit deps deps-test run test bench clean format FORCE
-all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN)
+all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN) $(WWW_FILES)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 all
@@ -78,6 +83,24 @@ $(BUILD)/bench/%: bench/%.c
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(LIB_A) $(REAL_LDFLAGS) $(LIBS) $(shell pkg-config --libs cmocka)
+
+$(WWW)/index.html: web/index.html
+	@mkdir -p $(@D)
+	cp $< $@
+$(WWW)/static/%: web/%
+	@mkdir -p $(@D)
+	cp $< $@
+$(WWW)/docs/index.html: web/docs/index.html
+	@mkdir -p $(@D)
+	cp $< $@
+$(WWW)/openapi.yaml: openapi.yaml
+	@mkdir -p $(@D)
+	cp $< $@
+$(WWW)/docs/swagger-%: $(SWAGGER)/swagger-%
+	@mkdir -p $(@D)
+	cp $< $@
+$(SWAGGER)/%:
+	@echo "$@ is missing: run 'make deps' (it installs web/package.json's packages)" >&2; exit 1
 
 unit: all
 	@BUILD=$(BUILD) tests/unit.sh

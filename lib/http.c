@@ -595,6 +595,7 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     if (!req->query)
         req->query = "";
     set_request_id(req);
+    log_set_context(req->request_id, 0);
 
     buf_reset(body);
     int rb = read_body(req, body);
@@ -636,7 +637,9 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
         }
     }
     write_response(req, wire);
-    log_request(req->method, req->path, req->status, now_ms() - t0, req->request_id);
+    log_set_context(req->request_id, req->user_id);
+    log_request(req->method, req->path, req->status, now_ms() - t0);
+    log_set_context(NULL, 0);
 }
 
 /* Reset the request for the next one, keeping the buffers' memory. */

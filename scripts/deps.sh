@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the build and `make run` need on Debian 12; with --test (make test, make bench) also Node.js and
-# the test suite's npm packages (the fakes, newman, redocly), which `make run` never needs.
+# Install what the build and `make run` need on Debian 12 (C libraries, servers, and web/package.json's npm
+# packages: Swagger UI for /docs); with --test (make test, make bench) also the test suite's npm packages (the
+# fakes, newman, redocly, puppeteer-core), chromium for the browser journey and clang-format for the format check.
 # Idempotent and fast when everything is present: dpkg is asked first, apt-get runs only for missing packages.
 # Packaged services (PostgreSQL, Redis, lighttpd, nginx, Apache) are kept from starting during the install,
 # and PostgreSQL's default cluster is not created: the project runs its own private servers (tests/stack.sh).
@@ -24,9 +25,13 @@ PACKAGES=(
     postgresql redis-server lighttpd spawn-fcgi fcgiwrap nginx-light apache2 libapache2-mod-fcgid
     curl jq ca-certificates wrk procps
 )
-# The image may ship its own node (not from Debian): keep it, and its npm. Only the tests run node.
-if ((WITH_TESTS)) && ! command -v node >/dev/null 2>&1; then
+# The image may ship its own node (not from Debian): keep it, and its npm. npm fetches Swagger UI at build
+# time; only the tests run node.
+if ! command -v npm >/dev/null 2>&1; then
     PACKAGES+=(nodejs npm)
+fi
+if ((WITH_TESTS)); then
+    PACKAGES+=(chromium clang-format)
 fi
 
 log() { printf 'deps: %s\n' "$*" >&2; }
@@ -122,29 +127,34 @@ if ((${#missing[@]} > 0)); then
     log "done"
 fi
 
-# npm packages of the test suite (fakes). node_modules is touched after a successful install and serves as
-# the stamp: reinstall only when package.json or the lock file is newer.
-TESTS="$ROOT/tests"
-if ((WITH_TESTS)) && [[ -f $TESTS/package.json ]]; then
-    stamp=$TESTS/node_modules
-    if [[ ! -d $stamp || $TESTS/package.json -nt $stamp ||
-        (-f $TESTS/package-lock.json && $TESTS/package-lock.json -nt $stamp) ]]; then
-        if ! command -v npm >/dev/null 2>&1; then
-            log "npm not found: cannot install tests/package.json"
-            exit 1
-        fi
-        log "npm: installing tests/package.json"
-        (
-            cd "$TESTS"
-            npm_flags=(--no-audit --no-fund --loglevel=error)
-            if [[ -f package-lock.json ]]; then
-                # ci refuses a lock that does not match package.json: fall back to install then.
-                npm ci "${npm_flags[@]}" >/dev/null || npm install "${npm_flags[@]}" >/dev/null
-            else
-                npm install --no-package-lock "${npm_flags[@]}" >/dev/null
-            fi
-            mkdir -p node_modules
-            touch node_modules
-        )
+# npm packages of web/ (always) and tests/ (--test). node_modules is touched after a successful install and
+# serves as the stamp: reinstall only when package.json or the lock file is newer.
+npm_install() {
+    local dir=$1 stamp=$1/node_modules
+    [[ -f $dir/package.json ]] || return 0
+    if [[ -d $stamp && ! $dir/package.json -nt $stamp &&
+        ! (-f $dir/package-lock.json && $dir/package-lock.json -nt $stamp) ]]; then
+        return 0
     fi
+    if ! command -v npm >/dev/null 2>&1; then
+        log "npm not found: cannot install $dir/package.json"
+        exit 1
+    fi
+    log "npm: installing ${dir#"$ROOT"/}/package.json"
+    (
+        cd "$dir"
+        npm_flags=(--no-audit --no-fund --loglevel=error)
+        if [[ -f package-lock.json ]]; then
+            # ci refuses a lock that does not match package.json: fall back to install then.
+            npm ci "${npm_flags[@]}" >/dev/null || npm install "${npm_flags[@]}" >/dev/null
+        else
+            npm install --no-package-lock "${npm_flags[@]}" >/dev/null
+        fi
+        mkdir -p node_modules
+        touch node_modules
+    )
+}
+npm_install "$ROOT/web"
+if ((WITH_TESTS)); then
+    npm_install "$ROOT/tests"
 fi

@@ -1,0 +1,119 @@
+// The web client (web/) in a real headless Chromium (Debian's chromium, driven by puppeteer-core): a full
+// journey from signup to a streamed reply on a phone-sized screen, an error case, and the /docs page.
+// Usage: node tests/browser/journey.mjs BASE_URL   (prints one "ok - ..." / "not ok - ... [detail]" per check;
+// exit status 0 even when checks fail: the caller counts the lines; non-zero when the browser cannot run).
+import puppeteer from "puppeteer-core";
+
+const base = process.argv[2];
+const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const results = [];
+const check = (desc, ok, detail) => {
+  results.push(ok);
+  console.log((ok ? "ok - " : "not ok - ") + desc + (ok || !detail ? "" : " [" + detail + "]"));
+};
+
+const browser = await puppeteer.launch({
+  executablePath: browserPath,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+try {
+  const page = await browser.newPage();
+  await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.setDefaultTimeout(20000);
+
+  await page.goto(base + "/", { waitUntil: "networkidle0" });
+  check("GET / shows the sign-in form", await page.$eval("#login", (e) => !e.hidden));
+
+  // Error case: a wrong code shows the API's message and keeps the user on the code form.
+  const mobile = "+1555" + String(Math.floor(Math.random() * 1e8)).padStart(8, "0");
+  await page.type("#mobile", mobile);
+  await page.type("#name", "Browser Test");
+  await page.click("#mobile-form button[type=submit]");
+  await page.waitForSelector("#otp-form:not([hidden])");
+  const otp = await page.$eval("#otp", (e) => e.value);
+  check("signup + send-otp: the mocked code is filled in", /^\d{6}$/.test(otp), otp);
+  const wrong = otp === "000000" ? "111111" : "000000";
+  await page.$eval("#otp", (e, v) => { e.value = v; }, wrong);
+  await page.click("#otp-form button[type=submit]");
+  await page.waitForSelector("#notice:not([hidden])");
+  const notice = await page.$eval("#notice", (e) => e.textContent);
+  check("a wrong code shows a clear error", /code|otp/i.test(notice) && !/undefined|\[object/.test(notice), notice);
+  check("a wrong code keeps the code form", await page.$eval("#otp-form", (e) => !e.hidden));
+
+  // The right code signs in.
+  await page.$eval("#otp", (e, v) => { e.value = v; }, otp);
+  await page.click("#otp-form button[type=submit]");
+  await page.waitForSelector("#app:not([hidden])");
+  check("verify-otp signs in and shows the app", true);
+  await page.waitForFunction(() => document.querySelector("#usage").textContent.length > 0);
+  check("the account bar shows the basic tier",
+    (await page.$eval("#tier", (e) => e.textContent)) === "basic");
+  check("the account bar shows the daily allowance",
+    /5 of 5/.test(await page.$eval("#usage", (e) => e.textContent)));
+
+  // Create a chatroom.
+  await page.type("#room-title", "Browser chat");
+  await page.click("#room-form button[type=submit]");
+  await page.waitForSelector("#chat-view:not([hidden])");
+  check("a new chat opens", (await page.$eval("#chat-title", (e) => e.textContent)) === "Browser chat");
+  check("the new chat is listed",
+    (await page.$$eval("#room-list button", (bs) => bs.map((b) => b.textContent))).some((t) => t.startsWith("Browser chat")));
+
+  // Send a message and watch the reply stream in: record every text the reply bubble shows.
+  await page.evaluate(() => {
+    window.__seen = [];
+    new MutationObserver(() => {
+      const li = document.querySelector("#messages li.model");
+      if (li) window.__seen.push({ text: li.textContent, cls: li.className });
+    }).observe(document.querySelector("#messages"), { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  await page.type("#message", "Hello from the browser test");
+  await page.click("#message-form button[type=submit]");
+  await page.waitForSelector("#messages li.user");
+  check("the sent message is shown",
+    (await page.$eval("#messages li.user", (e) => e.textContent)) === "Hello from the browser test");
+  await page.waitForSelector("#messages li.model.completed, #messages li.model.failed", { timeout: 60000 });
+  const reply = await page.$eval("#messages li.model", (e) => ({ text: e.textContent, cls: e.className }));
+  check("the reply completes", reply.cls.includes("completed") && reply.text.length > 0, JSON.stringify(reply));
+  const seen = await page.evaluate(() => window.__seen);
+  const partial = seen.filter((s) => s.cls.includes("pending") && s.text.length > 0 && s.text !== reply.text);
+  check("the reply was shown in pieces before it completed (streamed)", partial.length > 0,
+    seen.length + " states seen");
+  await page.waitForFunction(() => /4 of 5/.test(document.querySelector("#usage").textContent));
+  check("the allowance counts the message", true);
+
+  // Phone-sized screen: nothing wider than the viewport.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check("no horizontal overflow on a 390 px wide screen", overflow <= 0, overflow + " px");
+
+  // Reload: the session and the chat persist.
+  await page.reload({ waitUntil: "networkidle0" });
+  await page.waitForSelector("#app:not([hidden])");
+  check("a reload keeps the session", true);
+
+  // Delete the chat.
+  page.on("dialog", (d) => d.accept());
+  await page.click("#room-list button");
+  await page.waitForSelector("#chat-view:not([hidden])");
+  await page.click("#room-delete");
+  await page.waitForFunction(() => document.querySelectorAll("#room-list button").length === 0);
+  check("a chat can be deleted", true);
+
+  check("no script errors on the page", pageErrors.length === 0, pageErrors.join("; "));
+
+  // The API reference.
+  const docs = await browser.newPage();
+  await docs.goto(base + "/docs", { waitUntil: "networkidle0" });
+  await docs.waitForSelector(".swagger-ui .info .title", { timeout: 20000 });
+  const title = await docs.$eval(".swagger-ui .info .title", (e) => e.textContent);
+  check("/docs renders openapi.yaml with Swagger UI", /gemini/i.test(title), title);
+  const ops = await docs.$$eval(".opblock-summary-path", (es) => es.map((e) => e.textContent));
+  check("/docs lists the endpoints", ops.some((p) => p.includes("/chatroom")) && ops.length >= 15, ops.length + " paths");
+} catch (e) {
+  check("the browser journey ran to the end", false, String(e).split("\n")[0]);
+} finally {
+  await browser.close();
+}

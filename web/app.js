@@ -1,0 +1,349 @@
+// The web chat client: plain JS, no build step. It talks to the API of the same origin (see /docs).
+// Replies stream in through fetch + ReadableStream (EventSource cannot send the Authorization header);
+// where streaming is not available it falls back to the single-message long-poll.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: localStorage.getItem("gb_token"), rooms: [], room: null, mobile: "" };
+
+// ---- API -----------------------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function api(method, path, body, extraHeaders) {
+  const headers = Object.assign({}, extraHeaders);
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    throw new ApiError(0, "network", "The server cannot be reached. Check your connection and try again.");
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  try {
+    data = await res.json();
+  } catch (e) {
+    /* not JSON: handled below */
+  }
+  if (!res.ok) {
+    const err = (data && data.error) || {};
+    if (res.status === 401 && path !== "/auth/verify-otp") logout(false);
+    throw new ApiError(res.status, err.code || "http_" + res.status,
+      err.message || "The server answered " + res.status + ".", res.headers.get("Retry-After"));
+  }
+  return data;
+}
+
+// ---- notices -------------------------------------------------------------------------------------------------
+
+function notify(text, kind) {
+  const n = $("notice");
+  n.textContent = text;
+  n.className = "notice" + (kind === "info" ? " info" : "");
+  n.hidden = !text;
+}
+
+function explain(e) {
+  if (!(e instanceof ApiError)) return String(e);
+  let text = e.message;
+  if (e.retryAfter && (e.status === 429 || e.status === 503)) {
+    const s = parseInt(e.retryAfter, 10);
+    if (s > 0) text += " Try again in " + (s >= 3600 ? Math.ceil(s / 3600) + " h." : s >= 60 ? Math.ceil(s / 60) + " min." : s + " s.");
+  }
+  return text;
+}
+
+async function guarded(button, fn) {
+  if (button) button.disabled = true;
+  try {
+    notify("");
+    await fn();
+  } catch (e) {
+    notify(explain(e));
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+// ---- sign-in -------------------------------------------------------------------------------------------------
+
+function showLogin() {
+  $("app").hidden = true;
+  $("account").hidden = true;
+  $("login").hidden = false;
+  $("mobile-form").hidden = false;
+  $("otp-form").hidden = true;
+}
+
+async function sendCode(mobile, name) {
+  try {
+    return await api("POST", "/auth/send-otp", { mobile });
+  } catch (e) {
+    if (e.status !== 404) throw e;
+  }
+  // Unknown number: create the account, then send the code.
+  const signup = { mobile };
+  if (name) signup.name = name;
+  await api("POST", "/auth/signup", signup);
+  return api("POST", "/auth/send-otp", { mobile });
+}
+
+$("mobile-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  guarded(ev.submitter, async () => {
+    state.mobile = $("mobile").value.trim();
+    const sent = await sendCode(state.mobile, $("name").value.trim());
+    state.mobile = sent.mobile;
+    $("mobile-form").hidden = true;
+    $("otp-form").hidden = false;
+    $("otp-hint").textContent = "We sent a code to " + sent.mobile + ". It is valid for " +
+      Math.round(sent.expires_in / 60) + " minutes.";
+    if (sent.otp) {
+      // SMS is mocked on this server: the code comes back in the response.
+      $("otp").value = sent.otp;
+      $("otp-hint").textContent += " (Test server: the code is filled in for you.)";
+    }
+    $("otp").focus();
+  });
+});
+
+$("otp-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  guarded(ev.submitter, async () => {
+    const tok = await api("POST", "/auth/verify-otp", { mobile: state.mobile, otp: $("otp").value.trim() });
+    state.token = tok.access_token;
+    localStorage.setItem("gb_token", state.token);
+    $("otp").value = "";
+    await showApp();
+  });
+});
+
+$("otp-back").addEventListener("click", showLogin);
+
+function logout(callServer) {
+  const token = state.token;
+  state.token = null;
+  state.room = null;
+  localStorage.removeItem("gb_token");
+  if (callServer && token) {
+    fetch("/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + token } }).catch(() => {});
+  }
+  showLogin();
+}
+
+$("logout").addEventListener("click", () => logout(true));
+
+// ---- account bar ---------------------------------------------------------------------------------------------
+
+async function refreshAccount() {
+  const [usage, sub] = await Promise.all([api("GET", "/chatroom/usage"), api("GET", "/subscription/status")]);
+  $("tier").textContent = sub.tier;
+  $("usage").textContent = usage.limit === null ? "Unlimited messages"
+    : usage.remaining + " of " + usage.limit + " messages left today";
+  $("upgrade").hidden = sub.tier === "pro";
+}
+
+$("upgrade").addEventListener("click", (ev) => {
+  guarded(ev.currentTarget, async () => {
+    const s = await api("POST", "/subscribe/pro");
+    window.location.assign(s.checkout_url);
+  });
+});
+
+// ---- chatrooms -----------------------------------------------------------------------------------------------
+
+async function showApp() {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("account").hidden = false;
+  await Promise.all([loadRooms(), refreshAccount()]);
+}
+
+async function loadRooms() {
+  const data = await api("GET", "/chatroom");
+  state.rooms = data.chatrooms;
+  const ul = $("room-list");
+  ul.replaceChildren();
+  for (const r of state.rooms) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.id = r.id;
+    b.className = state.room && state.room.id === r.id ? "active" : "";
+    b.textContent = r.title;
+    const small = document.createElement("small");
+    small.textContent = r.message_count + " messages";
+    b.append(small);
+    b.addEventListener("click", () => guarded(null, () => openRoom(r.id)));
+    li.append(b);
+    ul.append(li);
+  }
+}
+
+$("room-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  guarded(ev.submitter, async () => {
+    const title = $("room-title").value.trim();
+    const room = await api("POST", "/chatroom", title ? { title } : {});
+    $("room-title").value = "";
+    await loadRooms();
+    await openRoom(room.id);
+  });
+});
+
+$("room-delete").addEventListener("click", (ev) => {
+  if (!state.room || !window.confirm("Delete this chat and all its messages?")) return;
+  guarded(ev.currentTarget, async () => {
+    await api("DELETE", "/chatroom/" + state.room.id);
+    state.room = null;
+    $("chat-view").hidden = true;
+    $("chat-empty").hidden = false;
+    await loadRooms();
+  });
+});
+
+async function openRoom(id) {
+  const room = await api("GET", "/chatroom/" + id);
+  state.room = room;
+  $("chat-empty").hidden = true;
+  $("chat-view").hidden = false;
+  $("chat-title").textContent = room.title;
+  $("messages").replaceChildren();
+  for (const m of room.messages) {
+    const li = renderMessage(m);
+    if (m.status === "pending") followReply(room.id, m, li);
+  }
+  for (const b of $("room-list").querySelectorAll("button")) b.classList.toggle("active", b.dataset.id === String(id));
+  $("message").focus();
+}
+
+function renderMessage(m, li) {
+  li = li || document.createElement("li");
+  li.className = m.role + " " + m.status;
+  li.dataset.id = m.id;
+  li.textContent = m.status === "failed" ? "The reply failed: " + (m.error || "unknown error") : m.content;
+  if (!li.parentNode) {
+    $("messages").append(li);
+    li.scrollIntoView({ block: "end" });
+  }
+  return li;
+}
+
+$("message-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const room = state.room;
+  const content = $("message").value.trim();
+  if (!room || !content) return;
+  guarded(ev.submitter, async () => {
+    const key = (crypto.randomUUID && crypto.randomUUID()) || String(Date.now()) + Math.random();
+    const posted = await api("POST", "/chatroom/" + room.id + "/message", { content }, { "Idempotency-Key": key });
+    $("message").value = "";
+    renderMessage(posted.message);
+    const li = renderMessage(posted.reply);
+    refreshAccount().catch(() => {});
+    await followReply(room.id, posted.reply, li);
+    loadRooms().catch(() => {});
+  });
+});
+
+$("message").addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && !ev.shiftKey) {
+    ev.preventDefault();
+    $("message-form").requestSubmit();
+  }
+});
+
+// ---- replies: stream, else long-poll -------------------------------------------------------------------------
+
+async function followReply(roomId, reply, li) {
+  const base = "/chatroom/" + roomId + "/messages/" + reply.id;
+  try {
+    if (window.ReadableStream && (await streamReply(base, li))) return;
+  } catch (e) {
+    /* fall back to long-poll */
+  }
+  for (let i = 0; i < 20; i++) {
+    const m = await api("GET", base + "?wait=30");
+    renderMessage(m, li);
+    if (m.status !== "pending") return;
+  }
+}
+
+// Read the SSE stream; resolves true once a done/error event was shown, false if the stream was not available.
+async function streamReply(base, li) {
+  let lastId = null;
+  let text = "";
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const headers = { Authorization: "Bearer " + state.token, Accept: "text/event-stream" };
+    if (lastId) headers["Last-Event-ID"] = lastId;
+    const res = await fetch(base + "/stream", { headers });
+    if (!res.ok || !res.body) return false;
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value.replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const ev = parseEvent(buf.slice(0, cut));
+        buf = buf.slice(cut + 2);
+        if (ev.id) lastId = ev.id;
+        if (ev.event === "delta") {
+          text += JSON.parse(ev.data).text;
+          li.textContent = text;
+          li.scrollIntoView({ block: "end" });
+        } else if (ev.event === "restart" || ev.event === "reset") {
+          text = ""; // the reply is being generated again: drop what we have
+          li.textContent = "";
+        } else if (ev.event === "done" || ev.event === "error") {
+          renderMessage(JSON.parse(ev.data), li);
+          return true;
+        }
+      }
+    }
+    // The server ends a stream after 120 s: reconnect and continue after the last event.
+  }
+  return false;
+}
+
+function parseEvent(block) {
+  const ev = { event: "message", data: "", id: null };
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (!line || line[0] === ":") continue;
+    const i = line.indexOf(":");
+    const field = i < 0 ? line : line.slice(0, i);
+    let value = i < 0 ? "" : line.slice(i + 1);
+    if (value[0] === " ") value = value.slice(1);
+    if (field === "event") ev.event = value;
+    else if (field === "data") data.push(value);
+    else if (field === "id") ev.id = value;
+  }
+  ev.data = data.join("\n");
+  return ev;
+}
+
+// ---- start ---------------------------------------------------------------------------------------------------
+
+(async () => {
+  if (!state.token) return showLogin();
+  try {
+    await showApp();
+  } catch (e) {
+    if (state.token) notify(explain(e));
+  }
+})();
