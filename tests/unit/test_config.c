@@ -202,7 +202,7 @@ static void test_cors_origins(void **state)
 {
     (void)state;
     char err[256];
-    setenv("JWT_SECRET", strong, 1);
+    production_basics();
     assert_int_equal(config_load(err, sizeof err), 0);
     assert_null(g_config.cors_allowed_origins); /* default: none */
     setenv("CORS_ALLOWED_ORIGINS", "https://app.example.com, http://localhost:5173", 1);
