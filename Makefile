@@ -129,7 +129,7 @@ bench: deps-test
 	@bench/run.sh
 
 format:
-	clang-format -i lib/*.c lib/*.h cgi-bin/*.c worker/*.c bench/*.c tests/unit/*.c
+	clang-format -i $$(git ls-files -- '*.c' '*.h')
 
 clean:
 	rm -rf build build-asan
