@@ -21,7 +21,7 @@ ifneq ($(SANITIZE),)
 REAL_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 REAL_LDFLAGS += -fsanitize=address,undefined
 endif
-LIBS = $(PKG_LIBS) -lm
+LIBS = $(PKG_LIBS) -lunistring -lm
 
 LIB_SRC    := $(wildcard lib/*.c)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
