@@ -132,6 +132,9 @@ fi
 npm_install() {
     local dir=$1 stamp=$1/node_modules
     [[ -f $dir/package.json ]] || return 0
+    # A symlinked node_modules belongs to another checkout (a git worktree sharing the main clone's): never
+    # reinstall through it, that would empty the other tree's packages.
+    [[ -L $stamp ]] && return 0
     if [[ -d $stamp && ! $dir/package.json -nt $stamp &&
         ! (-f $dir/package-lock.json && $dir/package-lock.json -nt $stamp) ]]; then
         return 0
