@@ -642,6 +642,22 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     log_set_context(NULL, 0);
 }
 
+void http_handle_request(struct FCGX_Request *fr, const http_route_t *routes, size_t nroutes)
+{
+    http_req_t req;
+    http_io_t io = {.fcgi = fr};
+    buf_t body = {0}, wire = {0};
+    memset(&req, 0, sizeof req);
+    req.pool = pool_new();
+    req.io = &io;
+    handle(&req, routes, nroutes, &body, &wire);
+    pool_free(req.pool);
+    buf_free(&req.headers);
+    buf_free(&req.out);
+    buf_free(&body);
+    buf_free(&wire);
+}
+
 /* Reset the request for the next one, keeping the buffers' memory. */
 static void req_reset(http_req_t *req)
 {

@@ -1,0 +1,59 @@
+/* Fuzz target: Stripe webhook events (lib/stripe_event.c: stripe_event_parse), the payload a signed delivery
+ * hands to billing, and the per-subscription decision (stripe_sub_change) on what was parsed, against every
+ * kind of row on record. Checked: a parsed event has an id, a type and a kind that matches the type; every
+ * decision names a reason, and a status to store is never empty. */
+#include "fuzz.h"
+
+#include <limits.h>
+
+#include "stripe_event.h"
+
+static const char *const kinds[] = {
+    "", /* STRIPE_EV_OTHER */
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.payment_failed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *const rows[] = {NULL,     "incomplete", "trialing",           "active", "past_due", "unpaid",
+                                       "paused", "canceled",   "incomplete_expired", "x"};
+    stripe_event_t ev;
+    char err[160];
+    err[0] = '\0';
+    int rc = stripe_event_parse((const char *)data, size, &ev, err, sizeof err);
+    FUZZ_CHECK(rc == 0 || rc == -1);
+    if (rc != 0) {
+        FUZZ_CHECK(err[0] != '\0');
+        return 0;
+    }
+    FUZZ_CHECK(ev.id[0] && strlen(ev.id) < sizeof ev.id);
+    FUZZ_CHECK(ev.type[0] && strlen(ev.type) < sizeof ev.type);
+    FUZZ_CHECK(ev.kind >= 0 && ev.kind < (int)(sizeof kinds / sizeof kinds[0]));
+    FUZZ_CHECK(ev.kind == 0 ? 1 : strcmp(ev.type, kinds[ev.kind]) == 0);
+    FUZZ_CHECK(ev.created >= 0 && ev.user_id >= 0);
+    FUZZ_CHECK(ev.current_period_end == stripe_period_end(ev.current_period_end));
+    FUZZ_CHECK(strlen(ev.customer) < sizeof ev.customer && strlen(ev.subscription) < sizeof ev.subscription);
+    FUZZ_CHECK(strlen(ev.status) < sizeof ev.status && strlen(ev.mode) < sizeof ev.mode);
+    FUZZ_CHECK(strlen(ev.payment_status) < sizeof ev.payment_status);
+    FUZZ_CHECK(strlen(ev.billing_reason) < sizeof ev.billing_reason);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        for (long long d = -1; d <= 1; d++) {
+            const char *status = NULL, *why = NULL;
+            long long last = d > 0 && ev.created == LLONG_MAX ? ev.created : ev.created + d;
+            int tracked = stripe_sub_change(&ev, rows[i], last, &status, &why);
+            FUZZ_CHECK(tracked == 0 || tracked == 1);
+            FUZZ_CHECK(why != NULL);
+            FUZZ_CHECK(!status || status[0] != '\0');
+            FUZZ_CHECK(status || why[0] != '\0');
+            FUZZ_CHECK(tracked == 1 || status == NULL);
+            if (status)
+                FUZZ_CHECK(stripe_status_rank(status) >= 0 && stripe_status_rank(status) <= 4);
+        }
+    return 0;
+}
