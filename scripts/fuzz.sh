@@ -73,7 +73,7 @@ for t in "${targets[@]}"; do
         printf '# fuzzing %s for %ss\n' "$t" "$FUZZ_SECONDS"
         "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
             -artifact_prefix="$FUZZ_BUILD/crashes/$t-" "${opts[@]}" "$work" "$corpus" >"$log" 2>&1 || rc=$?
-        stats=$(grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$log" | tr '\n' ' ' || true)
+        stats=$(grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$log" | tr -s ' \n' ' ' || true)
         if ((rc == 0)); then
             printf 'ok - fuzz %s: %s%d input(s) in %s\n' "$t" "$stats" "$(find "$work" -type f | wc -l)" "$work"
         else
