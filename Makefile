@@ -141,7 +141,7 @@ clean:
 #                    -fsanitize=fuzzer-no-link,address,undefined, the targets linked with -fsanitize=fuzzer)
 # make fuzz          build, then fuzz each target for FUZZ_SECONDS (default 60) from fuzz/corpus/<target>/
 # make fuzz-corpus   build, then run each target once over its committed corpus (tests/run.sh does this in make test)
-# FUZZ_TARGETS="http token" narrows both. A new target is fuzz/<name>.c plus fuzz/corpus/<name>/ (and optionally
+# FUZZ_TARGETS="http token" narrows the runs. A new target is fuzz/<name>.c plus fuzz/corpus/<name>/ (and optionally
 # fuzz/<name>.dict): nothing to add here.
 # >>> ai_stream: lib/ai_stream.c (incremental SSE parsers) gets its target as fuzz/ai_stream.c with seeds in
 # >>> fuzz/corpus/ai_stream/ (streamed Gemini/OpenAI answers cut at odd places): the wildcard picks it up.

@@ -37,6 +37,8 @@ static void verify(const char *token)
     const unsigned char *key = (const unsigned char *)KEY;
     token_claims_t c, again;
     int rc = token_verify(key, sizeof KEY - 1, token, NOW, &c);
+    if (getenv("FUZZ_DEBUG")) /* FUZZ_DEBUG=1 build-fuzz/fuzz/token FILE: what a seed verifies to */
+        fprintf(stderr, "token_verify(%s) = %d\n", token, rc);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc == 0) {
         FUZZ_CHECK(c.user_id > 0);

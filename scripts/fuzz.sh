@@ -40,17 +40,19 @@ if [[ $mode == list ]]; then
 fi
 
 failed=0
+label='fuzz corpus'
+[[ $mode == run ]] && label=fuzz
 for t in "${targets[@]}"; do
     bin=$FUZZ_BUILD/fuzz/$t corpus=fuzz/corpus/$t
     opts=()
     [[ -f fuzz/$t.dict ]] && opts+=("-dict=fuzz/$t.dict")
     if [[ ! -x $bin ]]; then
-        printf 'not ok - fuzz corpus %s [%s not built: make fuzz-build]\n' "$t" "$bin"
+        printf 'not ok - %s %s [%s not built: make fuzz-build]\n' "$label" "$t" "$bin"
         failed=1
         continue
     fi
     if [[ ! -d $corpus ]] || [[ -z $(ls -A "$corpus") ]]; then
-        printf 'not ok - fuzz corpus %s [no seeds in %s]\n' "$t" "$corpus"
+        printf 'not ok - %s %s [no seeds in %s]\n' "$label" "$t" "$corpus"
         failed=1
         continue
     fi
