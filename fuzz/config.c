@@ -1,9 +1,12 @@
 /* Fuzz target: the ENV_FILE parser and the settings table behind it (config_load in lib/config.c). The input
  * is the file's content (handed over as /proc/self/fd/N of a memfd); the fuzzer's own environment is cleared of
  * every setting first, so that the file alone decides. Checked: a load that succeeds leaves every setting the
- * programs rely on set and in its bounds; a load that fails says why. */
+ * programs rely on set and in its bounds, and free-text settings hold exactly what the file's last line for them
+ * says (a line read the documented way: whole, trimmed, "export " and matching quotes dropped); a file with a
+ * malformed line never loads; a load that fails says why. */
 #include "fuzz.h"
 
+#include <ctype.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -12,6 +15,40 @@
 #include "log.h"
 
 static int fd = -1;
+
+/* The documented reading of the file for one setting: 1 with its last value in v and vn (quotes dropped), 0 when
+ * no line sets it, -1 when some line is malformed (no NAME=, a NUL byte, over 65535 bytes). */
+static int ref_value(const char *d, size_t size, const char *name, const char **v, size_t *vn)
+{
+    int found = 0;
+    for (size_t pos = 0; pos < size;) {
+        const char *nl = memchr(d + pos, '\n', size - pos);
+        size_t b = pos, e = nl ? (size_t)(nl - d) : size;
+        pos = nl ? e + 1 : size;
+        if (e - b > 65535 || memchr(d + b, '\0', e - b))
+            return -1;
+        while (e > b && isspace((unsigned char)d[e - 1]))
+            e--;
+        while (b < e && isspace((unsigned char)d[b]))
+            b++;
+        if (b == e || d[b] == '#')
+            continue;
+        if (e - b >= 7 && memcmp(d + b, "export ", 7) == 0)
+            b += 7;
+        const char *eq = memchr(d + b, '=', e - b);
+        if (!eq || eq == d + b)
+            return -1;
+        size_t nl_ = (size_t)(eq - (d + b)), vb = (size_t)(eq - d) + 1, ve = e;
+        if (ve - vb >= 2 && (d[vb] == '"' || d[vb] == '\'') && d[ve - 1] == d[vb])
+            vb++, ve--;
+        if (nl_ == strlen(name) && memcmp(d + b, name, nl_) == 0) {
+            *v = d + vb;
+            *vn = ve - vb;
+            found = 1;
+        }
+    }
+    return found;
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -63,11 +100,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(err, 0, sizeof err);
     int rc = config_load(err, sizeof err);
     FUZZ_CHECK(rc == 0 || rc == -1);
+    const char *v = NULL;
+    size_t vn = 0;
+    if (ref_value((const char *)data, size, "APP_ENV", &v, &vn) < 0)
+        FUZZ_CHECK(rc == -1); /* a malformed line anywhere: the file is refused */
     if (rc != 0) {
         FUZZ_CHECK(err[0] != '\0' && memchr(err, '\0', sizeof err) != NULL);
         return 0;
     }
     const config_t *c = &g_config;
+    static const struct {
+        const char *name;
+        size_t off;
+    } texts[] = {{"AI_SYSTEM_PROMPT", offsetof(config_t, ai_system_prompt)},
+                 {"PUBLIC_URL", offsetof(config_t, public_url)},
+                 {"GEMINI_MODEL", offsetof(config_t, gemini_model)},
+                 {"STRIPE_PRICE_ID", offsetof(config_t, stripe_price_id)},
+                 {"DATABASE_URL", offsetof(config_t, database_url)}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        const char *got = *(const char *const *)((const char *)c + texts[i].off);
+        if (ref_value((const char *)data, size, texts[i].name, &v, &vn) == 1 && vn > 0)
+            FUZZ_CHECK(got && strlen(got) == vn && memcmp(got, v, vn) == 0);
+    }
     FUZZ_CHECK(c->database_url && c->redis_url && c->jwt_secret && c->public_url && c->ai_provider);
     FUZZ_CHECK(c->jwt_secret_len == strlen(c->jwt_secret));
     FUZZ_CHECK(c->development || c->jwt_secret_len >= 32);
