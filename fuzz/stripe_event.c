@@ -1,6 +1,7 @@
 /* Fuzz target: Stripe webhook events (lib/stripe_event.c: stripe_event_parse), the payload a signed delivery
  * hands to billing, and the per-subscription decision (stripe_sub_change) on what was parsed, against every
- * kind of row on record. Checked: a parsed event has an id, a type and a kind that matches the type; every
+ * kind of row on record. Checked: a parsed event has an id, a type and a kind that matches the type; a user id
+ * is one of the places a user id may come from, read whole (a JSON integer, or a string of digits only); every
  * decision names a reason, and a status to store is never empty. */
 #include "fuzz.h"
 
@@ -18,6 +19,50 @@ static const char *const kinds[] = {
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
 };
+
+/* Is v (a member of a JSON object) user id id: a JSON integer equal to it, or a string of nothing but digits whose
+ * value it is? */
+static int is_user_id(json_object *v, long long id)
+{
+    if (json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v) == id;
+    if (!json_object_is_type(v, json_type_string))
+        return 0;
+    const char *s = json_object_get_string(v);
+    size_t n = (size_t)json_object_get_string_len(v);
+    long long x = 0;
+    if (n == 0 || strspn(s, "0123456789") != n)
+        return 0;
+    while (n > 1 && *s == '0') /* leading zeros say nothing */
+        s++, n--;
+    if (n > 19)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        x = x * 10 + (s[i] - '0');
+    return x == id;
+}
+
+/* Somewhere user_id may come from (stripe_event.h) holds it. */
+static int user_id_sourced(const char *body, size_t len, long long id)
+{
+    static const char *const paths[][5] = {{"client_reference_id"},
+                                           {"metadata", "user_id"},
+                                           {"parent", "subscription_details", "metadata", "user_id"},
+                                           {"subscription_details", "metadata", "user_id"}};
+    json_tokener *tok = json_tokener_new();
+    json_object *root = json_tokener_parse_ex(tok, body, (int)len);
+    int found = 0;
+    json_tokener_free(tok);
+    json_object *obj = stripe_json_get(stripe_json_get(root, "data"), "object");
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !found; i++) {
+        json_object *v = obj;
+        for (size_t k = 0; k < 5 && paths[i][k]; k++)
+            v = stripe_json_get(v, paths[i][k]);
+        found = v && is_user_id(v, id);
+    }
+    json_object_put(root);
+    return found;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -37,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(ev.kind >= 0 && ev.kind < (int)(sizeof kinds / sizeof kinds[0]));
     FUZZ_CHECK(ev.kind == 0 ? 1 : strcmp(ev.type, kinds[ev.kind]) == 0);
     FUZZ_CHECK(ev.created >= 0 && ev.user_id >= 0);
+    FUZZ_CHECK(ev.user_id == 0 || user_id_sourced((const char *)data, size, ev.user_id));
     FUZZ_CHECK(ev.current_period_end == stripe_period_end(ev.current_period_end));
     FUZZ_CHECK(strlen(ev.customer) < sizeof ev.customer && strlen(ev.subscription) < sizeof ev.subscription);
     FUZZ_CHECK(strlen(ev.status) < sizeof ev.status && strlen(ev.mode) < sizeof ev.mode);
