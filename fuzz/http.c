@@ -31,12 +31,65 @@
 
 /* ---- the routes: thin handlers like cgi-bin's, over the parsers ---- */
 
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Percent-decode s[0..n) into out ('+' a space; a '%' without two hex digits stays as it is, and so does "%00": a
+ * C string cannot hold a NUL). Returns the length. */
+static size_t ref_decode(const char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+')
+            out[o++] = ' ';
+        else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0 &&
+                 hexval(s[i + 1]) + hexval(s[i + 2]) > 0) {
+            out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else
+            out[o++] = s[i];
+    }
+    return o;
+}
+
+/* The documented http_query: the first '&'-separated pair whose decoded name is name, its value decoded (length in
+ * *vn; "" for a pair without '='); -1 when there is none. */
+static int ref_query(const char *q, const char *name, char *v, size_t *vn)
+{
+    char key[4096];
+    for (const char *p = q; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t kl = ref_decode(p, eq ? (size_t)(eq - p) : len, key);
+        if (kl == strlen(name) && memcmp(key, name, kl) == 0) {
+            *vn = eq ? ref_decode(eq + 1, len - (size_t)(eq - p) - 1, v) : 0;
+            return 0;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return -1;
+}
+
 static void h_list(http_req_t *req)
 {
     json_object *o = json_object_new_object();
     const char *names[] = {"limit", "before", "cursor", ""};
+    char ref[4096];
+    size_t rn = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = http_query(req, names[i]);
+        int r = strlen(req->query) < sizeof ref ? ref_query(req->query, names[i], ref, &rn) : 1;
+        /* the handler gets the whole decoded value or nothing: never one cut at a NUL */
+        if (r == 0)
+            FUZZ_CHECK(v && strlen(v) == rn && memcmp(v, ref, rn) == 0);
+        else if (r == -1)
+            FUZZ_CHECK(v == NULL);
         if (v)
             json_object_object_add(o, names[i], json_object_new_string(v));
     }

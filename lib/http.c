@@ -60,14 +60,16 @@ static int hexval(int c)
     return -1;
 }
 
-/* Percent-decode s[0..n) into the pool ('+' is a space, as in forms). */
+/* Percent-decode s[0..n) into the pool ('+' is a space, as in forms). "%00" stays as it is: a NUL would cut the C
+ * string, so that "limit=5%00x" would read as limit 5 and "limit%00x=7" as a limit. */
 static char *url_decode(pool_t *pool, const char *s, size_t n)
 {
     char *out = pool_alloc(pool, n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '+')
             *o++ = ' ';
-        else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+        else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0 &&
+                 (s[i + 1] != '0' || s[i + 2] != '0')) {
             *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
             i += 2;
         } else

@@ -151,6 +151,21 @@ static void test_query_id_request_id(void **state)
     buf_free(&out);
 }
 
+/* "%00" is not decoded: a NUL would cut the value (limit=5%00x read as 5) or the name (limit%00x=7 read as limit). */
+static void test_query_nul(void **state)
+{
+    (void)state;
+    char *value[] = {"REQUEST_METHOD=GET", "REQUEST_URI=/chatroom/1", "QUERY_STRING=limit=5%00abc", NULL};
+    char *name[] = {"REQUEST_METHOD=GET", "REQUEST_URI=/chatroom/1", "QUERY_STRING=limit%00x=7&limit=2%41", NULL};
+    buf_t out;
+    serve(value, "", 0, 1, &out);
+    assert_string_equal(body_of(&out), "{\"id\":1,\"limit\":\"5%00abc\"}");
+    buf_free(&out);
+    serve(name, "", 0, 1, &out);
+    assert_string_equal(body_of(&out), "{\"id\":1,\"limit\":\"2A\"}");
+    buf_free(&out);
+}
+
 static void test_redirect_status(void **state)
 {
     (void)state;
@@ -166,9 +181,8 @@ int main(void)
 {
     log_init("test_http_request", LOG_WARN); /* no access lines */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_body_in_records),
-        cmocka_unit_test(test_body_cap),
-        cmocka_unit_test(test_query_id_request_id),
+        cmocka_unit_test(test_body_in_records),     cmocka_unit_test(test_body_cap),
+        cmocka_unit_test(test_query_id_request_id), cmocka_unit_test(test_query_nul),
         cmocka_unit_test(test_redirect_status),
     };
     return cmocka_run_group_tests_name("http_request", tests, NULL, NULL);
