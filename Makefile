@@ -4,6 +4,7 @@
 #   make run        check PORT, install what is missing (no test tools), build, start the stack in the foreground
 #   make test       install what is missing, build, run every test; last line "N passed, M failed"
 #   make bench      benchmarks (see README)
+#   make fuzz       libFuzzer targets (fuzz/) into build-fuzz/, each run FUZZ_SECONDS (README "Fuzzing")
 # User CFLAGS/LDFLAGS are added to ours, never replace them.
 
 BUILD    ?= build
@@ -122,6 +123,7 @@ run:
 test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory fuzz-build
 	@tests/run.sh
 
 bench: deps-test
@@ -132,4 +134,42 @@ format:
 	clang-format -i $$(git ls-files -- '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
+
+# ---- fuzzing (README "Fuzzing") ----------------------------------------------------------------------------------
+# make fuzz-build    the libFuzzer targets fuzz/*.c, built with clang into build-fuzz/ (the library compiled with
+#                    -fsanitize=fuzzer-no-link,address,undefined, the targets linked with -fsanitize=fuzzer)
+# make fuzz          build, then fuzz each target for FUZZ_SECONDS (default 60) from fuzz/corpus/<target>/
+# make fuzz-corpus   build, then run each target once over its committed corpus (tests/run.sh does this in make test)
+# FUZZ_TARGETS="http token" narrows the runs. A new target is fuzz/<name>.c plus fuzz/corpus/<name>/ (and optionally
+# fuzz/<name>.dict): nothing to add here.
+# >>> ai_stream: lib/ai_stream.c (incremental SSE parsers) gets its target as fuzz/ai_stream.c with seeds in
+# >>> fuzz/corpus/ai_stream/ (streamed Gemini/OpenAI answers cut at odd places): the wildcard picks it up.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SRC     := $(wildcard fuzz/*.c)
+FUZZ_BIN      = $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+ifneq ($(FUZZ),)
+REAL_CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+REAL_LDFLAGS += -fsanitize=address,undefined
+endif
+.PHONY: fuzz fuzz-build fuzz-bins fuzz-corpus
+
+fuzz-build:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "$(FUZZ_CC) not found: scripts/deps.sh --test installs it" >&2; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) FUZZ=1 fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+$(BUILD)/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(LIB_A) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB_A) $(REAL_LDFLAGS) -fsanitize=fuzzer $(LIBS)
+
+fuzz:
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh run $(FUZZ_TARGETS)
+
+fuzz-corpus:
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh once $(FUZZ_TARGETS)

@@ -82,6 +82,25 @@ static void file_clear(void)
     file_n = 0;
 }
 
+#define ENV_FILE_LINE_MAX 65536 /* bytes of one ENV_FILE line with its newline (a long AI_SYSTEM_PROMPT fits) */
+
+/* The next line of f, without its '\n', NUL-terminated in line[0..cap). 1 a line, 0 the end of the file, -1 a line
+ * that does not fit, -2 a NUL byte in it. A whole line or nothing: a long value is never cut into two lines. */
+static int read_line(FILE *f, char *line, size_t cap)
+{
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (c == '\0')
+            return -2;
+        if (n + 1 >= cap)
+            return -1;
+        line[n++] = (char)c;
+    }
+    line[n] = '\0';
+    return c == EOF && n == 0 ? 0 : 1;
+}
+
 static int file_load(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
@@ -89,10 +108,16 @@ static int file_load(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "ENV_FILE: cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    char line[4096];
-    int lineno = 0, rc = 0;
-    while (fgets(line, sizeof line, f)) {
+    char *line = xmalloc(ENV_FILE_LINE_MAX);
+    int lineno = 0, rc = 0, got;
+    while ((got = read_line(f, line, ENV_FILE_LINE_MAX)) != 0) {
         lineno++;
+        if (got < 0) {
+            snprintf(err, errlen, "ENV_FILE %s line %d: %s", path, lineno,
+                     got == -1 ? "longer than 65535 bytes" : "a NUL byte");
+            rc = -1;
+            break;
+        }
         char *s = line;
         size_t n = strlen(s);
         while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || isspace((unsigned char)s[n - 1])))
@@ -121,6 +146,7 @@ static int file_load(const char *path, char *err, size_t errlen)
         file_kv = xrealloc(file_kv, (file_n + 1) * sizeof *file_kv);
         file_kv[file_n++] = xstrdup(v);
     }
+    free(line);
     fclose(f);
     return rc;
 }

@@ -61,14 +61,16 @@ static int hexval(int c)
     return -1;
 }
 
-/* Percent-decode s[0..n) into the pool ('+' is a space, as in forms). */
+/* Percent-decode s[0..n) into the pool ('+' is a space, as in forms). "%00" stays as it is: a NUL would cut the C
+ * string, so that "limit=5%00x" would read as limit 5 and "limit%00x=7" as a limit. */
 static char *url_decode(pool_t *pool, const char *s, size_t n)
 {
     char *out = pool_alloc(pool, n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '+')
             *o++ = ' ';
-        else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+        else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0 &&
+                 (s[i + 1] != '0' || s[i + 2] != '0')) {
             *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
             i += 2;
         } else
@@ -645,6 +647,22 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     log_request(req->method, req->path, req->status, ms);
     metrics_request(route, req->method, req->status, ms);
     log_set_context(NULL, 0);
+}
+
+void http_handle_request(struct FCGX_Request *fr, const http_route_t *routes, size_t nroutes)
+{
+    http_req_t req;
+    http_io_t io = {.fcgi = fr};
+    buf_t body = {0}, wire = {0};
+    memset(&req, 0, sizeof req);
+    req.pool = pool_new();
+    req.io = &io;
+    handle(&req, routes, nroutes, &body, &wire);
+    pool_free(req.pool);
+    buf_free(&req.headers);
+    buf_free(&req.out);
+    buf_free(&body);
+    buf_free(&wire);
 }
 
 /* Reset the request for the next one, keeping the buffers' memory. */

@@ -110,4 +110,11 @@ const char *http_server_error_code(int status);
 /* Exposed for unit tests: normalise a request path (drop query, collapse a trailing slash) into the pool. */
 const char *http_normalize_path(pool_t *pool, const char *uri);
 
+/* Exposed for fuzzing and tests: serve the one request fr describes exactly as http_serve's loop does (path,
+ * query, headers, body read with the cap, REDIRECT_STATUS, CORS, routing, the response written to fr->out), with
+ * buffers of its own that are freed before it returns. fr needs only envp, in and out: an accepted FastCGI
+ * request, or one built in memory over FCGX_Streams of the caller's (fuzz/http.c). */
+struct FCGX_Request;
+void http_handle_request(struct FCGX_Request *fr, const http_route_t *routes, size_t nroutes);
+
 #endif

@@ -60,7 +60,8 @@ static int copy_word(json_object *o, const char *key, char *dst, size_t dstsize)
     return stripe_json_copy(o, key, dst, dstsize);
 }
 
-/* A positive user id from a string (or integer) value; 0 if absent or not one. */
+/* A positive user id from a string (or integer) value; 0 if absent or not one. The whole string counts: "42\u0000x"
+ * is not 42. */
 static long long user_id_of(json_object *v)
 {
     long long id = 0;
@@ -72,7 +73,8 @@ static long long user_id_of(json_object *v)
     }
     if (!json_object_is_type(v, json_type_string))
         return 0;
-    if (parse_ll(json_object_get_string(v), 1, INT64_MAX, &id) < 0)
+    const char *s = json_object_get_string(v);
+    if (strlen(s) != (size_t)json_object_get_string_len(v) || parse_ll(s, 1, INT64_MAX, &id) < 0)
         return 0;
     return id;
 }

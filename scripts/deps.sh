@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the build and `make run` need on Debian 12 (C libraries, servers, and web/package.json's npm
 # packages: Swagger UI for /docs); with --test (make test, make bench) also the test suite's npm packages (the
-# fakes, newman, redocly, puppeteer-core), chromium for the browser journey and clang-format for the format check.
+# fakes, newman, redocly, puppeteer-core), chromium for the browser journey and clang-format for the format check,
+# clang with libFuzzer for the fuzz targets.
 # Idempotent and fast when everything is present: dpkg is asked first, apt-get runs only for missing packages.
 # Packaged services (PostgreSQL, Redis, lighttpd, nginx, Apache) are kept from starting during the install,
 # and PostgreSQL's default cluster is not created: the project runs its own private servers (tests/stack.sh).
@@ -32,6 +33,9 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 if ((WITH_TESTS)); then
     PACKAGES+=(chromium clang-format)
+    # make fuzz / the fuzz corpora of make test: clang, libFuzzer and the sanitizer runtimes (libclang-rt-dev, only
+    # recommended by clang), llvm-symbolizer for readable reports (llvm)
+    PACKAGES+=(clang libclang-rt-dev llvm)
 fi
 
 log() { printf 'deps: %s\n' "$*" >&2; }

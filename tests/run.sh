@@ -4,6 +4,9 @@
 #      counted per test case; a binary that crashes or fails without a summary counts as one failure.
 #   2. one private PostgreSQL + Redis + fakes for the whole run (tests/stack.sh, in a mktemp -d STACK_DIR),
 #      schema.sql applied twice (idempotence);
+#   2b. the fuzz corpora: each libFuzzer target of FUZZ_BUILD (build-fuzz, built by make test) once over its
+#      committed corpus fuzz/corpus/<target>/ (scripts/fuzz.sh once), one result per target; skipped when nothing
+#      is built there;
 #   3. for each deployment of DEPLOYMENTS (default "lighttpd lighttpd-asan apache nginx nginx-cgi"): restart the
 #      fakes (fresh state), start its web server and the worker of the same build, run every tests/e2e/*.sh
 #      (each one a separate bash process with a time limit;
@@ -13,6 +16,7 @@
 # The last line printed is "N passed, M failed"; the exit status is non-zero when M > 0.
 #
 # Knobs: DEPLOYMENTS="lighttpd"  E2E_FILTER=regex (on the script's file name)  SKIP_UNIT=1  SKIP_E2E=1
+#        SKIP_FUZZ=1 (no fuzz corpora; SKIP_UNIT=1 skips them too)  FUZZ_BUILD=build-fuzz
 #        UNIT_BUILDS="build"  E2E_TIMEOUT=300 (seconds per script)  KEEP_STACK=1 (keep STACK_DIR)
 #        BUILD=build BUILD_ASAN=build-asan (directories, relative to the repo root or absolute)
 #        TEST_LOG_LEVEL=debug (the app's LOG_LEVEL in tests; default info)
@@ -31,6 +35,7 @@ source "$ROOT/tests/lib.sh"
 
 BUILD=${BUILD:-build}
 BUILD_ASAN=${BUILD_ASAN:-build-asan}
+FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 E2E_TIMEOUT=${E2E_TIMEOUT:-300}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 
@@ -161,6 +166,35 @@ run_unit_tests() {
         done
     done
     ((found)) || say "no unit test binaries found"
+}
+
+# ---- fuzz corpora ---------------------------------------------------------------------------------------------
+
+# scripts/fuzz.sh prints one "ok - fuzz corpus T" / "not ok - fuzz corpus T" line per target (the log of a failing
+# one after it, as comments); each line counts once. A non-zero exit without any "not ok" line is one failure.
+run_fuzz_corpora() {
+    local out line rc=0 bad=0
+    if [[ ! -d $(_stack_abs "$FUZZ_BUILD")/fuzz ]]; then
+        say "no fuzz targets in $FUZZ_BUILD (make fuzz-build): fuzz corpora not run"
+        return 0
+    fi
+    out=$(mktemp)
+    FUZZ_BUILD=$(_stack_abs "$FUZZ_BUILD") run_child timeout -k 10 "$UNIT_TIMEOUT" "$ROOT/scripts/fuzz.sh" once \
+        >"$out" 2>&1 || rc=$?
+    while IFS= read -r line; do
+        printf '%s\n' "$line"
+        case $line in
+        'ok - fuzz corpus '*) echo pass >>"$RESULTS_FILE" ;;
+        'not ok - fuzz corpus '*)
+            echo fail >>"$RESULTS_FILE"
+            bad=1
+            ;;
+        esac
+    done <"$out"
+    rm -f "$out"
+    if ((rc != 0 && !bad)); then
+        record fail "fuzz corpora: scripts/fuzz.sh exit status $rc"
+    fi
 }
 
 # ---- deployments ---------------------------------------------------------------------------------------------
@@ -347,5 +381,6 @@ run_format_check() {
 
 [[ -n ${SKIP_UNIT:-} ]] || run_format_check
 [[ -n ${SKIP_UNIT:-} ]] || run_unit_tests
+[[ -n ${SKIP_UNIT:-} || -n ${SKIP_FUZZ:-} ]] || run_fuzz_corpora
 [[ -n ${SKIP_E2E:-} ]] || run_e2e
 exit 0 # finish (the EXIT trap) prints the summary and sets the status

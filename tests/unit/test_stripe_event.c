@@ -55,6 +55,12 @@ static void test_event_checkout(void **state)
         "{\"client_reference_id\":\"-4\",\"metadata\":{}}}}";
     assert_int_equal(parse(j, &ev), 0);
     assert_int_equal(ev.user_id, 0);
+
+    /* a string with a NUL in it is no user id, not the digits before the NUL (fuzz/stripe_event.c checks it) */
+    j = "{\"id\":\"evt_4\",\"created\":5,\"type\":\"checkout.session.completed\",\"data\":{\"object\":"
+        "{\"client_reference_id\":\"42\\u0000x\",\"metadata\":{\"user_id\":\"7\\u0000\"}}}}";
+    assert_int_equal(parse(j, &ev), 0);
+    assert_int_equal(ev.user_id, 0);
 }
 
 /* checkout.session.async_payment_succeeded / _failed carry the Checkout Session like completed does. */
