@@ -32,6 +32,8 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 if ((WITH_TESTS)); then
     PACKAGES+=(chromium clang-format)
+    # systemd-analyze (tests/e2e/07_install.sh verifies the units with it)
+    PACKAGES+=(systemd)
 fi
 
 log() { printf 'deps: %s\n' "$*" >&2; }
