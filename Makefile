@@ -2,6 +2,7 @@
 #   make            build everything into $(BUILD) (default build/)
 #   make asan       the same with AddressSanitizer + UBSan into build-asan/
 #   make run        check PORT, install what is missing (no test tools), build, start the stack in the foreground
+#                   (make run FAKES=1: with the bundled Stripe and Gemini fakes, to try Pro offline)
 #   make test       install what is missing, build, run every test; last line "N passed, M failed"
 #   make bench      benchmarks (see README)
 # User CFLAGS/LDFLAGS are added to ours, never replace them.
