@@ -167,14 +167,11 @@ req POST /auth/signup "{\"mobile\":\"$M\"}"
 check_status 201 "the by-hand lighttpd signs a user up"
 req POST /auth/send-otp "{\"mobile\":\"$M\"}"
 check_eq "$STATUS/$(jget '.otp // "none"')" "200/none" "production: send-otp keeps the code out of the response"
-owners() { # the users of lighttpd and of every process running an installed program
-    local p exe
-    for p in /proc/[0-9]*; do
-        exe=$(readlink "$p/exe" 2>/dev/null) || continue
-        [[ $exe == "$T"/usr/local/lib/gemini-backend/* || $exe == */lighttpd ]] || continue
-        [[ $exe == */lighttpd ]] && ! tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -q "^GB_PORT=$PORT_W$" && continue
-        ps -o user= -p "${p#/proc/}"
-    done | sort | uniq -c | tr -s ' ' | tr '\n' ';'
+owners() { # the users of this lighttpd and of every process running an installed program
+    local pids
+    pids=$(pgrep -d, -f "^($T/usr/local/lib/gemini-backend/|lighttpd -D -f $T/)" || true)
+    [[ -n $pids ]] || return 0
+    ps -o user= -p "$pids" | sort | uniq -c | tr -s ' ' | tr '\n' ';'
 }
 who=$(owners)
 check "lighttpd, its programs and the worker run, none as root ($who)" test -n "$who" -a -z "$(grep -w root <<<"$who" || true)"
