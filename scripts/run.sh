@@ -128,13 +128,44 @@ fakes_start() {
     LOGS+=", $STACK_DIR/fake-stripe.log, $STACK_DIR/fake-ai.log"
 }
 
+# A DATABASE_URL or REDIS_URL given by the caller must answer: say so by name at once (rather than a failed schema
+# step, or a stack that silently runs without Redis).
+servers_reachable() {
+    local err
+    if [[ -n ${DATABASE_URL:-} ]]; then
+        if ! err=$(PGCONNECT_TIMEOUT=5 psql -X -q -A -t -d "$DATABASE_URL" -c 'SELECT 1' 2>&1 >/dev/null); then
+            say "DATABASE_URL: cannot connect to $(mask "$DATABASE_URL"): $(head -n 1 <<<"$err" | sed 's/^psql: error: //')"
+            say "(unset DATABASE_URL to use the private PostgreSQL under ./var)"
+            return 1
+        fi
+    fi
+    if [[ -n ${REDIS_URL:-} ]]; then
+        local cli=(redis-cli) url=$REDIS_URL out
+        case $url in
+        unix://*)
+            url=${url#unix://}
+            cli+=(-s "${url%%\?*}")
+            [[ $REDIS_URL == *\?db=* ]] && cli+=(-n "${REDIS_URL##*\?db=}")
+            ;;
+        redis://*) cli+=(-u "$url") ;;
+        esac
+        out=$(timeout 5 "${cli[@]}" ping 2>&1 </dev/null | grep -v '^Warning: Using a password' | head -n 1) || true
+        if [[ $out != PONG ]]; then
+            say "REDIS_URL: cannot connect to $(mask "$REDIS_URL"): ${out:-no answer within 5 s}"
+            say "(unset REDIS_URL to use the private Redis under ./var)"
+            return 1
+        fi
+    fi
+}
+
+# Client commands for the two stores. A password in a URL the caller gave is not printed.
+mask() { sed -E 's#^([a-z]+://[^/:@]*):[^/@]*@#\1:***@#' <<<"$1"; }
+servers_reachable || exit 1
 stack_services_start || exit 1
 if ((FAKES)); then fakes_start || exit 1; fi
 stack_web_start || exit 1
 stack_worker_start || exit 1
 
-# Client commands for the two stores. A password in a URL the caller gave is not printed.
-mask() { sed -E 's#^([a-z]+://[^/:@]*):[^/@]*@#\1:***@#' <<<"$1"; }
 case $REDIS_URL in
 unix://*)
     redis_path=${REDIS_URL#unix://}
