@@ -22,7 +22,7 @@ ifneq ($(SANITIZE),)
 REAL_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 REAL_LDFLAGS += -fsanitize=address,undefined
 endif
-LIBS = $(PKG_LIBS) -lm
+LIBS = $(PKG_LIBS) -lunistring -lm
 
 LIB_SRC    := $(wildcard lib/*.c)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -130,7 +130,7 @@ bench: deps-test
 	@bench/run.sh
 
 format:
-	clang-format -i lib/*.c lib/*.h cgi-bin/*.c worker/*.c bench/*.c tests/unit/*.c
+	clang-format -i $$(git ls-files -- '*.c' '*.h')
 
 clean:
 	rm -rf build build-asan

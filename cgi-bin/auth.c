@@ -1,5 +1,5 @@
-/* auth: every /auth/... endpoint, GET /user/me and GET /healthz (API.md "Authentication"). A route table and
- * thin handlers: authenticate where the endpoint needs it, hand over to lib/account.c (lib/health.c). */
+/* auth: every /auth/... endpoint, GET /user/me, GET /healthz and GET /metrics (API.md "Authentication"). A route table
+ * and thin handlers: authenticate where the endpoint needs it, hand over to lib/account.c (lib/health.c). */
 #include <stdlib.h>
 
 #include "account.h"
@@ -48,6 +48,7 @@ static const http_route_t routes[] = {
     {"POST", "/auth/change-password", h_change_password},
     {"GET", "/user/me", h_me},
     {"GET", "/healthz", health_respond},
+    {"GET", "/metrics", health_metrics_respond},
 };
 
 int main(void)

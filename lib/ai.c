@@ -309,45 +309,13 @@ static void take_text(ai_result_t *r, buf_t *text, int truncated)
     r->truncated = truncated;
 }
 
-/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong */
-        else if (c == 0xED)
-            hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xF4)
-            hi = 0x8F; /* past U+10FFFF */
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
 void ai_text_sanitise(const char *s, size_t len, buf_t *out)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0; /* run: start of the pending stretch of good bytes */
     buf_append(out, "", 0);
     while (i < len) {
-        size_t k = u[i] ? utf8_seq(u + i, len - i) : 0;
+        size_t k = u[i] ? utf8_decode(s + i, len - i, NULL) : 0;
         if (k) {
             i += k;
             continue;

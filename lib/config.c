@@ -65,6 +65,8 @@ static const setting_t settings[] = {
     L("WORKER_RECOVER_SECONDS", "30", 1, 86400, worker_recover_seconds),
     L("PORT", "8080", 1, 65535, port),
     S("CORS_ALLOWED_ORIGINS", NULL, cors_allowed_origins),
+    S("METRICS_DIR", NULL, metrics_dir), /* development: var/metrics; production: /run/gemini-backend/metrics */
+    S("METRICS_ALLOW_FROM", "127.0.0.1,::1", metrics_allow_from),
 };
 
 /* Values read from ENV_FILE, looked up after the real environment. Owned here for the process lifetime. */
@@ -204,6 +206,11 @@ static const char dev_redis_url[] = "unix://" DEFAULT_VAR_DIR "/redis.sock";
 #else
 static const char *const dev_database_url = NULL, *const dev_redis_url = NULL;
 #endif
+#ifdef DEFAULT_VAR_DIR
+static const char dev_metrics_dir[] = DEFAULT_VAR_DIR "/metrics";
+#else
+static const char dev_metrics_dir[] = "/run/gemini-backend/metrics";
+#endif
 
 /* A setting production cannot do without: 0 when set (or filled in with dev_default in development), else -1
  * with a message naming it. */
@@ -245,6 +252,14 @@ int config_load(char *err, size_t errlen)
         snprintf(err, errlen, "LOG_LEVEL must be debug, info, warn or error");
         return -1;
     }
+    const char *fmt = lookup("LOG_FORMAT"), *target = lookup("LOG_TARGET");
+    g_config.log_format = fmt ? log_format_parse(fmt) : LOG_FORMAT_TEXT;
+    g_config.log_target = target ? log_target_parse(target) : LOG_TARGET_STDERR;
+    if (g_config.log_format < 0 || g_config.log_target < 0) {
+        snprintf(err, errlen,
+                 g_config.log_format < 0 ? "LOG_FORMAT must be text or json" : "LOG_TARGET must be stderr or syslog");
+        return -1;
+    }
 
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
         if (set_one(&settings[i], err, errlen) != 0)
@@ -272,6 +287,9 @@ int config_load(char *err, size_t errlen)
         snprintf(err, errlen, "JWT_SECRET is too weak: it must be at least 32 bytes (openssl rand -hex 32)");
         return -1;
     }
+
+    if (!g_config.metrics_dir)
+        g_config.metrics_dir = g_config.development ? dev_metrics_dir : "/run/gemini-backend/metrics";
 
     if (!g_config.public_url) {
         snprintf(public_url, sizeof public_url, "http://127.0.0.1:%ld", g_config.port);
@@ -317,7 +335,7 @@ void config_load_or_die(const char *prog)
         fprintf(stderr, "%s: configuration error: %s\n", prog, err);
         exit(2);
     }
-    log_init(prog, g_config.log_level);
+    log_setup(prog, g_config.log_level, g_config.log_format, g_config.log_target);
     if (g_config.development && strcmp(g_config.jwt_secret, dev_secret) == 0)
         log_warn("APP_ENV=development and no JWT_SECRET: using the built-in development key");
 }

@@ -27,14 +27,18 @@ typedef struct config {
                                 production) */
     const char *gemini_api_key, *gemini_model, *gemini_api_base;
     const char *openai_api_key, *openai_model, *openai_api_base;
-    const char *ai_system_prompt; /* AI_SYSTEM_PROMPT */
-    long ai_history_messages;     /* AI_HISTORY_MESSAGES 20: turns sent upstream */
-    long ai_timeout_ms;           /* AI_TIMEOUT_MS 60000: one upstream call */
-    long ai_max_attempts;         /* AI_MAX_ATTEMPTS 6: then the reply fails */
-    long worker_concurrency;      /* WORKER_CONCURRENCY 32: upstream calls in flight */
-    long worker_recover_seconds;  /* WORKER_RECOVER_SECONDS 30: pending replies older than this are re-queued */
-    long port;                    /* PORT 8080 */
-    int log_level;                /* LOG_LEVEL info */
+    const char *ai_system_prompt;   /* AI_SYSTEM_PROMPT */
+    long ai_history_messages;       /* AI_HISTORY_MESSAGES 20: turns sent upstream */
+    long ai_timeout_ms;             /* AI_TIMEOUT_MS 60000: one upstream call */
+    long ai_max_attempts;           /* AI_MAX_ATTEMPTS 6: then the reply fails */
+    long worker_concurrency;        /* WORKER_CONCURRENCY 32: upstream calls in flight */
+    long worker_recover_seconds;    /* WORKER_RECOVER_SECONDS 30: pending replies older than this are re-queued */
+    long port;                      /* PORT 8080 */
+    int log_level;                  /* LOG_LEVEL info */
+    int log_format;                 /* LOG_FORMAT text|json (enum log_format) */
+    int log_target;                 /* LOG_TARGET stderr|syslog (enum log_target) */
+    const char *metrics_dir;        /* METRICS_DIR: the per-process counter files GET /metrics sums */
+    const char *metrics_allow_from; /* METRICS_ALLOW_FROM: client addresses /metrics answers ("any": all) */
     /* CORS_ALLOWED_ORIGINS: comma list of origins (scheme://host[:port]) answered with CORS headers; NULL: none */
     const char *cors_allowed_origins;
 } config_t;

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "config.h"
 #include "db.h"
+#include "metrics.h"
 #include "util.h"
 
 /* The newest heartbeat, its age and the pending replies, in one round trip. */
@@ -80,6 +82,46 @@ void health_respond(http_req_t *req)
     health_t h;
     health_probe(&h);
     http_json(req, health_http_status(&h), health_json(&h));
+}
+
+/* Is addr one of the comma-separated addresses of list ("any" admits every address)? */
+int health_metrics_allowed(const char *list, const char *addr)
+{
+    if (!list || !addr || !*addr)
+        return 0;
+    size_t alen = strlen(addr);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ')
+            e++;
+        size_t n = (size_t)(e - p);
+        if ((n == 3 && strncmp(p, "any", 3) == 0) || (n == alen && n && strncmp(p, addr, n) == 0))
+            return 1;
+        p = e;
+    }
+    return 0;
+}
+
+void health_metrics_respond(http_req_t *req)
+{
+    /* A request relayed by a proxy on this host (X-Forwarded-For, Forwarded) arrives from a loopback address
+     * but comes from elsewhere: only "any" admits it. Others get the 404 of a path that does not exist. */
+    const char *list = g_config.metrics_allow_from, *addr = http_param(req, "REMOTE_ADDR");
+    int relayed = http_header(req, "X-Forwarded-For") || http_header(req, "Forwarded");
+    if (!health_metrics_allowed(list, relayed ? "any" : addr)) {
+        http_not_found(req);
+        return;
+    }
+    health_t h;
+    health_probe(&h);
+    metrics_gauges_t g = {.queue_depth = h.queue_depth,
+                          .worker_heartbeat_age = h.worker_age >= 0 ? (double)h.worker_age : -1};
+    buf_t out = {0};
+    metrics_render(g_config.metrics_dir, &g, &out);
+    http_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data ? out.data : "", out.len);
+    buf_free(&out);
 }
 
 void health_worker_beat(void)

@@ -44,6 +44,13 @@ json_object *health_json(const health_t *h);
 /* The whole GET /healthz handler: probe, then answer. */
 void health_respond(http_req_t *req);
 
+/* GET /metrics: the Prometheus text of every process's counters (lib/metrics.h) under METRICS_DIR, plus the
+ * queue depth and the worker heartbeat's age, for clients whose REMOTE_ADDR is in METRICS_ALLOW_FROM (default
+ * loopback only); a request relayed by a proxy (X-Forwarded-For or Forwarded) only with "any". Others: 404. */
+void health_metrics_respond(http_req_t *req);
+/* Is addr in the comma-separated list ("any" admits all)? (pure, for tests) */
+int health_metrics_allowed(const char *list, const char *addr);
+
 /* Worker side: write this process's heartbeat (host:pid) when the last one is HEALTH_BEAT_MS old; call it
  * on every turn of the worker loop. Cheap otherwise; never blocks longer than one statement; a failure (the
  * database is down) is retried a few seconds later and never reported to the caller. Also drops heartbeats

@@ -19,6 +19,7 @@
 #include "db.h"
 #include "jsonv.h"
 #include "log.h"
+#include "metrics.h"
 
 extern char **environ;
 
@@ -597,6 +598,7 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     req->body_len = body->len;
 
     char allow[128];
+    const char *route = "unmatched"; /* the metrics label: the matched route's pattern */
     int server_status = server_error_status(req);
     if (server_status) {
         http_error(req, server_status, http_server_error_code(server_status), server_error_message(server_status));
@@ -621,6 +623,7 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
             http_set_header(req, "Allow", allow);
             http_error(req, 405, "method_not_allowed", "This method is not allowed on this resource.");
         } else {
+            route = routes[r].pattern;
             routes[r].fn(req);
             db_rollback(); /* a handler that returned mid-transaction leaves nothing half-done */
             if (!req->responded) {
@@ -632,7 +635,9 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     }
     write_response(req, wire);
     log_set_context(req->request_id, req->user_id);
-    log_request(req->method, req->path, req->status, now_ms() - t0);
+    double ms = now_ms() - t0;
+    log_request(req->method, req->path, req->status, ms);
+    metrics_request(route, req->method, req->status, ms);
     log_set_context(NULL, 0);
 }
 
@@ -671,6 +676,7 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
     }
     if (getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state)
         rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    metrics_open(g_config.metrics_dir, prog);
     if (init)
         init();
 

@@ -5,21 +5,12 @@
 
 #include "util.h"
 
-/* Unicode White_Space (PropList.txt): U+0009..000D, U+0020, U+0085, U+00A0, U+1680, U+2000..200A, U+2028,
- * U+2029, U+202F, U+205F, U+3000. Not U+200B (ZWSP) nor U+FEFF (BOM): they are not White_Space. */
-static int is_white_space(unsigned cp)
-{
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000;
-}
-
 /* Bytes of the White_Space code point that starts s (0: none). */
 static size_t space_prefix(const char *s, size_t len)
 {
     unsigned cp;
     size_t n = utf8_decode(s, len, &cp);
-    return n && is_white_space(cp) ? n : 0;
+    return n && utf8_is_space(cp) ? n : 0;
 }
 
 /* Bytes of the White_Space code point that ends s[0..len) (0: none). The last code point starts at the last
@@ -34,7 +25,7 @@ static size_t space_suffix(const char *s, size_t len)
     if (i == 0)
         return 0;
     size_t n = utf8_decode(s + i - 1, len - i + 1, &cp);
-    return n == len - i + 1 && is_white_space(cp) ? n : 0;
+    return n == len - i + 1 && utf8_is_space(cp) ? n : 0;
 }
 
 int jsonv_string(json_object *obj, const char *field, int required, int trim, size_t min, size_t max, char *out_buf,

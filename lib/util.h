@@ -54,6 +54,9 @@ long utf8_length(const char *s, size_t len);
  * *cp (may be NULL), or 0 when s starts with no well-formed sequence (len 0, truncated, overlong, surrogate,
  * past U+10FFFF, stray continuation byte). Implemented in utf8.c. */
 size_t utf8_decode(const char *s, size_t len, unsigned *cp);
+/* Is cp Unicode White_Space (PropList.txt: U+0009..000D, U+0020, U+0085, U+00A0, U+1680, U+2000..200A, U+2028,
+ * U+2029, U+202F, U+205F, U+3000; not U+200B nor U+FEFF)? */
+int utf8_is_space(unsigned cp);
 
 /* Lower-case hex of in[0..n) into out (2n characters, then a NUL: out holds at least 2n+1 bytes). */
 void hex_encode(const unsigned char *in, size_t n, char *out);

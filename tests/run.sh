@@ -9,6 +9,7 @@
 #      (each one a separate bash process with a time limit;
 #      a script that exits non-zero or times out is one more failure), stop them; sanitizer reports written
 #      by the asan build are failures too.
+#   0. a format check: every tracked C file as clang-format writes it (with the unit tests);
 # The last line printed is "N passed, M failed"; the exit status is non-zero when M > 0.
 #
 # Knobs: DEPLOYMENTS="lighttpd"  E2E_FILTER=regex (on the script's file name)  SKIP_UNIT=1  SKIP_E2E=1
@@ -328,6 +329,23 @@ run_e2e() {
     done
 }
 
+# Static checks: every C file as clang-format (.clang-format) writes it (`make format` fixes them).
+run_format_check() {
+    local files out
+    if ! command -v clang-format >/dev/null 2>&1; then
+        record fail "format: clang-format is installed" "run scripts/deps.sh --test"
+        return 0
+    fi
+    mapfile -t files < <(git ls-files -- '*.c' '*.h')
+    if out=$(clang-format --dry-run -Werror "${files[@]}" 2>&1); then
+        record pass "format: ${#files[@]} C files are clang-formatted"
+    else
+        record fail "format: C files are clang-formatted (make format)" \
+            "$(grep -o '^[^:]*\.[ch]' <<<"$out" | sort -u | tr '\n' ' ')"
+    fi
+}
+
+[[ -n ${SKIP_UNIT:-} ]] || run_format_check
 [[ -n ${SKIP_UNIT:-} ]] || run_unit_tests
 [[ -n ${SKIP_E2E:-} ]] || run_e2e
 exit 0 # finish (the EXIT trap) prints the summary and sets the status

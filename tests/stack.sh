@@ -417,6 +417,7 @@ _stack_env_test() {
     export STRIPE_SECRET_KEY=sk_test_fake STRIPE_WEBHOOK_SECRET=whsec_test_fake STRIPE_PRICE_ID=price_test_pro
     # Two origins a browser client may call from (tests/e2e/05_web.sh checks CORS against them).
     export CORS_ALLOWED_ORIGINS='https://app.example.test, http://localhost:5173'
+    export METRICS_DIR=$STACK_DIR/metrics
     _stack_env_fakes
 }
 
@@ -552,7 +553,7 @@ web_lighttpd_start() {
                 return 1
             }
         fi
-        export GB_PORT=$port GB_BIN_DIR=$bin GB_STATE_DIR=$state GB_ERRORLOG=''
+        export GB_PORT=$port GB_BIN_DIR=$bin GB_WWW_DIR=$(_stack_abs "${BUILD_DIR:-build}/www") GB_STATE_DIR=$state GB_ERRORLOG=''
         export BASE_URL=http://127.0.0.1:$port PORT=$port
         [[ $STACK_MODE == run ]] || export PUBLIC_URL=$BASE_URL
         if [[ $STACK_MODE == run ]]; then

@@ -86,7 +86,8 @@ _web_common_env() {
     WEB_LOG=$(_stack_web_log)
     _web_identity
     # GB_STATE_DIR in a program's environment is how _stack_web_programs recognises this stack's programs.
-    export GB_BIN_DIR=$WEB_BIN GB_STATE_DIR=$WEB_STATE
+    export GB_BIN_DIR=$WEB_BIN GB_STATE_DIR=$WEB_STATE GB_WWW_DIR
+    GB_WWW_DIR=$(_stack_abs "${BUILD_DIR:-build}/www")
     printf '%s\n' "$WEB_BIN" >"$STACK_DIR/web.bin"
 }
 

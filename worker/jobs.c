@@ -17,6 +17,7 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -162,9 +163,11 @@ static int store(job_t *j)
         log_info("reply %lld is no longer pending (finished elsewhere or deleted); result dropped", j->reply_id);
     else if (ok) {
         J.completed++;
+        metrics_add(METRICS_REPLIES_COMPLETED, 1);
         log_info("reply %lld completed (attempt %ld, %.0f ms)", j->reply_id, j->attempt, ms);
     } else {
         J.failed++;
+        metrics_add(METRICS_REPLIES_FAILED, 1);
         log_warn("reply %lld failed (attempt %ld): %s", j->reply_id, j->attempt, text);
     }
     /* The chatroom list shows id, title, timestamps and message_count: the message endpoint already moved
@@ -208,6 +211,7 @@ static void retry_later(job_t *j, const ai_result_t *r)
         intake_owe(j->reply_id);
     }
     J.retried++;
+    metrics_add(METRICS_REPLIES_RETRIED, 1);
     log_info("reply %lld: %s (attempt %ld of %ld); retry in %ld ms", j->reply_id, r->error, j->attempt,
              g_config.ai_max_attempts, wait);
     job_done(j);

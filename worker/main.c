@@ -25,6 +25,7 @@
 #include "db.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
         return 2;
     }
     intake_init();
+    metrics_open(g_config.metrics_dir, "worker");
     log_info("worker %s started: concurrency %ld, lease %ld ms, recover after %ld s%s", g_worker.consumer,
              g_worker.concurrency, g_worker.lease_ms, g_config.worker_recover_seconds, g_worker.once ? ", --once" : "");
 

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -230,6 +231,9 @@ void upstream_perform(void)
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
         if (!c)
             continue;
+        curl_off_t us = 0;
+        if (curl_easy_getinfo(m->easy_handle, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
+            metrics_upstream((double)us / 1000.0);
         ai_result_t r;
         call_result(c, m->data.result, &r);
         job_call_done(c->job, &r); /* frees c */

@@ -30,9 +30,9 @@ check_eq "$STATUS/$(jget .status)" "200/canceled" "[$DEPLOYMENT] /payment/cancel
 req GET /webhook/stripe
 check_eq "$STATUS/$(jget .error.code)" "405/method_not_allowed" "[$DEPLOYMENT] /webhook/stripe is webhook's (405 for GET)"
 # Every other path is answered by the app (the auth program's router): 404 not_found in the JSON error shape,
-# with an X-Request-Id, never the server's HTML page. / and /docs too, for now.
+# with an X-Request-Id, never the server's HTML page; a static file that does not exist too.
 for p in /authors /auth2/login /username /userme /chatrooms /chatroomx /chatroomx/1 /subscriber /subscriptions \
-    /payments/cancel /webhooks/stripe /healthzz /nope /nope/ / /docs /docs/ /index.html /.htaccess /__server-error \
+    /payments/cancel /webhooks/stripe /healthzz /nope /nope/ /index.html /.htaccess /__server-error /static/nope.js /docs/nope.js /openapi.yml \
     '/chatroom%2F1' '/a%2Fb'; do
     req GET "$p"
     check "[$DEPLOYMENT] GET $p is answered by the app (status $STATUS)" from_app

@@ -50,9 +50,12 @@ n=0
 while IFS= read -r line; do
     case $line in
     "ok - "*) _lib_pass "browser: ${line#ok - }"; n=$((n + 1)) ;;
-    "not ok - "*) _lib_fail "browser: ${line#not ok - }"; n=$((n + 1)) ;;
+    "not ok - "*) _lib_fail "browser: ${line#not ok - }" "journey output below"; n=$((n + 1)) ;;
     esac
 done <"$out"
+if ((rc != 0)) || grep -q '^not ok' "$out"; then
+    sed 's/^/# journey: /' "$out" | tail -n 40
+fi
 if ((n == 0 || rc != 0)); then
     _lib_fail "the browser journey ran" "exit status $rc: $(tail -n 5 "$out")"
 fi

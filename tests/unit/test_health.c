@@ -94,6 +94,24 @@ static void test_worker_states(void **state)
     json_object_put(o);
 }
 
+static void test_metrics_allowed(void **state)
+{
+    (void)state;
+    const char *def = "127.0.0.1,::1";
+    assert_true(health_metrics_allowed(def, "127.0.0.1"));
+    assert_true(health_metrics_allowed(def, "::1"));
+    assert_false(health_metrics_allowed(def, "127.0.0.10")); /* whole items, never prefixes */
+    assert_false(health_metrics_allowed(def, "127.0.0"));
+    assert_false(health_metrics_allowed(def, "10.0.0.1"));
+    assert_false(health_metrics_allowed(def, ""));
+    assert_false(health_metrics_allowed(def, NULL));
+    assert_false(health_metrics_allowed(def, "any")); /* a relayed request: only an explicit "any" */
+    assert_true(health_metrics_allowed("10.0.0.5, 10.0.0.6", "10.0.0.6"));
+    assert_true(health_metrics_allowed("any", "203.0.113.9"));
+    assert_true(health_metrics_allowed("10.0.0.5,any", "any"));
+    assert_false(health_metrics_allowed("", "127.0.0.1")); /* empty: nobody */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -101,6 +119,7 @@ int main(void)
         cmocka_unit_test(test_redis_down_is_degraded),
         cmocka_unit_test(test_postgres_down_is_unavailable),
         cmocka_unit_test(test_worker_states),
+        cmocka_unit_test(test_metrics_allowed),
     };
     return cmocka_run_group_tests_name("health", tests, NULL, NULL);
 }

@@ -293,15 +293,34 @@ static void test_long_string(void **state)
     assert_int_equal(utf8_length(big, 3000), -1);
 }
 
+static void test_is_space(void **state)
+{
+    (void)state;
+    static const unsigned yes[] = {0x09,   0x0A,   0x0D,   0x20,   0x85,   0xA0,   0x1680,
+                                   0x2000, 0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000};
+    static const unsigned no[] = {0x00, 0x08, 0x0E, 0x41, 0x180E, 0x200B, 0x2060, 0xFEFF, 0x10FFFF};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        assert_true(utf8_is_space(yes[i]));
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_false(utf8_is_space(no[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty_and_null),   cmocka_unit_test(test_ascii),
-        cmocka_unit_test(test_multibyte_counts), cmocka_unit_test(test_boundaries),
-        cmocka_unit_test(test_overlong),         cmocka_unit_test(test_surrogates_and_range),
-        cmocka_unit_test(test_truncated),        cmocka_unit_test(test_stray_continuation),
-        cmocka_unit_test(test_all_code_points),  cmocka_unit_test(test_all_overlongs),
-        cmocka_unit_test(test_exhaustive_short), cmocka_unit_test(test_four_byte_leads),
+        cmocka_unit_test(test_is_space),
+        cmocka_unit_test(test_empty_and_null),
+        cmocka_unit_test(test_ascii),
+        cmocka_unit_test(test_multibyte_counts),
+        cmocka_unit_test(test_boundaries),
+        cmocka_unit_test(test_overlong),
+        cmocka_unit_test(test_surrogates_and_range),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_stray_continuation),
+        cmocka_unit_test(test_all_code_points),
+        cmocka_unit_test(test_all_overlongs),
+        cmocka_unit_test(test_exhaustive_short),
+        cmocka_unit_test(test_four_byte_leads),
         cmocka_unit_test(test_long_string),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

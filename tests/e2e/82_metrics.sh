@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GET /metrics: the Prometheus text of every program's counters (requests by route, method and status, latency
+# histograms), the worker's replies and upstream latency, the queue depth and the worker heartbeat; loopback
+# clients only by default (METRICS_ALLOW_FROM), and never a request relayed by a proxy.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../worker_lib.sh"
+
+# The value of one sample line ("name{labels} value"), 0 when absent.
+sample() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' <<<"$BODY"; }
+
+req GET /metrics
+check_status 200 "GET /metrics from loopback"
+check_eq "$(header Content-Type)" "text/plain; version=0.0.4; charset=utf-8" "the Prometheus text content type"
+check "it names its metrics with HELP and TYPE lines" grep -q '^# TYPE gemini_http_requests_total counter$' <<<"$BODY"
+check "it reports the queue depth" grep -Eq '^gemini_queue_depth [0-9]+$' <<<"$BODY"
+key='gemini_http_requests_total{route="/healthz",method="GET",status="200"}'
+before=$(sample "$key")
+
+for _ in 1 2 3; do req GET /healthz; done
+req GET /metrics
+after=$(sample "$key")
+check "three GET /healthz add three (at least: other clients may scrape too) ($before -> $after)" \
+    test "$after" -ge $((before + 3))
+check "a latency histogram per route" \
+    grep -q '^gemini_http_request_duration_seconds_bucket{route="/healthz",method="GET",le="+Inf"}' <<<"$BODY"
+req GET /nope-metrics-check
+req GET /metrics
+check "an unknown path is counted under route=\"unmatched\"" \
+    grep -q '^gemini_http_requests_total{route="unmatched",method="GET",status="404"}' <<<"$BODY"
+check "a route pattern, never a raw path with ids, is the label" not grep -q 'route="/chatroom/[0-9]' <<<"$BODY"
+
+# Worker: a completed reply and an upstream call are counted.
+worker_user
+new_room
+req GET /metrics
+done_before=$(sample gemini_replies_completed_total)
+post_msg "$ROOM" "metrics $(uniq_tag)"
+check "the reply finishes" wait_replies 30 "$REPLY_ID"
+req GET /metrics
+check "gemini_replies_completed_total grew ($done_before -> $(sample gemini_replies_completed_total))" \
+    test "$(sample gemini_replies_completed_total)" -gt "$done_before"
+check "upstream calls are timed" test "$(sample gemini_upstream_duration_seconds_count)" -gt 0
+check "the worker heartbeat age is reported" grep -Eq '^gemini_worker_heartbeat_age_seconds [0-9.]+$' <<<"$BODY"
+
+# A request relayed by a proxy on this host is not a local client: 404 like a path that does not exist.
+req GET /metrics "" -H 'X-Forwarded-For: 203.0.113.9'
+check_eq "$STATUS/$(jget .error.code)" "404/not_found" "a relayed request (X-Forwarded-For) gets 404"
+req GET /metrics "" -H 'Forwarded: for=203.0.113.9'
+check_status 404 "a relayed request (Forwarded) gets 404"
