@@ -16,8 +16,6 @@ trap 'rm -rf "$tmp"' EXIT
 programs=(auth chatroom subscribe webhook worker)
 units=(gemini-apache.service gemini-fcgi@.service gemini-fcgiwrap.service gemini-lighttpd.service
     gemini-nginx.service gemini-worker@.service)
-version=$(sed -n 's/^#define GB_VERSION "\(.*\)"$/\1/p' "$root/$BUILD_DIR/version.h" 2>/dev/null ||
-    sed -n 's/^#define GB_VERSION "\(.*\)"$/\1/p' "$BUILD_DIR/version.h")
 
 mk() { make --no-print-directory -C "$root" BUILD="$BUILD_DIR" "$@"; }
 mode() { stat -c %a "$1"; }
@@ -26,7 +24,10 @@ mode() { stat -c %a "$1"; }
 D=$tmp/dest
 rc=0
 out=$(mk install DESTDIR="$D" 2>&1) || rc=$?
-check_eq "$rc" 0 "make install DESTDIR=... succeeds${out:+ (${out//$'\n'/ | })}"
+check_eq "$rc" 0 "make install DESTDIR=... succeeds ($(tail -n 1 <<<"$out" | cut -c1-160))"
+# (read after the install, which relinks the programs when the version changed, e.g. a tree that became dirty)
+version=$(sed -n 's/^#define GB_VERSION "\(.*\)"$/\1/p' "$root/$BUILD_DIR/version.h" 2>/dev/null ||
+    sed -n 's/^#define GB_VERSION "\(.*\)"$/\1/p' "$BUILD_DIR/version.h")
 for p in "${programs[@]}"; do
     check "program $p installed in /usr/local/lib/gemini-backend, mode 755" \
         test -x "$D/usr/local/lib/gemini-backend/$p" -a "$(mode "$D/usr/local/lib/gemini-backend/$p")" = 755

@@ -7,7 +7,7 @@
 #   - what changes the machine recorded instead of run: apt-get, git, scripts/deps.sh, pg_createcluster,
 #     systemctl, journalctl, runuser -u postgres (the stack's PostgreSQL is already there);
 #   - psql reaching the stack's cluster (PGHOST/PGUSER), and after step 3 the stack's DATABASE_URL/REDIS_URL put
-#     in place of the local servers' (the lines step 3 wrote are checked first).
+#     in place of the local servers' (the lines step 3 wrote are checked first), METRICS_DIR moved under T.
 # Checked: the install, the settings step's result, --check as the unprivileged account, the units step 5
 # enables exist; lighttpd + worker by hand answer and run as that account (nothing of ours as root) with the
 # request log in the log directory; the spawn-fcgi + Apache by-hand block serves too, its programs as that
@@ -132,6 +132,8 @@ check "step 3 sets AI_PROVIDER=offline" grep -qx 'AI_PROVIDER=offline' "$env_fil
 # The test stack's servers in place of the local ones.
 grep -v -e '^DATABASE_URL=' -e '^REDIS_URL=' "$env_file" >"$T/env.new"
 printf "DATABASE_URL='%s'\nREDIS_URL=%s\n" "$DATABASE_URL" "$REDIS_URL" >>"$T/env.new"
+# ... and the default METRICS_DIR (/run/gemini-backend/metrics) moved like the other places.
+printf 'METRICS_DIR=%s\n' "$T/run/gemini-backend/metrics" >>"$T/env.new"
 cat "$T/env.new" >"$env_file"
 
 # ---- 4. check ----
@@ -178,6 +180,11 @@ check "lighttpd, its programs and the worker run, none as root ($who)" test -n "
 check "... as the account ($who)" grep -q " $TUSER;" <<<"$who"
 sleep 0.5
 check "the request log is in /var/log/gemini-backend/lighttpd.log" grep -q 'POST /auth/signup 201' "$T/log/lighttpd.log"
+req GET /metrics
+check_status 200 "GET /metrics answers the loopback client"
+check "... with the signups counted (the programs can write /run/gemini-backend/metrics)" \
+    grep -q 'route="/auth/signup".*status="201"' <<<"$BODY"
+check_eq "$(stat -c %U "$T/run/gemini-backend/metrics")" "$TUSER" "the metrics directory belongs to the account"
 check "the worker logs to /var/log/gemini-backend/worker.log" test -s "$T/log/worker.log"
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for _ in $(seq 1 50); do
