@@ -42,7 +42,7 @@ check "... with Retry-After" test -n "$(header Retry-After)"
 pro_block=$(block 'Try Pro offline: `make run FAKES=1`')
 check "README has the stripe-trigger example" grep -q 'scripts/stripe-trigger.sh checkout.session.completed \$ID' <<<"$pro_block"
 TOKEN=$(sed -n 's/.*TOKEN=\([^ ]*\) .*/\1/p' <<<"$result")
-out=$(cd "$root" && B=$BASE_URL TOKEN=$TOKEN BASE_URL=$BASE_URL STRIPE_WEBHOOK_SECRET=$STRIPE_WEBHOOK_SECRET bash -c "$pro_block" 2>&1) || true
+out=$(cd "$root" && env B="$BASE_URL" TOKEN="$TOKEN" BASE_URL="$BASE_URL" STRIPE_WEBHOOK_SECRET="$STRIPE_WEBHOOK_SECRET" bash -c "$pro_block" 2>&1) || true
 check "the triggered checkout is accepted" grep -q 'checkout.session.completed evt_local_[0-9a-f]*: 200' <<<"$out"
 check "the status shows pro/active" grep -q '"tier":"pro","status":"active"' <<<"$out"
 check "the triggered deletion is accepted" grep -q 'customer.subscription.deleted evt_local_[0-9a-f]*: 200' <<<"$out"
