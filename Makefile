@@ -2,6 +2,7 @@
 #   make            build everything into $(BUILD) (default build/)
 #   make asan       the same with AddressSanitizer + UBSan into build-asan/
 #   make run        check PORT, install what is missing (no test tools), build, start the stack in the foreground
+#                   (make run FAKES=1: with the bundled Stripe and Gemini fakes, to try Pro offline)
 #   make test       install what is missing, build, run every test; last line "N passed, M failed"
 #   make bench      benchmarks (see README)
 #   make fuzz       libFuzzer targets (fuzz/) into build-fuzz/, each run FUZZ_SECONDS (README "Fuzzing")
@@ -173,3 +174,71 @@ fuzz:
 fuzz-corpus:
 	@$(MAKE) --no-print-directory fuzz-build
 	@FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh once $(FUZZ_TARGETS)
+
+# ---- make install / make uninstall ---------------------------------------------------------------------------
+# FHS places under PREFIX (default /usr/local; `make install PREFIX=/usr` for a package), every one overridable,
+# all below DESTDIR when set (staged installs). The programs are not on PATH (the web server and systemd start
+# them): LIBEXECDIR. The settings file CONFDIR/env (mode 0600, from deploy/env.example) and the web server
+# configurations are installed only when absent, so a re-install never overwrites an edited one; pristine copies
+# are always in PKGDATADIR/examples. systemd units go where systemd looks for them (/usr/local/lib/systemd/system
+# is on its search path), with the paths of this install written in. `make uninstall` removes what install put
+# there, except CONFDIR/env (it holds secrets) and configurations that differ from their pristine copies.
+PREFIX         ?= /usr/local
+SYSCONFDIR     ?= /etc
+LIBEXECDIR     ?= $(PREFIX)/lib/gemini-backend
+PKGDATADIR     ?= $(PREFIX)/share/gemini-backend
+DOCDIR         ?= $(PREFIX)/share/doc/gemini-backend
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+CONFDIR        ?= $(SYSCONFDIR)/gemini-backend
+# The state directory, port and web server account written into the rendered nginx configurations.
+GB_RUNDIR      ?= /run/gemini-backend
+GB_HTTP_PORT   ?= 8080
+GB_WEB_USER    ?= www-data
+INSTALL        ?= install
+UNITS          := $(wildcard deploy/systemd/*.service)
+PROGRAMS       := $(CGI_BIN) $(WORKER_BIN)
+WEB_CONFS      := lighttpd.conf apache.conf nginx.conf nginx-cgi.conf
+# The committed files name the default install's places; these rewrite them to this install's.
+INSTALL_SED     = -e 's|/usr/local/lib/gemini-backend|$(LIBEXECDIR)|g' \
+                  -e 's|/usr/local/share/gemini-backend|$(PKGDATADIR)|g' -e 's|/etc/gemini-backend|$(CONFDIR)|g'
+# nginx reads no environment: its ${GB_*} placeholders are filled in here (README, "nginx").
+NGINX_SED       = -e 's|$${GB_PORT}|$(GB_HTTP_PORT)|g' -e 's|$${GB_STATE_DIR}|$(GB_RUNDIR)|g' \
+                  -e 's|$${GB_ERRORLOG}|stderr|g' -e 's|$${GB_USER}|$(GB_WEB_USER)|g' \
+                  -e 's|$${GB_GROUP}|$(GB_WEB_USER)|g' -e 's|$${GB_BIN_DIR}|$(LIBEXECDIR)|g' \
+                  -e 's|$${GB_WWW_DIR}|$(PKGDATADIR)/www|g'
+
+.PHONY: install uninstall
+install: $(PROGRAMS) $(WWW_FILES)
+	@set -e; D='$(DESTDIR)'; \
+	$(INSTALL) -d -m 0755 "$$D$(LIBEXECDIR)" "$$D$(PKGDATADIR)/examples" "$$D$(DOCDIR)" "$$D$(SYSTEMDUNITDIR)" \
+	    "$$D$(CONFDIR)"; \
+	$(INSTALL) -m 0755 $(PROGRAMS) "$$D$(LIBEXECDIR)/"; \
+	rm -rf "$$D$(PKGDATADIR)/www"; cp -R $(WWW) "$$D$(PKGDATADIR)/www"; \
+	chmod -R u=rwX,go=rX "$$D$(PKGDATADIR)/www"; \
+	$(INSTALL) -m 0644 schema.sql "$$D$(PKGDATADIR)/schema.sql"; \
+	$(INSTALL) -m 0644 README.md LICENSE "$$D$(DOCDIR)/"; \
+	if [ -f docs/API.md ]; then $(INSTALL) -m 0644 docs/API.md "$$D$(DOCDIR)/API.md"; fi; \
+	$(INSTALL) -m 0644 lighttpd.conf apache.conf "$$D$(PKGDATADIR)/examples/"; \
+	for f in nginx.conf nginx-cgi.conf; do \
+	    sed $(NGINX_SED) $$f >"$$D$(PKGDATADIR)/examples/$$f"; chmod 0644 "$$D$(PKGDATADIR)/examples/$$f"; done; \
+	sed $(INSTALL_SED) deploy/env.example >"$$D$(PKGDATADIR)/examples/env"; chmod 0644 "$$D$(PKGDATADIR)/examples/env"; \
+	for f in $(WEB_CONFS); do \
+	    if [ -e "$$D$(CONFDIR)/$$f" ]; then echo "install: kept $(CONFDIR)/$$f (new one: $(PKGDATADIR)/examples/$$f)"; \
+	    else $(INSTALL) -m 0644 "$$D$(PKGDATADIR)/examples/$$f" "$$D$(CONFDIR)/$$f"; fi; done; \
+	if [ -e "$$D$(CONFDIR)/env" ]; then echo "install: kept $(CONFDIR)/env"; \
+	else $(INSTALL) -m 0600 "$$D$(PKGDATADIR)/examples/env" "$$D$(CONFDIR)/env"; \
+	    echo "install: wrote $(CONFDIR)/env (mode 0600): fill in its settings"; fi; \
+	for u in $(UNITS); do \
+	    sed $(INSTALL_SED) $$u >"$$D$(SYSTEMDUNITDIR)/$${u##*/}"; chmod 0644 "$$D$(SYSTEMDUNITDIR)/$${u##*/}"; done; \
+	echo "install: programs in $(LIBEXECDIR), settings in $(CONFDIR), units in $(SYSTEMDUNITDIR)"
+
+uninstall:
+	@set -e; D='$(DESTDIR)'; \
+	for p in $(notdir $(PROGRAMS)); do rm -f "$$D$(LIBEXECDIR)/$$p"; done; \
+	for u in $(notdir $(UNITS)); do rm -f "$$D$(SYSTEMDUNITDIR)/$$u"; done; \
+	for f in $(WEB_CONFS); do \
+	    if cmp -s "$$D$(CONFDIR)/$$f" "$$D$(PKGDATADIR)/examples/$$f"; then rm -f "$$D$(CONFDIR)/$$f"; \
+	    elif [ -e "$$D$(CONFDIR)/$$f" ]; then echo "uninstall: kept the edited $(CONFDIR)/$$f"; fi; done; \
+	[ ! -e "$$D$(CONFDIR)/env" ] || echo "uninstall: kept $(CONFDIR)/env (it holds secrets: remove it yourself)"; \
+	rm -rf "$$D$(PKGDATADIR)" "$$D$(DOCDIR)"; \
+	rmdir "$$D$(LIBEXECDIR)" "$$D$(CONFDIR)" 2>/dev/null || true

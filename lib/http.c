@@ -1,8 +1,10 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcgiapp.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,32 +53,39 @@ const char *http_header(http_req_t *req, const char *name)
     return http_param(req, key);
 }
 
-static int hexval(int c)
+/* curl_easy_unescape of s[0..n) appended to out ('+' already a space). */
+static void unescape_into(buf_t *out, const char *s, size_t n)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
+    if (n == 0)
+        return;
+    if (n > INT_MAX)
+        abort(); /* cannot be a query string a web server let through */
+    int outlen = 0;
+    char *dec = curl_easy_unescape(NULL, s, (int)n, &outlen); /* libcurl >= 7.82 ignores the handle */
+    if (!dec)
+        abort(); /* libcurl fails only on allocation failure: the project's out-of-memory policy (util.h) */
+    buf_append(out, dec, (size_t)outlen);
+    curl_free(dec);
 }
 
-/* Percent-decode s[0..n) into the pool ('+' is a space, as in forms). "%00" stays as it is: a NUL would cut the C
- * string, so that "limit=5%00x" would read as limit 5 and "limit%00x=7" as a limit. */
-static char *url_decode(pool_t *pool, const char *s, size_t n)
+char *http_url_decode(pool_t *pool, const char *s, size_t n)
 {
-    char *out = pool_alloc(pool, n + 1), *o = out;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '+')
-            *o++ = ' ';
-        else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0 &&
-                 (s[i + 1] != '0' || s[i + 2] != '0')) {
-            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        } else
-            *o++ = s[i];
+    /* '+' becomes a space before decoding, so that an encoded "%2B" stays a '+'. "%00" stays as it is: a NUL
+     * would cut the C string, so that "limit=5%00x" would read as limit 5 and "limit%00x=7" as a limit. */
+    char *plus = pool_strndup(pool, s, n);
+    n = strlen(plus);
+    for (char *p = plus; *p; p++)
+        if (*p == '+')
+            *p = ' ';
+    buf_t b = {0};
+    const char *p = plus, *end = plus + n;
+    for (const char *nul; (nul = strstr(p, "%00")) != NULL; p = nul + 3) {
+        unescape_into(&b, p, (size_t)(nul - p));
+        buf_append(&b, "%00", 3);
     }
-    *o = '\0';
+    unescape_into(&b, p, (size_t)(end - p));
+    char *out = pool_strndup(pool, b.data ? b.data : "", b.len);
+    buf_free(&b);
     return out;
 }
 
@@ -89,9 +98,9 @@ const char *http_query(http_req_t *req, const char *name)
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
         const char *eq = memchr(q, '=', len);
         size_t kl = eq ? (size_t)(eq - q) : len;
-        char *key = url_decode(req->pool, q, kl);
+        char *key = http_url_decode(req->pool, q, kl);
         if (strlen(key) == nl && memcmp(key, name, nl) == 0)
-            return eq ? url_decode(req->pool, eq + 1, len - kl - 1) : "";
+            return eq ? http_url_decode(req->pool, eq + 1, len - kl - 1) : "";
         q = amp ? amp + 1 : NULL;
     }
     return NULL;

@@ -1,6 +1,8 @@
 #include "stripe_client.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
@@ -11,16 +13,16 @@
 
 void stripe_form_escape(buf_t *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-            c == '_' || c == '~') {
-            buf_append(out, &s[i], 1);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_append(out, e, 3);
-        }
+    /* curl_easy_escape takes an int length: a longer value (none of ours comes near) goes in pieces. */
+    while (len > 0) {
+        int n = len > (size_t)(INT_MAX / 4) ? INT_MAX / 4 : (int)len;
+        char *e = curl_easy_escape(NULL, s, n); /* libcurl >= 7.82 ignores the handle */
+        if (!e)
+            abort(); /* allocation failure: the project's out-of-memory policy (util.h) */
+        buf_append(out, e, strlen(e));
+        curl_free(e);
+        s += n;
+        len -= (size_t)n;
     }
 }
 

@@ -15,8 +15,8 @@
 
 /* ---- form encoding (application/x-www-form-urlencoded as Stripe reads it) ---- */
 
-/* Append s[0..len) percent-encoded to out: every byte but A-Za-z0-9 and "-._~" becomes %XX (uppercase hex),
- * exactly like curl_easy_escape. */
+/* Append s[0..len) percent-encoded to out by libcurl's curl_easy_escape: every byte but A-Za-z0-9 and "-._~"
+ * becomes %XX (uppercase hex). */
 void stripe_form_escape(buf_t *out, const char *s, size_t len);
 
 /* Append "key=value" (both escaped) to out, preceded by '&' when out is not empty. Bracket keys such as

@@ -36,6 +36,8 @@ if ((WITH_TESTS)); then
     # make fuzz / the fuzz corpora of make test: clang, libFuzzer and the sanitizer runtimes (libclang-rt-dev, only
     # recommended by clang), llvm-symbolizer for readable reports (llvm)
     PACKAGES+=(clang libclang-rt-dev llvm)
+    # systemd-analyze (tests/e2e/07_install.sh verifies the units with it)
+    PACKAGES+=(systemd)
 fi
 
 log() { printf 'deps: %s\n' "$*" >&2; }

@@ -9,6 +9,13 @@
 #   scripts/run.sh --preflight   only the checks that need no build (PORT a number and free, WEB known, no other
 #                                `make run` on ./var): `make run` runs it before installing and building.
 #
+# FAKES=1 (`make run FAKES=1`): also starts the bundled Stripe and Gemini fakes (tests/fakes/*.js, node with no
+# npm package) and points the app at them: STRIPE_API_BASE, STRIPE_SECRET_KEY, STRIPE_PRICE_ID, a
+# STRIPE_WEBHOOK_SECRET generated once into ./var/secrets.env (where scripts/stripe-trigger.sh finds it),
+# AI_PROVIDER=gemini, GEMINI_API_KEY and GEMINI_API_BASE (these replace the caller's), so Pro and AI replies
+# can be tried offline: POST /subscribe/pro answers a (fake) Checkout URL, scripts/stripe-trigger.sh
+# checkout.session.completed USER_ID makes the user pro, replies are "fake-gemini: <your text>".
+#
 # Every variable of the configuration (README) set in the environment is honoured; only the missing ones get
 # development defaults: PORT 8080, APP_ENV development, PUBLIC_URL http://127.0.0.1:$PORT, JWT_SECRET generated
 # once into ./var/secrets.env. A DATABASE_URL or REDIS_URL from the environment is used instead of the private
@@ -27,6 +34,14 @@ case $WEB in
 lighttpd | apache | nginx | nginxcgi) ;;
 *)
     say "WEB must be lighttpd, apache, nginx or nginxcgi (got $WEB)"
+    exit 2
+    ;;
+esac
+FAKES=${FAKES:-0}
+case $FAKES in
+0 | 1) ;;
+*)
+    say "FAKES must be 0 or 1 (got $FAKES)"
     exit 2
     ;;
 esac
@@ -74,6 +89,7 @@ stop_all() {
     say "stopping"
     stack_worker_stop TERM || true
     stack_web_stop || true
+    stack_fakes_stop || true
     stack_redis_stop || true
     stack_pg_stop || true
     say "stopped"
@@ -93,12 +109,63 @@ trap on_exit EXIT
 trap 'say "interrupted"; exit 0' INT
 trap 'say "terminated"; exit 0' TERM
 
-stack_services_start || exit 1
-stack_web_start || exit 1
-stack_worker_start || exit 1
+# FAKES=1: the bundled fakes, and the settings that point the app at them (after stack_services_start, which
+# creates ./var/secrets.env).
+fakes_start() {
+    local f=$STACK_DIR/secrets.env
+    if ! command -v node >/dev/null 2>&1; then
+        say "FAKES=1 needs node (scripts/deps.sh installs it)"
+        return 1
+    fi
+    stack_fakes_start || return 1
+    if ! grep -q '^STRIPE_WEBHOOK_SECRET=' "$f" 2>/dev/null; then
+        printf 'STRIPE_WEBHOOK_SECRET=whsec_%s\n' "$(_stack_random_hex 24)" >>"$f" || return 1
+    fi
+    STRIPE_WEBHOOK_SECRET=$(sed -n 's/^STRIPE_WEBHOOK_SECRET=//p' "$f" | tail -n 1)
+    export STRIPE_WEBHOOK_SECRET STRIPE_API_BASE=$FAKE_STRIPE_URL STRIPE_SECRET_KEY=sk_test_fake
+    export STRIPE_PRICE_ID=price_test_pro
+    export AI_PROVIDER=gemini GEMINI_API_KEY=test-gemini-key GEMINI_API_BASE=$FAKE_AI_URL
+    LOGS+=", $STACK_DIR/fake-stripe.log, $STACK_DIR/fake-ai.log"
+}
+
+# A DATABASE_URL or REDIS_URL given by the caller must answer: say so by name at once (rather than a failed schema
+# step, or a stack that silently runs without Redis).
+servers_reachable() {
+    local err
+    if [[ -n ${DATABASE_URL:-} ]]; then
+        if ! err=$(PGCONNECT_TIMEOUT=5 psql -X -q -A -t -d "$DATABASE_URL" -c 'SELECT 1' 2>&1 >/dev/null); then
+            say "DATABASE_URL: cannot connect to $(mask "$DATABASE_URL"): $(head -n 1 <<<"$err" | sed 's/^psql: error: //')"
+            say "(unset DATABASE_URL to use the private PostgreSQL under ./var)"
+            return 1
+        fi
+    fi
+    if [[ -n ${REDIS_URL:-} ]]; then
+        local cli=(redis-cli) url=$REDIS_URL out
+        case $url in
+        unix://*)
+            url=${url#unix://}
+            cli+=(-s "${url%%\?*}")
+            [[ $REDIS_URL == *\?db=* ]] && cli+=(-n "${REDIS_URL##*\?db=}")
+            ;;
+        redis://*) cli+=(-u "$url") ;;
+        esac
+        out=$(timeout 5 "${cli[@]}" ping 2>&1 </dev/null | grep -v '^Warning: Using a password' | head -n 1) || true
+        if [[ $out != PONG ]]; then
+            say "REDIS_URL: cannot connect to $(mask "$REDIS_URL"): ${out:-no answer within 5 s}"
+            say "(unset REDIS_URL to use the private Redis under ./var)"
+            return 1
+        fi
+    fi
+}
 
 # Client commands for the two stores. A password in a URL the caller gave is not printed.
 mask() { sed -E 's#^([a-z]+://[^/:@]*):[^/@]*@#\1:***@#' <<<"$1"; }
+servers_reachable || exit 1
+stack_services_start || exit 1
+if ((FAKES)); then fakes_start || exit 1; fi
+stack_web_start || exit 1
+stack_worker_start || exit 1
+
 case $REDIS_URL in
 unix://*)
     redis_path=${REDIS_URL#unix://}
@@ -108,6 +175,12 @@ unix://*)
 *) redis_cmd="redis-cli -u '$(mask "$REDIS_URL")'" ;;
 esac
 
+fakes_banner=''
+if ((FAKES)); then
+    fakes_banner=$(printf '    fakes:    Stripe %s, Gemini %s (FAKES=1: replies are "fake-gemini: ...")\n' \
+        "$FAKE_STRIPE_URL" "$FAKE_AI_URL")$'\n'
+    fakes_banner+=$(printf '    pro:      PORT=%s scripts/stripe-trigger.sh checkout.session.completed USER_ID' "$PORT")$'\n'
+fi
 cat >&2 <<EOF
 
   gemini-backend is running on $BASE_URL   (APP_ENV=$APP_ENV)
@@ -119,7 +192,7 @@ cat >&2 <<EOF
     redis:    $redis_cmd
     data:     $STACK_DIR (PostgreSQL, Redis, secrets.env); logs: $LOGS
     worker:   $(if _stack_alive worker; then echo running; else echo "not built (no $BUILD_DIR/worker/worker)"; fi)
-  Ctrl-C stops everything.
+${fakes_banner}  Ctrl-C stops everything.
 
 EOF
 

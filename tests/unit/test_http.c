@@ -1,4 +1,5 @@
-/* Unit tests for the pure parts of http.c: path normalisation and routing (404 vs 405 with Allow). */
+/* Unit tests for the pure parts of http.c: path normalisation and routing (404 vs 405 with Allow), query
+ * decoding. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -164,11 +165,59 @@ static void test_server_error_code(void **state)
     assert_null(http_server_error_code(600));
 }
 
+/* ---- query decoding (libcurl's curl_easy_unescape) ---- */
+
+static void test_url_decode(void **state)
+{
+    (void)state;
+    pool_t *p = pool_new();
+    struct {
+        const char *in, *want;
+    } cases[] = {
+        {"", ""},
+        {"plain", "plain"},
+        {"a%20b", "a b"},
+        {"a+b", "a b"},                /* '+' is a space in a query */
+        {"1%2B1", "1+1"},              /* an encoded '+' stays a '+' */
+        {"%e2%82%AC", "\xe2\x82\xac"}, /* either case of hex, bytes as they are (the euro sign) */
+        {"100%", "100%"},              /* '%' without two hex digits is kept */
+        {"%4", "%4"},
+        {"%zz%4g", "%zz%4g"},
+        {"cs_test_%7BID%7D", "cs_test_{ID}"},
+        {"a%00b", "a%00b"}, /* %00 stays as it is: a NUL would cut the string */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_string_equal(http_url_decode(p, cases[i].in, strlen(cases[i].in)), cases[i].want);
+    assert_string_equal(http_url_decode(p, "ab%41cd", 4), "ab%4"); /* only s[0..n) is read */
+    pool_free(p);
+}
+
+static void test_query(void **state)
+{
+    (void)state;
+    http_req_t req;
+    memset(&req, 0, sizeof req);
+    req.pool = pool_new();
+    req.query = "limit=20&before=&session%5Fid=cs%5Ftest+1&flag&x=a%26b%3Dc";
+    assert_string_equal(http_query(&req, "limit"), "20");
+    assert_string_equal(http_query(&req, "before"), "");
+    assert_string_equal(http_query(&req, "session_id"), "cs_test 1"); /* the name is decoded too */
+    assert_string_equal(http_query(&req, "flag"), "");                /* present without a value */
+    assert_string_equal(http_query(&req, "x"), "a&b=c");              /* encoded separators stay data */
+    assert_null(http_query(&req, "missing"));
+    assert_null(http_query(&req, "lim"));
+    req.query = "";
+    assert_null(http_query(&req, "limit"));
+    pool_free(req.pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalize), cmocka_unit_test(test_routes),       cmocka_unit_test(test_capture_digits),
-        cmocka_unit_test(test_param_id),  cmocka_unit_test(test_cors_allowed), cmocka_unit_test(test_server_error_code),
+        cmocka_unit_test(test_normalize),      cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_capture_digits), cmocka_unit_test(test_param_id),
+        cmocka_unit_test(test_cors_allowed),   cmocka_unit_test(test_server_error_code),
+        cmocka_unit_test(test_url_decode),     cmocka_unit_test(test_query),
     };
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }
