@@ -6,12 +6,14 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "util.h"
 
 /* The first key of the Argon2 slots' advisory locks (the second is the slot number, 1..N). The two-integer
  * key space does not overlap the one-bigint space schema.sql's lock uses. */
 #define HASH_LOCK_CLASS "7240016"
-/* Every this many counts a process deletes the rows whose window and block are over. */
-#define PURGE_EVERY 100
+/* About one count in this many (at random, so that it also happens under CGI, one request per process) deletes
+ * the rows whose window and block are over. */
+#define PURGE_ONE_IN 100
 
 long throttle_block_seconds(const throttle_rule_t *rule, long count, long window_left)
 {
@@ -63,7 +65,7 @@ long throttle_count(const throttle_rule_t *rule, const char *subject)
                                      "DELETE FROM auth_throttle WHERE window_start < now() - make_interval(secs => "
                                      "$1::float8) AND (blocked_until IS NULL OR blocked_until < now())",
                                      1);
-    static unsigned long counted;
+    unsigned int dice = 0;
     char win[24], secs[24];
     PGresult *res = NULL;
     long rc = -1, n, left, s;
@@ -85,7 +87,7 @@ long throttle_count(const throttle_rule_t *rule, const char *subject)
         log_warn("throttle: %s cap reached for %s (%ld in %ld s, limit %ld): blocked for %ld s", rule->scope, subject,
                  n, rule->window, rule->max, s);
     }
-    if (++counted % PURGE_EVERY == 0) {
+    if (random_bytes(&dice, sizeof dice) == 0 && dice % PURGE_ONE_IN == 0) {
         /* Two days: longer than any window (a day at most) plus any block (LOGIN_BACKOFF_MAX_SECONDS <= a day). */
         const char *pp[] = {"172800"};
         PQclear(res);
