@@ -245,3 +245,27 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 6) THEN
 END IF;
 END
 $step$;
+
+-- Step 8: abuse counters (issue 16), in PostgreSQL so that every process and machine shares them and they keep
+-- working while Redis is down. One row per (scope, subject): scope names what is counted (login_user,
+-- login_addr, otp_user, otp_addr, signup_addr), subject is a user id or a client address. count events since
+-- window_start (a new window starts when the old one is over); blocked_until is when the subject may try again.
+-- Rows whose window and block are over are deleted by the next counting request that finds them (lib/throttle.c).
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 8) THEN
+
+    CREATE TABLE auth_throttle (
+        scope          text NOT NULL,
+        subject        text NOT NULL,
+        count          integer NOT NULL DEFAULT 0,
+        window_start   timestamptz NOT NULL DEFAULT now(),
+        blocked_until  timestamptz,
+        PRIMARY KEY (scope, subject)
+    );
+    CREATE INDEX auth_throttle_window ON auth_throttle (window_start);
+
+    INSERT INTO schema_version (version) VALUES (8);
+END IF;
+END
+$step$;

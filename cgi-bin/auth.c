@@ -32,6 +32,12 @@ static void h_change_password(http_req_t *req)
         account_change_password(req);
 }
 
+static void h_logout(http_req_t *req)
+{
+    if (auth_require(req) == 0)
+        account_logout(req);
+}
+
 static void h_me(http_req_t *req)
 {
     if (auth_require(req) == 0)
@@ -46,6 +52,7 @@ static const http_route_t routes[] = {
     {"POST", "/auth/forgot-password", h_forgot_password},
     {"POST", "/auth/reset-password", account_reset_password},
     {"POST", "/auth/change-password", h_change_password},
+    {"POST", "/auth/logout", h_logout},
     {"GET", "/user/me", h_me},
     {"GET", "/healthz", health_respond},
     {"GET", "/metrics", health_metrics_respond},

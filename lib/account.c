@@ -14,6 +14,7 @@
 #include "db.h"
 #include "log.h"
 #include "password.h"
+#include "throttle.h"
 #include "token.h"
 #include "util.h"
 
@@ -24,6 +25,8 @@
 #define OTP_MAX_WRONG 5      /* wrong tries that burn a code */
 #define SEND_MIN_INTERVAL 30 /* seconds between two codes of one purpose */
 #define SEND_MAX_PER_HOUR 10 /* codes of one purpose per hour */
+#define LOGIN_WINDOW 3600    /* seconds: failed logins are counted per hour (LOGIN_*_MAX_FAILURES) */
+#define DAY 86400            /* seconds: the window of the daily caps */
 
 /* The columns user_json and respond_token expect, in this order: "SELECT " USER_COLUMNS " FROM users ...". */
 #define USER_COLUMNS                                                                                                   \
@@ -65,6 +68,76 @@ static void rate_limited(http_req_t *req, long retry_after, const char *msg)
     snprintf(s, sizeof s, "%ld", retry_after < 1 ? 1 : retry_after);
     http_set_header(req, "Retry-After", s);
     http_error(req, 429, "rate_limited", msg);
+}
+
+/* 503 when every Argon2 slot is busy (PASSWORD_HASH_CONCURRENCY): load is shed at once instead of queueing
+ * behind the slow hashes, so the process stays free for cheap requests. */
+static void hash_busy(http_req_t *req)
+{
+    http_set_header(req, "Retry-After", "1");
+    http_error(req, 503, "unavailable", "Too many password checks are running; retry in a moment.");
+}
+
+/* The client's address as the web server saw it (REMOTE_ADDR; behind a proxy, the proxy's). */
+static const char *client_addr(http_req_t *req)
+{
+    const char *a = http_param(req, "REMOTE_ADDR");
+    return a && *a ? a : "unknown";
+}
+
+/* The abuse limits (throttle.h), from the configuration. */
+static throttle_rule_t rule_login_user(void)
+{
+    return (throttle_rule_t){"login_user", LOGIN_WINDOW, g_config.login_max_failures, g_config.login_backoff_seconds,
+                             g_config.login_backoff_max_seconds};
+}
+
+static throttle_rule_t rule_login_addr(void)
+{
+    return (throttle_rule_t){"login_addr", LOGIN_WINDOW, g_config.login_addr_max_failures,
+                             g_config.login_backoff_seconds, g_config.login_backoff_max_seconds};
+}
+
+static throttle_rule_t rule_signup_addr(void)
+{
+    return (throttle_rule_t){"signup_addr", 3600, g_config.signup_addr_max_per_hour, 0, 0};
+}
+
+static throttle_rule_t rule_otp_user(void)
+{
+    return (throttle_rule_t){"otp_user", DAY, g_config.otp_verify_max_failures, 0, 0};
+}
+
+static throttle_rule_t rule_otp_addr(void)
+{
+    return (throttle_rule_t){"otp_addr", DAY, g_config.otp_verify_addr_max_failures, 0, 0};
+}
+
+/* The longer wait of two subjects under their rules (subject2 may be NULL): 0 free, > 0 blocked, -1 down. */
+static long throttle_wait2(const throttle_rule_t *r1, const char *s1, const throttle_rule_t *r2, const char *s2)
+{
+    long w1 = throttle_wait(r1, s1), w2 = s2 ? throttle_wait(r2, s2) : 0;
+    if (w1 < 0 || w2 < 0)
+        return -1;
+    return w1 > w2 ? w1 : w2;
+}
+
+/* Hash a new password under an Argon2 slot. 0 ok; -1 answered (503 busy or down, 500). */
+static int hash_new_password(http_req_t *req, const char *pw, size_t len, char hash[PASSWORD_ENCODED_MAX])
+{
+    int slot = throttle_hash_acquire();
+    if (slot <= 0) {
+        if (slot == 0)
+            hash_busy(req);
+        else
+            http_db_failed(req);
+        return -1;
+    }
+    int rc = password_hash(pw, len, hash, PASSWORD_ENCODED_MAX);
+    throttle_hash_release();
+    if (rc != 0)
+        http_internal(req);
+    return rc;
 }
 
 static json_object *nullable_string(const PGresult *res, int row, int col)
@@ -127,6 +200,7 @@ void account_signup(http_req_t *req)
 {
     /* ON CONFLICT: an existing mobile is an answer (409), not an error in the database's log (with the
      * number in it). */
+    static db_stmt_t exists = DB_STMT("account_signup_exists", "SELECT 1 FROM users WHERE mobile = $1", 1);
     static db_stmt_t ins = DB_STMT("account_signup",
                                    "INSERT INTO users (mobile, name, email, password_hash) VALUES ($1, $2, $3, $4) "
                                    "ON CONFLICT (mobile) DO NOTHING RETURNING " USER_COLUMNS,
@@ -147,9 +221,30 @@ void account_signup(http_req_t *req)
         validation_error(req, err);
         goto out;
     }
-    if (pw && password_hash(pw, pwlen, hash, sizeof hash) != 0) {
-        http_internal(req);
-        goto out;
+    if (pw) {
+        /* The expensive part only for a number that is free, and counted per address before it is paid. */
+        throttle_rule_t rule = rule_signup_addr();
+        const char *addr = client_addr(req), *pm[] = {mobile};
+        long wait;
+        if (!(res = db_query(&exists, pm))) {
+            http_db_failed(req);
+            goto out;
+        }
+        if (PQntuples(res) != 0) {
+            http_error(req, 409, "conflict", "An account with this mobile number already exists.");
+            goto out;
+        }
+        PQclear(res);
+        res = NULL;
+        if ((wait = throttle_wait(&rule, addr)) != 0 || throttle_count(&rule, addr) < 0) {
+            if (wait > 0)
+                rate_limited(req, wait, "Too many signups from this address; wait before trying again.");
+            else
+                http_db_failed(req);
+            goto out;
+        }
+        if (hash_new_password(req, pw, pwlen, hash) != 0)
+            goto out;
     }
     const char *params[] = {mobile, has_name == 0 ? name : NULL, has_email == 0 ? email : NULL, pw ? hash : NULL};
     res = db_query(&ins, params);
@@ -258,7 +353,9 @@ out:
 }
 
 /* Consume a code inside the caller's transaction. 0: the code was right and is now used (uid set). -1:
- * answered (401/429/503...). On a wrong code the attempt is counted and committed before answering. */
+ * answered (401/429/503...). A failed verification is counted (the code's attempts, and the daily caps per
+ * number and per client address, OTP_VERIFY_MAX_FAILURES / OTP_VERIFY_ADDR_MAX_FAILURES) and committed before
+ * answering; a number or address over its cap gets 429 before any code is looked at. */
 static int consume_otp(http_req_t *req, const char *mobile, const char *purpose, const char *code, char uid[24])
 {
     static db_stmt_t find_user = DB_STMT("otp_find_user", "SELECT id FROM users WHERE mobile = $1", 1);
@@ -269,16 +366,27 @@ static int consume_otp(http_req_t *req, const char *mobile, const char *purpose,
     static db_stmt_t wrong =
         DB_STMT("otp_wrong", "UPDATE otps SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2", 2);
     static db_stmt_t use = DB_STMT("otp_use", "UPDATE otps SET used_at = now() WHERE user_id = $1 AND purpose = $2", 2);
+    throttle_rule_t by_user = rule_otp_user(), by_addr = rule_otp_addr();
+    const char *addr = client_addr(req);
+    long wait;
+    int live = 0; /* a live code was compared and did not match: a guess at this number */
     PGresult *res = NULL;
     int rc = -1;
     const char *p1[] = {mobile};
 
     if (!(res = db_query(&find_user, p1)))
         goto dbfail;
-    if (PQntuples(res) != 1)
+    if (PQntuples(res) != 1) {
+        uid[0] = '\0';
+        if ((wait = throttle_wait(&by_addr, addr)) != 0)
+            goto limited;
         goto invalid;
+    }
     snprintf(uid, 24, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
+    res = NULL;
+    if ((wait = throttle_wait2(&by_addr, addr, &by_user, uid)) != 0)
+        goto limited;
     const char *p2[] = {uid, purpose};
     if (!(res = db_query(&find, p2)))
         goto dbfail;
@@ -295,15 +403,24 @@ static int consume_otp(http_req_t *req, const char *mobile, const char *purpose,
     PQclear(res);
     res = NULL;
     if (!ok) {
-        if (!(res = db_query(&wrong, p2)) || db_commit() != 0)
+        if (!(res = db_query(&wrong, p2)))
             goto dbfail;
+        live = 1;
         goto invalid;
     }
     if (!(res = db_query(&use, p2)))
         goto dbfail;
     rc = 0;
     goto out;
+limited:
+    if (wait < 0)
+        goto dbfail;
+    rate_limited(req, wait, "Too many wrong codes for this number or from this address; wait before trying again.");
+    goto out;
 invalid:
+    /* Every failure counts for the address (guessing across numbers); a wrong live code also for the number. */
+    if (throttle_count(&by_addr, addr) < 0 || (live && throttle_count(&by_user, uid) < 0) || db_commit() != 0)
+        goto dbfail;
     http_error(req, 401, "invalid_otp", "The code is wrong, expired or already used.");
     goto out;
 dbfail:
@@ -370,11 +487,43 @@ void account_login(http_req_t *req)
         http_db_failed(req);
         goto out;
     }
+    /* Failures are counted per account (an unknown number has none: the address counts) and per client
+     * address; while either is blocked the password is not even checked. */
+    throttle_rule_t by_user = rule_login_user(), by_addr = rule_login_addr();
+    const char *addr = client_addr(req);
+    char uid[24] = "";
+    if (PQntuples(res) == 1)
+        snprintf(uid, sizeof uid, "%s", PQgetvalue(res, 0, 0));
+    long wait = throttle_wait2(&by_addr, addr, &by_user, uid[0] ? uid : NULL);
+    if (wait != 0) {
+        if (wait > 0)
+            rate_limited(req, wait, "Too many failed logins; wait before trying again.");
+        else
+            http_db_failed(req);
+        goto out;
+    }
+    int slot = throttle_hash_acquire();
+    if (slot <= 0) {
+        if (slot == 0)
+            hash_busy(req);
+        else
+            http_db_failed(req);
+        goto out;
+    }
     int found = PQntuples(res) == 1 && !PQgetisnull(res, 0, USER_NCOLS);
     const char *hash = found ? PQgetvalue(res, 0, USER_NCOLS) : dummy_hash;
     int ok = password_verify(hash, pw, pwlen) == 1 && found;
+    throttle_hash_release();
     if (!ok) {
+        if (throttle_count(&by_addr, addr) < 0 || (uid[0] && throttle_count(&by_user, uid) < 0)) {
+            http_db_failed(req);
+            goto out;
+        }
         http_error(req, 401, "invalid_credentials", "The mobile number or password is wrong.");
+        goto out;
+    }
+    if (throttle_reset(&by_user, uid) != 0) { /* a stale count would lock the owner out later */
+        http_db_failed(req);
         goto out;
     }
     respond_token(req, res, 0);
@@ -418,15 +567,15 @@ void account_reset_password(http_req_t *req)
         validation_error(req, err);
         goto out;
     }
-    if (password_hash(pw, pwlen, hash, sizeof hash) != 0) { /* slow: before the transaction takes locks */
-        http_internal(req);
-        goto out;
-    }
+    /* The cheap check first: a wrong, unknown or missing code costs no hash. The hash then runs with the code
+     * consumed but not yet committed (a failure rolls the consumption back). */
     if (db_begin() != 0) {
         http_db_failed(req);
         goto out;
     }
     if (consume_otp(req, mobile, ACCOUNT_OTP_RESET, code, uid) != 0)
+        goto out;
+    if (hash_new_password(req, pw, pwlen, hash) != 0)
         goto out;
     set_password_and_respond(req, uid, hash);
 out:
@@ -434,18 +583,23 @@ out:
     json_object_put(body);
 }
 
-/* The slow parts (verifying the current password, hashing the new one) run before the transaction; inside
- * it the user's row is locked and the change applies only if the token version is still the caller's. */
+/* With a password set, the slow parts (verifying the current password, hashing the new one) run before the
+ * transaction; inside it the user's row is locked and the change applies only if the token version is still
+ * the caller's. Without one (an OTP-only account), an old token alone is not enough: the first password needs
+ * a token issued within ACCOUNT_FIRST_PASSWORD_SECONDS (the user has just proved the number with a login code)
+ * or a fresh reset code ("otp", from POST /auth/forgot-password), checked inside the transaction after the
+ * token version and before the hash. A stolen day-old token cannot set the password. */
 void account_change_password(http_req_t *req)
 {
     static db_stmt_t q =
-        DB_STMT("account_current_password", "SELECT password_hash, token_version FROM users WHERE id = $1", 1);
+        DB_STMT("account_current_password", "SELECT password_hash, token_version, mobile FROM users WHERE id = $1", 1);
     static db_stmt_t lock =
         DB_STMT("account_lock_version", "SELECT token_version FROM users WHERE id = $1 FOR UPDATE", 1);
-    char uid[24], tv[16], hash[PASSWORD_ENCODED_MAX], err[ACCOUNT_ERRLEN];
+    char uid[24], tv[16], mobile[17], code[OTP_DIGITS + 1], hash[PASSWORD_ENCODED_MAX], err[ACCOUNT_ERRLEN];
     const char *cur, *pw;
     size_t curlen = 0, pwlen = 0;
     PGresult *res = NULL;
+    int first;
     json_object *body = http_json_body(req);
 
     if (!body)
@@ -464,28 +618,84 @@ void account_change_password(http_req_t *req)
     }
     if (strcmp(PQgetvalue(res, 0, 1), tv) != 0)
         goto revoked;
-    if (!PQgetisnull(res, 0, 0)) {
+    first = PQgetisnull(res, 0, 0);
+    if (first) {
+        json_object *o;
+        if (!json_object_object_get_ex(body, "otp", &o) || json_object_is_type(o, json_type_null)) {
+            if ((long long)time(NULL) - req->token_iat <= ACCOUNT_FIRST_PASSWORD_SECONDS) {
+                first = 2; /* a fresh login proved the number: no code needed */
+            } else {
+                validation_error(req, "otp is required to set a first password with a token older than 5 minutes: "
+                                      "request a code with POST /auth/forgot-password, or log in again.");
+                goto out;
+            }
+        } else if (account_otp_field(body, code, err) != 0) {
+            validation_error(req, err);
+            goto out;
+        }
+        snprintf(mobile, sizeof mobile, "%s", PQgetvalue(res, 0, 2));
+    } else {
+        throttle_rule_t by_user = rule_login_user();
+        long wait;
         if (!cur) {
             validation_error(req, "current_password is required to change an existing password.");
             goto out;
         }
-        if (curlen > 4 * PASSWORD_MAX_CHARS || password_verify(PQgetvalue(res, 0, 0), cur, curlen) != 1) {
-            http_error(req, 401, "invalid_credentials", "The current password is wrong.");
+        /* A wrong current_password is a failed login of this account (a stolen token guessing it). */
+        if ((wait = throttle_wait(&by_user, uid)) != 0) {
+            if (wait > 0)
+                rate_limited(req, wait, "Too many failed password checks; wait before trying again.");
+            else
+                http_db_failed(req);
             goto out;
         }
+        int slot = throttle_hash_acquire();
+        if (slot <= 0) {
+            if (slot == 0)
+                hash_busy(req);
+            else
+                http_db_failed(req);
+            goto out;
+        }
+        int ok = curlen <= 4 * PASSWORD_MAX_CHARS && password_verify(PQgetvalue(res, 0, 0), cur, curlen) == 1;
+        throttle_hash_release();
+        if (!ok) {
+            if (throttle_count(&by_user, uid) < 0)
+                http_db_failed(req);
+            else
+                http_error(req, 401, "invalid_credentials", "The current password is wrong.");
+            goto out;
+        }
+        PQclear(res);
+        res = NULL;
+        if (hash_new_password(req, pw, pwlen, hash) != 0)
+            goto out;
     }
     PQclear(res);
     res = NULL;
-    if (password_hash(pw, pwlen, hash, sizeof hash) != 0) {
-        http_internal(req);
-        goto out;
-    }
     if (db_begin() != 0 || !(res = db_query(&lock, p)) || PQntuples(res) != 1) {
         http_db_failed(req);
         goto out;
     }
-    if (strcmp(PQgetvalue(res, 0, 0), tv) != 0) /* changed meanwhile: the password checked above is stale */
+    if (strcmp(PQgetvalue(res, 0, 0), tv) != 0) /* changed meanwhile: what was checked above is stale */
         goto revoked;
+    if (first) {
+        char otp_uid[24];
+        if (first == 2) {
+            if (hash_new_password(req, pw, pwlen, hash) != 0)
+                goto out;
+            set_password_and_respond(req, uid, hash);
+            goto out;
+        }
+        if (consume_otp(req, mobile, ACCOUNT_OTP_RESET, code, otp_uid) != 0)
+            goto out;
+        if (strcmp(otp_uid, uid) != 0) { /* the number moved to another account meanwhile */
+            http_error(req, 401, "invalid_otp", "The code is wrong, expired or already used.");
+            goto out;
+        }
+        if (hash_new_password(req, pw, pwlen, hash) != 0)
+            goto out;
+    }
     set_password_and_respond(req, uid, hash);
     goto out;
 revoked:
@@ -495,6 +705,30 @@ out:
     db_rollback();
     PQclear(res);
     json_object_put(body);
+}
+
+/* Revokes every token of the user with the same token-version bump a password change makes. */
+void account_logout(http_req_t *req)
+{
+    static db_stmt_t bump = DB_STMT("account_logout",
+                                    "UPDATE users SET token_version = token_version + 1, updated_at = now() "
+                                    "WHERE id = $1 RETURNING token_version",
+                                    1);
+    char uid[24];
+
+    snprintf(uid, sizeof uid, "%lld", req->user_id);
+    const char *p[] = {uid};
+    PGresult *res = db_query(&bump, p);
+    if (!res)
+        http_db_failed(req);
+    else if (PQntuples(res) != 1) {
+        http_set_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        http_error(req, 401, "unauthorized", "The token's user no longer exists.");
+    } else {
+        auth_token_version_changed(req->user_id, (int)strtol(PQgetvalue(res, 0, 0), NULL, 10));
+        http_empty(req, 204);
+    }
+    PQclear(res);
 }
 
 /* ---- the user ------------------------------------------------------------------------------------------------- */

@@ -24,6 +24,7 @@
 #define ACCOUNT_EMAIL_MIN 3                /* characters after trimming */
 #define ACCOUNT_EMAIL_MAX 254              /* characters after trimming */
 #define ACCOUNT_EMAIL_BUF 255              /* bytes */
+#define ACCOUNT_FIRST_PASSWORD_SECONDS 300 /* a token this young sets a first password without a reset code */
 #define ACCOUNT_ERRLEN (JSONV_ERRLEN + 40) /* a field rule's message, for 400 validation_error */
 
 /* Once per process, before serving: derive the OTP digest key from JWT_SECRET (so the secret's two uses never
@@ -31,23 +32,35 @@
  * that a login takes the same time either way). 0 ok, -1 the OTP key cannot be derived (the caller stops). */
 int account_init(void);
 
-/* POST /auth/signup: 201 user; 409 when the mobile number is taken. */
+/* POST /auth/signup: 201 user; 409 when the mobile number is taken. With a password, at most
+ * SIGNUP_ADDR_MAX_PER_HOUR per client address an hour (429), and the number is checked before hashing. */
 void account_signup(http_req_t *req);
 /* POST /auth/send-otp (purpose ACCOUNT_OTP_LOGIN) and /auth/forgot-password (ACCOUNT_OTP_RESET): a new code
  * for the number's user, 200 {"mobile","otp"?,"purpose","expires_in"}; 404 for an unknown number, 429 when
  * sent too often (one per 30 s, 10 per hour and purpose). */
 void account_send_otp(http_req_t *req, const char *purpose);
-/* POST /auth/verify-otp: consumes a login code, 200 token response. */
+/* POST /auth/verify-otp: consumes a login code, 200 token response. Wrong codes (both purposes, here and in
+ * reset-password / change-password) are capped per number (OTP_VERIFY_MAX_FAILURES) and per client address
+ * (OTP_VERIFY_ADDR_MAX_FAILURES) a day: 429 rate_limited with Retry-After until the day's window ends. */
 void account_verify_otp(http_req_t *req);
-/* POST /auth/login: mobile and password, 200 token response; 401 invalid_credentials. */
+/* POST /auth/login: mobile and password, 200 token response; 401 invalid_credentials. Failures are counted
+ * per account and per client address (LOGIN_MAX_FAILURES, LOGIN_ADDR_MAX_FAILURES, then a doubling backoff from
+ * LOGIN_BACKOFF_SECONDS to LOGIN_BACKOFF_MAX_SECONDS): 429 rate_limited with Retry-After while blocked. Every
+ * Argon2 computation (here and in signup, reset and change) takes one of PASSWORD_HASH_CONCURRENCY slots: 503
+ * unavailable with Retry-After: 1 when all are busy. */
 void account_login(http_req_t *req);
-/* POST /auth/reset-password: consumes a reset code, sets new_password, revokes older tokens, 200 token
- * response. */
+/* POST /auth/reset-password: consumes a reset code (checked before the new password is hashed), sets
+ * new_password, revokes older tokens, 200 token response. */
 void account_reset_password(http_req_t *req);
 /* POST /auth/change-password, after auth_require (req->user_id, req->token_version): checks current_password
- * when the user has one, sets new_password, revokes older tokens (this one included), 200 token response. Of
- * two concurrent changes with one token exactly one succeeds; the other gets 401 (revoked). */
+ * when the user has one (a wrong one counts as a failed login of the account), or, for the first password of
+ * an OTP-only account, a fresh reset code in "otp" (400 without it, 401 invalid_otp when wrong); sets
+ * new_password, revokes older tokens (this one included), 200 token response. Of two concurrent changes with
+ * one token exactly one succeeds; the other gets 401 (revoked). */
 void account_change_password(http_req_t *req);
+/* POST /auth/logout, after auth_require: revokes every token of the user (the token-version bump of a password
+ * change), 204. */
+void account_logout(http_req_t *req);
 /* GET /user/me, after auth_require: 200 user. */
 void account_me(http_req_t *req);
 

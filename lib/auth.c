@@ -145,6 +145,7 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
     req->user_id = c.user_id;
     log_set_context(req->request_id, c.user_id); /* every later line of the request names the user */
     req->token_version = c.token_version;
+    req->token_iat = c.iat;
     return 0;
 fail:
     if (val) {

@@ -28,12 +28,25 @@
 /* msg_json expects these 7 columns in this order. */
 #define MSG_COLS "m.id, m.chatroom_id, m.role, m.content, m.status, m.error, " TS("m.created_at")
 
+/* A user's creates are serialised on their row (NO KEY UPDATE: messages' foreign-key checks still pass), so the
+ * count the insert sees includes every committed room: at most $3 (CHATROOM_MAX_PER_USER) rooms, even under
+ * concurrent creates. No row back: the cap is reached. */
+static db_stmt_t q_room_create_lock =
+    DB_STMT("chat_room_create_lock", "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", 1);
 static db_stmt_t q_room_create =
-    DB_STMT("chat_room_create", "INSERT INTO chatrooms AS c (user_id, title) VALUES ($1, $2) RETURNING " ROOM_COLS, 2);
+    DB_STMT("chat_room_create_capped",
+            "INSERT INTO chatrooms AS c (user_id, title) SELECT $1, $2 "
+            "WHERE (SELECT count(*) FROM chatrooms WHERE user_id = $1) < $3::bigint RETURNING " ROOM_COLS,
+            3);
 
-static db_stmt_t q_room_list =
-    DB_STMT("chat_room_list",
-            "SELECT " ROOM_COLS " FROM chatrooms c WHERE c.user_id = $1 ORDER BY c.updated_at DESC, c.id DESC", 1);
+/* One page of the list, newest activity first: $3 rooms after the room $2 in that order (NULL: from the
+ * start). A $2 that is not one of the user's rooms gives an empty page. */
+static db_stmt_t q_room_list = DB_STMT(
+    "chat_room_page",
+    "SELECT " ROOM_COLS " FROM chatrooms c WHERE c.user_id = $1 AND ($2::bigint IS NULL OR (c.updated_at, c.id) < "
+    "(SELECT p.updated_at, p.id FROM chatrooms p WHERE p.id = $2::bigint AND p.user_id = $1)) "
+    "ORDER BY c.updated_at DESC, c.id DESC LIMIT $3",
+    3);
 
 /* One round trip: the room (no row: not found / not the caller's) and its latest messages, oldest first.
  * A room without messages gives one row with NULL message columns. */
@@ -293,7 +306,7 @@ void chat_create(http_req_t *req)
 {
     json_object *body = NULL;
     PGresult *res = NULL;
-    char uid[24];
+    char uid[24], cap[24];
     char *title = NULL;
 
     outbox_retry(0, NULL);
@@ -306,15 +319,32 @@ void chat_create(http_req_t *req)
             goto out;
     }
     snprintf(uid, sizeof uid, "%lld", req->user_id);
-    const char *params[] = {uid, title ? title : CHAT_TITLE_DEFAULT};
-    res = db_query(&q_room_create, params);
-    if (!res || PQntuples(res) != 1) {
+    snprintf(cap, sizeof cap, "%ld", g_config.chatroom_max_per_user);
+    const char *lp[] = {uid};
+    const char *params[] = {uid, title ? title : CHAT_TITLE_DEFAULT, cap};
+    if (db_begin() < 0 || !(res = db_query(&q_room_create_lock, lp)) || PQntuples(res) != 1) {
+        db_fail(req, "chatroom lock");
+        goto out;
+    }
+    PQclear(res);
+    if (!(res = db_query(&q_room_create, params))) {
         db_fail(req, "chatroom insert");
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        http_error(req, 409, "conflict",
+                   pool_printf(req->pool, "You have the maximum of %ld chatrooms; delete one to create another.",
+                               g_config.chatroom_max_per_user));
+        goto out;
+    }
+    if (db_commit() < 0) {
+        db_fail(req, "chatroom commit");
         goto out;
     }
     outbox_invalidate_list(req->user_id);
     http_json(req, 201, room_json(res, 0, 0));
 out:
+    db_rollback();
     PQclear(res);
     json_object_put(body);
 }
@@ -323,38 +353,57 @@ void chat_list(http_req_t *req, const char *cached, size_t len)
 {
     PGresult *res = NULL;
     json_object *obj = NULL, *arr;
-    char uid[24], key[CHAT_CACHE_KEY_MAX], tomb[OUTBOX_TOMB_SIZE];
-    const char *s;
+    char uid[24], key[CHAT_CACHE_KEY_MAX], tomb[OUTBOX_TOMB_SIZE], lim[24], bef[24];
+    const char *s, *before_s = http_query(req, "before");
     size_t slen = 0;
-    int lost = outbox_retry(req->user_id, tomb);
+    long limit;
+    long long before;
+    int n, lost, first_page;
 
+    if (chat_parse_limit(http_query(req, "limit"), &limit) < 0) {
+        http_error(req, 400, "validation_error", "limit must be an integer from 1 to 100.");
+        return;
+    }
+    if (chat_parse_before(before_s, &before) < 0) {
+        http_error(req, 400, "validation_error", "before must be a chatroom id (a positive integer).");
+        return;
+    }
+    /* Only the first page of the default size is cached: the one every client reads, and at most
+     * CHAT_PAGE_DEFAULT rooms long, so the cached value stays small whatever the number of rooms. */
+    first_page = !before_s && limit == CHAT_PAGE_DEFAULT;
+    lost = outbox_retry(req->user_id, tomb);
     if (lost != 0) {
         /* This process lost an invalidation of this user: what the cache held is stale. Once the tombstone is
          * written (lost == 1) it is what a fill may replace; while Redis is still down nothing is stored. */
         cached = lost > 0 ? tomb : NULL;
         len = lost > 0 ? strlen(tomb) : 0;
     }
-    if (chat_cache_is_body(cached, len)) {
+    if (first_page && chat_cache_is_body(cached, len)) {
         http_set_header(req, "X-Cache", "HIT");
         http_raw(req, 200, CT_JSON, cached, len);
         return;
     }
     snprintf(uid, sizeof uid, "%lld", req->user_id);
-    const char *params[] = {uid};
+    snprintf(bef, sizeof bef, "%lld", before);
+    snprintf(lim, sizeof lim, "%ld", limit + 1); /* one more tells whether another page follows */
+    const char *params[] = {uid, before_s ? bef : NULL, lim};
     res = db_query(&q_room_list, params);
     if (!res) {
         db_fail(req, "chatroom list");
         goto out;
     }
+    n = PQntuples(res) > limit ? (int)limit : PQntuples(res);
     obj = json_object_new_object();
-    arr = json_object_new_array_ext(PQntuples(res));
+    arr = json_object_new_array_ext(n);
     json_object_object_add(obj, "chatrooms", arr);
-    for (int i = 0; i < PQntuples(res); i++)
+    for (int i = 0; i < n; i++)
         json_object_array_add(arr, room_json(res, i, 0));
+    json_object_object_add(obj, "next_before",
+                           PQntuples(res) > limit ? json_object_new_int64(ll_at(res, n - 1, 0)) : NULL);
     s = jsonv_dump(obj, &slen);
 
     keys_chatrooms(req->user_id, key);
-    if (lost >= 0)
+    if (first_page && lost >= 0)
         cache_fill(key, cached ? cached : "", cached ? len : 0, s, slen);
     http_set_header(req, "X-Cache", "MISS");
     http_raw(req, 200, CT_JSON, s, slen);

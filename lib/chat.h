@@ -25,13 +25,17 @@
 #define CHAT_CACHE_PREFIX KEYS_CHATROOMS_PREFIX /* + user id: the cached list (auth_require_cached reads it) */
 #define CHAT_CACHE_KEY_MAX KEYS_USER_MAX        /* "chatrooms:<uid>" fits */
 
-/* POST /chatroom: 201 chatroom. Body optional (empty = {}); "title" absent/null -> "New chat". */
+/* POST /chatroom: 201 chatroom. Body optional (empty = {}); "title" absent/null -> "New chat". 409 conflict when
+ * the user already has CHATROOM_MAX_PER_USER rooms (exact under concurrent creates). */
 void chat_create(http_req_t *req);
 
-/* GET /chatroom. cached/len: the value auth_require_cached found under CHAT_CACHE_PREFIX<uid> (NULL on a miss or
- * when Redis is down); it is not freed here. A cached list body is served as is (X-Cache: HIT); anything
- * else is a miss: the list is read from PostgreSQL (X-Cache: MISS) and stored back with a compare-and-set
- * against what was read, so a list read before an invalidation can never overwrite it. */
+/* GET /chatroom?limit=&before=: {"chatrooms":[...], "next_before": id or null}, newest activity first, limit
+ * 1..CHAT_PAGE_MAX (default CHAT_PAGE_DEFAULT), before = the last chatroom id of the previous page. cached/len:
+ * the value auth_require_cached found under CHAT_CACHE_PREFIX<uid> (NULL on a miss or when Redis is down); it is
+ * not freed here. Only the first page of the default size is cached: a cached body is served as is (X-Cache:
+ * HIT); anything else is a miss: the page is read from PostgreSQL (X-Cache: MISS) and, for that first page,
+ * stored back with a compare-and-set against what was read, so a list read before an invalidation can never
+ * overwrite it. */
 void chat_list(http_req_t *req, const char *cached, size_t len);
 
 /* GET /chatroom/{id}: chatroom plus its latest CHAT_ROOM_MESSAGES messages, oldest first. */

@@ -67,6 +67,15 @@ static const setting_t settings[] = {
     S("CORS_ALLOWED_ORIGINS", NULL, cors_allowed_origins),
     S("METRICS_DIR", NULL, metrics_dir), /* development: var/metrics; production: /run/gemini-backend/metrics */
     S("METRICS_ALLOW_FROM", "127.0.0.1,::1", metrics_allow_from),
+    L("LOGIN_MAX_FAILURES", "5", 1, 1000, login_max_failures),
+    L("LOGIN_ADDR_MAX_FAILURES", "50", 1, 1000000, login_addr_max_failures),
+    L("LOGIN_BACKOFF_SECONDS", "30", 1, 86400, login_backoff_seconds),
+    L("LOGIN_BACKOFF_MAX_SECONDS", "900", 1, 86400, login_backoff_max_seconds),
+    L("PASSWORD_HASH_CONCURRENCY", "4", 1, 1024, password_hash_concurrency),
+    L("SIGNUP_ADDR_MAX_PER_HOUR", "20", 1, 1000000, signup_addr_max_per_hour),
+    L("OTP_VERIFY_MAX_FAILURES", "20", 1, 1000, otp_verify_max_failures),
+    L("OTP_VERIFY_ADDR_MAX_FAILURES", "200", 1, 1000000, otp_verify_addr_max_failures),
+    L("CHATROOM_MAX_PER_USER", "1000", 1, 1000000, chatroom_max_per_user),
 };
 
 /* Values read from ENV_FILE, looked up after the real environment. Owned here for the process lifetime. */

@@ -41,6 +41,16 @@ typedef struct config {
     const char *metrics_allow_from; /* METRICS_ALLOW_FROM: client addresses /metrics answers ("any": all) */
     /* CORS_ALLOWED_ORIGINS: comma list of origins (scheme://host[:port]) answered with CORS headers; NULL: none */
     const char *cors_allowed_origins;
+    /* Abuse limits (issue 16; counters in PostgreSQL, lib/throttle.h) */
+    long login_max_failures;           /* LOGIN_MAX_FAILURES 5: failed logins per account, then backoff */
+    long login_addr_max_failures;      /* LOGIN_ADDR_MAX_FAILURES 50: failed logins per client address, then backoff */
+    long login_backoff_seconds;        /* LOGIN_BACKOFF_SECONDS 30: first wait, doubled per further failure */
+    long login_backoff_max_seconds;    /* LOGIN_BACKOFF_MAX_SECONDS 900: longest wait */
+    long password_hash_concurrency;    /* PASSWORD_HASH_CONCURRENCY 2: Argon2 computations at once, all processes */
+    long signup_addr_max_per_hour;     /* SIGNUP_ADDR_MAX_PER_HOUR 20: signups with a password per address */
+    long otp_verify_max_failures;      /* OTP_VERIFY_MAX_FAILURES 20: wrong codes per number per day */
+    long otp_verify_addr_max_failures; /* OTP_VERIFY_ADDR_MAX_FAILURES 200: wrong codes per address per day */
+    long chatroom_max_per_user;        /* CHATROOM_MAX_PER_USER 1000: chatrooms one user may have */
 } config_t;
 
 /* The process-wide configuration, valid after config_load succeeded. */

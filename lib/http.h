@@ -25,8 +25,9 @@ typedef struct http_req {
     char request_id[65];                 /* the client's X-Request-Id if sane, else a random one */
     const char *params[HTTP_MAX_PARAMS]; /* {name} captures of the matched route, in order */
     int nparams;
-    long long user_id; /* set by auth_require */
-    int token_version; /* set by auth_require */
+    long long user_id;   /* set by auth_require */
+    int token_version;   /* set by auth_require */
+    long long token_iat; /* set by auth_require: when the token was issued (Unix seconds) */
 
     /* response, filled by the handler */
     int status;

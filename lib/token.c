@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <json-c/json.h>
 #include <jwt.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -137,6 +138,52 @@ out:
     return res;
 }
 
+/* The header segment (base64url, no padding) decodes to a JSON object whose "alg" is the string "HS256",
+ * byte for byte. libjwt compares the name case-insensitively ("hs256" passes) and only after decoding; this
+ * runs first. 1 ok, 0 refused. */
+#define TOKEN_HEADER_MAX 512 /* bytes of a decoded header: ours is 27 */
+
+static int header_alg_exact(const char *seg, size_t len)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char out[TOKEN_HEADER_MAX + 1];
+    size_t n = 0;
+    unsigned acc = 0;
+    int bits = 0, ok = 0;
+    json_object *o = NULL, *alg = NULL;
+    json_tokener *tk = NULL;
+
+    if (len % 4 == 1 || len / 4 * 3 + 2 > TOKEN_HEADER_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = memchr(tbl, seg[i], 64);
+        if (!p)
+            return 0;
+        acc = (acc << 6) | (unsigned)(p - tbl);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    out[n] = '\0';
+    if (memchr(out, '\0', n)) /* json-c would stop at an embedded NUL */
+        goto out;
+    tk = json_tokener_new();
+    o = json_tokener_parse_ex(tk, (const char *)out, (int)n);
+    if (!o || json_tokener_get_error(tk) != json_tokener_success || json_tokener_get_parse_end(tk) != n)
+        goto out;
+    ok = json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, "alg", &alg) &&
+         json_object_is_type(alg, json_type_string) && json_object_get_string_len(alg) == 5 &&
+         memcmp(json_object_get_string(alg), "HS256", 5) == 0;
+out:
+    json_object_put(o);
+    if (tk)
+        json_tokener_free(tk);
+    return ok;
+}
+
 /* Everything about a token that depends only on its exact bytes and the key: structure, signature, algorithm
  * and claim types. The time checks are the caller's. */
 static int verify_static(const unsigned char *key, size_t keylen, const char *token, token_claims_t *out)
@@ -148,6 +195,8 @@ static int verify_static(const unsigned char *key, size_t keylen, const char *to
     int rc = -1;
 
     memset(&c, 0, sizeof c);
+    if (!header_alg_exact(token, strcspn(token, ".")))
+        goto out;
     if (jwt_decode(&j, token, key, (int)keylen) != 0 || !j)
         goto out;
     /* jwt_decode verifies whatever HS* the header names with our key: only HS256 is ours. */

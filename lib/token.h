@@ -21,7 +21,8 @@ typedef struct token_claims {
  * frees) or NULL on failure. key must be >= 1 byte (the config enforces >= 32 outside development). */
 char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now, long ttl);
 
-/* Verify: signature with key, alg pinned to HS256 (none/HS384/HS512/RS* refused), exp present and in the
+/* Verify: signature with key, alg pinned to HS256 (the header's "alg" exactly "HS256", checked before libjwt
+ * decodes: "hs256", none, HS384, HS512, RS* refused), exp present and in the
  * future (no leeway), iat present and not in the future (60 s leeway), sub a positive integer string,
  * tv present. 0 ok (claims filled), -1 invalid. Does not check revocation (the caller compares tv). */
 int token_verify(const unsigned char *key, size_t keylen, const char *token, time_t now, token_claims_t *out);

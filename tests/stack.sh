@@ -408,6 +408,12 @@ _stack_env_test() {
         AI_HISTORY_MESSAGES AI_TIMEOUT_MS AI_MAX_ATTEMPTS WORKER_CONCURRENCY WORKER_RECOVER_SECONDS; do
         unset "$v"
     done
+    # The abuse limits keep their defaults (tests/e2e/17_abuse.sh relies on them).
+    for v in LOGIN_MAX_FAILURES LOGIN_ADDR_MAX_FAILURES LOGIN_BACKOFF_SECONDS LOGIN_BACKOFF_MAX_SECONDS \
+        PASSWORD_HASH_CONCURRENCY SIGNUP_ADDR_MAX_PER_HOUR OTP_VERIFY_MAX_FAILURES OTP_VERIFY_ADDR_MAX_FAILURES \
+        CHATROOM_MAX_PER_USER; do
+        unset "$v"
+    done
     export DATABASE_URL REDIS_URL JWT_SECRET
     DATABASE_URL=$(_stack_pg_url gemini)
     REDIS_URL=unix://$STACK_DIR/redis.sock

@@ -240,17 +240,22 @@ check_status 200 "login with the new password"
 req POST /auth/login "{\"mobile\":\"$M5\",\"password\":\"correct horse battery\"}"
 check_status 401 "the old password no longer works"
 auth_req "$T1" POST /auth/change-password '{"new_password":"first password!"}'
-check_status 200 "a user without a password sets one without current_password"
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "a first password with only a token is 400 (a reset code is required)"
+req POST /auth/forgot-password "{\"mobile\":\"$M\"}"
+auth_req "$T1" POST /auth/change-password "{\"new_password\":\"first password!\",\"otp\":\"$(jget .otp)\"}"
+check_status 200 "a user without a password sets one with a reset code instead of current_password"
 req POST /auth/change-password '{"new_password":"first password!"}'
 check_status 401 "change-password needs a token"
 
 # Concurrent changes with one token: exactly one wins, the others' token is revoked by it.
 signup_and_login
+req POST /auth/forgot-password "{\"mobile\":\"$MOBILE\"}"
+RESET=$(jget .otp)
 tmp=$(mktemp -d)
 for i in 1 2 3 4; do
     curl -s -o /dev/null -w '%{http_code}\n' -XPOST "$BASE_URL/auth/change-password" \
         -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-        -d "{\"new_password\":\"parallel password $i\"}" >"$tmp/$i" &
+        -d "{\"new_password\":\"parallel password $i\",\"otp\":\"$RESET\"}" >"$tmp/$i" &
 done
 wait
 codes=$(cat "$tmp"/* | sort | tr '\n' ' ')
@@ -262,7 +267,8 @@ check_eq "$(psql_q "SELECT token_version FROM users WHERE id = $USER_ID")" "1" "
 # older writer never overwrites a newer value.
 signup_and_login
 T_OLD=$TOKEN
-auth_req "$T_OLD" POST /auth/change-password '{"new_password":"mirror test password"}'
+req POST /auth/forgot-password "{\"mobile\":\"$MOBILE\"}"
+auth_req "$T_OLD" POST /auth/change-password "{\"new_password\":\"mirror test password\",\"otp\":\"$(jget .otp)\"}"
 T_NEW=$(jget .access_token)
 redis_cli SET "authv:$USER_ID" 0 EX 600 >/dev/null # what a racing reader of the old version would have left
 auth_req "$T_NEW" GET /user/me

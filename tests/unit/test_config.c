@@ -225,6 +225,40 @@ static void test_cors_origins(void **state)
     }
 }
 
+/* The abuse limits of issue 16: defaults, and a bad value stops start-up naming the variable. */
+static void test_abuse_limits(void **state)
+{
+    (void)state;
+    static const char *names[] = {
+        "LOGIN_MAX_FAILURES",        "LOGIN_ADDR_MAX_FAILURES",      "LOGIN_BACKOFF_SECONDS",
+        "LOGIN_BACKOFF_MAX_SECONDS", "PASSWORD_HASH_CONCURRENCY",    "SIGNUP_ADDR_MAX_PER_HOUR",
+        "OTP_VERIFY_MAX_FAILURES",   "OTP_VERIFY_ADDR_MAX_FAILURES", "CHATROOM_MAX_PER_USER"};
+    char err[256];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        unsetenv(names[i]);
+    production_basics();
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_int_equal(g_config.login_max_failures, 5);
+    assert_int_equal(g_config.login_addr_max_failures, 50);
+    assert_int_equal(g_config.login_backoff_seconds, 30);
+    assert_int_equal(g_config.login_backoff_max_seconds, 900);
+    assert_int_equal(g_config.password_hash_concurrency, 4);
+    assert_int_equal(g_config.signup_addr_max_per_hour, 20);
+    assert_int_equal(g_config.otp_verify_max_failures, 20);
+    assert_int_equal(g_config.otp_verify_addr_max_failures, 200);
+    assert_int_equal(g_config.chatroom_max_per_user, 1000);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        setenv(names[i], "0", 1); /* every one of them is at least 1 */
+        assert_int_equal(config_load(err, sizeof err), -1);
+        assert_non_null(strstr(err, names[i]));
+        unsetenv(names[i]);
+    }
+    setenv("CHATROOM_MAX_PER_USER", "3", 1);
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_int_equal(g_config.chatroom_max_per_user, 3);
+    unsetenv("CHATROOM_MAX_PER_USER");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +269,7 @@ int main(void)
         cmocka_unit_test_setup(test_bounds, clean),
         cmocka_unit_test_setup(test_env_file, clean),
         cmocka_unit_test_setup(test_cors_origins, clean),
+        cmocka_unit_test_setup(test_abuse_limits, clean),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

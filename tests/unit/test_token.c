@@ -536,6 +536,39 @@ static void test_other_hmac_algs_refused(void **state)
     free(t);
 }
 
+/* The header's alg must be exactly "HS256" (issue 16): libjwt reads the name case-insensitively, so a token
+ * labelled "hs256" (or "Hs256") and correctly signed with HMAC-SHA256 would pass its check. */
+static void test_alg_exact_case(void **state)
+{
+    (void)state;
+    char *p = b64url_str(GOOD_CLAIMS);
+    static const char *headers[] = {
+        "{\"alg\":\"hs256\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"Hs256\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"HS256 \"}",
+        "{\"alg\":\"HS2560\"}",
+        "{\"alg\":[\"HS256\"]}",
+        "{\"typ\":\"JWT\"}",
+        "{\"alg\":null}",
+        "[\"HS256\"]",
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        char *h = b64url_str(headers[i]);
+        char *t = hand_sign(h, p, KEY, sizeof KEY);
+        if (verify(t) != -1)
+            fail_msg("header %s accepted", headers[i]);
+        free(t);
+        free(h);
+    }
+    /* control: the exact name, hand-signed the same way, passes */
+    char *h = b64url_str("{\"typ\":\"JWT\",\"alg\":\"HS256\"}");
+    char *t = hand_sign(h, p, KEY, sizeof KEY);
+    assert_int_equal(verify(t), 0);
+    free(t);
+    free(h);
+    free(p);
+}
+
 /* ---- verify: claims ---- */
 
 static void test_exp(void **state)
@@ -818,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_hand_made_tokens),
         cmocka_unit_test(test_alg_none),
         cmocka_unit_test(test_other_hmac_algs_refused),
+        cmocka_unit_test(test_alg_exact_case),
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_iat),
         cmocka_unit_test(test_sub),

@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# Issue 16, auth abuse: the password-login throttle (per account, per client address, backoff, 429 +
+# Retry-After, counters in PostgreSQL so Redis being down changes nothing), the Argon2 slots (503 when busy),
+# reset-password checking the code before hashing, the signup throttle, the daily caps on wrong OTPs (per
+# number, per address, logged), the chatroom cap and the paginated list, the first password needing a reset
+# code, POST /auth/logout, and the JWT header's alg compared exactly.
+# Each section sends from its own random loopback address (curl --interface 127.x.y.z: REMOTE_ADDR), so the
+# per-address counters of other scripts (all from 127.0.0.1) and of earlier deployments never interfere.
+source "$(dirname "$0")/../lib.sh"
+
+# The defaults of the limits (the test stack does not set the variables).
+LOGIN_MAX=5 LOGIN_ADDR_MAX=50 SIGNUP_ADDR_MAX=20 OTP_MAX=20 OTP_ADDR_MAX=200 ROOM_MAX=1000 HASH_SLOTS=2
+HASH_LOCK_CLASS=7240016
+
+new_addr() { printf '127.%d.%d.%d\n' $((RANDOM % 250 + 1)) $((RANDOM % 250 + 1)) $((RANDOM % 250 + 2)); }
+# from ADDR METHOD PATH [JSON]: req from that source address
+from() {
+    local addr=$1
+    shift
+    req "$@" --interface "$addr"
+}
+# throttle_row SCOPE SUBJECT: "count/blocked" or "count/free", empty without a row
+throttle_row() { psql_q "SELECT count || '/' || CASE WHEN blocked_until > now() THEN 'blocked' ELSE 'free' END FROM auth_throttle WHERE scope = '$1' AND subject = '$2'"; }
+seed() { psql_q "INSERT INTO auth_throttle (scope, subject, count) VALUES ('$1', '$2', $3) ON CONFLICT (scope, subject) DO UPDATE SET count = $3, window_start = now(), blocked_until = NULL" >/dev/null; }
+app_logs() { cat "$STACK_DIR"/*.log 2>/dev/null || true; }
+
+# ---- 1. password login: per account ----
+ADDR=$(new_addr)
+M=$(rand_mobile)
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+check_status 201 "signup with a password"
+UID1=$(jget .id)
+for i in $(seq 1 $LOGIN_MAX); do
+    from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"wrong password $i\"}"
+    check_eq "$STATUS/$(jget .error.code)" "401/invalid_credentials" "wrong password $i of $LOGIN_MAX is 401"
+done
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"wrong password x\"}"
+check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "after $LOGIN_MAX failures the account is blocked: 429"
+ra=$(header Retry-After)
+check "the login block has Retry-After 1..30 ($ra)" test "${ra:-0}" -ge 1 -a "${ra:-0}" -le 30
+from "$(new_addr)" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+check_status 429 "even the right password from another address waits: the account is blocked"
+check_eq "$(throttle_row login_user "$UID1")" "$LOGIN_MAX/blocked" "blocked attempts are not counted"
+check "the block is logged with the user id" grep -q "throttle: login_user cap reached for $UID1 " <<<"$(app_logs)"
+check "no mobile number in the throttle's log lines" sh -c '! grep "throttle:" | grep -qF "$0"' "${M#+}" <<<"$(app_logs)"
+psql_q "UPDATE auth_throttle SET blocked_until = now() - interval '1 second' WHERE scope = 'login_user' AND subject = '$UID1'" >/dev/null
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"wrong again\"}"
+check_status 401 "once the block is over the next wrong password is checked (401)"
+check_eq "$(throttle_row login_user "$UID1")" "$((LOGIN_MAX + 1))/blocked" "and it blocks again, for longer"
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+ra=$(header Retry-After)
+check "the second block doubles: Retry-After 31..60 ($ra)" test "${ra:-0}" -gt 30 -a "${ra:-0}" -le 60
+psql_q "UPDATE auth_throttle SET blocked_until = NULL WHERE scope = 'login_user' AND subject = '$UID1'" >/dev/null
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+check_status 200 "the right password after the block logs in"
+check_eq "$(throttle_row login_user "$UID1")" "" "a successful login forgets the account's failures"
+
+# ---- 1. password login: per client address, and Redis down changes nothing ----
+ADDR=$(new_addr)
+seed login_addr "$ADDR" $((LOGIN_ADDR_MAX - 1))
+from "$ADDR" POST /auth/login "{\"mobile\":\"$(rand_mobile)\",\"password\":\"any password\"}"
+check_status 401 "failure $LOGIN_ADDR_MAX from one address (unknown number) is still 401"
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "then the address is blocked, whatever the account"
+check "the address block has Retry-After" test -n "$(header Retry-After)"
+from "$(new_addr)" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+check_status 200 "another address still logs in"
+ADDR=$(new_addr)
+stack_redis_stop
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"wrong with redis down\"}"
+check_status 401 "a wrong password with Redis down is 401"
+check_eq "$(throttle_row login_addr "$ADDR")" "1/free" "and is counted with Redis down (PostgreSQL holds the counters)"
+seed login_addr "$ADDR" $((LOGIN_ADDR_MAX + 3))
+psql_q "UPDATE auth_throttle SET blocked_until = now() + interval '60 seconds' WHERE scope = 'login_addr' AND subject = '$ADDR'" >/dev/null
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+check_status 429 "a blocked address stays blocked with Redis down (fails safe)"
+stack_redis_start
+
+# ---- 1. Argon2 slots: all busy -> 503 with Retry-After, nothing hashed; cheap refusals still answered ----
+ADDR=$(new_addr)
+MR=$(rand_mobile)
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$MR\"}"
+from "$ADDR" POST /auth/forgot-password "{\"mobile\":\"$MR\"}"
+RCODE=$(jget .otp)
+psql -X -q -d "$DATABASE_URL" -c "SELECT pg_advisory_lock($HASH_LOCK_CLASS, s) FROM generate_series(1, $HASH_SLOTS) s" \
+    -c "SELECT pg_sleep(20)" >/dev/null 2>&1 &
+HOLDER=$!
+for _ in $(seq 1 50); do
+    [[ $(psql_q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $HASH_LOCK_CLASS AND granted") == "$HASH_SLOTS" ]] && break
+    sleep 0.1
+done
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+check_eq "$STATUS/$(jget .error.code)/$(header Retry-After)" "503/unavailable/1" "login while every Argon2 slot is busy: 503, Retry-After: 1"
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"password\":\"some password\"}"
+check_status 503 "signup with a password while the slots are busy: 503"
+# reset-password checks the code first: a wrong code is refused without needing a slot (it used to hash first)
+wrong=$(printf '%06d' $(((10#$RCODE + 1) % 1000000)))
+from "$ADDR" POST /auth/reset-password "{\"mobile\":\"$MR\",\"otp\":\"$wrong\",\"new_password\":\"new password 1\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "reset-password with a wrong code: 401 before any hash"
+from "$ADDR" POST /auth/reset-password "{\"mobile\":\"$(rand_mobile)\",\"otp\":\"123456\",\"new_password\":\"new password 1\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "reset-password for an unknown number: 401 before any hash"
+from "$ADDR" POST /auth/reset-password "{\"mobile\":\"$MR\",\"otp\":\"$RCODE\",\"new_password\":\"new password 1\"}"
+check_status 503 "reset-password with the right code needs a slot: 503"
+# The holder's backend sleeps and would not notice its client go: end that backend (ours) by its pid.
+psql_q "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $HASH_LOCK_CLASS" >/dev/null
+wait "$HOLDER" 2>/dev/null || true
+for _ in $(seq 1 50); do
+    [[ $(psql_q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $HASH_LOCK_CLASS") == 0 ]] && break
+    sleep 0.1
+done
+from "$ADDR" POST /auth/reset-password "{\"mobile\":\"$MR\",\"otp\":\"$RCODE\",\"new_password\":\"new password 1\"}"
+check_status 200 "the code was not used up by the 503: with a free slot the reset succeeds"
+check_eq "$(psql_q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $HASH_LOCK_CLASS")" 0 \
+    "every slot is released after the hashes"
+
+# ---- 2. signup with a password: per address per hour ----
+ADDR=$(new_addr)
+seed signup_addr "$ADDR" $((SIGNUP_ADDR_MAX - 1))
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$M\",\"password\":\"taken number\"}"
+check_status 409 "signup of a taken number is 409 (checked before hashing, not counted)"
+check_eq "$(throttle_row signup_addr "$ADDR")" "$((SIGNUP_ADDR_MAX - 1))/free" "a 409 is not counted"
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"password\":\"password number 20\"}"
+check_status 201 "signup $SIGNUP_ADDR_MAX with a password from one address"
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"password\":\"password number 21\"}"
+check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "the next signup with a password is 429"
+ra=$(header Retry-After)
+check "signup Retry-After is within the hour ($ra)" test "${ra:-0}" -ge 1 -a "${ra:-0}" -le 3600
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$(rand_mobile)\"}"
+check_status 201 "a signup without a password (nothing to hash) is not throttled"
+
+# ---- 3. OTP verification: daily caps per number and per address ----
+signup_and_login
+MO=$MOBILE UO=$USER_ID TO=$TOKEN
+ADDR=$(new_addr)
+psql_q "DELETE FROM otp_sends WHERE user_id = $UO" >/dev/null
+from "$ADDR" POST /auth/send-otp "{\"mobile\":\"$MO\"}"
+CODE=$(jget .otp)
+wrong=$(printf '%06d' $(((10#$CODE + 3) % 1000000)))
+from "$ADDR" POST /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$wrong\"}"
+check_status 401 "a wrong code is 401"
+check_eq "$(throttle_row otp_user "$UO")/$(throttle_row otp_addr "$ADDR")" "1/free/1/free" "it counts for the number and the address"
+seed otp_user "$UO" $((OTP_MAX - 1))
+from "$(new_addr)" POST /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$wrong\"}"
+check_status 401 "wrong code $OTP_MAX of the day for this number is 401"
+from "$(new_addr)" POST /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$CODE\"}"
+check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "then even the right code is 429 for the rest of the day"
+ra=$(header Retry-After)
+check "the daily cap's Retry-After is the rest of the day's window ($ra)" test "${ra:-0}" -gt 86000 -a "${ra:-0}" -le 86400
+psql_q "DELETE FROM otp_sends WHERE user_id = $UO" >/dev/null
+from "$(new_addr)" POST /auth/forgot-password "{\"mobile\":\"$MO\"}"
+from "$(new_addr)" POST /auth/reset-password "{\"mobile\":\"$MO\",\"otp\":\"$(jget .otp)\",\"new_password\":\"new password 2\"}"
+check_status 429 "the cap covers both purposes (reset-password too)"
+check "the OTP cap is logged with the user id" grep -q "throttle: otp_user cap reached for $UO " <<<"$(app_logs)"
+check "no code in the throttle's log lines" sh -c '! grep "throttle:" | grep -qF "$0"' "$CODE" <<<"$(app_logs)"
+ADDR=$(new_addr)
+seed otp_addr "$ADDR" $((OTP_ADDR_MAX - 1))
+from "$ADDR" POST /auth/verify-otp "{\"mobile\":\"$(rand_mobile)\",\"otp\":\"111111\"}"
+check_status 401 "wrong code $OTP_ADDR_MAX from one address (an unknown number) is 401"
+from "$ADDR" POST /auth/verify-otp "{\"mobile\":\"$(rand_mobile)\",\"otp\":\"111111\"}"
+check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "then that address gets 429 for any number"
+check "the per-address cap is logged" grep -q "throttle: otp_addr cap reached for $ADDR " <<<"$(app_logs)"
+
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+sign_jwt() { # HEADER_JSON PAYLOAD_JSON: HMAC-SHA256 with the server's secret, whatever the header says
+    local h p
+    h=$(printf '%s' "$1" | b64url)
+    p=$(printf '%s' "$2" | b64url)
+    printf '%s.%s.%s' "$h" "$p" "$(printf '%s' "$h.$p" | openssl dgst -sha256 -hmac "$JWT_SECRET" -binary | b64url)"
+}
+# A token of the user issued AGE seconds ago (what a stolen token looks like a while later).
+old_token() { # USER_ID AGE
+    local now
+    now=$(date +%s)
+    sign_jwt '{"alg":"HS256","typ":"JWT"}' \
+        "{\"sub\":\"$1\",\"iat\":$((now - $2)),\"exp\":$((now + 3600)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":0,\"typ_use\":\"access\"}"
+}
+
+# ---- 5. the first password needs a fresh login or a fresh reset code; POST /auth/logout ----
+signup_and_login
+auth_req "$TOKEN" POST /auth/change-password '{"new_password":"first password 0"}'
+check_status 200 "a first password with a token just issued by an OTP login is set (the login proved the number)"
+signup_and_login
+MF=$MOBILE TF=$(old_token "$USER_ID" 600) UF=$USER_ID
+auth_req "$TF" POST /auth/change-password '{"new_password":"first password 1"}'
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "a first password with a 10-minute-old token alone: 400 (otp required)"
+check "the message says how to get a code" grep -q forgot-password <<<"$(jget .error.message)"
+auth_req "$TF" POST /auth/change-password '{"new_password":"first password 1","otp":"123456"}' --interface "$(new_addr)"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "with a code that was never sent: 401 invalid_otp"
+psql_q "DELETE FROM otp_sends WHERE user_id = $UF" >/dev/null
+req POST /auth/send-otp "{\"mobile\":\"$MF\"}"
+LOGIN_CODE=$(jget .otp)
+auth_req "$TF" POST /auth/change-password "{\"new_password\":\"first password 1\",\"otp\":\"$LOGIN_CODE\"}"
+check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "a login code does not set a first password"
+req POST /auth/forgot-password "{\"mobile\":\"$MF\"}"
+RESET_CODE=$(jget .otp)
+auth_req "$TF" POST /auth/change-password "{\"new_password\":\"first password 1\",\"otp\":\"$RESET_CODE\"}"
+check_status 200 "token + fresh reset code set the first password"
+check_eq "$(jget .user.has_password)" true "the user has a password now"
+T_A=$(jget .access_token)
+auth_req "$TF" GET /user/me
+check_status 401 "the token from before the first password is revoked"
+req POST /auth/reset-password "{\"mobile\":\"$MF\",\"otp\":\"$RESET_CODE\",\"new_password\":\"other password 1\"}"
+check_status 401 "the reset code was used up"
+req POST /auth/login "{\"mobile\":\"$MF\",\"password\":\"first password 1\"}"
+T_B=$(jget .access_token)
+auth_req "$T_B" GET /user/me
+check_status 200 "a second token of the same user works"
+auth_req "$T_A" POST /auth/logout
+check_status 204 "POST /auth/logout is 204"
+check_eq "$BODY" "" "logout has an empty body"
+auth_req "$T_A" GET /user/me
+check_status 401 "the token that logged out is revoked"
+auth_req "$T_B" GET /user/me
+check_status 401 "every other token of the user is revoked too"
+auth_req "$T_A" POST /auth/logout
+check_status 401 "logout with a revoked token is 401"
+req POST /auth/logout
+check_status 401 "logout without a token is 401"
+req GET /auth/logout
+check_eq "$STATUS/$(header Allow)" "405/POST" "GET /auth/logout is 405 with Allow: POST"
+req POST /auth/login "{\"mobile\":\"$MF\",\"password\":\"first password 1\"}"
+auth_req "$(jget .access_token)" GET /user/me
+check_status 200 "logging in again after logout works"
+
+# ---- 6. the header's alg must be exactly "HS256" ----
+signup_and_login
+now=$(date +%s)
+claims="{\"sub\":\"$USER_ID\",\"iat\":$((now - 10)),\"exp\":$((now + 3600)),\"jti\":\"$(openssl rand -hex 16)\",\"tv\":0,\"typ_use\":\"access\"}"
+auth_req "$(sign_jwt '{"alg":"HS256","typ":"JWT"}' "$claims")" GET /user/me
+check_status 200 "a hand-made HS256 token is accepted (control)"
+for alg in hs256 Hs256 hS256 'HS256 ' none; do
+    auth_req "$(sign_jwt "{\"alg\":\"$alg\",\"typ\":\"JWT\"}" "$claims")" GET /user/me
+    check_status 401 "a token whose header says alg \"$alg\" is 401"
+done
+
+# ---- 4. chatrooms: the per-user cap, exact under concurrency ----
+signup_and_login
+RT=$TOKEN RU=$USER_ID
+psql_q "INSERT INTO chatrooms (user_id, title) SELECT $RU, 'seeded ' || i FROM generate_series(1, $((ROOM_MAX - 3))) i" >/dev/null
+tmp=$(mktemp -d)
+for i in 1 2 3 4 5 6; do
+    curl -s -o /dev/null -w '%{http_code}\n' -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $RT" \
+        -H 'Content-Type: application/json' -d "{\"title\":\"parallel $i\"}" >"$tmp/$i" &
+done
+wait
+codes=$(cat "$tmp"/* | sort | tr '\n' ' ')
+rm -rf "$tmp"
+check_eq "$codes" "201 201 201 409 409 409 " "6 parallel creates with room for 3: three 201, three 409"
+check_eq "$(psql_q "SELECT count(*) FROM chatrooms WHERE user_id = $RU")" "$ROOM_MAX" "exactly $ROOM_MAX chatrooms"
+auth_req "$RT" POST /chatroom '{"title":"one too many"}'
+check_eq "$STATUS/$(jget .error.code)" "409/conflict" "a create over the cap is 409 conflict"
+check "the message names the cap" grep -q "$ROOM_MAX" <<<"$(jget .error.message)"
+DEL=$(psql_q "SELECT id FROM chatrooms WHERE user_id = $RU ORDER BY id LIMIT 1")
+auth_req "$RT" DELETE "/chatroom/$DEL"
+auth_req "$RT" POST /chatroom '{"title":"after a delete"}'
+check_status 201 "after a delete there is room again"
+
+# ---- 4. the list: pages of `limit` (default 50) with `before`; only the small first page is cached ----
+signup_and_login
+LT=$TOKEN LU=$USER_ID
+psql_q "INSERT INTO chatrooms (user_id, title, updated_at) SELECT $LU, 'room ' || i, now() - i * interval '1 minute' FROM generate_series(1, 120) i" >/dev/null
+expected=$(psql_q "SELECT string_agg(id::text, ',' ORDER BY updated_at DESC, id DESC) FROM chatrooms WHERE user_id = $LU")
+auth_req "$LT" GET /chatroom
+check_eq "$STATUS/$(jget '.chatrooms | length')/$(header X-Cache)" "200/50/MISS" "the first page has 50 rooms (the default)"
+P1=$(jget '[.chatrooms[].id] | map(tostring) | join(",")')
+NB=$(jget .next_before)
+check_eq "$NB" "$(jget '.chatrooms[49].id')" "next_before is the last room of the page"
+cached_len=$(redis_cli STRLEN "chatrooms:$LU")
+check "the cached value is one small page ($cached_len bytes), not the whole list" test "${cached_len:-0}" -gt 0 -a "${cached_len:-0}" -lt 12000
+auth_req "$LT" GET /chatroom
+check_eq "$(header X-Cache)/$(jget '.chatrooms | length')/$(jget .next_before)" "HIT/50/$NB" "the first page again: HIT, with next_before"
+auth_req "$LT" GET "/chatroom?before=$NB"
+check_eq "$STATUS/$(jget '.chatrooms | length')/$(header X-Cache)" "200/50/MISS" "the second page: 50 more, from PostgreSQL"
+P2=$(jget '[.chatrooms[].id] | map(tostring) | join(",")')
+NB2=$(jget .next_before)
+auth_req "$LT" GET "/chatroom/?before=$NB2&limit=50"
+check_eq "$(jget '.chatrooms | length')/$(jget .next_before)" "20/null" "the last page: 20 rooms, next_before null"
+P3=$(jget '[.chatrooms[].id] | map(tostring) | join(",")')
+check_eq "$P1,$P2,$P3" "$expected" "the pages together are the whole list, newest activity first, once each"
+auth_req "$LT" GET "/chatroom?limit=100"
+check_eq "$(jget '.chatrooms | length')/$(jget .next_before)" "100/$(cut -d, -f100 <<<"$expected")" "limit=100"
+check_eq "$(redis_cli GET "chatrooms:$LU" | jq '.chatrooms | length')" 50 "other pages never replace the cached first page"
+for bad in 'limit=0' 'limit=101' 'limit=abc' 'before=0' 'before=-3' 'before=x'; do
+    auth_req "$LT" GET "/chatroom?$bad"
+    check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "GET /chatroom?$bad is 400"
+done
+auth_req "$RT" GET "/chatroom?before=$NB"
+check_eq "$STATUS/$(jget '.chatrooms | length')" "200/0" "before= another user's room gives an empty page, nothing of theirs"
+auth_req "$LT" POST /chatroom '{"title":"newest"}'
+auth_req "$LT" GET /chatroom
+check_eq "$(header X-Cache)/$(jget '.chatrooms[0].title')" "MISS/newest" "a create still makes the next first page fresh"
