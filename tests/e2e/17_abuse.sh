@@ -9,7 +9,7 @@
 source "$(dirname "$0")/../lib.sh"
 
 # The defaults of the limits (the test stack does not set the variables).
-LOGIN_MAX=5 LOGIN_ADDR_MAX=50 SIGNUP_ADDR_MAX=20 OTP_MAX=20 OTP_ADDR_MAX=200 ROOM_MAX=1000 HASH_SLOTS=2
+LOGIN_MAX=5 LOGIN_ADDR_MAX=50 SIGNUP_ADDR_MAX=20 OTP_MAX=20 OTP_ADDR_MAX=200 ROOM_MAX=1000 HASH_SLOTS=4
 HASH_LOCK_CLASS=7240016
 
 new_addr() { printf '127.%d.%d.%d\n' $((RANDOM % 250 + 1)) $((RANDOM % 250 + 1)) $((RANDOM % 250 + 2)); }
