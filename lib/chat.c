@@ -170,9 +170,9 @@ void chat_list(http_req_t *req, const char *cached, size_t len)
         cached = lost > 0 ? tomb : NULL;
         len = lost > 0 ? strlen(tomb) : 0;
     }
-    if (chat_cache_is_body(cached, len)) {
+    if (chat_cache_hit(cached, len, &s, &slen)) {
         http_set_header(req, "X-Cache", "HIT");
-        http_raw(req, 200, CT_JSON, cached, len);
+        http_raw(req, 200, CT_JSON, s, slen);
         return;
     }
     if (chat_store_room_list(req->user_id, &obj) != 0) {

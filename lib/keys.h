@@ -16,6 +16,9 @@
 /* "authv:<uid>": the Redis mirror of users.token_version (auth.h), a decimal integer. */
 #define KEYS_AUTHV_PREFIX "authv:"
 
+/* "gb:epoch": the freshness epoch of the Redis copies above (mirror.h): "<run_id>.<random hex>". */
+#define KEYS_EPOCH "gb:epoch"
+
 /* The stream that carries AI reply jobs to the workers (queue.h). */
 #define KEYS_REPLY_STREAM "gb:replies"
 

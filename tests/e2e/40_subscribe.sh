@@ -74,7 +74,7 @@ sub_user() { psql_q "SELECT coalesce((SELECT coalesce(user_id::text, 'null') FRO
 event_count() { psql_q "SELECT count(*) FROM stripe_events WHERE id = '$1'"; }
 rfc3339() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 # list_invalidated UID: the cached chatroom list is gone or replaced by an invalidation tombstone (not a list).
-list_invalidated() { local v; v=$(redis_cli GET "chatrooms:$1"); [[ $v != \{* ]]; }
+list_invalidated() { local v; v=$(redis_cli GET "chatrooms:$1"); [[ $v == \~* ]]; } # a tombstone (outbox.h)
 # webhook_bg BODY OUT: the webhook delivery in the background (for parallel deliveries); OUT gets the status.
 webhook_bg() {
     curl -s -o /dev/null -w '%{http_code}' --max-time "$REQ_TIMEOUT" -X POST "$BASE_URL/webhook/stripe" \
