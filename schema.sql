@@ -259,7 +259,8 @@ $step$;
 --   limit         the daily limit is reached (p_limit applies to the basic tier; pro is unlimited but counted)
 --   key_conflict  the key was first used with another request (another room or content)
 --   key_busy      the key is held by a request that has not committed a response (never visible in practice)
--- Messages are rendered by chat_message_json(), the contract's message shape.
+-- Messages are rendered by chat_message_json(), the contract's message shape. The users triggers below feed the
+-- cache outbox from any change of a user row.
 DO $step$
 BEGIN
 IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 7) THEN
@@ -352,6 +353,26 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 7) THEN
         RETURN QUERY SELECT 'created'::text, 202, v_body, v_reply;
     END
     $fn$;
+
+    -- Any change of a user that a Redis copy shows (the token version mirror, the cached GET /user/me, the
+    -- cached list's tier-dependent reads), made by the app or straight in SQL (an operator's UPDATE of the tier,
+    -- a DELETE of the user), goes into the outbox: the worker's next drain tombstones the user's cached copies
+    -- and drops the mirror (lib/outbox.h), so they cannot outlive it by more than one worker turn.
+    CREATE OR REPLACE FUNCTION users_note_cache_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        INSERT INTO cache_invalidations AS ci (user_id) VALUES (OLD.id)
+        ON CONFLICT (user_id) DO UPDATE SET noted_at = clock_timestamp();
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER users_cache_change_update AFTER UPDATE ON users FOR EACH ROW
+        WHEN (OLD.tier IS DISTINCT FROM NEW.tier OR OLD.token_version IS DISTINCT FROM NEW.token_version
+              OR OLD.name IS DISTINCT FROM NEW.name OR OLD.email IS DISTINCT FROM NEW.email
+              OR OLD.mobile IS DISTINCT FROM NEW.mobile
+              OR (OLD.password_hash IS NULL) IS DISTINCT FROM (NEW.password_hash IS NULL))
+        EXECUTE FUNCTION users_note_cache_change();
+    CREATE TRIGGER users_cache_change_delete AFTER DELETE ON users FOR EACH ROW
+        EXECUTE FUNCTION users_note_cache_change();
 
     INSERT INTO schema_version (version) VALUES (7);
 END IF;

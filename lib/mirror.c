@@ -91,3 +91,27 @@ int mirror_unwrap(const char *val, size_t len, const char **payload, size_t *ple
     *plen = len - n - 1;
     return 1;
 }
+
+/* KEYS[1]: the key, KEYS[2]: the epoch key. ARGV[1]: the epoch the reader saw before it read PostgreSQL,
+ * ARGV[2]: what the key held then ('' for none), ARGV[3]: the payload, ARGV[4]: the TTL. */
+static const char fill_lua[] = "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end "
+                               "local v = redis.call('GET', KEYS[1]) "
+                               "if (v == false and ARGV[2] == '') or v == ARGV[2] then "
+                               "redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4]) return 1 end "
+                               "return 0";
+
+void mirror_fill(const char *key, const char *seen, size_t seenlen, const char *payload, size_t plen, int ttl)
+{
+    char ttls[16];
+    if (!epoch[0])
+        return; /* Redis down, or no epoch to store under */
+    int n = snprintf(ttls, sizeof ttls, "%d", ttl);
+    const char *argv[] = {"EVAL", fill_lua, "2", key, KEYS_EPOCH, epoch, seen ? seen : "", payload, ttls};
+    size_t lens[] = {
+        4, sizeof fill_lua - 1, 1, strlen(key), strlen(KEYS_EPOCH), strlen(epoch), seen ? seenlen : 0, plen, (size_t)n};
+    redisReply *r = cache_cmd(9, argv, lens);
+
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn("redis: fill of %s refused: %.*s", key, (int)(r->len < 200 ? r->len : 200), r->str);
+    freeReplyObject(r); /* NULL: Redis down, the answer came from PostgreSQL anyway */
+}

@@ -34,6 +34,13 @@ const char *mirror_epoch(void);
  * into val after the "<epoch>|", else 0. */
 int mirror_unwrap(const char *val, size_t len, const char **payload, size_t *plen);
 
+/* Store payload (plen bytes) under key as "<epoch>|<payload>" for ttl seconds, with this request's epoch, only if
+ * that epoch is still in force and the key still holds seen (seenlen bytes: what the reader found before it
+ * read PostgreSQL; NULL or "" for nothing). Writers replace such keys by unique tombstones after they commit
+ * (outbox.h), so a copy read before a change can never land after its invalidation. Best effort: nothing is
+ * stored without an epoch, when Redis is down, or when the key changed meanwhile. */
+void mirror_fill(const char *key, const char *seen, size_t seenlen, const char *payload, size_t plen, int ttl);
+
 /* Pure: whether val is stamped with epoch (val starts with epoch then '|'). For unit tests and mirror_unwrap. */
 int mirror_stamped(const char *epoch, const char *val, size_t len);
 /* Pure: whether epoch (len bytes) belongs to the instance with run_id ("<run_id>.<hex>", run_id not empty). */
