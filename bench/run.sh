@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: in one run, behind the same web server, for each server of BENCH_SERVERS (lighttpd, nginx):
 #   do-nothing      a do-nothing FastCGI handler (bench/noop.c) in place of the chatroom program: the ceiling
-#   list            cached GET /chatroom (X-Cache: HIT)
+#   list            cached GET /chatroom (X-Cache: HIT), one user (no wrk script: as light a client as do-nothing's)
 #   me              GET /user/me (a cached, versioned copy: lib/account.h)
 #   post            POST /chatroom/{id}/message as pro users, durable (fsync and synchronous_commit on, as
 #                   `make run` serves it: STACK_PG_DURABLE=1), BENCH_USERS users spread over the connections
@@ -138,7 +138,7 @@ for server in $SERVERS; do
     wrk -t2 -c"$CONNS" -d1s -s "$STACK_DIR/list.lua" "$BASE_URL" >/dev/null # warm-up: every process, every path
     bin=$(cat "$STACK_DIR/web.bin")
     read -r rss0 pss0 priv0 < <(fcgi_mem_kb "${bin%/cgi-bin}")
-    res[$server.list]=$(wrk_run "$BASE_URL" -s "$STACK_DIR/list.lua")
+    res[$server.list]=$(wrk_run "$BASE_URL/chatroom" -H "Authorization: Bearer $token") # no Lua: as light as noop
     me=$(curl -s -w ' %{http_code}' "$BASE_URL/user/me" -H "Authorization: Bearer $token")
     [[ $me == *' 200' ]] || echo "bench: GET /user/me answers: $me" >&2
     res[$server.me]=$(wrk_run "$BASE_URL/user/me" -H "Authorization: Bearer $token")
