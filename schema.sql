@@ -246,6 +246,139 @@ END IF;
 END
 $step$;
 
+-- Step 7: a post in one round trip. chat_post() does in one statement (one transaction) what
+-- POST /chatroom/{id}/message used to do in five: claim the Idempotency-Key (or find the committed first
+-- response of it), lock the caller's room (a concurrent DELETE waits, or wins first), take one message from
+-- the day's count (the daily_usage row lock serialises a user's concurrent posts, so the limit is exact), insert
+-- the user's message and the pending reply (that order: the reply has the larger id), bump the room's
+-- counters and store the response under the key. A refusal (no such room, limit reached) writes nothing: the
+-- key claimed for it is deleted again, so the key stays free. outcome is one of
+--   created       body: the 202 response, reply_id: the pending reply to queue
+--   replayed      body: the stored first response of this key (status in status)
+--   not_found     the room is not the caller's (or does not exist)
+--   limit         the daily limit is reached (p_limit applies to the basic tier; pro is unlimited but counted)
+--   key_conflict  the key was first used with another request (another room or content)
+--   key_busy      the key is held by a request that has not committed a response (never visible in practice)
+-- Messages are rendered by chat_message_json(), the contract's message shape. The users triggers below feed the
+-- cache outbox from any change of a user row.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 7) THEN
+
+    -- The contract's message, compact, keys in the contract's order (what the C code's json-c renders).
+    CREATE OR REPLACE FUNCTION chat_message_json(p_id bigint, p_chatroom_id bigint, p_role text, p_content text,
+                                                 p_status text, p_error text, p_created_at timestamptz)
+    RETURNS text LANGUAGE sql STABLE AS $fn$
+        SELECT '{"id":' || p_id || ',"chatroom_id":' || p_chatroom_id || ',"role":' || to_json(p_role)
+               || ',"content":' || to_json(p_content) || ',"status":' || to_json(p_status) || ',"error":'
+               || CASE WHEN p_status = 'failed' AND p_error IS NOT NULL THEN to_json(p_error)::text ELSE 'null' END
+               || ',"created_at":"'
+               || to_char(p_created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '"}'
+    $fn$;
+
+    CREATE OR REPLACE FUNCTION chat_post(p_user bigint, p_room bigint, p_content text, p_day date,
+                                         p_limit integer, p_key text, p_fingerprint bytea)
+    RETURNS TABLE (outcome text, status integer, body text, reply_id bigint)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    #variable_conflict use_column
+    DECLARE
+        v_tier text;
+        v_limit integer;
+        v_status integer;
+        v_body text;
+        v_same boolean;
+        v_reply bigint;
+    BEGIN
+        IF p_key IS NOT NULL THEN
+            -- A row comes back when this request owns the key (new, or older than 24 h and replaced); a
+            -- concurrent first request holding it is waited for here.
+            INSERT INTO idempotency_keys AS k (user_id, key, status, body, fingerprint)
+            VALUES (p_user, p_key, 0, '', p_fingerprint)
+            ON CONFLICT (user_id, key) DO UPDATE SET status = 0, body = '', created_at = now(),
+                fingerprint = EXCLUDED.fingerprint
+                WHERE k.created_at < now() - interval '24 hours';
+            IF NOT FOUND THEN
+                -- A committed first request holds it (this statement's new snapshot sees it). A key stored
+                -- before fingerprints existed (NULL) counts as the same request.
+                SELECT k.status, k.body, k.fingerprint IS NULL OR k.fingerprint = p_fingerprint
+                  INTO v_status, v_body, v_same
+                  FROM idempotency_keys k WHERE k.user_id = p_user AND k.key = p_key;
+                IF NOT FOUND OR v_status NOT BETWEEN 200 AND 599 THEN
+                    RETURN QUERY SELECT 'key_busy'::text, 0, NULL::text, NULL::bigint;
+                ELSIF NOT v_same THEN
+                    RETURN QUERY SELECT 'key_conflict'::text, 0, NULL::text, NULL::bigint;
+                ELSE
+                    RETURN QUERY SELECT 'replayed'::text, v_status, v_body, NULL::bigint;
+                END IF;
+                RETURN;
+            END IF;
+        END IF;
+
+        SELECT u.tier INTO v_tier FROM chatrooms c JOIN users u ON u.id = c.user_id
+         WHERE c.id = p_room AND c.user_id = p_user FOR UPDATE OF c;
+        IF NOT FOUND THEN
+            DELETE FROM idempotency_keys k WHERE k.user_id = p_user AND k.key = p_key;
+            RETURN QUERY SELECT 'not_found'::text, 404, NULL::text, NULL::bigint;
+            RETURN;
+        END IF;
+
+        v_limit := CASE WHEN v_tier = 'pro' THEN NULL ELSE p_limit END;
+        INSERT INTO daily_usage AS d (user_id, day, used)
+        SELECT p_user, p_day, 1 WHERE v_limit IS NULL OR v_limit > 0
+        ON CONFLICT (user_id, day) DO UPDATE SET used = d.used + 1 WHERE v_limit IS NULL OR d.used < v_limit;
+        IF NOT FOUND THEN
+            DELETE FROM idempotency_keys k WHERE k.user_id = p_user AND k.key = p_key;
+            RETURN QUERY SELECT 'limit'::text, 429, NULL::text, NULL::bigint;
+            RETURN;
+        END IF;
+
+        WITH room AS (
+            UPDATE chatrooms SET message_count = message_count + 2, updated_at = now() WHERE id = p_room
+        ), ins AS (
+            INSERT INTO messages (chatroom_id, user_id, role, content, status)
+            VALUES (p_room, p_user, 'user', p_content, 'completed'), (p_room, p_user, 'model', '', 'pending')
+            RETURNING id, chatroom_id, role, content, status, error, created_at
+        )
+        SELECT '{"message":' || u.j || ',"reply":' || r.j || '}', r.id
+          FROM (SELECT chat_message_json(i.id, i.chatroom_id, i.role, i.content, i.status, i.error, i.created_at) AS j
+                  FROM ins i WHERE i.role = 'user') u,
+               (SELECT i.id, chat_message_json(i.id, i.chatroom_id, i.role, i.content, i.status, i.error,
+                                               i.created_at) AS j
+                  FROM ins i WHERE i.role = 'model') r
+          INTO v_body, v_reply;
+
+        IF p_key IS NOT NULL THEN
+            UPDATE idempotency_keys k SET status = 202, body = v_body WHERE k.user_id = p_user AND k.key = p_key;
+        END IF;
+        RETURN QUERY SELECT 'created'::text, 202, v_body, v_reply;
+    END
+    $fn$;
+
+    -- Any change of a user that a Redis copy shows (the token version mirror, the cached GET /user/me, the
+    -- cached list's tier-dependent reads), made by the app or straight in SQL (an operator's UPDATE of the tier,
+    -- a DELETE of the user), goes into the outbox: the worker's next drain tombstones the user's cached copies
+    -- and drops the mirror (lib/outbox.h), so they cannot outlive it by more than one worker turn.
+    CREATE OR REPLACE FUNCTION users_note_cache_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        INSERT INTO cache_invalidations AS ci (user_id) VALUES (OLD.id)
+        ON CONFLICT (user_id) DO UPDATE SET noted_at = clock_timestamp();
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER users_cache_change_update AFTER UPDATE ON users FOR EACH ROW
+        WHEN (OLD.tier IS DISTINCT FROM NEW.tier OR OLD.token_version IS DISTINCT FROM NEW.token_version
+              OR OLD.name IS DISTINCT FROM NEW.name OR OLD.email IS DISTINCT FROM NEW.email
+              OR OLD.mobile IS DISTINCT FROM NEW.mobile
+              OR (OLD.password_hash IS NULL) IS DISTINCT FROM (NEW.password_hash IS NULL))
+        EXECUTE FUNCTION users_note_cache_change();
+    CREATE TRIGGER users_cache_change_delete AFTER DELETE ON users FOR EACH ROW
+        EXECUTE FUNCTION users_note_cache_change();
+
+    INSERT INTO schema_version (version) VALUES (7);
+END IF;
+END
+$step$;
+
 -- Step 8: abuse counters (issue 16), in PostgreSQL so that every process and machine shares them and they keep
 -- working while Redis is down. One row per (scope, subject): scope names what is counted (login_user,
 -- login_addr, otp_user, otp_addr, signup_addr), subject is a user id or a client address. count events since

@@ -1,57 +1,61 @@
 #!/usr/bin/env bash
-# make bench: throughput and memory of the cached GET /chatroom against two baselines behind the same lighttpd
-# configuration (a do-nothing FastCGI handler, and the same plus one Redis GET per request), the memory of the
-# chatroom FastCGI processes (RSS, PSS and private, before and after 100k requests), and the worker benchmark
-# (bench/worker.sh). Numbers go to stdout and to bench/results.txt.
-# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (32), BENCH_RSS_REQUESTS (100000), BENCH_ROUNDS (3: each rate
-# is the median of that many alternating runs, since a 2-core machine is noisy).
+# make bench: in one run, behind the same web server, for each server of BENCH_SERVERS (lighttpd, nginx):
+#   do-nothing      a do-nothing FastCGI handler (bench/noop.c) in place of the chatroom program: the ceiling
+#   list            cached GET /chatroom (X-Cache: HIT), one user (no wrk script: as light a client as do-nothing's)
+#   me              GET /user/me (a cached, versioned copy: lib/account.h)
+#   post            POST /chatroom/{id}/message as pro users, durable (fsync and synchronous_commit on, as
+#                   `make run` serves it: STACK_PG_DURABLE=1), BENCH_USERS users spread over the connections
+#   mixed           80 % cached GET /chatroom, 20 % posts, same users
+# each as requests/s, its ratio to the do-nothing rate, p50/p99 and the non-2xx count (wrk's "Non-2xx or 3xx");
+# the memory of the chatroom FastCGI processes (max RSS, PSS, private over the processes, KiB) after a short
+# warm-up and after all the runs; and the worker's replies/s at 500 ms upstream latency with the default
+# WORKER_CONCURRENCY (bench/worker.sh). Appended to bench/results.txt; bench/chart.sh draws bench/results.svg
+# from the last run.
+# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (32), BENCH_USERS (32), BENCH_SERVERS ("lighttpd nginx"),
+# BENCH_FCGI_PROCS (8: spawn-fcgi processes per program under nginx; lighttpd.conf says its own).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-32}
-RSS_REQS=${BENCH_RSS_REQUESTS:-100000}
-ROUNDS=${BENCH_ROUNDS:-3}
-OUT=$ROOT/bench/results.txt
+NUSERS=${BENCH_USERS:-32}
+SERVERS=${BENCH_SERVERS:-lighttpd nginx}
+OUT=${BENCH_OUT:-$ROOT/bench/results.txt}
 
 command -v wrk >/dev/null || { echo "bench: wrk is missing (make deps)" >&2; exit 1; }
 STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gb-bench.XXXXXX")
 chmod 755 "$STACK_DIR"
-export STACK_DIR STACK_MODE=test BUILD_DIR=build LOG_LEVEL=${LOG_LEVEL:-info}
+export STACK_DIR STACK_MODE=test STACK_PG_DURABLE=1 BUILD_DIR=build LOG_LEVEL=${LOG_LEVEL:-warn}
+export WEB_FCGI_PROCS=${BENCH_FCGI_PROCS:-8}
 # shellcheck source=../tests/stack.sh
 source tests/stack.sh
 cleanup() { stack_stop >/dev/null 2>&1 || true; rm -rf "$STACK_DIR"; }
 trap cleanup EXIT INT TERM
 
-# Bin directories where "chatroom" is a baseline handler and the other programs are the real ones.
-baseline_dir() { # NAME BINARY
-    local d=$STACK_DIR/$1-build
-    mkdir -p "$d/cgi-bin"
-    for p in auth subscribe webhook; do cp "build/cgi-bin/$p" "$d/cgi-bin/"; done
-    cp "$2" "$d/cgi-bin/chatroom"
-    echo "$d"
-}
-NOOP_BUILD=$(baseline_dir noop build/bench/noop)
-NOOP_REDIS_BUILD=$(baseline_dir noop-redis build/bench/noop_redis)
+# A bin directory where "chatroom" is the do-nothing handler and the other programs are the real ones.
+NOOP_BUILD=$STACK_DIR/noop-build
+mkdir -p "$NOOP_BUILD/cgi-bin"
+for p in auth subscribe webhook; do cp "build/cgi-bin/$p" "$NOOP_BUILD/cgi-bin/"; done
+cp build/bench/noop "$NOOP_BUILD/cgi-bin/chatroom"
 
 stack_services_start >/dev/null
 
-wrk_rate() { # URL [header]: prints "requests/s p99-in-ms"
-    local out
-    out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency ${2:+-H "$2"} "$1")
-    awk '/Requests\/sec/ {r=$2}
-        /^ +99%/ {p=$2; f=1; if (p ~ /us$/) f=0.001; else if (p ~ /ms$/) f=1; else if (p ~ /s$/) f=1000
-                  sub(/[a-z]+$/, "", p); p*=f}
-        END {printf "%.0f %.2f\n", r, p}' <<<"$out"
+# wrk_run NAME URL [wrk args...]: prints "rps p50_ms p99_ms non2xx".
+wrk_run() {
+    local url=$1 out
+    shift
+    out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$@" "$url")
+    awk 'function ms(v,  f) { f = 1; if (v ~ /us$/) f = 0.001; else if (v ~ /ms$/) f = 1; else if (v ~ /s$/) f = 1000
+                             sub(/[a-z]+$/, "", v); return v * f }
+        /Requests\/sec/ {r = $2} /^ +50%/ {p50 = ms($2)} /^ +99%/ {p99 = ms($2)} /Non-2xx/ {n = $NF}
+        END {printf "%.0f %.2f %.2f %d\n", r, p50, p99, n}' <<<"$out"
 }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-# Memory of the running chatroom FastCGI processes: max RSS, PSS and private (Private_Clean+Private_Dirty),
-# KiB, over the processes.
+# Memory of the running chatroom FastCGI processes of bin dir $1: max RSS, PSS, private (KiB) over them.
 fcgi_mem_kb() {
     local pid rss pss priv mr=0 mp=0 mv=0
     for pid in $(pgrep -f "$1/cgi-bin/chatroom" || true); do
         read -r rss pss priv < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2}
-            END {print r+0, p+0, v+0}' "/proc/$pid/smaps_rollup")
+            END {print r+0, p+0, v+0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo "0 0 0")
         ((rss > mr)) && mr=$rss
         ((pss > mp)) && mp=$pss
         ((priv > mv)) && mv=$priv
@@ -59,80 +63,119 @@ fcgi_mem_kb() {
     echo "$mr $mp $mv"
 }
 
-# A user with 5 chatrooms whose list is cached (the web server must be up). Prints the token.
-make_user() {
-    local m otp token hit i
-    m=+1999$(date +%s%N | tail -c 9)
-    curl -sf -XPOST "$BASE_URL/auth/signup" -d "{\"mobile\":\"$m\"}" >/dev/null
-    otp=$(curl -sf -XPOST "$BASE_URL/auth/send-otp" -d "{\"mobile\":\"$m\"}" | jq -r .otp)
-    token=$(curl -sf -XPOST "$BASE_URL/auth/verify-otp" -d "{\"mobile\":\"$m\",\"otp\":\"$otp\"}" | jq -r .access_token)
-    for i in 1 2 3 4 5; do
-        curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token" -d "{\"title\":\"Room $i\"}" >/dev/null
+# BENCH_USERS pro users, each with 5 chatrooms, their lists cached: "token room" lines in $STACK_DIR/users.
+make_users() {
+    local i m otp token room ids=()
+    : >"$STACK_DIR/users"
+    for ((i = 0; i < NUSERS; i++)); do
+        m=+1999$(date +%s%N | tail -c 9)
+        curl -sf -XPOST "$BASE_URL/auth/signup" -d "{\"mobile\":\"$m\"}" >/dev/null
+        otp=$(curl -sf -XPOST "$BASE_URL/auth/send-otp" -d "{\"mobile\":\"$m\"}" | jq -r .otp)
+        token=$(curl -sf -XPOST "$BASE_URL/auth/verify-otp" -d "{\"mobile\":\"$m\",\"otp\":\"$otp\"}" |
+            jq -r .access_token)
+        for r in 1 2 3 4 5; do
+            room=$(curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token" -d "{\"title\":\"Room $r\"}" |
+                jq -r .id)
+        done
+        ids+=("$(curl -sf "$BASE_URL/user/me" -H "Authorization: Bearer $token" | jq -r .id)")
+        echo "$token $room" >>"$STACK_DIR/users"
     done
-    curl -sf "$BASE_URL/chatroom" -H "Authorization: Bearer $token" >/dev/null
-    hit=$(curl -sfi "$BASE_URL/chatroom" -H "Authorization: Bearer $token" | tr -d '\r' |
-        awk -F': ' 'tolower($1)=="x-cache" {print $2}')
+    psql -X -q -d "$DATABASE_URL" -c "UPDATE users SET tier = 'pro' WHERE id IN ($(IFS=,; echo "${ids[*]}"))"
+    # Tier changed behind the app's back: let the next reads fill the caches afresh.
+    redis-cli -s "$STACK_DIR/redis.sock" FLUSHALL >/dev/null
+    while read -r token room; do
+        curl -sf "$BASE_URL/chatroom" -H "Authorization: Bearer $token" >/dev/null
+        curl -sf "$BASE_URL/user/me" -H "Authorization: Bearer $token" >/dev/null
+    done <"$STACK_DIR/users"
+    local hit
+    hit=$(curl -sfi "$BASE_URL/chatroom" -H "Authorization: Bearer $(head -1 "$STACK_DIR/users" | cut -d' ' -f1)" |
+        tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
     [[ $hit == HIT ]] || { echo "bench: the list is not served from the cache (X-Cache: $hit)" >&2; return 1; }
-    echo "$token"
 }
 
-# 1. The three handlers in alternating rounds (noise on a small machine hits all of them alike).
-declare -A rates=() p99s=()
-token=''
-for ((round = 1; round <= ROUNDS; round++)); do
-    for kind in noop noop_redis app; do
-        case $kind in
-        noop) bd=$NOOP_BUILD ;;
-        noop_redis) bd=$NOOP_REDIS_BUILD ;;
-        app) bd=build ;;
-        esac
-        BUILD_DIR=$bd stack_web_start >/dev/null
-        if [[ $kind == app ]]; then
-            [[ -n $token ]] || token=$(make_user)
-            read -r r p < <(wrk_rate "$BASE_URL/chatroom" "Authorization: Bearer $token")
-        else
-            read -r r p < <(wrk_rate "$BASE_URL/chatroom")
-        fi
-        rates[$kind]+="$r "
-        p99s[$kind]+="$p "
-        stack_web_stop >/dev/null
-    done
-done
-rate_of() { tr ' ' '\n' <<<"${rates[$1]}" | grep . | median; }
-p99_of() { tr ' ' '\n' <<<"${p99s[$1]}" | grep . | median; }
-noop_rate=$(rate_of noop) noop_redis_rate=$(rate_of noop_redis) app_rate=$(rate_of app)
+# A wrk script: POST_SHARE percent of the requests post a message, the rest read the cached list; each request
+# takes the next user (round robin from a random start, per thread).
+make_lua() { # POST_SHARE FILE
+    local token room
+    {
+        echo "local users = {"
+        while read -r token room; do echo "  {\"$token\", \"$room\"},"; done <"$STACK_DIR/users"
+        echo "}"
+        cat <<LUA
+local share = $1
+local i = 0
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+function init(args) math.randomseed(os.time() * 100 + (tid or 0)); i = math.random(#users) end
+function request()
+  i = i + 1
+  local u = users[(i % #users) + 1]
+  local h = {["Authorization"] = "Bearer " .. u[1], ["Content-Type"] = "application/json"}
+  if share > 0 and (share >= 100 or math.random(100) <= share) then
+    return wrk.format("POST", "/chatroom/" .. u[2] .. "/message", h, '{"content":"bench"}')
+  end
+  return wrk.format("GET", "/chatroom", h)
+end
+LUA
+    } >"$2"
+}
 
-# 2. Memory: the real program after a short warm-up (every code path of the cached read has run in each
-# process), then after at least RSS_REQS more cached requests.
-BUILD_DIR=build stack_web_start >/dev/null
-wrk -t2 -c"$CONNS" -d1s -H "Authorization: Bearer $token" "$BASE_URL/chatroom" >/dev/null
-bin=$(cat "$STACK_DIR/web.bin")
-read -r rss0 pss0 priv0 < <(fcgi_mem_kb "${bin%/cgi-bin}")
-served=0
-while ((served < RSS_REQS)); do
-    read -r r _ < <(wrk_rate "$BASE_URL/chatroom" "Authorization: Bearer $token")
-    served=$((served + r * SECS))
-done
-read -r rss1 pss1 priv1 < <(fcgi_mem_kb "${bin%/cgi-bin}")
-stack_web_stop >/dev/null
-# The same for the do-nothing handler: what libfcgi and libc alone cost.
-BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
-curl -sf "$BASE_URL/chatroom" >/dev/null
-read -r nrss npss npriv < <(fcgi_mem_kb "$NOOP_BUILD")
-stack_web_stop >/dev/null
+declare -A res=()
+mem=''
+stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+for server in $SERVERS; do
+    export STACK_WEB=$server DEPLOYMENT=bench-$server
+    BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
+    res[$server.noop]=$(wrk_run "$BASE_URL/chatroom")
+    stack_web_stop >/dev/null
 
-pct() { awk -v a="$1" -v n="$2" 'BEGIN {printf "%.0f", n ? 100 * a / n : 0}'; }
-{
-    echo "# make bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, wrk -t2 -c$CONNS -d${SECS}s (median of $ROUNDS), lighttpd ($(lighttpd -v 2>&1 | head -1 | awk '{print $1}')), 2 FastCGI processes per program"
-    echo "do-nothing FastCGI handler:     $noop_rate req/s  p99 $(p99_of noop)ms"
-    echo "do-nothing + one Redis GET:     $noop_redis_rate req/s  p99 $(p99_of noop_redis)ms  ($(pct "$noop_redis_rate" "$noop_rate")% of the do-nothing rate)"
-    echo "cached GET /chatroom:           $app_rate req/s  p99 $(p99_of app)ms  ($(pct "$app_rate" "$noop_rate")% of the do-nothing rate, $(pct "$app_rate" "$noop_redis_rate")% of do-nothing + Redis GET)"
-    echo "chatroom FastCGI process:       RSS $rss0 KiB, PSS $pss0 KiB, private $priv0 KiB after a 1 s warm-up; after ~$served more requests RSS $rss1, PSS $pss1, private $priv1 KiB"
-    echo "do-nothing FastCGI process:     RSS $nrss KiB, PSS $npss KiB, private $npriv KiB"
-} | tee "$OUT"
+    BUILD_DIR=build stack_web_start >/dev/null
+    [[ -s $STACK_DIR/users ]] || make_users
+    make_lua 0 "$STACK_DIR/list.lua"
+    make_lua 100 "$STACK_DIR/post.lua"
+    make_lua 20 "$STACK_DIR/mixed.lua"
+    token=$(head -1 "$STACK_DIR/users" | cut -d' ' -f1)
+    wrk -t2 -c"$CONNS" -d1s -s "$STACK_DIR/list.lua" "$BASE_URL" >/dev/null # warm-up: every process, every path
+    bin=$(cat "$STACK_DIR/web.bin")
+    read -r rss0 pss0 priv0 < <(fcgi_mem_kb "${bin%/cgi-bin}")
+    res[$server.list]=$(wrk_run "$BASE_URL/chatroom" -H "Authorization: Bearer $token") # no Lua: as light as noop
+    me=$(curl -s -w ' %{http_code}' "$BASE_URL/user/me" -H "Authorization: Bearer $token")
+    [[ $me == *' 200' ]] || echo "bench: GET /user/me answers: $me" >&2
+    res[$server.me]=$(wrk_run "$BASE_URL/user/me" -H "Authorization: Bearer $token")
+    res[$server.post]=$(wrk_run "$BASE_URL" -s "$STACK_DIR/post.lua")
+    res[$server.mixed]=$(wrk_run "$BASE_URL" -s "$STACK_DIR/mixed.lua")
+    read -r rss1 pss1 priv1 < <(fcgi_mem_kb "${bin%/cgi-bin}")
+    stack_web_stop >/dev/null
+    BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
+    curl -sf "$BASE_URL/chatroom" >/dev/null
+    read -r nrss npss npriv < <(fcgi_mem_kb "$NOOP_BUILD")
+    stack_web_stop >/dev/null
+    mem+="$server chatroom process: RSS $rss0 KiB, PSS $pss0 KiB, private $priv0 KiB after a 1 s warm-up; after all runs RSS $rss1, PSS $pss1, private $priv1 KiB (do-nothing: RSS $nrss, PSS $npss, private $npriv)"$'\n'
+done
 stack_stop >/dev/null 2>&1 || true
 
+worker_line=''
 if [[ -x bench/worker.sh ]]; then
-    echo "# worker" | tee -a "$OUT"
-    bench/worker.sh 2>&1 | grep -E '^(worker:| +\(|ok:|FAIL)' | tee -a "$OUT"
+    conc=$(awk -F'"' '/"WORKER_CONCURRENCY"/ {print $4}' lib/config.c)
+    for durable in 1 0; do
+        w=$(STACK_PG_DURABLE=$durable CONCURRENCY=$conc bench/worker.sh 2>&1 | grep -E '^worker:' ||
+            echo "worker: bench/worker.sh failed")
+        worker_line+="$w (500 ms upstream, WORKER_CONCURRENCY=$conc, the default; PostgreSQL $( ((durable)) && echo durable || echo 'fsync off'))"$'\n'
+    done
 fi
+
+{
+    echo "# make bench, $stamp, $(nproc) cores, wrk -t2 -c$CONNS -d${SECS}s, $NUSERS users, durable PostgreSQL (fsync on, commit_delay 200 us), FastCGI processes: lighttpd.conf's, $WEB_FCGI_PROCS per program under nginx"
+    printf '%-9s %-11s %9s %7s %8s %8s %7s\n' server endpoint "req/s" ratio p50ms p99ms non2xx
+    for server in $SERVERS; do
+        read -r nr _ < <(echo "${res[$server.noop]}")
+        for k in noop list me post mixed; do
+            read -r r p50 p99 n < <(echo "${res[$server.$k]}")
+            printf '%-9s %-11s %9s %7s %8s %8s %7s\n' "$server" "$k" "$r" \
+                "$(awk -v a="$r" -v b="$nr" 'BEGIN {printf "%.2f", b ? a / b : 0}')" "$p50" "$p99" "$n"
+        done
+    done
+    printf '%s' "$mem"
+    printf '%s' "$worker_line"
+} | tee -a "$OUT"
+bench/chart.sh "$OUT" "${BENCH_SVG:-bench/results.svg}" || echo "bench: no chart" >&2

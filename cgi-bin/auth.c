@@ -6,6 +6,7 @@
 #include "auth.h"
 #include "health.h"
 #include "http.h"
+#include "keys.h"
 #include "log.h"
 
 static void init(void)
@@ -40,8 +41,12 @@ static void h_logout(http_req_t *req)
 
 static void h_me(http_req_t *req)
 {
-    if (auth_require(req) == 0)
-        account_me(req);
+    char *cached = NULL;
+    size_t len = 0;
+
+    if (auth_require_cached(req, KEYS_ME_PREFIX, &cached, &len) == 0)
+        account_me_cached(req, cached, len);
+    free(cached);
 }
 
 static const http_route_t routes[] = {

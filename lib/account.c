@@ -12,7 +12,10 @@
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "jsonv.h"
+#include "keys.h"
 #include "log.h"
+#include "mirror.h"
 #include "password.h"
 #include "throttle.h"
 #include "token.h"
@@ -746,5 +749,54 @@ void account_me(http_req_t *req)
         http_not_found(req);
     else
         http_json(req, 200, user_json(res, 0));
+    PQclear(res);
+}
+
+void account_me_cached(http_req_t *req, const char *cached, size_t len)
+{
+    static const char ct[] = "application/json; charset=utf-8";
+    char uid[24], key[KEYS_USER_MAX];
+    const char *payload, *bar, *s;
+    size_t plen, slen = 0;
+    long long tv;
+    json_object *u = NULL;
+    buf_t stamped = {0};
+
+    /* A hit: "<token_version>|<json>" under the trusted epoch, read for the version of this very token. */
+    if (cached && mirror_unwrap(cached, len, &payload, &plen) && (bar = memchr(payload, '|', plen)) != NULL) {
+        char num[16];
+        size_t n = (size_t)(bar - payload);
+        if (n > 0 && n < sizeof num) {
+            memcpy(num, payload, n);
+            num[n] = '\0';
+            if (parse_ll(num, 0, 2147483647, &tv) == 0 && tv == req->token_version) {
+                http_set_header(req, "X-Cache", "HIT");
+                http_raw(req, 200, ct, bar + 1, plen - n - 1);
+                return;
+            }
+        }
+    }
+    snprintf(uid, sizeof uid, "%lld", req->user_id);
+    const char *p[] = {uid};
+    PGresult *res = db_query(&q_load_user, p);
+    if (!res) {
+        http_db_failed(req);
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        http_not_found(req);
+        goto out;
+    }
+    u = user_json(res, 0);
+    s = jsonv_dump(u, &slen);
+    buf_printf(&stamped, "%s|", PQgetvalue(res, 0, 7)); /* the token_version the user was read with */
+    buf_append(&stamped, s, slen);
+    keys_me(req->user_id, key);
+    mirror_fill(key, cached, cached ? len : 0, stamped.data, stamped.len, KEYS_ME_TTL);
+    http_set_header(req, "X-Cache", "MISS");
+    http_raw(req, 200, ct, s, slen);
+out:
+    buf_free(&stamped);
+    json_object_put(u);
     PQclear(res);
 }

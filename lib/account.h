@@ -63,6 +63,12 @@ void account_change_password(http_req_t *req);
 void account_logout(http_req_t *req);
 /* GET /user/me, after auth_require: 200 user. */
 void account_me(http_req_t *req);
+/* GET /user/me served from the cached user (after auth_require_cached with KEYS_ME_PREFIX; cached/len: what it
+ * read, NULL on a miss, not freed here): a copy stamped with the current epoch and this token's token_version
+ * is served as is (X-Cache: HIT); anything else reads PostgreSQL (X-Cache: MISS) and stores the copy back
+ * (mirror_fill). It can never outlive a revocation (another token_version), a tier change (billing invalidates
+ * it with the list, outbox.h) or a Redis restart, restore or flush (mirror.h). */
+void account_me_cached(http_req_t *req, const char *cached, size_t len);
 
 /* ---- field rules (pure, unit-tested; implemented in account_fields.c) ----
  * Each reads one field of a request object and returns 0 ok, 1 absent (and optional; JSON null is absent),

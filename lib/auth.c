@@ -10,6 +10,7 @@
 #include "db.h"
 #include "keys.h"
 #include "log.h"
+#include "mirror.h"
 #include "outbox.h"
 #include "token.h"
 #include "util.h"
@@ -24,23 +25,33 @@ static void unauthorized(http_req_t *req, const char *message, int invalid_token
     http_error(req, 401, "unauthorized", message);
 }
 
-/* Store a token version in the mirror only if it is newer than what the mirror holds (or holds nothing).
- * Versions only grow, so whichever of two racing writers (a reader mirroring what it read from PostgreSQL, a
- * password change mirroring its new version) is older can never overwrite the newer. 0 ok, -1 Redis down. */
-static const char authv_raise_lua[] = "local v = tonumber(redis.call('GET', KEYS[1])) "
-                                      "if v == nil or v < tonumber(ARGV[1]) then "
-                                      "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end "
-                                      "return 0";
+/* Store a token version in the mirror, stamped with the epoch (mirror.h), only if it is newer than what the
+ * mirror holds under that epoch (or holds nothing valid). Versions only grow, so whichever of two racing writers
+ * (a reader mirroring what it read from PostgreSQL, a password change mirroring its new version) is older can
+ * never overwrite the newer. ARGV[1]: the epoch the reader saw before it read PostgreSQL (the store is refused
+ * when another is in force now), or '' for a writer that just committed: the epoch in force, whichever. */
+static const char authv_raise_lua[] =
+    "local e = redis.call('GET', KEYS[2]) "
+    "if not e or (ARGV[1] ~= '' and e ~= ARGV[1]) then return -1 end "
+    "local p = e .. '|' "
+    "local v = redis.call('GET', KEYS[1]) local cur = nil "
+    "if v and string.sub(v, 1, #p) == p then cur = tonumber(string.sub(v, #p + 1)) end "
+    "if cur == nil or cur < tonumber(ARGV[2]) then "
+    "redis.call('SET', KEYS[1], p .. ARGV[2], 'EX', ARGV[3]) return 1 end "
+    "return 0";
 
-static int authv_raise(long long uid, int token_version)
+/* 0 stored or a newer one is there, -1 Redis down or no epoch to store under. */
+static int authv_raise(long long uid, int token_version, const char *epoch)
 {
     char key[KEYS_USER_MAX], val[16], ttl[16];
     keys_authv(uid, key);
     int n = snprintf(val, sizeof val, "%d", token_version), m = snprintf(ttl, sizeof ttl, "%d", AUTHV_TTL);
-    const char *argv[] = {"EVAL", authv_raise_lua, "1", key, val, ttl};
-    size_t lens[] = {4, sizeof authv_raise_lua - 1, 1, strlen(key), (size_t)n, (size_t)m};
-    redisReply *r = cache_cmd(6, argv, lens);
-    int rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    const char *argv[] = {"EVAL", authv_raise_lua, "2", key, KEYS_EPOCH, epoch ? epoch : "", val, ttl};
+    size_t lens[] = {
+        4,        sizeof authv_raise_lua - 1, 1, strlen(key), strlen(KEYS_EPOCH), epoch ? strlen(epoch) : 0, (size_t)n,
+        (size_t)m};
+    redisReply *r = cache_cmd(8, argv, lens);
+    int rc = r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0 ? 0 : -1;
     if (r && r->type == REDIS_REPLY_ERROR)
         log_warn("redis: token version mirror refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
     freeReplyObject(r);
@@ -54,7 +65,7 @@ void auth_token_version_changed(long long user_id, int token_version)
     /* Neither write reached Redis: the mirror may still hold the old version (a Redis that refuses writes
      * but serves reads, or one that comes back with its data). The outbox has the worker drop it as soon as
      * Redis takes writes again. */
-    if (authv_raise(user_id, token_version) != 0 && cache_del(key) != 0)
+    if (authv_raise(user_id, token_version, NULL) != 0 && cache_del(key) != 0)
         outbox_note(user_id);
 }
 
@@ -74,8 +85,8 @@ static int token_version_from_db(long long uid, int *tv)
         rc = 0;
     }
     PQclear(res);
-    if (rc == 0)
-        authv_raise(uid, *tv); /* best effort: the next request reads PostgreSQL again */
+    if (rc == 0 && mirror_epoch())
+        authv_raise(uid, *tv, mirror_epoch()); /* best effort: the next request reads PostgreSQL again */
     return rc;
 }
 
@@ -97,7 +108,8 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
         return -1;
     }
 
-    /* One Redis command: the token version mirror and, for cached reads, the cached document (MGET). */
+    /* One Redis command: the token version mirror, for cached reads the cached document, and the epoch that
+     * says whether either may be trusted (mirror.h). */
     char key[KEYS_USER_MAX], doc[128];
     keys_authv(c.user_id, key);
     const char *cache_key = NULL;
@@ -105,16 +117,27 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
         int n = snprintf(doc, sizeof doc, "%s%lld", key_prefix, c.user_id);
         cache_key = n > 0 && (size_t)n < sizeof doc ? doc : NULL;
     }
-    const char *argv[] = {"MGET", key, cache_key};
-    size_t lens[] = {4, strlen(key), cache_key ? strlen(cache_key) : 0};
-    redisReply *rep = cache_cmd(cache_key ? 3 : 2, argv, lens);
+    const char *argv[] = {"MGET", key, cache_key ? cache_key : KEYS_EPOCH, KEYS_EPOCH};
+    size_t lens[] = {4, strlen(key), strlen(argv[2]), strlen(KEYS_EPOCH)};
+    size_t nkeys = cache_key ? 3 : 2;
+    redisReply *rep = cache_cmd((int)nkeys + 1, argv, lens);
     int current = -1, known = 0;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == (cache_key ? 2u : 1u)) {
-        redisReply *tv = rep->element[0], *body = cache_key ? rep->element[1] : NULL;
+    mirror_reset();
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == nkeys) {
+        redisReply *tv = rep->element[0], *body = cache_key ? rep->element[1] : NULL, *ep = rep->element[nkeys - 1];
+        const char *payload;
+        size_t plen;
         long long v;
-        if (tv->type == REDIS_REPLY_STRING && parse_ll(tv->str, 0, 2147483647, &v) == 0) {
-            current = (int)v;
-            known = 1;
+        char num[16];
+        mirror_observe(ep->type == REDIS_REPLY_STRING ? ep->str : NULL, ep->type == REDIS_REPLY_STRING ? ep->len : 0);
+        if (tv->type == REDIS_REPLY_STRING && mirror_unwrap(tv->str, tv->len, &payload, &plen) && plen > 0 &&
+            plen < sizeof num) {
+            memcpy(num, payload, plen);
+            num[plen] = '\0';
+            if (parse_ll(num, 0, 2147483647, &v) == 0) {
+                current = (int)v;
+                known = 1;
+            }
         }
         if (body && body->type == REDIS_REPLY_STRING && val) {
             *val = xstrndup(body->str, body->len);

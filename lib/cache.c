@@ -24,7 +24,10 @@ static double retry_after_ms;
 
 static const struct timeval connect_tv = {0, 250000};
 static const struct timeval command_tv = {1, 0};
-static char last_error[160]; /* why the last connect or command failed */
+static char last_error[160];     /* why the last connect or command failed */
+static char run_id[48];          /* INFO server run_id of the instance ctx is connected to; "" unknown */
+static unsigned long run_id_gen; /* the connection run_id was read on */
+static unsigned long conn_gen;   /* bumped on every new connection */
 
 static void note_error(const char *what, const char *msg)
 {
@@ -105,6 +108,40 @@ static int simple(const char *fmt, const char *arg)
     return ok ? 0 : -1;
 }
 
+/* The run_id of the connected instance (a new one on every Redis start, so a restored snapshot is told from the
+ * life that wrote it), read once per connection, when first asked for (not at connect: a health check must not
+ * wait for it). Left "" when INFO fails: then nothing in Redis is trusted (mirror.h). */
+const char *cache_run_id(void)
+{
+    if (!ctx || ctx->err)
+        return "";
+    if (run_id_gen == conn_gen)
+        return run_id;
+    redisReply *r = redisCommand(ctx, "INFO server");
+    const char *p = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+
+    run_id[0] = '\0';
+    p = p ? strstr(p, "run_id:") : NULL;
+    if (p) {
+        size_t n = strspn(p + 7, "0123456789abcdef");
+        if (n > 0 && n < sizeof run_id) {
+            memcpy(run_id, p + 7, n);
+            run_id[n] = '\0';
+            run_id_gen = conn_gen;
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+    else
+        drop(); /* a late reply would answer the next command */
+    return run_id;
+}
+
+unsigned long cache_generation(void)
+{
+    return conn_gen;
+}
+
 static int ensure(void)
 {
     if (ctx && !ctx->err)
@@ -139,6 +176,7 @@ static int ensure(void)
             return -1;
         }
     }
+    conn_gen++;
     return 0;
 }
 

@@ -27,6 +27,13 @@ int cache_ping(void);
  * slow (the connection is dropped then). For health checks that must answer in bounded time. */
 int cache_ping_within(long timeout_ms);
 
+/* The run_id (INFO server) of the Redis instance of the current connection: different after every Redis start.
+ * Read with one INFO on the first call after each (re)connect. "" when not connected or INFO failed (the
+ * connection is dropped then). Static storage. */
+const char *cache_run_id(void);
+/* A number that changes whenever a new connection is made (0: never connected). */
+unsigned long cache_generation(void);
+
 /* Why the last connect or command failed, one line; "" if nothing failed yet. Static storage. */
 const char *cache_last_error(void);
 

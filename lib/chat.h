@@ -1,15 +1,15 @@
-/* chat: chatrooms, messages, the per-user chatroom list cache and the basic tier's daily message limit.
- * The request functions (chat_create ... chat_usage) answer the request themselves; they expect
- * req->user_id to be set (auth_require / auth_require_cached ran before) and every error they answer is
- * the contract's JSON error (400 validation_error, 404 not_found, 409 conflict, 429 daily_limit_reached, 503,
- * 500).
- * The pure helpers at the bottom are exposed for unit tests. */
+/* chat: the chatroom and message endpoints (API.md "Chatrooms and messages"). The SQL is chat_store.h's, the
+ * cached list chat_cache.h's; this module checks input and answers. The request functions (chat_create ... chat_usage)
+ * answer the request themselves; they expect req->user_id to be set (auth_require / auth_require_cached ran before) and
+ * every error they answer is the contract's JSON error (400 validation_error, 404 not_found, 409 conflict, 429
+ * daily_limit_reached, 503, 500). The pure helpers at the bottom are exposed for unit tests. */
 #ifndef GB_CHAT_H
 #define GB_CHAT_H
 
 #include <stddef.h>
 #include <time.h>
 
+#include "chat_cache.h"
 #include "http.h"
 #include "keys.h"
 
@@ -67,7 +67,5 @@ void chat_idem_fingerprint(long long room_id, const char *content, size_t len, c
 long chat_seconds_to_midnight(time_t now);
 /* The UTC date of now, "YYYY-MM-DD", into out. */
 void chat_utc_day(time_t now, char out[11]);
-/* Whether a cached value is a list body (a JSON object) rather than an invalidation tombstone. */
-int chat_cache_is_body(const char *val, size_t len);
 
 #endif

@@ -61,7 +61,7 @@ static const setting_t settings[] = {
     L("AI_HISTORY_MESSAGES", "20", 1, 200, ai_history_messages),
     L("AI_TIMEOUT_MS", "60000", 100, 600000, ai_timeout_ms),
     L("AI_MAX_ATTEMPTS", "6", 1, 100, ai_max_attempts),
-    L("WORKER_CONCURRENCY", "32", 1, 4096, worker_concurrency),
+    L("WORKER_CONCURRENCY", "256", 1, 4096, worker_concurrency),
     L("WORKER_RECOVER_SECONDS", "30", 1, 86400, worker_recover_seconds),
     L("PORT", "8080", 1, 65535, port),
     S("CORS_ALLOWED_ORIGINS", NULL, cors_allowed_origins),

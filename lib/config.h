@@ -31,7 +31,7 @@ typedef struct config {
     long ai_history_messages;       /* AI_HISTORY_MESSAGES 20: turns sent upstream */
     long ai_timeout_ms;             /* AI_TIMEOUT_MS 60000: one upstream call */
     long ai_max_attempts;           /* AI_MAX_ATTEMPTS 6: then the reply fails */
-    long worker_concurrency;        /* WORKER_CONCURRENCY 32: upstream calls in flight */
+    long worker_concurrency;        /* WORKER_CONCURRENCY 256: upstream calls in flight */
     long worker_recover_seconds;    /* WORKER_RECOVER_SECONDS 30: pending replies older than this are re-queued */
     long port;                      /* PORT 8080 */
     int log_level;                  /* LOG_LEVEL info */

@@ -12,6 +12,7 @@ static char *db_conninfo;
 static PGconn *conn;
 static unsigned long conn_gen; /* bumped on every new connection; statements re-prepare when it moves */
 static int in_tx;              /* a transaction is open on conn */
+static int no_retry;           /* db_query_once: a statement sent is never sent again */
 static int last_unavailable;
 static char last_sqlstate[6];
 static char last_error[256]; /* why the last connect or ping failed, one line */
@@ -115,7 +116,7 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
             return NULL;
         drop_conn();
         last_unavailable = 1;
-        if (was_tx) /* the transaction is gone with the connection: the caller must start over */
+        if (was_tx || no_retry) /* gone with the connection: the caller must start over (or answer 503) */
             return NULL;
     }
     return NULL;
@@ -129,6 +130,19 @@ PGresult *db_query(db_stmt_t *stmt, const char *const *params)
 PGresult *db_exec(const char *sql, int nparams, const char *const *params)
 {
     return run(NULL, sql, nparams, params);
+}
+
+PGresult *db_query_once(db_stmt_t *stmt, const char *const *params)
+{
+    /* A connection the server closed meanwhile (a restart, a crash) has its FATAL message or its EOF waiting in
+     * the socket: read it now (twice: the message, then the EOF), so the statement goes out on a fresh
+     * connection instead of failing. Once sent, a lost connection is not retried: it may have committed. */
+    if (conn && !in_tx && (PQconsumeInput(conn) == 0 || PQconsumeInput(conn) == 0 || PQstatus(conn) != CONNECTION_OK))
+        drop_conn();
+    no_retry = 1;
+    PGresult *res = run(stmt, NULL, 0, params);
+    no_retry = 0;
+    return res;
 }
 
 int db_begin(void)

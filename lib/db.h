@@ -29,6 +29,10 @@ void db_init(const char *conninfo);
 /* Run a prepared statement with text parameters (NULL = SQL NULL). Returns a result with status
  * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NULL on failure (then see db_unavailable / db_sqlstate). */
 PGresult *db_query(db_stmt_t *stmt, const char *const *params);
+/* db_query for a write that must not run twice: a statement whose connection is lost after it was sent is not
+ * retried on a new connection (it may have committed); NULL with db_unavailable() set, the caller answers 503
+ * (and an idempotent retry finds out). A connection the server closed before (a restart) is replaced first. */
+PGresult *db_query_once(db_stmt_t *stmt, const char *const *params);
 /* Same for an ad-hoc statement (unprepared, still parameterised). */
 PGresult *db_exec(const char *sql, int nparams, const char *const *params);
 

@@ -16,6 +16,14 @@
 /* "authv:<uid>": the Redis mirror of users.token_version (auth.h), a decimal integer. */
 #define KEYS_AUTHV_PREFIX "authv:"
 
+/* "me:<uid>": the cached GET /user/me body, stamped "<epoch>|<token_version>|<json>" (account.h), or a tombstone
+ * written with the list's (outbox.h: every invalidation of a user's list invalidates it too). */
+#define KEYS_ME_PREFIX "me:"
+#define KEYS_ME_TTL 600
+
+/* "gb:epoch": the freshness epoch of the Redis copies above (mirror.h): "<run_id>.<random hex>". */
+#define KEYS_EPOCH "gb:epoch"
+
 /* The stream that carries AI reply jobs to the workers (queue.h). */
 #define KEYS_REPLY_STREAM "gb:replies"
 
@@ -23,6 +31,12 @@
 static inline void keys_chatrooms(long long user_id, char out[KEYS_USER_MAX])
 {
     snprintf(out, KEYS_USER_MAX, KEYS_CHATROOMS_PREFIX "%lld", user_id);
+}
+
+/* The key of user_id's cached user ("me:<uid>") into out. */
+static inline void keys_me(long long user_id, char out[KEYS_USER_MAX])
+{
+    snprintf(out, KEYS_USER_MAX, KEYS_ME_PREFIX "%lld", user_id);
 }
 
 /* The key of user_id's token version mirror ("authv:<uid>") into out. */

@@ -38,39 +38,57 @@ int outbox_tombstone(char tomb[OUTBOX_TOMB_SIZE])
     return random_hex(tomb + 1, (OUTBOX_TOMB_SIZE - 2) / 2);
 }
 
-/* The argv of SET chatrooms:<uid> <tomb> EX KEYS_CHATROOMS_TTL; key and ttl are the caller's buffers. */
-static void tomb_argv(long long user_id, const char *tomb, char key[KEYS_USER_MAX], char ttl[16], const char *argv[5],
-                      size_t lens[5])
+/* The argv of SET chatrooms:<uid> <tomb> EX KEYS_CHATROOMS_TTL (me: SET me:<uid> ..., the cached GET /user/me,
+ * which every change of the list's user invalidates too); key and ttl are the caller's buffers. */
+static void tomb_argv_of(int me, long long user_id, const char *tomb, char key[KEYS_USER_MAX], char ttl[16],
+                         const char *argv[5], size_t lens[5])
 {
     int n = snprintf(ttl, 16, "%d", KEYS_CHATROOMS_TTL);
 
-    keys_chatrooms(user_id, key);
+    if (me)
+        keys_me(user_id, key);
+    else
+        keys_chatrooms(user_id, key);
     argv[0] = "SET", argv[1] = key, argv[2] = tomb, argv[3] = "EX", argv[4] = ttl;
     lens[0] = 3, lens[1] = strlen(key), lens[2] = strlen(tomb), lens[3] = 2, lens[4] = (size_t)n;
 }
 
-/* Replace user_id's cached list by a new tombstone (returned in tomb_out when not NULL). 0 written, -1 Redis
- * down or refusing. */
+static void tomb_argv(long long user_id, const char *tomb, char key[KEYS_USER_MAX], char ttl[16], const char *argv[5],
+                      size_t lens[5])
+{
+    tomb_argv_of(0, user_id, tomb, key, ttl, argv, lens);
+}
+
+/* Replace user_id's cached list and cached user (me:<uid>) by a new tombstone (returned in tomb_out when not
+ * NULL), in one round trip. 0 written, -1 Redis down or refusing. */
 static int tomb_write(long long user_id, char *tomb_out)
 {
-    char key[KEYS_USER_MAX], ttl[16], tomb[OUTBOX_TOMB_SIZE];
-    const char *argv[5];
-    size_t lens[5];
+    char key[2][KEYS_USER_MAX], ttl[2][16], tomb[OUTBOX_TOMB_SIZE];
+    const char *argv[2][5], **argvp[2] = {argv[0], argv[1]};
+    size_t lens[2][5];
+    const size_t *lensp[2] = {lens[0], lens[1]};
+    int argc[2] = {5, 5};
+    redisReply *r[2] = {NULL, NULL};
     int rc;
 
     if (outbox_tombstone(tomb) != 0) {
         /* Without a unique tombstone fall back to DEL (still right unless a reader races this one). */
-        keys_chatrooms(user_id, key);
+        keys_chatrooms(user_id, key[0]);
+        keys_me(user_id, key[1]);
         if (tomb_out)
             tomb_out[0] = '\0';
-        return cache_del(key);
+        return cache_del(key[0]) == 0 && cache_del(key[1]) == 0 ? 0 : -1;
     }
-    tomb_argv(user_id, tomb, key, ttl, argv, lens);
-    redisReply *r = cache_cmd(5, argv, lens);
-    rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
-    if (r && rc != 0)
-        log_warn("outbox: SET %s refused: %.*s", key, (int)(r->len < 200 ? r->len : 200), r->str ? r->str : "?");
-    freeReplyObject(r);
+    for (int i = 0; i < 2; i++)
+        tomb_argv_of(i, user_id, tomb, key[i], ttl[i], argv[i], lens[i]);
+    rc = cache_pipeline(2, argc, argvp, lensp, r) == 0 && r[0]->type == REDIS_REPLY_STATUS &&
+                 r[1]->type == REDIS_REPLY_STATUS
+             ? 0
+             : -1;
+    if (r[0] && rc != 0)
+        log_warn("outbox: SET %s refused", key[0]);
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
     if (rc == 0 && tomb_out)
         memcpy(tomb_out, tomb, OUTBOX_TOMB_SIZE);
     return rc;
@@ -171,18 +189,20 @@ int outbox_drain(int max)
         goto out;
     }
 
-    /* One pipelined round trip: for row i, command 2i writes the list's tombstone and 2i+1 drops the token
+    /* One pipelined round trip: for row i, command 3i writes the list's tombstone, 3i+1 drops the token
      * version mirror (auth_token_version_changed records its lost writes here too; the next request reads
-     * the version from PostgreSQL). The argument buffers of row i live in cmds[i]. */
+     * the version from PostgreSQL) and 3i+2 writes the cached user's tombstone. The argument buffers of row i
+     * live in cmds[i]. */
     struct tomb_cmd {
         char key[KEYS_USER_MAX], ttl[16], tomb[OUTBOX_TOMB_SIZE], authv[KEYS_USER_MAX];
-        const char *argv[5], *del_argv[2];
-        size_t lens[5], del_lens[2];
+        char me_key[KEYS_USER_MAX], me_ttl[16];
+        const char *argv[5], *del_argv[2], *me_argv[5];
+        size_t lens[5], del_lens[2], me_lens[5];
     } *cmds = xcalloc((size_t)n, sizeof *cmds);
-    int *argc = xcalloc(2 * (size_t)n, sizeof *argc);
-    const char ***argv = xcalloc(2 * (size_t)n, sizeof *argv);
-    const size_t **lens = xcalloc(2 * (size_t)n, sizeof *lens);
-    redisReply **replies = xcalloc(2 * (size_t)n, sizeof *replies);
+    int *argc = xcalloc(3 * (size_t)n, sizeof *argc);
+    const char ***argv = xcalloc(3 * (size_t)n, sizeof *argv);
+    const size_t **lens = xcalloc(3 * (size_t)n, sizeof *lens);
+    redisReply **replies = xcalloc(3 * (size_t)n, sizeof *replies);
     long long *uids = xcalloc((size_t)n, sizeof *uids);
     int ok = 1;
     for (int i = 0; i < n && ok; i++) {
@@ -195,19 +215,22 @@ int outbox_drain(int max)
         keys_authv(uids[i], c->authv);
         c->del_argv[0] = "DEL", c->del_argv[1] = c->authv;
         c->del_lens[0] = 3, c->del_lens[1] = strlen(c->authv);
-        argc[2 * i] = 5, argv[2 * i] = c->argv, lens[2 * i] = c->lens;
-        argc[2 * i + 1] = 2, argv[2 * i + 1] = c->del_argv, lens[2 * i + 1] = c->del_lens;
+        tomb_argv_of(1, uids[i], c->tomb, c->me_key, c->me_ttl, c->me_argv, c->me_lens);
+        argc[3 * i] = 5, argv[3 * i] = c->argv, lens[3 * i] = c->lens;
+        argc[3 * i + 1] = 2, argv[3 * i + 1] = c->del_argv, lens[3 * i + 1] = c->del_lens;
+        argc[3 * i + 2] = 5, argv[3 * i + 2] = c->me_argv, lens[3 * i + 2] = c->me_lens;
     }
     if (!ok) {
         log_error("outbox: cannot replay lost invalidations (bad row or no randomness)");
         rc = OUTBOX_REDIS_DOWN;
-    } else if (cache_pipeline(2 * n, argc, argv, lens, replies) != 0) {
+    } else if (cache_pipeline(3 * n, argc, argv, lens, replies) != 0) {
         rc = OUTBOX_REDIS_DOWN; /* the rows stay for the next drain */
     } else {
         buf_puts(&ids, "{");
         buf_puts(&stamps, "{");
         for (int i = 0; i < n; i++) {
-            if (replies[2 * i]->type != REDIS_REPLY_STATUS || replies[2 * i + 1]->type != REDIS_REPLY_INTEGER)
+            if (replies[3 * i]->type != REDIS_REPLY_STATUS || replies[3 * i + 1]->type != REDIS_REPLY_INTEGER ||
+                replies[3 * i + 2]->type != REDIS_REPLY_STATUS)
                 continue;
             buf_printf(&ids, "%s%lld", done ? "," : "", uids[i]);
             buf_printf(&stamps, "%s\"%s\"", done ? "," : "", PQgetvalue(res, i, 1));
@@ -217,7 +240,7 @@ int outbox_drain(int max)
         buf_puts(&stamps, "}");
         rc = done == n ? 0 : OUTBOX_REDIS_DOWN;
     }
-    for (int i = 0; i < 2 * n; i++)
+    for (int i = 0; i < 3 * n; i++)
         freeReplyObject(replies[i]);
     free(cmds);
     free(argc);

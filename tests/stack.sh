@@ -5,6 +5,7 @@
 # Inputs (environment; exported so that e2e scripts sourcing this file drive the same stack):
 #   STACK_DIR   absolute directory holding everything: data, sockets, pid files, *.log      (required)
 #   STACK_MODE  "test": throwaway (fsync off, Redis without persistence, fakes, test config)
+#   STACK_PG_DURABLE  1: PostgreSQL with fsync and synchronous_commit on in test mode too (make bench)
 #               "run":  `make run` (durable PostgreSQL, Redis saved to STACK_DIR/redis, no fakes,
 #                       the caller's environment honoured; app logs go to the terminal)
 #   BUILD_DIR   build directory holding cgi-bin/ and worker/ (build or build-asan; relative to the repo root
@@ -273,9 +274,14 @@ stack_pg_start() {
     _stack_alive postgres && return 0
     _stack_pg_init || return 1
     local opts=(-D "$STACK_DIR/pgdata" -k "$STACK_DIR/pg" -p "$STACK_PG_PORT" -c listen_addresses=)
-    if [[ $STACK_MODE == test ]]; then
-        # Throwaway cluster: durability buys nothing. Never in run mode.
+    if [[ $STACK_MODE == test && ${STACK_PG_DURABLE:-0} != 1 ]]; then
+        # Throwaway cluster: durability buys nothing. Never in run mode (nor with STACK_PG_DURABLE=1: make bench).
         opts+=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
+    else
+        # Group commit: a committing backend waits commit_delay us when at least commit_siblings other
+        # transactions are open, so concurrent posts (one FastCGI process each) share one WAL flush instead of
+        # paying an fsync each. It only acts under concurrency: a lone commit is not delayed.
+        opts+=(-c commit_delay=200 -c commit_siblings=2)
     fi
     _stack_pg_prefix
     _stack_bg "${_STACK_PG_PREFIX[@]}" "$PG_BINDIR/postgres" "${opts[@]}" </dev/null >>"$log" 2>&1

@@ -209,10 +209,11 @@ check_eq "$(jget '.chatrooms | length')" 0 "other user still has no rooms"
 # --- the cache mechanism: a change leaves a tombstone, the next read replaces it by the list ---
 auth_req "$B_TOKEN" POST /chatroom '{"title":"tomb"}'
 B_ID=$(psql_q "SELECT user_id FROM chatrooms WHERE id = $(jget .id)")
-check "after a change the cache key holds no list" test "$(redis_cli GET "chatrooms:$B_ID" | head -c1)" != "{"
+check "after a change the cache key holds a tombstone" test "$(redis_cli GET "chatrooms:$B_ID" | head -c1)" = "~"
 auth_req "$B_TOKEN" GET /chatroom
 check_eq "$(header X-Cache)" MISS "read after the change: MISS"
-check_eq "$(redis_cli GET "chatrooms:$B_ID")" "$BODY" "the read stored exactly its body"
+check_eq "$(redis_cli GET "chatrooms:$B_ID")" "$(redis_cli GET gb:epoch)|$BODY" \
+    "the read stored exactly its body, stamped with the epoch"
 
 # --- readers racing writers: once the writes are done, the next read is fresh ---
 # Readers that read PostgreSQL before a change must not store their stale list after its invalidation.

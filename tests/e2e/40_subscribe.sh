@@ -74,7 +74,7 @@ sub_user() { psql_q "SELECT coalesce((SELECT coalesce(user_id::text, 'null') FRO
 event_count() { psql_q "SELECT count(*) FROM stripe_events WHERE id = '$1'"; }
 rfc3339() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 # list_invalidated UID: the cached chatroom list is gone or replaced by an invalidation tombstone (not a list).
-list_invalidated() { local v; v=$(redis_cli GET "chatrooms:$1"); [[ $v != \{* ]]; }
+list_invalidated() { local v; v=$(redis_cli GET "chatrooms:$1"); [[ $v == \~* ]]; } # a tombstone (outbox.h)
 # webhook_bg BODY OUT: the webhook delivery in the background (for parallel deliveries); OUT gets the status.
 webhook_bg() {
     curl -s -o /dev/null -w '%{http_code}' --max-time "$REQ_TIMEOUT" -X POST "$BASE_URL/webhook/stripe" \
@@ -765,10 +765,15 @@ if [ "$STATUS" = 201 ]; then
     auth_req "$B_TOKEN" GET /chatroom
     auth_req "$B_TOKEN" GET /chatroom
     check_eq "$(redis_cli EXISTS "chatrooms:$B_ID")" 1 "the chatroom list is cached"
+    auth_req "$B_TOKEN" GET /user/me
+    auth_req "$B_TOKEN" GET /user/me
+    check_eq "$(header X-Cache)/$(jget .tier)" HIT/basic "GET /user/me is cached (basic)"
     body=$(checkout_event "$(new_evt)" "$(date +%s)" "$B_ID" "sub_test_$(rand_hex 8)" "cus_test_$(rand_hex 8)")
     webhook "$body"
     check_status 200 "checkout.session.completed for the basic user: 200"
     check "the webhook invalidates the cached chatroom list (tombstone)" list_invalidated "$B_ID"
+    auth_req "$B_TOKEN" GET /user/me
+    check_eq "$(header X-Cache)/$(jget .tier)" MISS/pro "the tier change invalidates the cached GET /user/me"
     auth_req "$B_TOKEN" GET /chatroom
     check_eq "$(header X-Cache)" MISS "... so the next list read comes from PostgreSQL"
     auth_req "$B_TOKEN" POST "/chatroom/$room/message" '{"content":"now I am pro"}'

@@ -65,7 +65,7 @@ static void test_defaults(void **state)
     assert_string_equal(g_config.gemini_model, "gemini-3.5-flash");
     assert_string_equal(g_config.stripe_api_base, "https://api.stripe.com");
     assert_null(g_config.stripe_secret_key);
-    assert_int_equal(g_config.worker_concurrency, 32);
+    assert_int_equal(g_config.worker_concurrency, 256);
     setenv("PORT", "9000", 1);
     unsetenv("GEMINI_API_KEY");
     setenv("OPENAI_API_KEY", "k", 1);
