@@ -27,6 +27,11 @@ int cache_ping(void);
  * slow (the connection is dropped then). For health checks that must answer in bounded time. */
 int cache_ping_within(long timeout_ms);
 
+/* A new connection of its own to the same Redis (AUTH and SELECT done, 1 s command timeout), for a caller that
+ * needs one beside the process's (a blocking XREAD driven by poll). NULL when Redis is unreachable. The caller
+ * owns it: redisFree. */
+redisContext *cache_connect_new(void);
+
 /* Why the last connect or command failed, one line; "" if nothing failed yet. Static storage. */
 const char *cache_last_error(void);
 
