@@ -697,3 +697,36 @@ out:
     json_object_put(resp);
     json_object_put(body);
 }
+
+/* ---- one message (the stream program's GET /chatroom/{id}/messages/{message_id}) ---------------------------- */
+
+static db_stmt_t q_message_one = DB_STMT("chat_message_one",
+                                         "SELECT " MSG_COLS " FROM messages m JOIN chatrooms c ON c.id = m.chatroom_id "
+                                         "WHERE m.id = $3 AND m.chatroom_id = $1 AND c.user_id = $2",
+                                         3);
+
+int chat_message_load(long long user_id, long long room_id, long long message_id, json_object **msg, int *pending)
+{
+    char uid[24], rid[24], mid[24];
+    *msg = NULL;
+    *pending = 0;
+    if (room_id <= 0 || message_id <= 0)
+        return 0;
+    snprintf(uid, sizeof uid, "%lld", user_id);
+    snprintf(rid, sizeof rid, "%lld", room_id);
+    snprintf(mid, sizeof mid, "%lld", message_id);
+    const char *p[] = {rid, uid, mid};
+    PGresult *res = db_query(&q_message_one, p);
+    if (!res) {
+        if (!db_unavailable())
+            log_error("chat: message load failed (sqlstate %s)", db_sqlstate());
+        return -1;
+    }
+    int found = PQntuples(res) == 1;
+    if (found) {
+        *msg = msg_json(res, 0, 0);
+        *pending = strcmp(PQgetvalue(res, 0, 4), "pending") == 0;
+    }
+    PQclear(res);
+    return found;
+}
