@@ -255,6 +255,8 @@ int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t 
     }
     /* A new attempt: readers drop whatever an earlier one streamed (restart). */
     c->publish = upkeep_redis_ready(now_ms()) && replystream_begin(reply_id) == 0;
+    if (!c->publish)
+        log_warn("reply %lld: not published as it is written (Redis down); readers get the stored reply", reply_id);
     *call = c;
     return UPSTREAM_STARTED;
 }
