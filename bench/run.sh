@@ -27,7 +27,7 @@ trap cleanup EXIT INT TERM
 baseline_dir() { # NAME BINARY
     local d=$STACK_DIR/$1-build
     mkdir -p "$d/cgi-bin"
-    for p in auth subscribe webhook; do cp "build/cgi-bin/$p" "$d/cgi-bin/"; done
+    for p in auth subscribe webhook stream; do cp "build/cgi-bin/$p" "$d/cgi-bin/"; done
     cp "$2" "$d/cgi-bin/chatroom"
     echo "$d"
 }

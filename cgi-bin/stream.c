@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -263,6 +264,25 @@ static const char *dump(json_object *o, size_t *len)
     return json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
 }
 
+/* Under plain CGI the program's output goes through fcgiwrap, which keeps it in libfcgi's 8 KiB buffer until
+ * that is full or the program exits (gnosek/fcgiwrap#36): a stream would arrive all at once at the end. So in
+ * CGI mode every piece of a stream is followed by an SSE comment that fills that buffer and pushes the piece
+ * out (8 KiB per event: CGI mode is for development, not for scale). */
+#define CGI_PUSH 8192
+
+static void cgi_push(conn_t *c)
+{
+    static char pad[CGI_PUSH];
+    if (c->fd >= 0)
+        return;
+    if (!pad[0]) {
+        memset(pad, ' ', sizeof pad);
+        pad[0] = ':';
+        pad[sizeof pad - 1] = '\n';
+    }
+    out_raw(c, pad, sizeof pad);
+}
+
 /* One Server-Sent Event. data is one line (JSON never holds a raw newline). */
 static void sse(conn_t *c, const char *id, const char *event, const char *data, size_t len)
 {
@@ -272,6 +292,7 @@ static void sse(conn_t *c, const char *id, const char *event, const char *data, 
     buf_append(b, data, len);
     buf_append(b, "\n\n", 2);
     out_raw(c, b->data, b->len);
+    cgi_push(c);
 }
 
 /* ---- finishing with the stored message -------------------------------------------------------------------- */
@@ -570,6 +591,8 @@ static void stream_start(conn_t *c, json_object *msg, int pending)
     http_response_wire(req, &S.wire, 1);
     out_raw(c, S.wire.data, S.wire.len);
     c->kind = K_STREAM;
+    if (!c->head)
+        cgi_push(c); /* the headers now, not with the first event */
     if (c->head) {
         end_request(c, 200);
         return;
@@ -913,6 +936,7 @@ static int timers(void)
         }
         if (c->kind == K_STREAM && now >= c->next_keepalive) {
             out_raw(c, ": keep-alive\n\n", 14);
+            cgi_push(c);
             c->next_keepalive = now + KEEPALIVE_MS;
         }
         if (c->deadline < next)
@@ -1039,6 +1063,11 @@ int main(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max; /* every waiting client is a descriptor */
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     S.req.pool = pool_new();
     S.rd_retry_at = 0;
     S.listen_fd = -1;

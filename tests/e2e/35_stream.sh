@@ -48,7 +48,8 @@ count_events() { events "$1" | jq -s --arg e "$2" 'map(select(.event == $e)) | l
 done_field() { events "$1" | jq -rs --arg f "$2" 'map(select(.event == "done" or .event == "error")) | .[0].data[$f]'; }
 
 # ---- deltas arrive before done; done carries the stored message ----
-text="[[chunks:5]] [[chunkms:500]] streamed one two three four five six $tag"
+# (the delay makes sure the stream is open before the first piece, even under CGI, where a process starts first)
+text="[[delay:1500]] [[chunks:5]] [[chunkms:500]] streamed one two three four five six $tag"
 post_msg "$ROOM" "$text"
 r1=$REPLY_ID
 sse_get "$OUT/s1" "/chatroom/$ROOM/messages/$r1/stream"
