@@ -136,3 +136,8 @@ if [[ -x bench/worker.sh ]]; then
     echo "# worker" | tee -a "$OUT"
     bench/worker.sh 2>&1 | grep -E '^(worker:| +\(|ok:|FAIL)' | tee -a "$OUT"
 fi
+
+if [[ -x bench/stream.sh ]]; then
+    echo "# streams" | tee -a "$OUT"
+    bench/stream.sh 2>&1 | grep -E '^(stream:|ok:|FAIL)' | tee -a "$OUT"
+fi

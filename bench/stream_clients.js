@@ -3,13 +3,13 @@
 //   node bench/stream_clients.js BASE_URL TOKEN ROOM IDS_FILE REDIS_SOCK [SAMPLES]
 // Opens GET /chatroom/ROOM/messages/ID/stream for every id of IDS_FILE at once (one connection each), prints
 // "open N in MS ms" when every response's headers are in, then waits for a line on stdin (the caller measures
-// memory meanwhile), then publishes SAMPLES deltas (redis-cli XADD into the replies' event streams, like the
-// worker, 50 ms apart, each to another stream) and prints the latency from publishing to the client's receipt:
+// memory meanwhile), then publishes SAMPLES deltas (XADD into the replies' event streams, like the worker, over
+// one Redis connection, 50 ms apart, each to another stream) and prints the latency from publishing to the client's receipt:
 // "latency n=.. p50=.. p99=.. max=.. ms". No npm dependencies.
 'use strict';
 const http = require('http');
 const fs = require('fs');
-const { execFile } = require('child_process');
+const net = require('net');
 
 const [base, token, room, idsFile, redisSock, samplesArg] = process.argv.slice(2);
 const ids = fs.readFileSync(idsFile, 'utf8').split(/\s+/).filter(Boolean);
@@ -51,11 +51,17 @@ const timer = setInterval(() => {
   if (failed) { console.log(`FAIL: ${failed} streams failed (${open} open)`); process.exit(1); }
 }, 200);
 
+// One Redis connection of our own (RESP written by hand), so that a sample times the publish, not a process start.
+const redis = net.createConnection(redisSock);
+redis.on('data', () => {});
+redis.on('error', (e) => { console.log(`FAIL: redis: ${e.message}`); process.exit(1); });
+function resp(args) {
+  return `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('');
+}
 function xadd(id) {
-  return new Promise((resolve) => {
-    sentAt.set(id, Date.now());
-    execFile('redis-cli', ['-s', redisSock, 'XADD', `replyev:${id}`, '*', 'e', 'delta', 't', 'x'], () => resolve());
-  });
+  sentAt.set(id, Date.now());
+  redis.write(resp(['XADD', `replyev:${id}`, '*', 'e', 'delta', 't', 'x']));
+  return Promise.resolve();
 }
 
 process.stdin.once('data', async () => {
