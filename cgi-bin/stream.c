@@ -110,6 +110,7 @@ struct watch {
     char key[KEYS_USER_MAX];
     char last_id[REPLYSTREAM_ID_MAX]; /* where the XREAD over its stream continues */
     double next_poll;
+    int busy; /* watch_check is finishing its clients: the last one to leave does not free it */
     conn_t *clients;
     watch_t *prev, *next;
 };
@@ -168,6 +169,7 @@ static void out_raw(conn_t *c, const char *p, size_t n)
 }
 
 static void watch_detach(conn_t *c);
+static void watch_free(watch_t *w);
 
 /* The request on c is over: detach it, log it, end it (FastCGI: empty STDOUT, END_REQUEST; the connection stays
  * open for the next request when the web server asked for that). */
@@ -327,6 +329,7 @@ static int watch_check(watch_t *w, const char *id)
         json_object_put(msg);
         return 0;
     }
+    w->busy = 1;
     while (w->clients) {
         conn_t *c = w->clients;
         if (rc == 1) {
@@ -343,6 +346,8 @@ static int watch_check(watch_t *w, const char *id)
         }
     }
     json_object_put(msg);
+    w->busy = 0;
+    watch_free(w);
     return rc == 1 ? 1 : -1;
 }
 
@@ -381,7 +386,7 @@ static void watch_detach(conn_t *c)
         c->wnext->wprev = c->wprev;
     c->w = NULL;
     c->wprev = c->wnext = NULL;
-    if (!w->clients)
+    if (!w->clients && !w->busy)
         watch_free(w); /* the outstanding XREAD may still name it: its entries are then simply dropped */
 }
 

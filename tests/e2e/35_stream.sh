@@ -98,8 +98,10 @@ check_eq "$(deltas_text "$OUT/s4")" "fake-gemini: $text" "the text after the res
 check_eq "$(done_field "$OUT/s4" content)" "fake-gemini: $text" "done holds the answer of the second attempt"
 
 # ---- a worker killed mid-stream: restart, then the new worker's answer ----
-worker_restart AI_TIMEOUT_MS=4000 WORKER_RECOVER_SECONDS=2
-text="[[chunks:8]] [[chunkms:400]] killed $tag"
+# AI_TIMEOUT_MS bounds the whole streamed call (about 3.6 s here); the lease (AI_TIMEOUT_MS + 3 s) decides when the
+# killed worker's reply is taken again.
+worker_restart AI_TIMEOUT_MS=8000 WORKER_RECOVER_SECONDS=2
+text="[[delay:800]] [[chunks:8]] [[chunkms:400]] killed one two three four five six seven $tag"
 post_msg "$ROOM" "$text"
 r4=$REPLY_ID
 sse_get "$OUT/s5" "/chatroom/$ROOM/messages/$r4/stream" &
@@ -116,8 +118,9 @@ wait_for() {
 }
 check "a delta arrives from the first worker" wait_for 15 got_delta
 stack_worker_stop KILL
+check_eq "$(reply_field "$r4" status)" pending "the worker was killed before it finished the reply"
 (
-    export AI_TIMEOUT_MS=4000 WORKER_RECOVER_SECONDS=2
+    export AI_TIMEOUT_MS=8000 WORKER_RECOVER_SECONDS=2
     stack_worker_start
 )
 wait "$sse_pid" || true
