@@ -642,6 +642,17 @@ static void handle(conn_t *c, char **envp)
         http_not_found(req);
         goto out;
     }
+    const char *origin = http_header(req, "Origin");
+    if (r == -2 && strcmp(req->method, "OPTIONS") == 0 && http_header(req, "Access-Control-Request-Method") &&
+        http_cors_allowed(g_config.cors_allowed_origins, origin)) {
+        /* a CORS preflight from an allowed origin, answered as http_serve does for the other programs */
+        http_set_header(req, "Access-Control-Allow-Methods", "GET");
+        http_set_header(req, "Access-Control-Allow-Headers",
+                        "Authorization, Content-Type, Idempotency-Key, X-Request-Id, Last-Event-ID");
+        http_set_header(req, "Access-Control-Max-Age", "600");
+        http_empty(req, 204);
+        goto out;
+    }
     if (r == -2) {
         http_set_header(req, "Allow", "GET");
         http_error(req, 405, "method_not_allowed", "This method is not allowed on this resource.");
@@ -668,7 +679,7 @@ static void handle(conn_t *c, char **envp)
     const char *wait = http_query(req, "wait");
     long long secs = 0;
     if (wait && parse_ll(wait, 0, WAIT_MAX_S, &secs) != 0) {
-        http_error(req, 400, "validation_error", "wait must be a whole number of seconds from 1 to 30.");
+        http_error(req, 400, "validation_error", "wait must be a whole number of seconds, 30 at most.");
         goto out;
     }
     if (!pending || secs == 0) {

@@ -176,3 +176,14 @@ auth_req "$TOKEN" POST "/chatroom/$ROOM/messages/$r1/stream"
 check_eq "$STATUS/$(header Allow)" "405/GET" "POST on the stream: 405 with Allow: GET"
 auth_req "$TOKEN" GET "/chatroom/$ROOM/messages?limit=2"
 check_eq "$STATUS/$(jget '.messages | length')" 200/2 "the message list is still served"
+
+# ---- CORS (the stack allows https://app.example.test) ----
+req OPTIONS "/chatroom/$ROOM/messages/$r1/stream" -H 'Origin: https://app.example.test' \
+    -H 'Access-Control-Request-Method: GET' -H 'Access-Control-Request-Headers: authorization, last-event-id'
+check_eq "$STATUS/$(header Access-Control-Allow-Origin)" "204/https://app.example.test" \
+    "a preflight of the stream from an allowed origin: 204"
+check "... allowing GET and Last-Event-ID" test "$(header Access-Control-Allow-Methods)" = GET -a \
+    -n "$(header Access-Control-Allow-Headers | grep -i last-event-id)"
+auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r1" -H 'Origin: https://app.example.test'
+check_eq "$STATUS/$(header Access-Control-Allow-Origin)" "200/https://app.example.test" \
+    "the message to an allowed origin carries Access-Control-Allow-Origin"
