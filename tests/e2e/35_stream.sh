@@ -187,3 +187,22 @@ check "... allowing GET and Last-Event-ID" test "$(header Access-Control-Allow-M
 auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r1" -H 'Origin: https://app.example.test'
 check_eq "$STATUS/$(header Access-Control-Allow-Origin)" "200/https://app.example.test" \
     "the message to an allowed origin carries Access-Control-Allow-Origin"
+
+# ---- Redis down: nothing can be published, yet the stream and the long-poll end (read from PostgreSQL) ----
+trap 'rm -rf "$OUT"; stack_redis_start >/dev/null 2>&1 || true' EXIT
+stack_redis_stop
+text="[[delay:300]] redis down $tag"
+post_msg "$ROOM" "$text"
+r7=$REPLY_ID
+t0=$(now_ms)
+sse_get "$OUT/s7" "/chatroom/$ROOM/messages/$r7/stream"
+ms=$(($(now_ms) - t0))
+check_eq "$(done_field "$OUT/s7" status)/$(done_field "$OUT/s7" content)" "completed/fake-gemini: $text" \
+    "Redis down: the stream still ends with done"
+check "... within 20 s (${ms} ms)" test "$ms" -lt 20000
+post_msg "$ROOM" "[[delay:300]] redis down, long-poll $tag"
+r8=$REPLY_ID
+auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r8?wait=25"
+check_eq "$STATUS/$(jget .status)" 200/completed "Redis down: the long-poll answers when the reply lands"
+stack_redis_start
+trap 'rm -rf "$OUT"' EXIT
