@@ -171,19 +171,24 @@ static void out_raw(conn_t *c, const char *p, size_t n)
 static void watch_detach(conn_t *c);
 static void watch_free(watch_t *w);
 
+/* The request's log line (the route's pattern: the path holds ids only). */
+static void log_end(const conn_t *c, int status)
+{
+    log_set_context(c->request_id, 0);
+    log_request(c->head ? "HEAD" : "GET",
+                c->kind == K_STREAM ? "/chatroom/{id}/messages/{message_id}/stream"
+                                    : "/chatroom/{id}/messages/{message_id}",
+                status, now_ms() - c->t0);
+    log_set_context(NULL, 0);
+}
+
 /* The request on c is over: detach it, log it, end it (FastCGI: empty STDOUT, END_REQUEST; the connection stays
  * open for the next request when the web server asked for that). */
 static void end_request(conn_t *c, int status)
 {
     watch_detach(c);
-    if (c->kind != K_NONE || c->handled) {
-        log_set_context(c->request_id, 0);
-        log_request(c->head ? "HEAD" : "GET",
-                    c->kind == K_STREAM ? "/chatroom/{id}/messages/{message_id}/stream"
-                                        : "/chatroom/{id}/messages/{message_id}",
-                    status, now_ms() - c->t0);
-        log_set_context(NULL, 0);
-    }
+    if (c->kind != K_NONE || c->handled)
+        log_end(c, status);
     if (c->fd >= 0) {
         unsigned char end[8] = {0, 0, 0, 0, FCGI_REQUEST_COMPLETE, 0, 0, 0};
         fcgi_record(&c->out, FCGI_STDOUT, c->req_id, NULL, 0);
@@ -200,6 +205,10 @@ static void conn_close(conn_t *c)
 {
     if (c->dead)
         return;
+    if (c->kind != K_NONE) { /* the client (or the web server) went away while it waited */
+        log_end(c, 499);
+        c->kind = K_NONE;
+    }
     watch_detach(c);
     if (c->fd >= 0)
         close(c->fd);
