@@ -130,6 +130,14 @@ check_eq "$(done_field "$OUT/s5" content)" "$(reply_field "$r4" content)" "done 
 worker_restore
 trap 'rm -rf "$OUT"' EXIT
 
+# ---- a keep-alive comment every 15 s while nothing else comes ----
+post_msg "$ROOM" "[[delay:16500]] quiet $tag"
+r9=$REPLY_ID
+sse_get "$OUT/s9" "/chatroom/$ROOM/messages/$r9/stream"
+check "a reply that takes 16.5 s: a ': keep-alive' comment came before done" \
+    awk '/ : keep-alive$/ {k = 1} / event: done$/ {exit !k}' "$OUT/s9"
+check_eq "$(done_field "$OUT/s9" status)" completed "... and then done"
+
 # ---- long-poll ----
 post_msg "$ROOM" "[[delay:1500]] long-poll $tag"
 r5=$REPLY_ID
