@@ -471,13 +471,17 @@ static void watch_entries(watch_t *w, const redisReply *entries)
 
 static void rd_drop(const char *why)
 {
+    double now = now_ms();
     if (S.rd) {
         log_warn("stream: the XREAD connection to Redis failed (%s); waiting replies are polled in PostgreSQL", why);
         redisFree(S.rd);
     }
     S.rd = NULL;
     S.rd_blocked = 0;
-    S.rd_retry_at = now_ms() + 1000;
+    S.rd_retry_at = now + 1000;
+    for (watch_t *w = S.watches; w; w = w->next) /* nothing comes through Redis now: poll PostgreSQL soon */
+        if (w->next_poll > now + DB_POLL_FAST_MS)
+            w->next_poll = now + DB_POLL_FAST_MS;
 }
 
 static void rd_connect(void)
@@ -611,19 +615,24 @@ static void stream_start(conn_t *c, json_object *msg, int pending)
         end_request(c, 200);
         return;
     }
-    if (!pending) {
+    /* A finished reply: done at once, unless the client resumes (Last-Event-ID): then it gets what it missed
+     * first, as far as the reply's event stream still holds it. */
+    const char *lei = http_header(req, "Last-Event-ID");
+    unsigned long long ms, seq;
+    int resume = lei && replystream_id_parse(lei, &ms, &seq) == 0;
+    if (!pending && !resume) {
         finish_with(c, msg, "done");
         return;
     }
-    const char *lei = http_header(req, "Last-Event-ID");
-    unsigned long long ms, seq;
-    snprintf(c->last_id, sizeof c->last_id, "%s", lei && replystream_id_parse(lei, &ms, &seq) == 0 ? lei : "0-0");
+    snprintf(c->last_id, sizeof c->last_id, "%s", resume ? lei : "0-0");
     c->deadline = c->t0 + STREAM_CAP_MS;
     c->next_keepalive = now_ms() + KEEPALIVE_MS;
     watch_attach(c, req->user_id, c->last_id);
     /* What the stream already holds past the client's last event (everything for a new client). */
     redisReply *rr = NULL;
-    if (replystream_range(c->msg_id, c->last_id, CATCHUP_MAX, &rr) == 0) {
+    if (replystream_range(c->msg_id, c->last_id, CATCHUP_MAX, &rr) != 0) {
+        rd_drop("Redis is unreachable");
+    } else {
         watch_t *w = c->w;
         if (replystream_id_cmp(c->last_id, w->last_id) > 0)
             snprintf(w->last_id, sizeof w->last_id, "%s", c->last_id);
@@ -631,6 +640,8 @@ static void stream_start(conn_t *c, json_object *msg, int pending)
     }
     if (rr)
         freeReplyObject(rr);
+    if (!pending && c->w) /* finished, and its end is no longer in the stream (expired, Redis down) */
+        watch_check(c->w, "done");
 }
 
 /* A complete request on c: its parameters are envp. */
@@ -708,8 +719,11 @@ static void handle(conn_t *c, char **envp)
             if (ev.type == REPLYSTREAM_DONE || ev.type == REPLYSTREAM_ERROR)
                 watch_check(c->w, ev.id);
         }
-    } else if (c->w && strcmp(c->w->last_id, "$") == 0) {
-        snprintf(c->w->last_id, sizeof c->w->last_id, "0-0");
+    } else {
+        if (!rr)
+            rd_drop("Redis is unreachable");
+        if (c->w && strcmp(c->w->last_id, "$") == 0)
+            snprintf(c->w->last_id, sizeof c->w->last_id, "0-0");
     }
     if (rr)
         freeReplyObject(rr);

@@ -87,6 +87,11 @@ check "the reconnect gets no event at or before $last" \
 both=$(deltas_text "$OUT/s3a")$(deltas_text "$OUT/s3b")
 check_eq "$both" "fake-gemini: $text" "the two connections' deltas add up to the answer, nothing twice"
 check_eq "$(done_field "$OUT/s3b" status)" completed "the reconnect ends with done"
+# the same resume once the reply is finished: what was missed, then done (not just done)
+sse_get "$OUT/s3c" "/chatroom/$ROOM/messages/$r2/stream" -H "Last-Event-ID: $last"
+check_eq "$(deltas_text "$OUT/s3a")$(deltas_text "$OUT/s3c")" "fake-gemini: $text" \
+    "resuming a finished reply replays what the client missed"
+check_eq "$(events "$OUT/s3c" | jq -rs '.[-1].event')" done "... and ends with done"
 
 # ---- the model's stream cut short: the attempt is redone, the client sees restart ----
 text="[[cut:1]] [[chunks:3]] [[chunkms:300]] cut $tag"
@@ -142,7 +147,7 @@ check_eq "$(done_field "$OUT/s9" status)" completed "... and then done"
 post_msg "$ROOM" "[[delay:1500]] long-poll $tag"
 r5=$REPLY_ID
 t0=$(now_ms)
-auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r5?wait=20"
+REQ_TIMEOUT=30 auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r5?wait=20"
 ms=$(($(now_ms) - t0))
 check_status 200 "wait=20: 200"
 check_eq "$(jget .status)/$(jget .id)" "completed/$r5" "wait=20 answers with the completed reply"
@@ -210,7 +215,7 @@ check_eq "$(done_field "$OUT/s7" status)/$(done_field "$OUT/s7" content)" "compl
 check "... within 20 s (${ms} ms)" test "$ms" -lt 20000
 post_msg "$ROOM" "[[delay:300]] redis down, long-poll $tag"
 r8=$REPLY_ID
-auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r8?wait=25"
+REQ_TIMEOUT=30 auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r8?wait=25"
 check_eq "$STATUS/$(jget .status)" 200/completed "Redis down: the long-poll answers when the reply lands"
 stack_redis_start
 trap 'rm -rf "$OUT"' EXIT
