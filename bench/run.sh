@@ -32,11 +32,15 @@ source tests/stack.sh
 cleanup() { stack_stop >/dev/null 2>&1 || true; rm -rf "$STACK_DIR"; }
 trap cleanup EXIT INT TERM
 
-# A bin directory where "chatroom" is the do-nothing handler and the other programs are the real ones.
-NOOP_BUILD=$STACK_DIR/noop-build
-mkdir -p "$NOOP_BUILD/cgi-bin"
-for p in auth subscribe webhook; do cp "build/cgi-bin/$p" "$NOOP_BUILD/cgi-bin/"; done
-cp build/bench/noop "$NOOP_BUILD/cgi-bin/chatroom"
+# Bin directories where "chatroom" is a baseline handler and the other programs are the real ones.
+baseline_dir() { # NAME BINARY
+    local d=$STACK_DIR/$1-build
+    mkdir -p "$d/cgi-bin"
+    for p in auth subscribe webhook stream; do cp "build/cgi-bin/$p" "$d/cgi-bin/"; done
+    cp "$2" "$d/cgi-bin/chatroom"
+    echo "$d"
+}
+NOOP_BUILD=$(baseline_dir noop build/bench/noop)
 
 stack_services_start >/dev/null
 
@@ -179,3 +183,7 @@ fi
     printf '%s' "$worker_line"
 } | tee -a "$OUT"
 bench/chart.sh "$OUT" "${BENCH_SVG:-bench/results.svg}" || echo "bench: no chart" >&2
+if [[ -x bench/stream.sh ]]; then
+    echo "# streams" | tee -a "$OUT"
+    bench/stream.sh 2>&1 | grep -E '^(stream:|ok:|FAIL)' | tee -a "$OUT"
+fi

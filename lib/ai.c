@@ -116,7 +116,7 @@ static json_object *openai_message(const char *role, const char *s, size_t len)
     return m;
 }
 
-static json_object *openai_body(const ai_turn_t *t, size_t n, const char *system_prompt, const char *model)
+static json_object *openai_body(const ai_turn_t *t, size_t n, const char *system_prompt, const char *model, int stream)
 {
     json_object *root = json_object_new_object();
     if (model && *model)
@@ -137,12 +137,12 @@ static json_object *openai_body(const ai_turn_t *t, size_t n, const char *system
     }
     buf_free(&joined);
     json_object_object_add(root, "messages", msgs);
-    json_object_object_add(root, "stream", json_object_new_boolean(0));
+    json_object_object_add(root, "stream", json_object_new_boolean(stream));
     return root;
 }
 
-int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt, const char *model,
-                     buf_t *out)
+static int build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt,
+                         const char *model, int stream, buf_t *out)
 {
     int rc = -1;
     ai_turn_t *norm = NULL;
@@ -154,7 +154,8 @@ int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const
     norm = xcalloc(n ? n : 1, sizeof *norm);
     if (ai_normalise(turns, n, norm, &k) != 0)
         goto out;
-    root = p == AI_PROVIDER_GEMINI ? gemini_body(norm, k, system_prompt) : openai_body(norm, k, system_prompt, model);
+    root = p == AI_PROVIDER_GEMINI ? gemini_body(norm, k, system_prompt)
+                                   : openai_body(norm, k, system_prompt, model, stream);
     size_t len = 0;
     const char *s =
         json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
@@ -168,6 +169,18 @@ out:
     return rc;
 }
 
+int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt, const char *model,
+                     buf_t *out)
+{
+    return build_request(p, turns, n, system_prompt, model, 0, out);
+}
+
+int ai_build_stream_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt,
+                            const char *model, buf_t *out)
+{
+    return build_request(p, turns, n, system_prompt, model, 1, out);
+}
+
 static int model_ok(const char *m)
 {
     if (!m || !*m)
@@ -178,7 +191,7 @@ static int model_ok(const char *m)
     return 1;
 }
 
-int ai_build_url(enum ai_provider p, const char *base, const char *model, buf_t *out)
+static int build_url(enum ai_provider p, const char *base, const char *model, int stream, buf_t *out)
 {
     if (!base || !*base)
         return -1;
@@ -193,7 +206,7 @@ int ai_build_url(enum ai_provider p, const char *base, const char *model, buf_t 
         if (!model_ok(model))
             return -1;
         buf_append(out, base, blen);
-        buf_printf(out, "/v1beta/models/%s:generateContent", model);
+        buf_printf(out, "/v1beta/models/%s:%s", model, stream ? "streamGenerateContent?alt=sse" : "generateContent");
         return 0;
     }
     if (p == AI_PROVIDER_OPENAI) {
@@ -202,6 +215,16 @@ int ai_build_url(enum ai_provider p, const char *base, const char *model, buf_t 
         return 0;
     }
     return -1;
+}
+
+int ai_build_url(enum ai_provider p, const char *base, const char *model, buf_t *out)
+{
+    return build_url(p, base, model, 0, out);
+}
+
+int ai_build_stream_url(enum ai_provider p, const char *base, const char *model, buf_t *out)
+{
+    return build_url(p, base, model, 1, out);
 }
 
 int ai_auth_header(enum ai_provider p, const char *key, buf_t *out)

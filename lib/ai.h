@@ -60,10 +60,18 @@ int ai_normalise(const ai_turn_t *turns, size_t n, ai_turn_t *out, size_t *nout)
 int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt, const char *model,
                      buf_t *out);
 
+/* The same for a streamed answer: the Gemini body is the same; the OpenAI one says "stream": true. Parse the
+ * answer with ai_stream.h. */
+int ai_build_stream_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt,
+                            const char *model, buf_t *out);
+
 /* Append the endpoint URL: {base}/v1beta/models/{model}:generateContent or {base}/chat/completions (one
  * trailing '/' of base ignored, a "models/" prefix of the Gemini model ignored). -1 if base is empty, the
  * model is missing (Gemini) or holds characters outside [A-Za-z0-9._-], or the provider is offline. */
 int ai_build_url(enum ai_provider p, const char *base, const char *model, buf_t *out);
+/* The same for a streamed answer: {base}/v1beta/models/{model}:streamGenerateContent?alt=sse (Gemini); the
+ * OpenAI-compatible URL is the same as ai_build_url's. */
+int ai_build_stream_url(enum ai_provider p, const char *base, const char *model, buf_t *out);
 
 /* Append the auth header line for curl: "x-goog-api-key: KEY" or "Authorization: Bearer KEY". Returns 1 and
  * appends nothing when key is NULL/empty (OpenAI-compatible local servers need none), -1 if the key holds

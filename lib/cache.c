@@ -296,6 +296,41 @@ int cache_ping_within(long timeout_ms)
     return rc;
 }
 
+redisContext *cache_connect_new(void)
+{
+    redisContext *c = target.path
+                          ? redisConnectUnixWithTimeout(target.path, connect_tv)
+                          : redisConnectWithTimeout(target.host ? target.host : "127.0.0.1", target.port, connect_tv);
+    if (!c || c->err) {
+        note_error("cannot connect: ", c ? c->errstr : NULL);
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, command_tv);
+    redisReply *r = NULL;
+    if (target.password) {
+        r = redisCommand(c, "AUTH %s", target.password);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(r);
+    }
+    if (target.db) {
+        char db[8];
+        snprintf(db, sizeof db, "%d", target.db);
+        r = redisCommand(c, "SELECT %s", db);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(r);
+    }
+    return c;
+fail:
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return NULL;
+}
+
 const char *cache_last_error(void)
 {
     return last_error;

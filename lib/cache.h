@@ -33,6 +33,10 @@ int cache_ping_within(long timeout_ms);
 const char *cache_run_id(void);
 /* A number that changes whenever a new connection is made (0: never connected). */
 unsigned long cache_generation(void);
+/* A new connection of its own to the same Redis (AUTH and SELECT done, 1 s command timeout), for a caller that
+ * needs one beside the process's (a blocking XREAD driven by poll). NULL when Redis is unreachable. The caller
+ * owns it: redisFree. */
+redisContext *cache_connect_new(void);
 
 /* Why the last connect or command failed, one line; "" if nothing failed yet. Static storage. */
 const char *cache_last_error(void);

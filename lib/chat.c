@@ -426,3 +426,15 @@ void chat_post_message(http_req_t *req, long long room_id)
     chat_store_post_free(&p.out);
     json_object_put(p.body);
 }
+
+/* ---- one message (the stream program's GET /chatroom/{id}/messages/{message_id}) ---------------------------- */
+
+int chat_message_load(long long user_id, long long room_id, long long message_id, json_object **msg, int *pending)
+{
+    *msg = NULL;
+    *pending = 0;
+    if (room_id <= 0 || message_id <= 0)
+        return 0;
+    int rc = chat_store_message_get(user_id, room_id, message_id, msg, pending);
+    return rc < 0 ? -1 : rc == 0;
+}

@@ -51,6 +51,12 @@ void chat_messages(http_req_t *req, long long room_id);
 /* GET /chatroom/usage. */
 void chat_usage(http_req_t *req);
 
+/* One message of the caller's chatroom (not an answer: for cgi-bin/stream.c, which answers itself). 1 found:
+ * *msg is its JSON (the message shape; the caller json_object_put's it) and *pending says whether its status
+ * is still pending; 0 no such message in user_id's room room_id (ids <= 0 included); -1 the database failed
+ * (db_unavailable() says whether it is down). */
+int chat_message_load(long long user_id, long long room_id, long long message_id, json_object **msg, int *pending);
+
 /* ---- pure helpers (unit-tested) ---- */
 
 /* Parse the ?limit= value: NULL -> CHAT_PAGE_DEFAULT; else an integer 1..CHAT_PAGE_MAX. 0 ok, -1 invalid. */

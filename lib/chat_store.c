@@ -52,6 +52,11 @@ static db_stmt_t q_messages_page = DB_STMT("chat_messages_page",
                                            "WHERE c.id = $1 AND c.user_id = $2 ORDER BY m.id",
                                            4);
 
+static db_stmt_t q_message_one = DB_STMT("chat_message_one",
+                                         "SELECT " MSG_COLS " FROM messages m JOIN chatrooms c ON c.id = m.chatroom_id "
+                                         "WHERE m.id = $3 AND m.chatroom_id = $1 AND c.user_id = $2",
+                                         3);
+
 static db_stmt_t q_usage = DB_STMT(
     "chat_usage",
     "SELECT u.tier, COALESCE((SELECT d.used FROM daily_usage d WHERE d.user_id = u.id AND d.day = $2::date), 0) "
@@ -316,4 +321,29 @@ void chat_store_post_free(chat_post_out_t *out)
         return;
     PQclear(out->res);
     memset(out, 0, sizeof *out);
+}
+
+int chat_store_message_get(long long user_id, long long room_id, long long message_id, json_object **msg, int *pending)
+{
+    char uid[24], rid[24], mid[24];
+    snprintf(uid, sizeof uid, "%lld", user_id);
+    snprintf(rid, sizeof rid, "%lld", room_id);
+    snprintf(mid, sizeof mid, "%lld", message_id);
+    const char *p[] = {rid, uid, mid};
+    PGresult *res = db_query(&q_message_one, p);
+    *msg = NULL;
+    *pending = 0;
+    if (!res) {
+        if (!db_unavailable())
+            log_error("chat: message load failed (sqlstate %s)", db_sqlstate());
+        return -1;
+    }
+    int rc = CHAT_STORE_NOT_FOUND;
+    if (PQntuples(res) == 1) {
+        *msg = msg_json(res, 0, 0);
+        *pending = strcmp(PQgetvalue(res, 0, 4), "pending") == 0;
+        rc = 0;
+    }
+    PQclear(res);
+    return rc;
 }

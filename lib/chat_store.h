@@ -20,6 +20,9 @@ int chat_store_room_create(long long user_id, const char *title, long max_rooms,
  * start; a room that is not the user's gives an empty page). *list: {"chatrooms":[...], "next_before": the last
  * room's id when more follow, else null}. */
 int chat_store_room_list(long long user_id, long long before, long limit, json_object **list);
+/* Message message_id of room room_id of user_id: *msg (the contract's message object) and whether it is still
+ * pending. */
+int chat_store_message_get(long long user_id, long long room_id, long long message_id, json_object **msg, int *pending);
 /* Room room_id of user_id with its latest max_messages messages (oldest first) under "messages". */
 int chat_store_room_get(long long user_id, long long room_id, int max_messages, json_object **room);
 /* Delete room room_id of user_id (its messages cascade). */

@@ -40,6 +40,7 @@ static void help(const char *prog, FILE *out)
         {"chatroom", "/chatroom/*"},
         {"subscribe", "/subscribe/pro, /subscription/status and /payment/*"},
         {"webhook", "/webhook/stripe"},
+        {"stream", "/chatroom/{id}/messages/{message_id} (long-poll) and its /stream (Server-Sent Events)"},
     };
     if (strstr(prog, "worker")) {
         fprintf(out,

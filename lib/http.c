@@ -25,6 +25,7 @@ extern char **environ;
 
 struct http_io {
     FCGX_Request *fcgi; /* NULL in CGI mode: environ, stdin, stdout */
+    char **envp;        /* http_req_begin: the caller's parameters (its own event loop does the I/O) */
 };
 
 /* ---- request data ---- */
@@ -33,6 +34,8 @@ const char *http_param(http_req_t *req, const char *name)
 {
     if (req->io && req->io->fcgi)
         return FCGX_GetParam(name, req->io->fcgi->envp);
+    if (req->io && req->io->envp)
+        return FCGX_GetParam(name, req->io->envp);
     return getenv(name);
 }
 
@@ -552,7 +555,9 @@ static int read_body(http_req_t *req, buf_t *body)
     return 0;
 }
 
-static void write_response(http_req_t *req, buf_t *wire)
+/* The CGI header block of req's response into wire; streamed: no Content-Length (the body follows as it is
+ * made). */
+static void head_wire(http_req_t *req, buf_t *wire, int streamed)
 {
     char num[24];
     buf_reset(wire);
@@ -574,13 +579,25 @@ static void write_response(http_req_t *req, buf_t *wire)
             buf_puts(wire, "\r\nAccess-Control-Expose-Headers: " CORS_EXPOSE_HEADERS "\r\n");
         }
     }
-    if (req->status != 204) {
+    if (req->status != 204 && !streamed) {
         snprintf(num, sizeof num, "%zu", req->out.len);
         buf_puts(wire, "Content-Length: ");
         buf_puts(wire, num);
         buf_append(wire, "\r\n", 2);
     }
     buf_append(wire, "\r\n", 2);
+}
+
+void http_response_wire(http_req_t *req, buf_t *wire, int streamed)
+{
+    head_wire(req, wire, streamed);
+    if (!streamed && req->status != 204 && req->out.len && strcmp(req->method, "HEAD") != 0)
+        buf_append(wire, req->out.data, req->out.len);
+}
+
+static void write_response(http_req_t *req, buf_t *wire)
+{
+    head_wire(req, wire, 0);
     if (req->status != 204 && req->out.len && strcmp(req->method, "HEAD") != 0)
         buf_append(wire, req->out.data, req->out.len); /* HEAD: the headers of the GET, Content-Length included */
     if (req->io->fcgi)
@@ -672,6 +689,30 @@ void http_handle_request(struct FCGX_Request *fr, const http_route_t *routes, si
     buf_free(&req.out);
     buf_free(&body);
     buf_free(&wire);
+}
+
+void http_req_begin(http_req_t *req, char **envp)
+{
+    http_io_t *io = pool_alloc(req->pool, sizeof *io);
+    io->envp = envp;
+    req->io = io;
+    const char *uri = http_param(req, "REQUEST_URI");
+    if (!uri || !*uri) {
+        const char *sn = http_param(req, "SCRIPT_NAME"), *pi = http_param(req, "PATH_INFO");
+        uri = pool_printf(req->pool, "%s%s", sn ? sn : "", pi ? pi : "");
+    }
+    req->method = http_param(req, "REQUEST_METHOD");
+    if (!req->method)
+        req->method = "GET";
+    req->path = http_normalize_path(req->pool, uri);
+    req->query = http_param(req, "QUERY_STRING");
+    if (!req->query)
+        req->query = "";
+    req->body = "";
+    req->body_len = 0;
+    if (!rng_state && getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state)
+        rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    set_request_id(req);
 }
 
 /* Reset the request for the next one, keeping the buffers' memory. */

@@ -101,6 +101,16 @@ void http_set_max_body(size_t bytes);
  *  - every response to an allowed Origin carries Access-Control-Allow-Origin, -Expose-Headers and Vary. */
 int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, void (*init)(void));
 
+/* For a program that runs its own event loop over the FastCGI socket (cgi-bin/stream.c) instead of http_serve:
+ * start req (its pool set, the rest zeroed) over envp, "NAME=value" strings ending with NULL, which stay the
+ * caller's and must outlive every use of req. Sets method, path, query and request_id as http_serve does; no
+ * body is read (body ""). The handler helpers (auth_require, http_error, ...) then work as usual. */
+void http_req_begin(http_req_t *req, char **envp);
+/* The response set on req as http_serve writes it (Status, X-Request-Id, the extra headers, CORS, then
+ * Content-Length and the body) into wire (reset first). streamed: the header block only, without
+ * Content-Length, for a body the caller writes as it is made. */
+void http_response_wire(http_req_t *req, buf_t *wire, int streamed);
+
 /* Exposed for unit tests: route matching. Returns the route index, -1 for no path match (404), -2 for a
  * path match with another method (then allow is filled with "GET, POST"). */
 int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path, const char **params,

@@ -27,6 +27,11 @@
 /* The stream that carries AI reply jobs to the workers (queue.h). */
 #define KEYS_REPLY_STREAM "gb:replies"
 
+/* "replyev:<message id>": the short-lived stream of one AI reply's events as the worker produces them
+ * (replystream.h); it lives KEYS_REPLY_EVENTS_TTL seconds after its last write. */
+#define KEYS_REPLY_EVENTS_PREFIX "replyev:"
+#define KEYS_REPLY_EVENTS_TTL 600
+
 /* The key of user_id's cached chatroom list ("chatrooms:<uid>") into out. */
 static inline void keys_chatrooms(long long user_id, char out[KEYS_USER_MAX])
 {
@@ -43,6 +48,12 @@ static inline void keys_me(long long user_id, char out[KEYS_USER_MAX])
 static inline void keys_authv(long long user_id, char out[KEYS_USER_MAX])
 {
     snprintf(out, KEYS_USER_MAX, KEYS_AUTHV_PREFIX "%lld", user_id);
+}
+
+/* The key of reply_id's event stream ("replyev:<id>") into out. */
+static inline void keys_reply_events(long long reply_id, char out[KEYS_USER_MAX])
+{
+    snprintf(out, KEYS_USER_MAX, KEYS_REPLY_EVENTS_PREFIX "%lld", reply_id);
 }
 
 #endif

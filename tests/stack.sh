@@ -51,7 +51,7 @@ fi
 export PG_BINDIR
 
 STACK_PG_PORT=5432 # only names the socket file (.s.PGSQL.5432) in STACK_DIR/pg: no TCP
-STACK_APP_BINARIES=(auth chatroom subscribe webhook)
+STACK_APP_BINARIES=(auth chatroom subscribe webhook stream)
 STACK_START_TIMEOUT=${STACK_START_TIMEOUT:-60} # seconds to wait for a server to answer
 STACK_STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-20}   # seconds after the polite signal, then SIGKILL
 

@@ -7,7 +7,9 @@
  *   retry later    a transient failure: the next attempt is scheduled in the database (next_attempt_at) and
  *                  the lease released, so a crash loses nothing; the sweep takes the reply again when due
  *
- * The stream entry a job came from is acked (XACK + XDEL) only once its outcome is stored. */
+ * The stream entry a job came from is acked (XACK + XDEL) only once its outcome is stored. Readers of the
+ * reply's event stream (lib/replystream) get its pieces from upstream.c and its end (done / error) from store(),
+ * after the outcome is in PostgreSQL. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
+#include "replystream.h"
 #include "util.h"
 #include "worker.h"
 
@@ -158,6 +161,10 @@ static int store(job_t *j)
             return 0; /* give up here; the lease ends and the sweep takes the reply again */
     }
     upkeep_db_up();
+    /* Readers of the reply's event stream learn that it is stored (they read it from PostgreSQL). Without
+     * Redis they find out by reading PostgreSQL themselves. */
+    if (rc == REPLY_STORED && upkeep_redis_ready(now_ms()) && replystream_end(j->reply_id, ok) != 0)
+        log_warn("reply %lld: cannot publish its end to its event stream (Redis)", j->reply_id);
     double ms = now_ms() - j->started_ms;
     if (rc == REPLY_NOT_PENDING)
         log_info("reply %lld is no longer pending (finished elsewhere or deleted); result dropped", j->reply_id);

@@ -2,19 +2,24 @@
  * libcurl multi handle in the worker's single thread. Request bodies, URLs, auth headers and the
  * classification of an answer come from lib/ai (pure); this file does the HTTP.
  *
- * A call's response body reaches call_body() piece by piece as it arrives: that is the seam for streamed
- * calls (Gemini streamGenerateContent?alt=sse, OpenAI "stream": true), which would parse complete events there
- * and publish each piece. Today the pieces are collected under AI_MAX_RESPONSE_BYTES and the whole body is
- * classified by call_result() when the transfer ends; the job then gets the result (job_call_done). */
+ * Calls are streamed (Gemini streamGenerateContent?alt=sse, OpenAI "stream": true). A call's response body
+ * reaches call_body() piece by piece as it arrives: a 2xx text/event-stream body goes through lib/ai_stream,
+ * and the text it adds is collected per call and published to the reply's event stream (lib/replystream) once
+ * per loop turn (upstream_perform), so a burst of small pieces costs one Redis round trip. Any other body (an
+ * error status, a server that answers a plain JSON document) is collected under AI_MAX_RESPONSE_BYTES and
+ * classified whole by ai_parse_response as before. When the transfer ends call_result() classifies it and the
+ * job gets the result (job_call_done), which stores the reply once, complete. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "ai_stream.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "replystream.h"
 #include "util.h"
 #include "worker.h"
 
@@ -29,6 +34,11 @@ struct upstream_call {
     capped_t resp; /* the response body, capped at AI_MAX_RESPONSE_BYTES */
     char errbuf[CURL_ERROR_SIZE];
     char retry_after[32]; /* the Retry-After header of the last response, "" when none */
+    int sse;              /* the body is a 2xx event stream (decided at its first byte): -1 undecided, 0 no, 1 yes */
+    ai_stream_t *stream;  /* sse: the parser */
+    buf_t delta;          /* sse: text not yet published */
+    int publish;          /* publishing to the reply's event stream works (Redis answered begin) */
+    struct upstream_call *prev, *next; /* the calls in flight */
 };
 
 static struct {
@@ -36,6 +46,7 @@ static struct {
     const char *model, *key;
     buf_t url, auth;
     CURLM *multi;
+    upstream_call_t *calls; /* in flight */
 } U;
 
 int upstream_init(void)
@@ -67,7 +78,7 @@ int upstream_init(void)
                         "request names, e.g. gpt-4o-mini or llama-3.1-8b-instant)\n");
         return -1;
     }
-    if (ai_build_url(U.provider, base, U.model, &U.url) != 0) {
+    if (ai_build_stream_url(U.provider, base, U.model, &U.url) != 0) {
         fprintf(stderr, "worker: cannot build the %s URL: check %s and the model name\n", ai_provider_name(U.provider),
                 gemini ? "GEMINI_API_BASE" : "OPENAI_API_BASE");
         return -1;
@@ -102,18 +113,57 @@ void upstream_call_free(upstream_call_t *c)
         curl_multi_remove_handle(U.multi, c->easy);
         curl_easy_cleanup(c->easy);
     }
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (U.calls == c)
+        U.calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     curl_slist_free_all(c->headers);
     buf_free(&c->request);
     buf_free(&c->resp.b);
+    buf_free(&c->delta);
+    ai_stream_free(c->stream);
     free(c);
 }
 
+/* Is the response of c a 2xx event stream? Asked at the first byte of the body, when the headers are in. */
+static int is_event_stream(upstream_call_t *c)
+{
+    long status = 0;
+    char *type = NULL;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &type);
+    return status >= 200 && status < 300 && type && strncasecmp(type, "text/event-stream", 17) == 0;
+}
+
 /* The body seam: data[0..len) is the next piece of c's response body, split wherever the network split it.
- * 0 go on, -1 stop the transfer (curl then ends it with CURLE_WRITE_ERROR, which classifies as "upstream
- * response too large"). */
+ * 0 go on, -1 stop the transfer (curl then ends it with CURLE_WRITE_ERROR: a plain body too large, or a stream
+ * the parser gave up on, whose own reason call_result then reports). */
 static int call_body(upstream_call_t *c, const char *data, size_t len)
 {
-    return capped_write((char *)data, 1, len, &c->resp) == len ? 0 : -1;
+    if (c->sse < 0) {
+        c->sse = is_event_stream(c);
+        if (c->sse)
+            c->stream = ai_stream_new(U.provider);
+    }
+    if (!c->sse)
+        return capped_write((char *)data, 1, len, &c->resp) == len ? 0 : -1;
+    return ai_stream_feed(c->stream, data, len, c->publish ? &c->delta : NULL) == AI_STREAM_FAILED ? -1 : 0;
+}
+
+/* Publish what c's answer added since the last time. A Redis failure stops publishing for this call (readers
+ * then get the stored reply when it is done); the answer itself is not affected. */
+static void publish(upstream_call_t *c)
+{
+    if (!c->publish || !c->delta.len)
+        return;
+    if (replystream_delta(c->reply_id, c->delta.data, c->delta.len) != 0) {
+        log_warn("reply %lld: cannot publish to its event stream (Redis); readers will get the stored reply",
+                 c->reply_id);
+        c->publish = 0;
+    }
+    buf_reset(&c->delta);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
@@ -169,6 +219,10 @@ static int start_transfer(upstream_call_t *c)
     c->errbuf[0] = '\0';
     if (curl_multi_add_handle(U.multi, e) != CURLM_OK)
         return -1;
+    c->next = U.calls;
+    if (U.calls)
+        U.calls->prev = c;
+    U.calls = c;
     return 0;
 }
 
@@ -191,7 +245,8 @@ int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t 
     c->job = j;
     c->reply_id = reply_id;
     c->resp.max = AI_MAX_RESPONSE_BYTES;
-    if (ai_build_request(U.provider, turns, n, g_config.ai_system_prompt, U.model, &c->request) != 0) {
+    c->sse = -1;
+    if (ai_build_stream_request(U.provider, turns, n, g_config.ai_system_prompt, U.model, &c->request) != 0) {
         upstream_call_free(c);
         return UPSTREAM_NOTHING;
     }
@@ -199,6 +254,10 @@ int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t 
         upstream_call_free(c);
         return UPSTREAM_FAILED;
     }
+    /* A new attempt: readers drop whatever an earlier one streamed (restart). */
+    c->publish = upkeep_redis_ready(now_ms()) && replystream_begin(reply_id) == 0;
+    if (!c->publish)
+        log_warn("reply %lld: not published as it is written (Redis down); readers get the stored reply", reply_id);
     *call = c;
     return UPSTREAM_STARTED;
 }
@@ -206,6 +265,14 @@ int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t 
 /* The transfer of c ended with code: classify it into r (the caller frees it with ai_result_free). */
 static void call_result(upstream_call_t *c, CURLcode code, ai_result_t *r)
 {
+    if (c->sse == 1 && (code == CURLE_OK || code == CURLE_WRITE_ERROR)) {
+        /* the stream ended, or the parser stopped it: its own verdict (complete, refused, cut short, ...) */
+        ai_stream_finish(c->stream, c->publish ? &c->delta : NULL, r);
+        publish(c);
+        if (r->status != AI_OK)
+            log_warn("reply %lld: %s%s%s", c->reply_id, r->error, r->detail[0] ? ": " : "", r->detail);
+        return;
+    }
     if (code != CURLE_OK) {
         ai_transport_error((int)code, r);
         log_warn("reply %lld: %s: %s", c->reply_id, r->error, c->errbuf[0] ? c->errbuf : r->detail);
@@ -222,6 +289,8 @@ void upstream_perform(void)
 {
     int running = 0;
     curl_multi_perform(U.multi, &running);
+    for (upstream_call_t *c = U.calls; c; c = c->next)
+        publish(c);
     CURLMsg *m;
     int left;
     while ((m = curl_multi_info_read(U.multi, &left))) {

@@ -42,7 +42,8 @@ check_eq "$(jq -r '[.body.contents[] | .parts[0].text] | join("|")' <<<"$req_jso
 check "upstream got a systemInstruction and maxOutputTokens >= 2048" \
     jq -e '(.body.systemInstruction.parts[0].text | length) > 0 and .body.generationConfig.maxOutputTokens >= 2048' \
     <<<"$req_json"
-check_eq "$(jq -r '.path' <<<"$req_json")" "/v1beta/models/gemini-3.5-flash:generateContent" "Gemini URL and model"
+check_eq "$(jq -r '.path' <<<"$req_json")" "/v1beta/models/gemini-3.5-flash:streamGenerateContent?alt=sse" \
+    "Gemini URL and model (the streamed form)"
 check_eq "$(jq -r '.headers["content-type"]' <<<"$req_json")" "application/json" "JSON content type"
 
 # ---- two user messages before the first is answered: merged into one user turn (no empty model turn) ----

@@ -75,8 +75,8 @@ check_eq "$(reply_field "$ro" status)/$(reply_field "$ro" content)" "completed/f
     "openai reply holds the fake's answer"
 sel="select(.path == \"/v1/chat/completions\" and .body.messages[-1].content == \"$q\")"
 req_json=$(curl -s "$FAKE_AI_URL/__requests" | jq -c "[.[] | $sel][0]")
-check_eq "$(jq -r '.body.model' <<<"$req_json")/$(jq -r '.body.stream' <<<"$req_json")" "fake-model/false" \
-    "chat completions request: model, stream false"
+check_eq "$(jq -r '.body.model' <<<"$req_json")/$(jq -r '.body.stream' <<<"$req_json")" "fake-model/true" \
+    "chat completions request: model, stream true"
 check_eq "$(jq -r '.body.messages[0].role' <<<"$req_json")" system "the system prompt comes first"
 # shellcheck disable=SC2016 # jq's $r
 check "then alternating user/assistant turns" jq -e '[.body.messages[1:][] | .role] as $r |

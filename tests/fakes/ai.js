@@ -5,7 +5,9 @@
 //   node tests/fakes/ai.js --port-file FILE     listens on 127.0.0.1:0 and writes the port to FILE
 //
 // Gemini:  POST /v1beta/models/{model}:generateContent   header x-goog-api-key: test-gemini-key
+//          POST /v1beta/models/{model}:streamGenerateContent?alt=sse   (the same, streamed as Server-Sent Events)
 // OpenAI:  POST /v1/chat/completions                     header Authorization: Bearer test-openai-key
+//          ("stream": true: streamed as Server-Sent Events, chunks with choices[0].delta, then data: [DONE])
 // Bodies are validated like the real services do (roles, empty texts, shapes) and answered in their real
 // response and error shapes. The reply text is "fake-gemini: " / "fake-openai: " + the last user text.
 // Like the real services: Gemini answers a missing key 403 PERMISSION_DENIED, a wrong key 400 INVALID_ARGUMENT
@@ -25,8 +27,14 @@
 //   [[empty]]         Gemini: finishReason MAX_TOKENS with no content; OpenAI: content null
 //   [[garbage]]       200 with a body that is not JSON
 //   [[huge]]          200 with a 3 MiB body (over the worker's ceiling)
+// Streamed answers (the text is cut into pieces at word boundaries, one event each):
+//   [[chunks:5]]      this many pieces (default 3, or the chunks knob)
+//   [[chunkms:300]]   wait this long before each piece after the first (default 0, or the chunk_ms knob)
+//   [[cut:2]]         the first 2 requests with this exact text stop after the first piece, without a finish
+//                     reason (the stream ends early); later ones stream completely
 // Control:
 //   POST /__control {"latency_ms":500}   global latency for every model call
+//   POST /__control {"chunk_ms":50,"chunks":4}   default pacing and piece count of streamed answers
 //   GET  /__requests                     recorded model calls: [{seq, time, method, path, status, headers (no
 //                                        keys), body (parsed JSON or null)}]; status is null while the answer
 //                                        is pending and "client_gone" when the caller hung up before it
@@ -47,7 +55,7 @@ const OPENAI_MODELS = new Set(['fake-model']);
 const MAX_BODY = 8 * 1024 * 1024;
 const MAX_LOG = 50000;
 
-let knobs = { latency_ms: 0 };
+let knobs = { latency_ms: 0, chunk_ms: 0, chunks: 3 };
 let requests = [];
 let seq = 0;
 const attempts = new Map(); // provider + '\0' + text -> requests seen
@@ -71,13 +79,16 @@ function safeHeaders(h) {
 }
 
 function directives(text) {
-  const d = { fail: [], delay: 0, retryDelay: '1s', flags: new Set() };
+  const d = { fail: [], delay: 0, retryDelay: '1s', flags: new Set(), chunks: knobs.chunks, chunkMs: knobs.chunk_ms, cut: 0 };
   const re = /\[\[([a-z]+)(?::([^\]]*))?\]\]/g;
   let m;
   while ((m = re.exec(text || '')) !== null) {
     if (m[1] === 'fail') d.fail = (m[2] || '').split(',').map((s) => parseInt(s, 10)).filter((n) => n >= 100 && n < 600);
     else if (m[1] === 'delay') d.delay = Math.max(0, Math.min(600000, parseInt(m[2], 10) || 0));
     else if (m[1] === 'retrydelay' && /^[0-9]+(\.[0-9]+)?s$/.test(m[2] || '')) d.retryDelay = m[2];
+    else if (m[1] === 'chunks') d.chunks = Math.max(1, Math.min(1000, parseInt(m[2], 10) || 1));
+    else if (m[1] === 'chunkms') d.chunkMs = Math.max(0, Math.min(60000, parseInt(m[2], 10) || 0));
+    else if (m[1] === 'cut') d.cut = Math.max(0, Math.min(100, parseInt(m[2], 10) || 1));
     else d.flags.add(m[1]);
   }
   return d;
@@ -93,6 +104,44 @@ function failureFor(provider, text, d) {
   const last = d.fail[d.fail.length - 1];
   const fixable = last === 408 || last === 429 || last >= 500;
   return fixable ? 0 : last;
+}
+
+// Does this request get its stream cut short ([[cut:N]]: the first N requests with this text)?
+const cuts = new Map();
+function cutFor(provider, text, d) {
+  if (!d.cut) return false;
+  const key = provider + '\0' + text;
+  const n = cuts.get(key) || 0;
+  cuts.set(key, n + 1);
+  return n < d.cut;
+}
+
+// The answer in n pieces at word boundaries (each piece keeps its trailing space), concatenating back to it.
+function pieces(text, n) {
+  const words = text.match(/\S+\s*|\s+/g) || [text];
+  const out = [];
+  const per = Math.max(1, Math.ceil(words.length / n));
+  for (let i = 0; i < words.length; i += per) out.push(words.slice(i, i + per).join(''));
+  return out.length ? out : [text];
+}
+
+// Send events (objects, or the raw string '[DONE]') as Server-Sent Events, chunkMs apart after the first.
+function streamOut(rec, res, events, chunkMs, crlf) {
+  const gone = () => res.destroyed || res.writableEnded || (res.socket && res.socket.destroyed);
+  if (gone()) { if (rec) rec.status = 'client_gone'; return; }
+  if (rec) rec.status = 200;
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+  const eol = crlf ? '\r\n' : '\n';
+  let i = 0;
+  const next = () => {
+    if (gone()) { if (rec) rec.status = 'client_gone'; return; }
+    if (i >= events.length) return res.end();
+    const ev = events[i++];
+    res.write('data: ' + (typeof ev === 'string' ? ev : JSON.stringify(ev)) + eol + eol);
+    if (chunkMs > 0 && i < events.length) setTimeout(next, chunkMs);
+    else setImmediate(next);
+  };
+  next();
 }
 
 // ---- Gemini ----
@@ -158,7 +207,7 @@ function words(s) {
   return Math.max(1, String(s).split(/\s+/).filter(Boolean).length);
 }
 
-function gemini(req, res, rec, model, body) {
+function gemini(req, res, rec, model, body, streamed) {
   const key = req.headers['x-goog-api-key'] || new URL(req.url, 'http://x').searchParams.get('key');
   if (!key) {
     return finish(rec, res, 403, geminiError(403, "Method doesn't allow unregistered callers (callers without " +
@@ -199,25 +248,37 @@ function gemini(req, res, rec, model, body) {
       return finish(rec, res, st, geminiError(st, msg));
     }
     if (d.flags.has('garbage')) return finish(rec, res, 200, '<html><body>upstream proxy page</body></html>');
-    if (d.flags.has('huge')) return finish(rec, res, 200, { candidates: [{ content: { role: 'model', parts: [{ text: 'x'.repeat(3 * 1024 * 1024) }] }, finishReason: 'STOP', index: 0 }] });
+    // streamed: every 200 below goes out as events (one per piece; a one-chunk answer is one event)
+    const out = (obj) => streamed ? streamOut(rec, res, [obj], 0, true) : finish(rec, res, 200, obj);
+    if (d.flags.has('huge')) return out({ candidates: [{ content: { role: 'model', parts: [{ text: 'x'.repeat(3 * 1024 * 1024) }] }, finishReason: 'STOP', index: 0 }] });
     const usage = { promptTokenCount: words(JSON.stringify(body.contents)), candidatesTokenCount: 0, totalTokenCount: 0,
       promptTokensDetails: [{ modality: 'TEXT', tokenCount: 1 }] };
     const base = { usageMetadata: usage, modelVersion: model, responseId: crypto.randomBytes(9).toString('base64url') };
     if (d.flags.has('blocked')) {
-      return finish(rec, res, 200, Object.assign({ promptFeedback: { blockReason: 'SAFETY', safetyRatings: [
+      return out(Object.assign({ promptFeedback: { blockReason: 'SAFETY', safetyRatings: [
         { category: 'HARM_CATEGORY_HARASSMENT', probability: 'HIGH' }] } }, base));
     }
     if (d.flags.has('safety')) {
-      return finish(rec, res, 200, Object.assign({ candidates: [{ finishReason: 'SAFETY', index: 0, safetyRatings: [
+      return out(Object.assign({ candidates: [{ finishReason: 'SAFETY', index: 0, safetyRatings: [
         { category: 'HARM_CATEGORY_DANGEROUS_CONTENT', probability: 'HIGH', blocked: true }] }] }, base));
     }
     if (d.flags.has('empty')) {
       usage.thoughtsTokenCount = 4090;
-      return finish(rec, res, 200, Object.assign({ candidates: [{ content: { role: 'model' }, finishReason: 'MAX_TOKENS', index: 0 }] }, base));
+      return out(Object.assign({ candidates: [{ content: { role: 'model' }, finishReason: 'MAX_TOKENS', index: 0 }] }, base));
     }
     const answer = 'fake-gemini: ' + text;
     usage.candidatesTokenCount = words(answer);
     usage.totalTokenCount = usage.promptTokenCount + usage.candidatesTokenCount;
+    if (streamed) {
+      const ps = pieces(answer, d.chunks);
+      const cut = cutFor('gemini', text, d);
+      const events = ps.map((p, i) => {
+        const c = { content: { parts: [{ text: p }], role: 'model' }, index: 0 };
+        if (i === ps.length - 1) c.finishReason = 'STOP';
+        return Object.assign({ candidates: [c] }, i === ps.length - 1 ? base : { modelVersion: model, responseId: base.responseId });
+      });
+      return streamOut(rec, res, cut ? events.slice(0, 1).map((e) => { delete e.candidates[0].finishReason; return e; }) : events, d.chunkMs, true);
+    }
     finish(rec, res, 200, Object.assign({
       candidates: [{ content: { parts: [{ text: answer }], role: 'model' }, finishReason: 'STOP', index: 0 }],
     }, base));
@@ -242,7 +303,7 @@ function openaiValidate(b) {
     }
     if (typeof m.content !== 'string' || m.content.length === 0) return [`Invalid 'messages[${i}].content': empty or not a string.`, `messages[${i}].content`];
   }
-  if (b.stream !== undefined && b.stream !== false) return ['the fake only answers stream=false', 'stream'];
+  if (b.stream !== undefined && typeof b.stream !== 'boolean') return ["Invalid type for 'stream': expected a boolean.", 'stream'];
   return null;
 }
 
@@ -273,13 +334,27 @@ function openai(req, res, rec, body) {
       return finish(rec, res, st, openaiError(`Fake failure ${st}.`, st >= 500 ? 'server_error' : 'invalid_request_error'));
     }
     if (d.flags.has('garbage')) return finish(rec, res, 200, '<html><body>upstream proxy page</body></html>');
-    if (d.flags.has('huge')) return finish(rec, res, 200, { choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(3 * 1024 * 1024) }, finish_reason: 'stop' }] });
+    const id = 'chatcmpl-' + crypto.randomBytes(12).toString('hex');
+    const created = Math.floor(Date.now() / 1000);
+    const chunk = (delta, reason) => ({ id, object: 'chat.completion.chunk', created, model: body.model,
+      system_fingerprint: 'fp_fake', choices: [{ index: 0, delta, logprobs: null, finish_reason: reason }] });
+    if (d.flags.has('huge')) {
+      if (body.stream) return streamOut(rec, res, [chunk({ content: 'x'.repeat(3 * 1024 * 1024) }, 'stop'), '[DONE]'], 0, false);
+      return finish(rec, res, 200, { choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(3 * 1024 * 1024) }, finish_reason: 'stop' }] });
+    }
     let content = 'fake-openai: ' + text;
     let reason = 'stop';
     if (d.flags.has('safety')) { content = null; reason = 'content_filter'; }
     if (d.flags.has('empty')) { content = null; reason = 'length'; }
     const pt = words(JSON.stringify(body.messages));
     const ct = content ? words(content) : 0;
+    if (body.stream) {
+      const events = [chunk({ role: 'assistant', content: '' }, null)];
+      for (const p of content ? pieces(content, d.chunks) : []) events.push(chunk({ content: p }, null));
+      if (cutFor('openai', text, d)) return streamOut(rec, res, events.slice(0, 2), 0, false);
+      events.push(chunk({}, reason), '[DONE]');
+      return streamOut(rec, res, events, d.chunkMs, false);
+    }
     finish(rec, res, 200, {
       id: 'chatcmpl-' + crypto.randomBytes(12).toString('hex'),
       object: 'chat.completion',
@@ -334,7 +409,7 @@ function readBody(req, res, cb) {
   req.on('error', () => {});
 }
 
-const GEMINI_PATH = /^\/v1beta\/models\/([A-Za-z0-9._-]+):generateContent$/;
+const GEMINI_PATH = /^\/v1beta\/models\/([A-Za-z0-9._-]+):(generateContent|streamGenerateContent)$/;
 
 const server = http.createServer((req, res) => {
   const path = req.url.split('?')[0];
@@ -342,20 +417,28 @@ const server = http.createServer((req, res) => {
     if (path === '/__control' && req.method === 'POST') {
       if (!body || typeof body !== 'object') return send(res, 400, { error: 'expected a JSON object' });
       if (body.latency_ms !== undefined) knobs.latency_ms = Math.max(0, Math.min(600000, Number(body.latency_ms) || 0));
+      if (body.chunk_ms !== undefined) knobs.chunk_ms = Math.max(0, Math.min(60000, Number(body.chunk_ms) || 0));
+      if (body.chunks !== undefined) knobs.chunks = Math.max(1, Math.min(1000, Number(body.chunks) || 1));
       return send(res, 200, knobs);
     }
     if (path === '/__requests' && req.method === 'GET') return send(res, 200, requests);
     if (path === '/__reset' && req.method === 'POST') {
       requests = [];
       attempts.clear();
-      knobs = { latency_ms: 0 };
+      cuts.clear();
+      knobs = { latency_ms: 0, chunk_ms: 0, chunks: 3 };
       return send(res, 200, { reset: true });
     }
     if (path === '/__health') return send(res, 200, { ok: true });
     const gm = GEMINI_PATH.exec(path);
     if (gm) {
       if (req.method !== 'POST') return send(res, 405, geminiError(405, 'Method not allowed.'));
-      return gemini(req, res, record(req, body), gm[1], body);
+      // streamGenerateContent without alt=sse answers a JSON array in Google's API; only the SSE form is faked
+      const streamed = gm[2] === 'streamGenerateContent';
+      if (streamed && new URL(req.url, 'http://x').searchParams.get('alt') !== 'sse') {
+        return send(res, 400, geminiError(400, 'The fake serves streamGenerateContent only with alt=sse.'));
+      }
+      return gemini(req, res, record(req, body), gm[1], body, streamed);
     }
     if (path === '/v1/chat/completions') {
       if (req.method !== 'POST') return send(res, 405, openaiError('Method not allowed.', 'invalid_request_error'));

@@ -1,0 +1,113 @@
+/* Unit tests for the pure part of lib/replystream.c: entry parsing (hiredis reply trees built by hand in the
+ * shape XRANGE / XREAD answer) and stream id parsing and ordering. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <hiredis.h>
+#include <string.h>
+
+#include "replystream.h"
+
+static redisReply nodes[64];
+static redisReply *kids[16][8];
+static int used, kused;
+
+static redisReply *str(const char *s)
+{
+    redisReply *r = &nodes[used++];
+    memset(r, 0, sizeof *r);
+    r->type = REDIS_REPLY_STRING;
+    r->str = (char *)s;
+    r->len = strlen(s);
+    return r;
+}
+
+static redisReply *arr(int n, redisReply *a, redisReply *b, redisReply *c, redisReply *d)
+{
+    redisReply *r = &nodes[used++];
+    redisReply **k = kids[kused++];
+    memset(r, 0, sizeof *r);
+    r->type = REDIS_REPLY_ARRAY;
+    k[0] = a, k[1] = b, k[2] = c, k[3] = d;
+    r->elements = (size_t)n;
+    r->element = k;
+    return r;
+}
+
+static void reset(void)
+{
+    used = kused = 0;
+}
+
+static void test_parse_entries(void **state)
+{
+    (void)state;
+    replystream_event_t ev;
+    reset();
+    redisReply *e = arr(2, str("1733290000000-3"), arr(4, str("e"), str("delta"), str("t"), str("Hel")), NULL, NULL);
+    assert_int_equal(replystream_parse_entry(e, &ev), 0);
+    assert_string_equal(ev.id, "1733290000000-3");
+    assert_int_equal(ev.type, REPLYSTREAM_DELTA);
+    assert_int_equal(ev.len, 3);
+    assert_memory_equal(ev.text, "Hel", 3);
+
+    e = arr(2, str("5-0"), arr(2, str("e"), str("restart"), NULL, NULL), NULL, NULL);
+    assert_int_equal(replystream_parse_entry(e, &ev), 0);
+    assert_int_equal(ev.type, REPLYSTREAM_RESTART);
+    assert_null(ev.text);
+
+    e = arr(2, str("5-1"), arr(4, str("e"), str("done"), str("t"), str("ignored")), NULL, NULL);
+    assert_int_equal(replystream_parse_entry(e, &ev), 0);
+    assert_int_equal(ev.type, REPLYSTREAM_DONE);
+    assert_null(ev.text);
+
+    e = arr(2, str("5-2"), arr(2, str("e"), str("error"), NULL, NULL), NULL, NULL);
+    assert_int_equal(replystream_parse_entry(e, &ev), 0);
+    assert_int_equal(ev.type, REPLYSTREAM_ERROR);
+
+    e = arr(2, str("5-3"), arr(2, str("e"), str("bogus"), NULL, NULL), NULL, NULL);
+    assert_int_equal(replystream_parse_entry(e, &ev), 0);
+    assert_int_equal(ev.type, REPLYSTREAM_UNKNOWN);
+
+    /* a delta without text is an empty delta */
+    e = arr(2, str("5-4"), arr(2, str("e"), str("delta"), NULL, NULL), NULL, NULL);
+    assert_int_equal(replystream_parse_entry(e, &ev), 0);
+    assert_int_equal(ev.len, 0);
+
+    assert_int_equal(replystream_parse_entry(str("5-5"), &ev), -1);
+    assert_int_equal(replystream_parse_entry(arr(1, str("5-5"), NULL, NULL, NULL), &ev), -1);
+    assert_int_equal(replystream_parse_entry(NULL, &ev), -1);
+}
+
+static void test_ids(void **state)
+{
+    (void)state;
+    unsigned long long ms, seq;
+    assert_int_equal(replystream_id_parse("1733290000000-12", &ms, &seq), 0);
+    assert_true(ms == 1733290000000ULL && seq == 12);
+    assert_int_equal(replystream_id_parse("0-0", &ms, &seq), 0);
+    const char *bad[] = {"", "1", "1-", "-1", "a-1", "1-1x", "1--1", " 1-1", "12345678901234567890-1", "done"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(replystream_id_parse(bad[i], &ms, &seq), -1);
+    assert_int_equal(replystream_id_parse(NULL, &ms, &seq), -1);
+    assert_true(replystream_id_cmp("10-0", "9-5") > 0);
+    assert_true(replystream_id_cmp("10-1", "10-2") < 0);
+    assert_int_equal(replystream_id_cmp("10-2", "10-2"), 0);
+    assert_int_equal(replystream_id_cmp("junk", "0-0"), 0);
+    assert_true(replystream_id_cmp("junk", "0-1") < 0);
+    assert_string_equal(replystream_type_name(REPLYSTREAM_RESTART), "restart");
+    assert_string_equal(replystream_type_name(REPLYSTREAM_UNKNOWN), "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_entries),
+        cmocka_unit_test(test_ids),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
