@@ -70,11 +70,13 @@ try {
       if (li) window.__seen.push({ text: li.textContent, cls: li.className });
     }).observe(document.querySelector("#messages"), { subtree: true, childList: true, characterData: true, attributes: true });
   });
-  await page.type("#message", "Hello from the browser test");
+  // The fake model streams this answer in 6 pieces 300 ms apart (its [[...]] directives), so the pieces can be seen.
+  const text = "[[chunks:6]] [[chunkms:300]] Hello from the browser test";
+  await page.type("#message", text);
   await page.click("#message-form button[type=submit]");
   await page.waitForSelector("#messages li.user");
   check("the sent message is shown",
-    (await page.$eval("#messages li.user", (e) => e.textContent)) === "Hello from the browser test");
+    (await page.$eval("#messages li.user", (e) => e.textContent)) === text);
   await page.waitForSelector("#messages li.model.completed, #messages li.model.failed", { timeout: 60000 });
   const reply = await page.$eval("#messages li.model", (e) => ({ text: e.textContent, cls: e.className }));
   check("the reply completes", reply.cls.includes("completed") && reply.text.length > 0, JSON.stringify(reply));
