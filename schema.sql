@@ -245,3 +245,25 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 6) THEN
 END IF;
 END
 $step$;
+
+-- Step 9: a user deleted in SQL (by an operator) loses its Redis state within about a second: the delete puts
+-- the user id into the outbox cache_invalidations, whose drain by the worker tombstones the cached chatroom
+-- list and drops the token version mirror, so the next request with one of its tokens asks PostgreSQL, which
+-- says the user no longer exists (401). Without it a cached list could be served for its 10-minute TTL.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 9) THEN
+
+    CREATE FUNCTION users_deleted_outbox() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        INSERT INTO cache_invalidations (user_id) VALUES (OLD.id)
+        ON CONFLICT (user_id) DO UPDATE SET noted_at = clock_timestamp();
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER users_deleted_outbox AFTER DELETE ON users FOR EACH ROW EXECUTE FUNCTION users_deleted_outbox();
+
+    INSERT INTO schema_version (version) VALUES (9);
+END IF;
+END
+$step$;

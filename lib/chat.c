@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 
+#include "auth.h"
 #include "cache.h"
 #include "config.h"
 #include "db.h"
@@ -270,6 +271,13 @@ static void db_fail(http_req_t *req, const char *what)
     http_db_failed(req);
 }
 
+/* 404 for the caller's resource that is not there, or 401 when the caller's user itself is gone. */
+static void not_found(http_req_t *req)
+{
+    if (!auth_user_gone(req))
+        http_not_found(req);
+}
+
 /* Read a trimmed string field into a pool buffer large enough for any string of this body. */
 static int body_string(http_req_t *req, json_object *body, const char *field, int required, size_t max, char **out)
 {
@@ -308,6 +316,8 @@ void chat_create(http_req_t *req)
     snprintf(uid, sizeof uid, "%lld", req->user_id);
     const char *params[] = {uid, title ? title : CHAT_TITLE_DEFAULT};
     res = db_query(&q_room_create, params);
+    if (!res && db_foreign_key_violation() && auth_user_gone(req))
+        goto out; /* the user was deleted after the token was checked */
     if (!res || PQntuples(res) != 1) {
         db_fail(req, "chatroom insert");
         goto out;
@@ -346,6 +356,8 @@ void chat_list(http_req_t *req, const char *cached, size_t len)
         db_fail(req, "chatroom list");
         goto out;
     }
+    if (PQntuples(res) == 0 && auth_user_gone(req))
+        goto out;
     obj = json_object_new_object();
     arr = json_object_new_array_ext(PQntuples(res));
     json_object_object_add(obj, "chatrooms", arr);
@@ -372,7 +384,7 @@ void chat_get(http_req_t *req, long long room_id)
     outbox_retry(0, NULL);
 
     if (room_id <= 0) {
-        http_not_found(req);
+        not_found(req);
         return;
     }
     snprintf(uid, sizeof uid, "%lld", req->user_id);
@@ -385,7 +397,7 @@ void chat_get(http_req_t *req, long long room_id)
         goto out;
     }
     if (PQntuples(res) == 0) {
-        http_not_found(req);
+        not_found(req);
         goto out;
     }
     room = room_json(res, 0, 0);
@@ -407,7 +419,7 @@ void chat_delete(http_req_t *req, long long room_id)
     outbox_retry(0, NULL);
 
     if (room_id <= 0) {
-        http_not_found(req);
+        not_found(req);
         return;
     }
     snprintf(uid, sizeof uid, "%lld", req->user_id);
@@ -419,7 +431,7 @@ void chat_delete(http_req_t *req, long long room_id)
         goto out;
     }
     if (strcmp(PQcmdTuples(res), "1") != 0) {
-        http_not_found(req);
+        not_found(req);
         goto out;
     }
     outbox_invalidate_list(req->user_id);
@@ -440,7 +452,7 @@ void chat_messages(http_req_t *req, long long room_id)
     outbox_retry(0, NULL);
 
     if (room_id <= 0) {
-        http_not_found(req);
+        not_found(req);
         return;
     }
     if (chat_parse_limit(http_query(req, "limit"), &limit) < 0) {
@@ -462,7 +474,7 @@ void chat_messages(http_req_t *req, long long room_id)
         goto out;
     }
     if (PQntuples(res) == 0) {
-        http_not_found(req);
+        not_found(req);
         goto out;
     }
     n = PQntuples(res);
@@ -501,7 +513,7 @@ void chat_usage(http_req_t *req)
         goto out;
     }
     if (PQntuples(res) != 1) {
-        http_not_found(req);
+        not_found(req);
         goto out;
     }
     pro = strcmp(PQgetvalue(res, 0, 0), "pro") == 0;
@@ -569,7 +581,7 @@ void chat_post_message(http_req_t *req, long long room_id)
     outbox_retry(0, NULL);
 
     if (room_id <= 0) {
-        http_not_found(req);
+        not_found(req);
         goto out;
     }
     if (idem && !chat_idem_key_valid(idem)) {
@@ -613,7 +625,7 @@ void chat_post_message(http_req_t *req, long long room_id)
         if (!res)
             goto dberr;
         if (PQntuples(res) != 1) {
-            http_not_found(req);
+            not_found(req);
             goto out;
         }
         pro = strcmp(PQgetvalue(res, 0, 0), "pro") == 0;
@@ -688,6 +700,12 @@ void chat_post_message(http_req_t *req, long long room_id)
     goto out;
 
 dberr:
+    if (db_foreign_key_violation()) { /* the user was deleted after the token was checked */
+        db_rollback();
+        in_tx = 0;
+        if (auth_user_gone(req))
+            goto out;
+    }
     /* db_fail reads the failure state before the rollback can touch it. */
     db_fail(req, "post message");
 out:
