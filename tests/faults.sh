@@ -287,7 +287,7 @@ fl_scenario() { # NAME: runs fault_NAME if it matches FAULTS_ONLY
 
 # The worker killed with SIGKILL every 2 s (and started again at once) while the messages come in.
 fault_worker_sigkill() {
-    fl_load_start "$(fl_size 40 1000)" "$(fl_size 0.5 0.1)"
+    fl_load_start "$(fl_size 28 1000)" "$(fl_size 0.5 0.1)"
     while fl_load_running; do
         sleep 1.6 # + the stop and start: a kill every 2 s
         fl_worker_kill KILL
@@ -305,7 +305,7 @@ fault_two_workers() {
     _stack_bg "$bin" </dev/null >>"$log" 2>&1
     echo $! >"$STACK_DIR/worker2.pid"
     FL_FAULTS=1 FL_FAULT_WHAT='a second worker'
-    fl_load_start "$(fl_size 24 300)" 0.05
+    fl_load_start "$(fl_size 16 300)" 0.05
     fl_load_wait
     fl_report two_workers
     _stack_stop_pidfile worker2 TERM || true
@@ -362,7 +362,7 @@ fl_respawn_fcgi() {
 # Redis FLUSHALL, then kill -9 and a restart (empty), while messages come in: the stream is lost, the
 # worker's recovery sweep finds every pending reply.
 fault_redis() {
-    fl_load_start "$(fl_size 20 300)"
+    fl_load_start "$(fl_size 12 300)"
     fl_wait_sent 25
     redis_cli FLUSHALL >/dev/null
     FL_FAULTS=$((FL_FAULTS + 1))
@@ -443,7 +443,7 @@ fault_pg_fast_stop() {
 }
 
 fault_pg_crash() {
-    fl_load_start "$(fl_size 24 400)"
+    fl_load_start "$(fl_size 16 400)"
     local r rounds sig
     rounds=$(fl_size 3 9)
     for ((r = 0; r < rounds; r++)); do
@@ -463,7 +463,7 @@ fault_pg_crash() {
 # Everything, in order. The worker runs with a short upstream timeout (its lease is AI_TIMEOUT_MS + 3 s), so
 # a reply held by a killed worker is taken again within seconds.
 faults_run_all() {
-    export AI_TIMEOUT_MS=2000 WORKER_RECOVER_SECONDS=2
+    export AI_TIMEOUT_MS=1000 WORKER_RECOVER_SECONDS=2
     stack_worker_stop TERM >/dev/null 2>&1 || true
     stack_worker_start
     trap 'touch "$FL_DIR/stop"; worker_restore; stack_redis_start >/dev/null 2>&1; stack_pg_start >/dev/null 2>&1;
