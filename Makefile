@@ -48,7 +48,7 @@ WWW_FILES  := $(WWW)/index.html $(WWW)/static/app.js $(WWW)/static/style.css $(W
 # rewritten only when it changes, so only lib/cli.o and the links follow a new commit.
 GB_VERSION ?= $(shell v=$$(cat VERSION 2>/dev/null || echo 0.0.0); g=$$(git describe --always --dirty 2>/dev/null); echo "$$v$${g:++g$$g}")
 
-.PHONY: all asan unit deps deps-test run test bench clean format FORCE
+.PHONY: all asan unit deps deps-test run test bench faults clean format FORCE
 all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN) $(WWW_FILES)
 
 asan:
@@ -130,6 +130,13 @@ test: deps-test
 bench: deps-test
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
+
+# The fault suite in full (tests/faults.sh: 1000 messages under worker SIGKILLs, FastCGI, Redis and PostgreSQL
+# crashes), under lighttpd and nginx; `make test` runs its short form (tests/e2e/95_faults.sh).
+faults: deps-test
+	@$(MAKE) --no-print-directory all
+	@FAULTS=full DEPLOYMENTS="$${DEPLOYMENTS:-lighttpd nginx}" SKIP_UNIT=1 E2E_FILTER='^95_faults' \
+		E2E_TIMEOUT=$${E2E_TIMEOUT:-1800} tests/run.sh
 
 format:
 	clang-format -i $$(git ls-files -- '*.c' '*.h')

@@ -17,6 +17,13 @@ static void init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* BILLING_NOT_FOUND for the caller: the token's user was deleted after the token was checked. */
+static void user_gone(http_req_t *req)
+{
+    http_set_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    http_error(req, 401, "unauthorized", "The token's user no longer exists.");
+}
+
 static void h_subscribe_pro(http_req_t *req)
 {
     stripe_checkout_session_t session;
@@ -39,7 +46,7 @@ static void h_subscribe_pro(http_req_t *req)
     }
     switch (billing_checkout(req->user_id, http_header(req, "Idempotency-Key"), &session, &call)) {
     case 0: break;
-    case BILLING_NOT_FOUND: http_not_found(req); return;
+    case BILLING_NOT_FOUND: user_gone(req); return;
     case BILLING_ALREADY_PRO: http_error(req, 409, "conflict", "You already have a Pro subscription."); return;
     case BILLING_STRIPE_FAILED:
         /* The detail (hosts, ports, Stripe's own message) is for our log only; the client gets the class. */
@@ -66,7 +73,7 @@ static void h_status(http_req_t *req)
         return;
     switch (billing_status_get(req->user_id, &st)) {
     case 0: http_json(req, 200, billing_status_json(&st, g_config.basic_daily_limit)); return;
-    case BILLING_NOT_FOUND: http_not_found(req); return;
+    case BILLING_NOT_FOUND: user_gone(req); return;
     default: http_db_failed(req); return;
     }
 }

@@ -452,7 +452,15 @@ void account_verify_otp(http_req_t *req)
     if (consume_otp(req, mobile, ACCOUNT_OTP_LOGIN, code, uid) != 0)
         goto out;
     const char *p[] = {uid};
-    if (!(res = db_query(&q_load_user, p)) || PQntuples(res) != 1 || db_commit() != 0) {
+    if (!(res = db_query(&q_load_user, p))) {
+        http_db_failed(req);
+        goto out;
+    }
+    if (PQntuples(res) != 1) { /* deleted since the code was found */
+        http_error(req, 401, "invalid_otp", "The code is wrong, expired or already used.");
+        goto out;
+    }
+    if (db_commit() != 0) {
         http_db_failed(req);
         goto out;
     }
@@ -535,6 +543,13 @@ out:
     json_object_put(body);
 }
 
+/* 401 for a request whose user no longer exists (deleted after its token or code was checked). */
+static void user_gone(http_req_t *req)
+{
+    http_set_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    http_error(req, 401, "unauthorized", "The token's user no longer exists.");
+}
+
 /* Set a new password and revoke every older token, committing the open transaction; answers with a fresh
  * token. */
 static void set_password_and_respond(http_req_t *req, const char *uid, const char *hash)
@@ -546,7 +561,12 @@ static void set_password_and_respond(http_req_t *req, const char *uid, const cha
     const char *p[] = {uid, hash};
     PGresult *res = db_query(&upd, p);
 
-    if (!res || PQntuples(res) != 1 || db_commit() != 0) {
+    if (res && PQntuples(res) != 1) { /* the user was deleted meanwhile */
+        user_gone(req);
+        PQclear(res);
+        return;
+    }
+    if (!res || db_commit() != 0) {
         http_db_failed(req);
         PQclear(res);
         return;
@@ -615,8 +635,12 @@ void account_change_password(http_req_t *req)
     snprintf(uid, sizeof uid, "%lld", req->user_id);
     snprintf(tv, sizeof tv, "%d", req->token_version);
     const char *p[] = {uid};
-    if (!(res = db_query(&q, p)) || PQntuples(res) != 1) {
+    if (!(res = db_query(&q, p))) {
         http_db_failed(req);
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        user_gone(req);
         goto out;
     }
     if (strcmp(PQgetvalue(res, 0, 1), tv) != 0)
@@ -676,8 +700,12 @@ void account_change_password(http_req_t *req)
     }
     PQclear(res);
     res = NULL;
-    if (db_begin() != 0 || !(res = db_query(&lock, p)) || PQntuples(res) != 1) {
+    if (db_begin() != 0 || !(res = db_query(&lock, p))) {
         http_db_failed(req);
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        user_gone(req);
         goto out;
     }
     if (strcmp(PQgetvalue(res, 0, 0), tv) != 0) /* changed meanwhile: what was checked above is stale */
@@ -746,7 +774,7 @@ void account_me(http_req_t *req)
     if (!res)
         http_db_failed(req);
     else if (PQntuples(res) != 1)
-        http_not_found(req);
+        user_gone(req);
     else
         http_json(req, 200, user_json(res, 0));
     PQclear(res);

@@ -187,3 +187,21 @@ int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, siz
 {
     return require(req, key_prefix, val, len);
 }
+
+int auth_user_gone(http_req_t *req)
+{
+    static db_stmt_t q = DB_STMT("auth_user_exists", "SELECT 1 FROM users WHERE id = $1", 1);
+    char id[24];
+    snprintf(id, sizeof id, "%lld", req->user_id);
+    const char *params[] = {id};
+    PGresult *res = db_query(&q, params);
+    int gone = 1;
+    if (!res)
+        http_unavailable(req); /* a failed SELECT 1 by primary key: PostgreSQL is not answering */
+    else if (PQntuples(res) == 1)
+        gone = 0;
+    else
+        unauthorized(req, "The token's user no longer exists.", 1);
+    PQclear(res);
+    return gone;
+}

@@ -24,4 +24,10 @@ int auth_require_cached(http_req_t *req, const char *key_prefix, char **val, siz
  * the outbox (outbox_note) and the worker drops the stale mirror once Redis answers. Never fails. */
 void auth_token_version_changed(long long user_id, int token_version);
 
+/* After an authenticated request found none of the caller's data (no row where one was expected, a foreign key
+ * violation on the user): was the token's user deleted meanwhile (in SQL, by an operator)? 1 when it has
+ * answered: 401 unauthorized (the user no longer exists) or 503 (PostgreSQL cannot say); 0 when the user exists
+ * and the caller answers (404, ...). Call it outside a transaction or inside the caller's. */
+int auth_user_gone(http_req_t *req);
+
 #endif

@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 
+#include "auth.h"
 #include "chat_store.h"
 #include "config.h"
 #include "db.h"
@@ -113,6 +114,13 @@ static void db_fail(http_req_t *req, const char *what)
     http_db_failed(req);
 }
 
+/* 404 for the caller's resource that is not there, or 401 when the caller's user itself is gone. */
+static void not_found(http_req_t *req)
+{
+    if (!auth_user_gone(req))
+        http_not_found(req);
+}
+
 /* Read a trimmed string field into a pool buffer large enough for any string of this body. */
 static int body_string(http_req_t *req, json_object *body, const char *field, int required, size_t max, char **out)
 {
@@ -149,6 +157,11 @@ void chat_create(http_req_t *req)
     }
     rc =
         chat_store_room_create(req->user_id, title ? title : CHAT_TITLE_DEFAULT, g_config.chatroom_max_per_user, &room);
+    if (rc == CHAT_STORE_NOT_FOUND) { /* no user row: deleted after the token was checked */
+        if (!auth_user_gone(req))
+            db_fail(req, "chatroom insert");
+        goto out;
+    }
     if (rc == CHAT_STORE_FULL) {
         http_error(req, 409, "conflict",
                    pool_printf(req->pool, "You have the maximum of %ld chatrooms; delete one to create another.",
@@ -202,6 +215,8 @@ void chat_list(http_req_t *req, const char *cached, size_t len)
         db_fail(req, "chatroom list");
         goto out;
     }
+    if (json_object_array_length(json_object_object_get(obj, "chatrooms")) == 0 && auth_user_gone(req))
+        goto out; /* nothing: perhaps because the user was deleted after the token was checked */
     s = jsonv_dump(obj, &slen);
     if (first_page && lost >= 0)
         chat_cache_fill(req->user_id, cached ? cached : "", cached ? len : 0, s, slen);
@@ -219,14 +234,14 @@ void chat_get(http_req_t *req, long long room_id)
     outbox_retry(0, NULL);
 
     if (room_id <= 0) {
-        http_not_found(req);
+        not_found(req);
         return;
     }
     rc = chat_store_room_get(req->user_id, room_id, CHAT_ROOM_MESSAGES, &room);
     if (rc < 0)
         db_fail(req, "chatroom get");
     else if (rc == CHAT_STORE_NOT_FOUND)
-        http_not_found(req);
+        not_found(req);
     else
         http_json(req, 200, room);
 }
@@ -238,7 +253,7 @@ void chat_delete(http_req_t *req, long long room_id)
     outbox_retry(0, NULL);
 
     if (room_id <= 0) {
-        http_not_found(req);
+        not_found(req);
         return;
     }
     rc = chat_store_room_delete(req->user_id, room_id);
@@ -247,7 +262,7 @@ void chat_delete(http_req_t *req, long long room_id)
         return;
     }
     if (rc == CHAT_STORE_NOT_FOUND) {
-        http_not_found(req);
+        not_found(req);
         return;
     }
     outbox_invalidate_list(req->user_id);
@@ -264,7 +279,7 @@ void chat_messages(http_req_t *req, long long room_id)
     outbox_retry(0, NULL);
 
     if (room_id <= 0) {
-        http_not_found(req);
+        not_found(req);
         return;
     }
     if (chat_parse_limit(http_query(req, "limit"), &limit) < 0) {
@@ -279,7 +294,7 @@ void chat_messages(http_req_t *req, long long room_id)
     if (rc < 0)
         db_fail(req, "messages page");
     else if (rc == CHAT_STORE_NOT_FOUND)
-        http_not_found(req);
+        not_found(req);
     else
         http_json(req, 200, page);
 }
@@ -301,7 +316,7 @@ void chat_usage(http_req_t *req)
         return;
     }
     if (rc == CHAT_STORE_NOT_FOUND) {
-        http_not_found(req);
+        not_found(req);
         return;
     }
     fmt_rfc3339((int64_t)now + chat_seconds_to_midnight(now), resets);
@@ -342,7 +357,7 @@ static int post_parse(http_req_t *req, long long room_id, post_t *p)
     time_t now = time(NULL);
 
     if (room_id <= 0) {
-        http_not_found(req);
+        not_found(req);
         return -1;
     }
     if (idem && !chat_idem_key_valid(idem)) {
@@ -385,7 +400,7 @@ static int post_store(http_req_t *req, post_t *p)
         http_set_header(req, "Idempotent-Replayed", "true");
         http_raw(req, p->out.status, CT_JSON, p->out.body, p->out.body_len);
         break;
-    case CHAT_POST_NOT_FOUND: http_not_found(req); break;
+    case CHAT_POST_NOT_FOUND: not_found(req); break;
     case CHAT_POST_LIMIT:
         snprintf(retry, sizeof retry, "%ld", chat_seconds_to_midnight(time(NULL)));
         http_set_header(req, "Retry-After", retry);

@@ -125,8 +125,12 @@ int chat_store_room_create(long long user_id, const char *title, long max_rooms,
     int rc = -1;
 
     *room = NULL;
-    if (db_begin() != 0 || !(res = db_query(&q_room_create_lock, lp)) || PQntuples(res) != 1)
+    if (db_begin() != 0 || !(res = db_query(&q_room_create_lock, lp)))
         goto out;
+    if (PQntuples(res) != 1) {
+        rc = CHAT_STORE_NOT_FOUND; /* no such user */
+        goto out;
+    }
     PQclear(res);
     if (!(res = db_query(&q_room_create, params)))
         goto out;

@@ -14,7 +14,8 @@
 #define CHAT_STORE_FULL 2 /* chat_store_room_create: the user has max_rooms rooms already */
 
 /* Insert a chatroom of user_id unless the user has max_rooms already (CHAT_STORE_FULL; exact under concurrent
- * creates: they are serialised on the user's row). *room: the chatroom object. */
+ * creates: they are serialised on the user's row); CHAT_STORE_NOT_FOUND when the user does not exist. *room: the
+ * chatroom object. */
 int chat_store_room_create(long long user_id, const char *title, long max_rooms, json_object **room);
 /* One page of user_id's chatrooms, newest activity first: at most limit rooms after the room before (0: from the
  * start; a room that is not the user's gives an empty page). *list: {"chatrooms":[...], "next_before": the last

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "util.h"
@@ -67,13 +68,38 @@ static int result_ok(const PGresult *res)
     return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
 }
 
-/* Note a failed result: keep the SQLSTATE, log, and say whether the connection itself is gone. */
+int db_sqlstate_unavailable(const char *state)
+{
+    if (!state)
+        return 0;
+    /* class 08: connection exception; 57P01 admin_shutdown (fast stop), 57P02 crash_shutdown (a crash of
+     * another backend, SIGQUIT), 57P03 cannot_connect_now (starting up, recovering, shutting down), 57P04
+     * database_dropped, 57P05 idle_session_timeout; 53300 too_many_connections */
+    return strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0 || strcmp(state, "53300") == 0;
+}
+
+int db_statement_may_repeat(const char *sql, const char *sqlstate)
+{
+    /* The server terminated the statement (fast stop, crash of another backend): it did not commit. */
+    if (sqlstate && strncmp(sqlstate, "57P0", 4) == 0)
+        return 1;
+    if (!sql)
+        return 0;
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '(')
+        sql++;
+    /* A read has nothing to commit; BEGIN opens nothing yet. Anything else may have committed before the
+     * connection went: repeating it could do it twice (a second chatroom), so the caller answers 503. */
+    return strncasecmp(sql, "SELECT", 6) == 0 || strcasecmp(sql, "BEGIN") == 0;
+}
+
+/* Note a failed result: keep the SQLSTATE, log, and say whether the connection itself is gone (or the server
+ * is going away: a fast stop or a crash answers with a 57P0x error before it closes the connection). */
 static int note_failure(PGresult *res, const char *what)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     snprintf(last_sqlstate, sizeof last_sqlstate, "%s", state ? state : "");
-    if (!conn || PQstatus(conn) == CONNECTION_BAD) {
-        log_warn("postgres: connection lost during %s", what);
+    if (!conn || PQstatus(conn) == CONNECTION_BAD || db_sqlstate_unavailable(last_sqlstate)) {
+        log_warn("postgres: connection lost during %s (%s)", what, last_sqlstate[0] ? last_sqlstate : "closed");
         return 1;
     }
     /* unique violations are an expected outcome for callers that race on purpose */
@@ -85,6 +111,27 @@ static int note_failure(PGresult *res, const char *what)
     return 0;
 }
 
+/* An idle connection whose socket is readable has been told something by the server: after a restart or a
+ * crash that is its termination message or the end of the stream. Find out before sending a statement, so
+ * that a dead connection is replaced without sending anything on it. */
+static void drop_if_dead(void)
+{
+    if (!conn || PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE)
+        return;
+    /* The termination message and the end of the stream may come in two reads: read while there is more. */
+    for (int i = 0; i < 4; i++) {
+        int fd = PQsocket(conn);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (fd < 0 || poll(&p, 1, 0) <= 0)
+            return;
+        if (!PQconsumeInput(conn) || PQstatus(conn) == CONNECTION_BAD) {
+            log_info("postgres: the server closed the idle connection; reconnecting");
+            drop_conn();
+            return;
+        }
+    }
+}
+
 static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *const *params)
 {
     const char *what = st ? st->name : "statement";
@@ -92,6 +139,8 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
         int was_tx = in_tx;
         last_unavailable = 0;
         last_sqlstate[0] = '\0';
+        if (!in_tx)
+            drop_if_dead();
         if (ensure_conn() != 0) {
             last_unavailable = 1;
             return NULL;
@@ -117,6 +166,8 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
         drop_conn();
         last_unavailable = 1;
         if (was_tx || no_retry) /* gone with the connection: the caller must start over (or answer 503) */
+            return NULL;
+        if (!db_statement_may_repeat(st ? st->sql : sql, last_sqlstate))
             return NULL;
     }
     return NULL;
@@ -189,6 +240,11 @@ const char *db_sqlstate(void)
 int db_unique_violation(void)
 {
     return strcmp(last_sqlstate, "23505") == 0;
+}
+
+int db_foreign_key_violation(void)
+{
+    return strcmp(last_sqlstate, "23503") == 0;
 }
 
 int db_ping(void)

@@ -27,7 +27,9 @@ typedef struct db_stmt {
 void db_init(const char *conninfo);
 
 /* Run a prepared statement with text parameters (NULL = SQL NULL). Returns a result with status
- * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NULL on failure (then see db_unavailable / db_sqlstate). */
+ * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NULL on failure (then see db_unavailable / db_sqlstate). An idle
+ * connection the server closed (restart, crash) is replaced before sending; a statement that fails because the
+ * connection went is sent again once on a new connection only when db_statement_may_repeat says so. */
 PGresult *db_query(db_stmt_t *stmt, const char *const *params);
 /* db_query for a write that must not run twice: a statement whose connection is lost after it was sent is not
  * retried on a new connection (it may have committed); NULL with db_unavailable() set, the caller answers 503
@@ -48,6 +50,17 @@ int db_unavailable(void);
 const char *db_sqlstate(void);
 /* 1 if the last failure was a unique violation. */
 int db_unique_violation(void);
+/* 1 if the last failure was a foreign key violation (23503): e.g. the user a row points to was deleted. */
+int db_foreign_key_violation(void);
+
+/* Exposed for unit tests: 1 when SQLSTATE state says the server is unreachable or going away (class 08, 57P0x:
+ * fast stop, crash, starting up or recovering; 53300 too many connections), so the answer is 503, else 0. */
+int db_sqlstate_unavailable(const char *state);
+/* Exposed for unit tests: 1 when a statement that failed with a lost connection (sqlstate: its SQLSTATE, "" if
+ * none) may be sent again on a new connection because it cannot have committed: the server terminated it
+ * (57P0x), or it is a SELECT or BEGIN. A write outside a transaction may have committed before the connection
+ * went, so it is not repeated (the caller answers 503 and the client can look). */
+int db_statement_may_repeat(const char *sql, const char *sqlstate);
 
 /* SELECT 1 on the connection (reconnecting if needed): 0 ok, -1 down. */
 int db_ping(void);

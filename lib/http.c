@@ -377,6 +377,14 @@ const char *http_server_error_code(int status)
     return NULL;
 }
 
+int http_server_error_status(int status)
+{
+    /* The web server's own 500 is a failure of the server or of its FastCGI program (lighttpd: the program died
+     * in the middle of the request; ours would have answered itself), not of the request: the client may retry,
+     * and with an Idempotency-Key the retry tells whether the first one committed. */
+    return status == 500 ? 503 : status;
+}
+
 static const char *server_error_message(int status)
 {
     switch (status) {
@@ -633,7 +641,7 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
 
     char allow[128];
     const char *route = "unmatched"; /* the metrics label: the matched route's pattern */
-    int server_status = server_error_status(req);
+    int server_status = http_server_error_status(server_error_status(req));
     if (server_status) {
         http_error(req, server_status, http_server_error_code(server_status), server_error_message(server_status));
     } else if (rb == 1) {

@@ -122,6 +122,10 @@ int http_cors_allowed(const char *list, const char *origin);
  * REDIRECT_STATUS (its own error, routed to us by server.error-handler / error_page / ErrorDocument), e.g.
  * 413 "payload_too_large", 411 "length_required"; NULL unless status is 400..599. */
 const char *http_server_error_code(int status);
+/* Exposed for unit tests: the status answered for a status the web server hands over through REDIRECT_STATUS:
+ * the same, except its own 500 (its FastCGI program died mid-request, e.g. killed) which is 503 unavailable, so
+ * that a crash is never a 500 and the client retries. */
+int http_server_error_status(int status);
 /* Exposed for unit tests: normalise a request path (drop query, collapse a trailing slash) into the pool. */
 const char *http_normalize_path(pool_t *pool, const char *uri);
 

@@ -3,8 +3,10 @@
 # foreground from ./var (kept across runs): PostgreSQL (./var/pgdata, socket in ./var/pg), Redis (./var/redis.sock,
 # data in ./var/redis), lighttpd with the FastCGI programs of build/ on 127.0.0.1:$PORT (WEB=apache, nginx or
 # nginxcgi serves through that server's committed config instead), and the worker when it is built. Ctrl-C or
-# SIGTERM stops every process it started and exits 0 (a requested stop is a success); if one of them dies, the
-# rest are stopped too and the exit status is non-zero.
+# SIGTERM stops every process it started and exits 0 (a requested stop is a success). It supervises what it
+# started: when the worker, Redis, PostgreSQL or the web server dies, a line says so and it is started again
+# after a backoff (1 s, doubling up to 30 s while restarts keep failing or the process keeps dying within 30 s),
+# while the others keep running.
 #
 #   scripts/run.sh --preflight   only the checks that need no build (PORT a number and free, WEB known, no other
 #                                `make run` on ./var): `make run` runs it before installing and building.
@@ -19,7 +21,8 @@
 # Every variable of the configuration (README) set in the environment is honoured; only the missing ones get
 # development defaults: PORT 8080, APP_ENV development, PUBLIC_URL http://127.0.0.1:$PORT, JWT_SECRET generated
 # once into ./var/secrets.env. A DATABASE_URL or REDIS_URL from the environment is used instead of the private
-# server (schema.sql is applied to that database too).
+# server (schema.sql is applied to that database too). RUN_VAR_DIR (default ./var) moves the data and pid files
+# elsewhere (the tests use it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,7 +48,7 @@ case $FAKES in
     exit 2
     ;;
 esac
-export STACK_DIR="$ROOT/var" STACK_MODE=run BUILD_DIR=${BUILD:-build} DEPLOYMENT=$WEB STACK_WEB=$WEB
+export STACK_DIR="${RUN_VAR_DIR:-$ROOT/var}" STACK_MODE=run BUILD_DIR=${BUILD:-build} DEPLOYMENT=$WEB STACK_WEB=$WEB
 
 # The mistakes that need no build, reported before anything is installed, built or started.
 preflight() {
@@ -196,20 +199,56 @@ ${fakes_banner}  Ctrl-C stops everything.
 
 EOF
 
-# Watch the servers; `sleep & wait` keeps the traps immediate.
+# Supervise the servers; `sleep & wait` keeps the traps immediate.
 watched=(web)
 _stack_alive postgres && watched+=(postgres)
 _stack_alive redis && watched+=(redis)
 _stack_alive worker && watched+=(worker)
+declare -A fails=() up_since=() next_try=()
+for name in "${watched[@]}"; do fails[$name]=0 up_since[$name]=$SECONDS next_try[$name]=0; done
+
+restart_service() { # NAME: start it again (its pid file names a dead process)
+    rm -f "$STACK_DIR/$1.pid"
+    case $1 in
+    postgres) stack_pg_start ;;
+    redis) stack_redis_start ;;
+    worker) stack_worker_start ;;
+    web) # its programs may outlive it: stop them first, then start it all anew
+        stack_web_stop >/dev/null 2>&1 || true
+        stack_web_start
+        ;;
+    esac
+}
+
+schedule_restart() { # NAME WHAT: count a failure and pick the next try, 1 s doubling up to 30 s
+    local n=$((fails[$1] + 1)) delay
+    fails[$1]=$n
+    delay=$((1 << (n - 1 < 5 ? n - 1 : 5)))
+    ((delay > 30)) && delay=30
+    next_try[$1]=$((SECONDS + delay))
+    say "$1 $2; restarting it in ${delay}s (restart $n)"
+}
+
 while :; do
     for name in "${watched[@]}"; do
-        if ! _stack_alive "$name"; then
-            say "$name exited unexpectedly; stopping the rest"
+        if _stack_alive "$name"; then
+            # up for 30 s: the next death starts the backoff from 1 s again
+            ((fails[$name] > 0 && next_try[$name] == 0 && SECONDS - up_since[$name] >= 30)) && fails[$name]=0
+            continue
+        fi
+        if ((next_try[$name] == 0)); then
+            schedule_restart "$name" "exited unexpectedly"
             case $name in
-            postgres) tail -n 20 "$STACK_DIR/postgres.log" >&2 || true ;;
-            redis) tail -n 20 "$STACK_DIR/redis.log" >&2 || true ;;
+            postgres) tail -n 5 "$STACK_DIR/postgres.log" >&2 || true ;;
+            redis) tail -n 5 "$STACK_DIR/redis.log" >&2 || true ;;
             esac
-            exit 1
+        elif ((SECONDS >= next_try[$name])); then
+            if restart_service "$name"; then
+                next_try[$name]=0 up_since[$name]=$SECONDS
+                say "$name restarted (pid $(_stack_pid "$name" || echo '?'))"
+            else
+                schedule_restart "$name" "did not start"
+            fi
         fi
     done
     sleep 1 &

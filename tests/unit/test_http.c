@@ -162,6 +162,11 @@ static void test_server_error_code(void **state)
     assert_string_equal(http_server_error_code(500), "internal_error");
     assert_null(http_server_error_code(200));
     assert_null(http_server_error_code(302));
+    /* the web server's own 500 (its program died mid-request) is answered 503, never 500 */
+    assert_int_equal(http_server_error_status(500), 503);
+    assert_string_equal(http_server_error_code(http_server_error_status(500)), "unavailable");
+    assert_int_equal(http_server_error_status(413), 413);
+    assert_int_equal(http_server_error_status(502), 502);
     assert_null(http_server_error_code(600));
 }
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A token whose user was deleted in SQL (by an operator): every authenticated endpoint answers 401, never 500
+# (POST /chatroom used to hit the foreign key) nor 404 / an empty list. While no worker runs, the token
+# version mirror in Redis still says the token is current, so each handler must notice the missing user
+# itself; with the worker back, the delete's outbox row (schema step 7) drops the mirror and the cached list.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../worker_lib.sh"
+
+signup_and_login
+auth_req "$TOKEN" POST /chatroom '{"title":"doomed"}'
+ROOM=$(jget .id)
+auth_req "$TOKEN" POST "/chatroom/$ROOM/message" '{"content":"hello"}'
+check_status 202 "a message before the delete"
+auth_req "$TOKEN" GET /chatroom
+auth_req "$TOKEN" GET /chatroom
+check_eq "$(header X-Cache)" HIT "the list is cached before the delete"
+auth_req "$TOKEN" GET /user/me
+check_eq "$(redis_cli GET "authv:$USER_ID")" 0 "the token version mirror is warm"
+
+# Without a worker nothing drains the outbox: the handlers are on their own.
+worker_restart
+stack_worker_stop TERM
+psql_q "DELETE FROM users WHERE id = $USER_ID"
+check_eq "$(redis_cli GET "authv:$USER_ID")" 0 "the mirror still holds the deleted user's version"
+
+expect_401() { # DESC
+    check_eq "$STATUS/$(jget .error.code)" 401/unauthorized "$1 of a deleted user is 401 unauthorized"
+    check "$1: WWW-Authenticate: Bearer" grep -qi '^WWW-Authenticate: Bearer' <<<"$HEADERS"
+}
+auth_req "$TOKEN" POST /chatroom '{"title":"after"}'
+expect_401 "POST /chatroom"
+auth_req "$TOKEN" POST /chatroom
+expect_401 "POST /chatroom without a body"
+auth_req "$TOKEN" GET /user/me
+expect_401 "GET /user/me"
+auth_req "$TOKEN" GET "/chatroom/$ROOM"
+expect_401 "GET /chatroom/{id}"
+auth_req "$TOKEN" GET "/chatroom/$ROOM/messages"
+expect_401 "GET /chatroom/{id}/messages"
+auth_req "$TOKEN" POST "/chatroom/$ROOM/message" '{"content":"ghost"}'
+expect_401 "POST /chatroom/{id}/message"
+auth_req "$TOKEN" POST "/chatroom/$ROOM/message" '{"content":"ghost"}' -H 'Idempotency-Key: k-deleted'
+expect_401 "POST /chatroom/{id}/message with an Idempotency-Key"
+auth_req "$TOKEN" DELETE "/chatroom/$ROOM"
+expect_401 "DELETE /chatroom/{id}"
+auth_req "$TOKEN" GET /chatroom/usage
+expect_401 "GET /chatroom/usage"
+auth_req "$TOKEN" POST /auth/change-password '{"new_password":"a-new-password-1"}'
+expect_401 "POST /auth/change-password"
+auth_req "$TOKEN" GET /subscription/status
+expect_401 "GET /subscription/status"
+auth_req "$TOKEN" POST /subscribe/pro
+check "POST /subscribe/pro of a deleted user is 401 (or 503 when Stripe is not configured)" \
+    grep -qxE '401|503' <<<"$STATUS"
+check_eq "$(psql_q "SELECT count(*) FROM chatrooms WHERE user_id = $USER_ID")" 0 "nothing was written for the user"
+check_eq "$(psql_q "SELECT count(*) FROM cache_invalidations WHERE user_id = $USER_ID")" 1 \
+    "the delete put the user into the outbox"
+
+# The worker drains the outbox: the cached list and the mirror go, so the cached list is refused too.
+worker_restore
+trap - EXIT
+ok=''
+for _ in $(seq 1 30); do
+    auth_req "$TOKEN" GET /chatroom
+    [[ $STATUS == 401 ]] && ok=1 && break
+    sleep 0.2
+done
+check_eq "${ok:+401}" 401 "GET /chatroom (cached before the delete) is 401 once the worker ran (~1 s)"
+check_eq "$(redis_cli EXISTS "authv:$USER_ID")" 0 "the mirror of the deleted user is gone"
