@@ -151,8 +151,6 @@ clean:
 # make fuzz-corpus   build, then run each target once over its committed corpus (tests/run.sh does this in make test)
 # FUZZ_TARGETS="http token" narrows the runs. A new target is fuzz/<name>.c plus fuzz/corpus/<name>/ (and optionally
 # fuzz/<name>.dict): nothing to add here.
-# >>> ai_stream: lib/ai_stream.c (incremental SSE parsers) gets its target as fuzz/ai_stream.c with seeds in
-# >>> fuzz/corpus/ai_stream/ (streamed Gemini/OpenAI answers cut at odd places): the wildcard picks it up.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60

@@ -3,10 +3,8 @@
  * parser's contract (FUZZ_CHECK aborts, which libFuzzer reports as a crash like any sanitizer finding).
  * Built with clang -fsanitize=fuzzer,address,undefined by `make fuzz` (README "Fuzzing").
  *
- * TODO(ai_stream): lib/ai_stream.c (the incremental SSE parsers of streamed Gemini/OpenAI answers) gets its target
- * here as fuzz/ai_stream.c with seeds in fuzz/corpus/ai_stream/ (the Makefile picks up every fuzz/<name>.c by itself):
- * feed each input in pieces whose sizes come from the input (as fuzz/http.c cuts bodies into FastCGI records) and check
- * that the pieces give the same events and text as the whole input in one piece. */
+ * fuzz/ai_stream.c covers the incremental SSE parsers of streamed answers: each input is fed whole and in pieces whose
+ * sizes come from the input, and both must give the same outcome and text. */
 #ifndef GB_FUZZ_H
 #define GB_FUZZ_H
 
