@@ -172,9 +172,10 @@ async function showApp() {
   await Promise.all([loadRooms(), refreshAccount()]);
 }
 
-async function loadRooms() {
-  const data = await api("GET", "/chatroom");
-  state.rooms = data.chatrooms;
+// The first page of the list (the cached one); "More chats" follows next_before for older ones.
+async function loadRooms(before) {
+  const data = await api("GET", before ? "/chatroom?before=" + encodeURIComponent(before) : "/chatroom");
+  state.rooms = before ? state.rooms.concat(data.chatrooms) : data.chatrooms;
   const ul = $("room-list");
   ul.replaceChildren();
   for (const r of state.rooms) {
@@ -189,6 +190,16 @@ async function loadRooms() {
     b.append(small);
     b.addEventListener("click", () => guarded(null, () => openRoom(r.id)));
     li.append(b);
+    ul.append(li);
+  }
+  if (data.next_before) {
+    const li = document.createElement("li");
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "more";
+    more.textContent = "More chats";
+    more.addEventListener("click", () => guarded(more, () => loadRooms(data.next_before)));
+    li.append(more);
     ul.append(li);
   }
 }
