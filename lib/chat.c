@@ -391,7 +391,9 @@ static int post_store(http_req_t *req, post_t *p)
     char retry[24];
 
     if (chat_store_post(&p->in, &p->out) != 0) {
-        db_fail(req, "post message");
+        /* the key's row refers to the user: a user deleted after the token was checked fails its foreign key */
+        if (!(db_foreign_key_violation() && auth_user_gone(req)))
+            db_fail(req, "post message");
         return -1;
     }
     switch (p->out.outcome) {
