@@ -126,16 +126,23 @@ static long throttle_wait2(const throttle_rule_t *r1, const char *s1, const thro
 }
 
 /* Hash a new password under an Argon2 slot. 0 ok; -1 answered (503 busy or down, 500). */
-static int hash_new_password(http_req_t *req, const char *pw, size_t len, char hash[PASSWORD_ENCODED_MAX])
+/* Take an Argon2 slot (throttle_hash_acquire): 0 taken, -1 after answering 503 (all busy, or PostgreSQL down). */
+static int hash_slot(http_req_t *req)
 {
     int slot = throttle_hash_acquire();
-    if (slot <= 0) {
-        if (slot == 0)
-            hash_busy(req);
-        else
-            http_db_failed(req);
+    if (slot > 0)
+        return 0;
+    if (slot == 0)
+        hash_busy(req);
+    else
+        http_db_failed(req);
+    return -1;
+}
+
+static int hash_new_password(http_req_t *req, const char *pw, size_t len, char hash[PASSWORD_ENCODED_MAX])
+{
+    if (hash_slot(req) != 0)
         return -1;
-    }
     int rc = password_hash(pw, len, hash, PASSWORD_ENCODED_MAX);
     throttle_hash_release();
     if (rc != 0)
@@ -513,14 +520,8 @@ void account_login(http_req_t *req)
             http_db_failed(req);
         goto out;
     }
-    int slot = throttle_hash_acquire();
-    if (slot <= 0) {
-        if (slot == 0)
-            hash_busy(req);
-        else
-            http_db_failed(req);
+    if (hash_slot(req) != 0)
         goto out;
-    }
     int found = PQntuples(res) == 1 && !PQgetisnull(res, 0, USER_NCOLS);
     const char *hash = found ? PQgetvalue(res, 0, USER_NCOLS) : dummy_hash;
     int ok = password_verify(hash, pw, pwlen) == 1 && found;
@@ -676,14 +677,8 @@ void account_change_password(http_req_t *req)
                 http_db_failed(req);
             goto out;
         }
-        int slot = throttle_hash_acquire();
-        if (slot <= 0) {
-            if (slot == 0)
-                hash_busy(req);
-            else
-                http_db_failed(req);
+        if (hash_slot(req) != 0)
             goto out;
-        }
         int ok = curlen <= 4 * PASSWORD_MAX_CHARS && password_verify(PQgetvalue(res, 0, 0), cur, curlen) == 1;
         throttle_hash_release();
         if (!ok) {

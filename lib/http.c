@@ -616,9 +616,10 @@ static void write_response(http_req_t *req, buf_t *wire)
     }
 }
 
-static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, buf_t *body, buf_t *wire)
+/* Method, path, query string and request id from the CGI parameters (REQUEST_URI is the original target; plain
+ * CGI from a shell has only SCRIPT_NAME + PATH_INFO). */
+static void request_line(http_req_t *req)
 {
-    double t0 = now_ms();
     const char *uri = http_param(req, "REQUEST_URI");
     if (!uri || !*uri) { /* plain CGI from a shell: SCRIPT_NAME + PATH_INFO */
         const char *sn = http_param(req, "SCRIPT_NAME"), *pi = http_param(req, "PATH_INFO");
@@ -632,6 +633,12 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     if (!req->query)
         req->query = "";
     set_request_id(req);
+}
+
+static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, buf_t *body, buf_t *wire)
+{
+    double t0 = now_ms();
+    request_line(req);
     log_set_context(req->request_id, 0);
 
     buf_reset(body);
@@ -704,23 +711,11 @@ void http_req_begin(http_req_t *req, char **envp)
     http_io_t *io = pool_alloc(req->pool, sizeof *io);
     io->envp = envp;
     req->io = io;
-    const char *uri = http_param(req, "REQUEST_URI");
-    if (!uri || !*uri) {
-        const char *sn = http_param(req, "SCRIPT_NAME"), *pi = http_param(req, "PATH_INFO");
-        uri = pool_printf(req->pool, "%s%s", sn ? sn : "", pi ? pi : "");
-    }
-    req->method = http_param(req, "REQUEST_METHOD");
-    if (!req->method)
-        req->method = "GET";
-    req->path = http_normalize_path(req->pool, uri);
-    req->query = http_param(req, "QUERY_STRING");
-    if (!req->query)
-        req->query = "";
     req->body = "";
     req->body_len = 0;
     if (!rng_state && getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state)
         rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    set_request_id(req);
+    request_line(req);
 }
 
 /* Reset the request for the next one, keeping the buffers' memory. */

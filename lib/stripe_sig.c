@@ -58,6 +58,24 @@ static int parse_unix(const char *s, size_t len, long long *out)
     return 0;
 }
 
+/* The next comma-separated item of the header from *p (before end), without surrounding blanks, in [*item, *item_end);
+ * *p moves past it. 0 when there is none left. */
+static int next_item(const char **p, const char *end, const char **item, const char **item_end)
+{
+    if (*p >= end)
+        return 0;
+    const char *comma = memchr(*p, ',', (size_t)(end - *p));
+    const char *b = *p, *e = comma ? comma : end;
+    while (b < e && (*b == ' ' || *b == '\t'))
+        b++;
+    while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *item = b;
+    *item_end = e;
+    *p = comma ? comma + 1 : end;
+    return 1;
+}
+
 int stripe_signature_verify(const char *header, const char *secret, const char *body, size_t body_len, long long now,
                             long tolerance, long long *t_out)
 {
@@ -75,29 +93,21 @@ int stripe_signature_verify(const char *header, const char *secret, const char *
         return STRIPE_SIG_MALFORMED;
 
     /* First pass: find t (we need it before computing the expected signature). */
-    const char *p = header, *end = header + hlen;
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *item_end = comma ? comma : end;
-        while (p < item_end && (*p == ' ' || *p == '\t'))
-            p++;
-        const char *ie = item_end;
-        while (ie > p && (ie[-1] == ' ' || ie[-1] == '\t'))
-            ie--;
-        const char *eq = memchr(p, '=', (size_t)(ie - p));
+    const char *p = header, *end = header + hlen, *it, *ie;
+    while (next_item(&p, end, &it, &ie)) {
+        const char *eq = memchr(it, '=', (size_t)(ie - it));
         if (eq) {
-            size_t klen = (size_t)(eq - p);
+            size_t klen = (size_t)(eq - it);
             const char *v = eq + 1;
             size_t vlen = (size_t)(ie - v);
-            if (klen == 1 && p[0] == 't') {
+            if (klen == 1 && it[0] == 't') {
                 if (have_t || parse_unix(v, vlen, &t) < 0)
                     return STRIPE_SIG_MALFORMED;
                 have_t = 1;
-            } else if (klen == 2 && p[0] == 'v' && p[1] == '1') {
+            } else if (klen == 2 && it[0] == 'v' && it[1] == '1') {
                 nv1++;
             }
         }
-        p = comma ? comma + 1 : end;
     }
     if (!have_t || nv1 == 0)
         return STRIPE_SIG_MALFORMED;
@@ -109,19 +119,10 @@ int stripe_signature_verify(const char *header, const char *secret, const char *
     /* Second pass: compare every v1 in constant time; keep going after a match so timing does not say
      * which one matched. */
     p = header;
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *item_end = comma ? comma : end;
-        while (p < item_end && (*p == ' ' || *p == '\t'))
-            p++;
-        const char *ie = item_end;
-        while (ie > p && (ie[-1] == ' ' || ie[-1] == '\t'))
-            ie--;
-        if (ie - p == 3 + 64 && p[0] == 'v' && p[1] == '1' && p[2] == '=') {
-            if (CRYPTO_memcmp(p + 3, expected, 64) == 0)
-                match = 1;
-        }
-        p = comma ? comma + 1 : end;
+    while (next_item(&p, end, &it, &ie)) {
+        if (ie - it == 3 + 64 && it[0] == 'v' && it[1] == '1' && it[2] == '=' &&
+            CRYPTO_memcmp(it + 3, expected, 64) == 0)
+            match = 1;
     }
     OPENSSL_cleanse(expected, sizeof expected);
     if (!match)
