@@ -49,6 +49,14 @@ case $FAKES in
     ;;
 esac
 export STACK_DIR="${RUN_VAR_DIR:-$ROOT/var}" STACK_MODE=run BUILD_DIR=${BUILD:-build} DEPLOYMENT=$WEB STACK_WEB=$WEB
+# ./var holds data, logs, sockets and secrets: nothing in it is for other accounts. Files and directories made
+# from here on get no permissions for others (the directories that other service accounts must pass through,
+# ./var and its web/, get o+x only: tests/stack.sh, tests/web.sh); what an older run left is tightened too.
+umask 027
+if [[ -d $STACK_DIR ]]; then
+    find "$STACK_DIR" -xdev ! -type d ! -type l -perm /o=rwx -exec chmod o-rwx {} + 2>/dev/null || true
+    find "$STACK_DIR" -xdev -type d -perm /o=rw -exec chmod o-rw {} + 2>/dev/null || true
+fi
 
 # The mistakes that need no build, reported before anything is installed, built or started.
 preflight() {

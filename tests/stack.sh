@@ -80,6 +80,7 @@ _stack_need_dir() {
     *) STACK_DIR=$(cd "$STACK_DIR" && pwd) || return 1 ;;
     esac
     mkdir -p "$STACK_DIR" || return 1
+    chmod o-rw "$STACK_DIR" 2>/dev/null || true # others may pass through (service accounts), never list or write
     export STACK_DIR STACK_MODE=${STACK_MODE:-test}
 }
 
@@ -248,7 +249,7 @@ _stack_pg_init() {
             return 1
         fi
         # mktemp directories are 0700: the postgres account must be able to pass through STACK_DIR.
-        chmod 755 "$STACK_DIR" || return 1
+        chmod 711 "$STACK_DIR" || return 1
         chown postgres: "$data" "$sock" || return 1
         if ! _stack_as_pg test -w "$data" -a -w "$sock"; then
             _stack_fail "user postgres cannot reach $STACK_DIR (a parent directory is not traversable: chmod o+x it)"
@@ -554,6 +555,7 @@ web_lighttpd_start() {
     _stack_check_binaries "$bin" || return 1
     state=$STACK_DIR/web
     mkdir -p "$state/htdocs" || return 1
+    chmod 711 "$state" || return 1
     rm -f "$state"/*.sock-* 2>/dev/null || true
     log=$(_stack_web_log)
     for _ in 1 2 3; do

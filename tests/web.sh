@@ -83,6 +83,7 @@ _web_common_env() {
     _stack_check_binaries "$WEB_BIN" || return 1
     WEB_STATE=$STACK_DIR/web
     mkdir -p "$WEB_STATE/htdocs" || return 1
+    chmod 711 "$WEB_STATE" || return 1 # the web server's workers (another account) reach the sockets in it
     WEB_LOG=$(_stack_web_log)
     _web_identity
     # GB_STATE_DIR in a program's environment is how _stack_web_programs recognises this stack's programs.

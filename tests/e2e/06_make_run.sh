@@ -69,6 +69,10 @@ check_eq "$started" 1 "make run starts and prints its banner"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$RUN_PORT/healthz" || true)
 check_eq "$code" 200 "make run serves /healthz on PORT=$RUN_PORT"
 check "the banner prints DATABASE_URL" grep -q '^    DATABASE_URL=' "$log1"
+# ./var holds logs, sockets, metrics and secrets: nothing in it is readable or writable by other accounts (its
+# directories may only be passed through, for the postgres and web server accounts).
+exposed=$(find "$root/var" -xdev \( ! -type d ! -type l -perm /o=rwx \) -o \( -type d -perm /o=rw \) 2>/dev/null | head -n 5)
+check_eq "$exposed" "" "nothing under ./var is open to other accounts while make run runs"
 check "the banner prints REDIS_URL" grep -q '^    REDIS_URL=' "$log1"
 pg_cmd=$(sed -n "s/^    psql: *//p" "$log1")
 redis_cmd=$(sed -n "s/^    redis: *//p" "$log1")
