@@ -279,7 +279,8 @@ int token_verify(const unsigned char *key, size_t keylen, const char *token, tim
         h = fnv1a(token, len, kh);
         slot = &verified[h % CACHE_SLOTS];
     }
-    if (slot && slot->hash == h && slot->keyhash == kh && slot->len == len && memcmp(slot->token, token, len) == 0) {
+    if (slot && slot->hash == h && slot->keyhash == kh && slot->len == len &&
+        CRYPTO_memcmp(slot->token, token, len) == 0) {
         c = slot->claims;
     } else {
         if (verify_static(key, keylen, token, &c) != 0)
