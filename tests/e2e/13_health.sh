@@ -91,6 +91,13 @@ health
 check_eq "$STATUS/$(jget .status)/$(jget .postgres)" "503/unavailable/down" "PostgreSQL stopped: 503"
 check "PostgreSQL stopped: answered in under 1 s (${TIME} ms)" fast
 stack_pg_start
+# The programs notice the restarted server on their next probe (each process holds its own connection).
+for _ in $(seq 1 20); do
+    health
+    [[ $STATUS == 200 ]] && break
+    sleep 0.25
+done
+check_status 200 "PostgreSQL started again: 200 within 5 s"
 
 # ---- the worker: stale and none ----
 stack_worker_stop TERM
