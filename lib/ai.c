@@ -276,7 +276,7 @@ static void set_error(ai_result_t *r, enum ai_status st, const char *fmt, ...)
     r->status = st;
 }
 
-static json_object *get(json_object *o, const char *key, json_type type)
+json_object *ai_json_get(json_object *o, const char *key, json_type type)
 {
     json_object *v = NULL;
     if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v))
@@ -284,9 +284,9 @@ static json_object *get(json_object *o, const char *key, json_type type)
     return json_object_is_type(v, type) ? v : NULL;
 }
 
-static const char *get_str(json_object *o, const char *key)
+const char *ai_json_str(json_object *o, const char *key)
 {
-    json_object *v = get(o, key, json_type_string);
+    json_object *v = ai_json_get(o, key, json_type_string);
     return v ? json_object_get_string(v) : NULL;
 }
 
@@ -355,10 +355,10 @@ static void gemini_ok(json_object *root, ai_result_t *r)
 {
     buf_t text = {0};
     char reason[48];
-    json_object *cands = get(root, "candidates", json_type_array);
+    json_object *cands = ai_json_get(root, "candidates", json_type_array);
     json_object *c0 = cands && json_object_array_length(cands) > 0 ? json_object_array_get_idx(cands, 0) : NULL;
     if (!c0 || !json_object_is_type(c0, json_type_object)) {
-        const char *block = get_str(get(root, "promptFeedback", json_type_object), "blockReason");
+        const char *block = ai_json_str(ai_json_get(root, "promptFeedback", json_type_object), "blockReason");
         if (block) {
             token_copy(reason, sizeof reason, block, 40);
             set_error(r, AI_PERMANENT, "prompt blocked by the model (%s)", reason);
@@ -367,14 +367,14 @@ static void gemini_ok(json_object *root, ai_result_t *r)
         }
         goto out;
     }
-    const char *finish = get_str(c0, "finishReason");
+    const char *finish = ai_json_str(c0, "finishReason");
     token_copy(reason, sizeof reason, finish ? finish : "none", 40);
-    json_object *parts = get(get(c0, "content", json_type_object), "parts", json_type_array);
+    json_object *parts = ai_json_get(ai_json_get(c0, "content", json_type_object), "parts", json_type_array);
     size_t np = parts ? json_object_array_length(parts) : 0;
     for (size_t i = 0; i < np; i++) {
         json_object *part = json_object_array_get_idx(parts, i);
-        json_object *thought = get(part, "thought", json_type_boolean);
-        json_object *t = get(part, "text", json_type_string);
+        json_object *thought = ai_json_get(part, "thought", json_type_boolean);
+        json_object *t = ai_json_get(part, "text", json_type_string);
         if (!t || (thought && json_object_get_boolean(thought)))
             continue;
         buf_append(&text, json_object_get_string(t), (size_t)json_object_get_string_len(t));
@@ -397,17 +397,17 @@ out:
 static void openai_ok(json_object *root, ai_result_t *r)
 {
     char reason[48];
-    json_object *choices = get(root, "choices", json_type_array);
+    json_object *choices = ai_json_get(root, "choices", json_type_array);
     json_object *c0 = choices && json_object_array_length(choices) > 0 ? json_object_array_get_idx(choices, 0) : NULL;
     if (!c0 || !json_object_is_type(c0, json_type_object)) {
         set_error(r, AI_PERMANENT, "model returned no choices");
         return;
     }
-    const char *finish = get_str(c0, "finish_reason");
+    const char *finish = ai_json_str(c0, "finish_reason");
     token_copy(reason, sizeof reason, finish ? finish : "none", 40);
-    json_object *msg = get(c0, "message", json_type_object);
-    json_object *content = get(msg, "content", json_type_string);
-    const char *refusal = get_str(msg, "refusal");
+    json_object *msg = ai_json_get(c0, "message", json_type_object);
+    json_object *content = ai_json_get(msg, "content", json_type_string);
+    const char *refusal = ai_json_str(msg, "refusal");
     if (finish && strcmp(finish, "content_filter") == 0) {
         set_error(r, AI_PERMANENT, "model stopped without an answer (finish_reason %s)", reason);
         return;
@@ -430,40 +430,40 @@ static int upstream_error(enum ai_provider p, long st, json_object *root, ai_res
 {
     char status[48] = "", reason[48] = "";
     int daily = 0;
-    json_object *err = get(root, "error", json_type_object);
+    json_object *err = ai_json_get(root, "error", json_type_object);
     if (err) {
-        detail_copy(r, get_str(err, "message"));
+        detail_copy(r, ai_json_str(err, "message"));
         if (p == AI_PROVIDER_GEMINI) {
-            token_copy(status, sizeof status, get_str(err, "status"), 40);
-            json_object *details = get(err, "details", json_type_array);
+            token_copy(status, sizeof status, ai_json_str(err, "status"), 40);
+            json_object *details = ai_json_get(err, "details", json_type_array);
             size_t nd = details ? json_object_array_length(details) : 0;
             for (size_t i = 0; i < nd; i++) {
                 json_object *d = json_object_array_get_idx(details, i);
-                const char *type = get_str(d, "@type");
+                const char *type = ai_json_str(d, "@type");
                 if (!type)
                     continue;
-                if (strstr(type, "google.rpc.ErrorInfo") && get_str(d, "reason")) {
-                    token_copy(reason, sizeof reason, get_str(d, "reason"), 40);
+                if (strstr(type, "google.rpc.ErrorInfo") && ai_json_str(d, "reason")) {
+                    token_copy(reason, sizeof reason, ai_json_str(d, "reason"), 40);
                 } else if (strstr(type, "google.rpc.RetryInfo")) {
-                    json_object *delay = get(d, "retryDelay", json_type_string);
+                    json_object *delay = ai_json_get(d, "retryDelay", json_type_string);
                     long ms = delay ? ai_parse_duration(json_object_get_string(delay),
                                                         (size_t)json_object_get_string_len(delay))
                                     : -1;
                     if (ms > r->retry_after_ms)
                         r->retry_after_ms = ms;
                 } else if (strstr(type, "google.rpc.QuotaFailure")) {
-                    json_object *v = get(d, "violations", json_type_array);
+                    json_object *v = ai_json_get(d, "violations", json_type_array);
                     size_t nv = v ? json_object_array_length(v) : 0;
                     for (size_t j = 0; j < nv; j++) {
-                        const char *q = get_str(json_object_array_get_idx(v, j), "quotaId");
+                        const char *q = ai_json_str(json_object_array_get_idx(v, j), "quotaId");
                         if (q && strstr(q, "PerDay"))
                             daily = 1;
                     }
                 }
             }
         } else {
-            const char *code = get_str(err, "code");
-            token_copy(status, sizeof status, code ? code : get_str(err, "type"), 40);
+            const char *code = ai_json_str(err, "code");
+            token_copy(status, sizeof status, code ? code : ai_json_str(err, "type"), 40);
         }
     }
     if (daily && st == 429) {

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <json-c/json.h>
 
 #include "util.h"
 
@@ -89,6 +90,11 @@ void ai_parse_response(enum ai_provider p, long http_status, const char *body, s
  * Timeouts, refused/reset connections and the like are AI_TRANSIENT; a malformed URL, an unsupported protocol
  * or a too-large body are AI_PERMANENT. */
 void ai_transport_error(int curl_code, ai_result_t *r);
+
+/* Member key of object o when it has JSON type type, else NULL (o not an object, key absent, another type); and
+ * the same for a string member, as a C string. Shared by the answer parsers (ai.c, ai_stream.c). */
+json_object *ai_json_get(json_object *o, const char *key, json_type type);
+const char *ai_json_str(json_object *o, const char *key);
 
 /* Free the text of a result and reset it; accepts NULL. */
 void ai_result_free(ai_result_t *r);

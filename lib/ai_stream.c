@@ -72,20 +72,6 @@ static void token_copy(char *dst, size_t cap, const char *src)
     dst[k] = '\0';
 }
 
-static json_object *get(json_object *o, const char *key, json_type type)
-{
-    json_object *v = NULL;
-    if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v))
-        return NULL;
-    return json_object_is_type(v, type) ? v : NULL;
-}
-
-static const char *get_str(json_object *o, const char *key)
-{
-    json_object *v = get(o, key, json_type_string);
-    return v ? json_object_get_string(v) : NULL;
-}
-
 /* Add a piece of text: sanitised, appended to the whole text and to delta. */
 static void add_text(ai_stream_t *s, const char *p, size_t len, buf_t *delta)
 {
@@ -101,7 +87,7 @@ static void add_text(ai_stream_t *s, const char *p, size_t len, buf_t *delta)
  * that an unexplained failure is retried). */
 static void error_chunk(ai_stream_t *s, json_object *err, const char *raw, size_t len)
 {
-    json_object *code = get(err, "code", json_type_int);
+    json_object *code = ai_json_get(err, "code", json_type_int);
     long st = code ? (long)json_object_get_int64(code) : 500;
     if (st < 400 || st > 599)
         st = 500;
@@ -112,8 +98,8 @@ static void error_chunk(ai_stream_t *s, json_object *err, const char *raw, size_
 
 static void gemini_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
 {
-    const char *block = get_str(get(root, "promptFeedback", json_type_object), "blockReason");
-    json_object *cands = get(root, "candidates", json_type_array);
+    const char *block = ai_json_str(ai_json_get(root, "promptFeedback", json_type_object), "blockReason");
+    json_object *cands = ai_json_get(root, "candidates", json_type_array);
     json_object *c0 = cands && json_object_array_length(cands) > 0 ? json_object_array_get_idx(cands, 0) : NULL;
     char reason[48];
     if (block && !c0) {
@@ -121,17 +107,17 @@ static void gemini_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
         fail(s, AI_PERMANENT, "prompt blocked by the model (%s)", reason);
         return;
     }
-    json_object *parts = get(get(c0, "content", json_type_object), "parts", json_type_array);
+    json_object *parts = ai_json_get(ai_json_get(c0, "content", json_type_object), "parts", json_type_array);
     size_t np = parts ? json_object_array_length(parts) : 0;
     for (size_t i = 0; i < np; i++) {
         json_object *part = json_object_array_get_idx(parts, i);
-        json_object *thought = get(part, "thought", json_type_boolean);
-        json_object *t = get(part, "text", json_type_string);
+        json_object *thought = ai_json_get(part, "thought", json_type_boolean);
+        json_object *t = ai_json_get(part, "text", json_type_string);
         if (!t || (thought && json_object_get_boolean(thought)))
             continue;
         add_text(s, json_object_get_string(t), (size_t)json_object_get_string_len(t), delta);
     }
-    const char *finish = get_str(c0, "finishReason");
+    const char *finish = ai_json_str(c0, "finishReason");
     if (!finish)
         return;
     token_copy(s->reason, sizeof s->reason, finish);
@@ -146,15 +132,15 @@ static void gemini_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
 
 static void openai_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
 {
-    json_object *choices = get(root, "choices", json_type_array);
+    json_object *choices = ai_json_get(root, "choices", json_type_array);
     json_object *c0 = choices && json_object_array_length(choices) > 0 ? json_object_array_get_idx(choices, 0) : NULL;
-    json_object *d = get(c0, "delta", json_type_object);
-    json_object *content = get(d, "content", json_type_string);
+    json_object *d = ai_json_get(c0, "delta", json_type_object);
+    json_object *content = ai_json_get(d, "content", json_type_string);
     if (content)
         add_text(s, json_object_get_string(content), (size_t)json_object_get_string_len(content), delta);
-    if (get_str(d, "refusal"))
+    if (ai_json_str(d, "refusal"))
         s->refused = 1;
-    const char *finish = get_str(c0, "finish_reason");
+    const char *finish = ai_json_str(c0, "finish_reason");
     if (!finish)
         return;
     /* The finish reason comes before [DONE] (and a usage chunk may come between): note it, wait for [DONE]. */
@@ -192,7 +178,7 @@ static void dispatch(ai_stream_t *s, buf_t *delta)
     if (bad) {
         fail(s, AI_TRANSIENT, "malformed upstream stream chunk");
     } else {
-        json_object *err = get(root, "error", json_type_object);
+        json_object *err = ai_json_get(root, "error", json_type_object);
         if (err)
             error_chunk(s, err, p, len);
         else if (s->provider == AI_PROVIDER_GEMINI)
