@@ -241,10 +241,11 @@ static const char dev_redis_url[] = "unix://" DEFAULT_VAR_DIR "/redis.sock";
 #else
 static const char *const dev_database_url = NULL, *const dev_redis_url = NULL;
 #endif
+#define PROD_METRICS_DIR "/run/gemini-backend/metrics" /* what the systemd units create */
 #ifdef DEFAULT_VAR_DIR
 static const char dev_metrics_dir[] = DEFAULT_VAR_DIR "/metrics";
 #else
-static const char dev_metrics_dir[] = "/run/gemini-backend/metrics";
+static const char dev_metrics_dir[] = PROD_METRICS_DIR;
 #endif
 
 /* A setting production cannot do without: 0 when set (or filled in with dev_default in development), else -1
@@ -324,7 +325,7 @@ int config_load(char *err, size_t errlen)
     }
 
     if (!g_config.metrics_dir)
-        g_config.metrics_dir = g_config.development ? dev_metrics_dir : "/run/gemini-backend/metrics";
+        g_config.metrics_dir = g_config.development ? dev_metrics_dir : PROD_METRICS_DIR;
 
     if (!g_config.public_url) {
         snprintf(public_url, sizeof public_url, "http://127.0.0.1:%ld", g_config.port);
