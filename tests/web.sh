@@ -89,6 +89,12 @@ _web_common_env() {
     # GB_STATE_DIR in a program's environment is how _stack_web_programs recognises this stack's programs.
     export GB_BIN_DIR=$WEB_BIN GB_STATE_DIR=$WEB_STATE GB_WWW_DIR
     GB_WWW_DIR=$(_stack_abs "${BUILD_DIR:-build}/www")
+    if ((EUID == 0)); then
+        # Started as root, the server's workers run as GB_USER, who may not be able to pass through the checkout
+        # (a clone under a 0700 mktemp directory): serve a readable copy from the state directory instead.
+        rm -rf "$WEB_STATE/www" && cp -R "$GB_WWW_DIR" "$WEB_STATE/www" && chmod -R go+rX "$WEB_STATE/www" || return 1
+        GB_WWW_DIR=$WEB_STATE/www
+    fi
     printf '%s\n' "$WEB_BIN" >"$STACK_DIR/web.bin"
 }
 
