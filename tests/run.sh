@@ -11,12 +11,17 @@
 #      fakes (fresh state), start its web server and the worker of the same build, run every tests/e2e/*.sh
 #      (each one a separate bash process with a time limit;
 #      a script that exits non-zero or times out is one more failure), stop them; sanitizer reports written
-#      by the asan build are failures too.
+#      by the asan build are failures too. A script marked "# e2e: core" in its first lines tests the stack
+#      behind the web server (worker, caches, limits, PostgreSQL/Redis faults, billing logic), which no web
+#      server configuration changes: it runs only under E2E_CORE_DEPLOYMENTS (default "lighttpd
+#      lighttpd-asan": the native build and its sanitizer twin); E2E_CORE=1 tells a script it runs under one.
+#      What each web server must pass through (routes, headers, bodies, CGI, streaming) is in the others.
 #   0. a format check: every tracked C file as clang-format writes it (with the unit tests);
 # The last line printed is "N passed, M failed"; the exit status is non-zero when M > 0.
 #
 # Knobs: DEPLOYMENTS="lighttpd"  E2E_FILTER=regex (on the script's file name)  SKIP_UNIT=1  SKIP_E2E=1
 #        SKIP_FUZZ=1 (no fuzz corpora; SKIP_UNIT=1 skips them too)  FUZZ_BUILD=build-fuzz
+#        E2E_CORE_DEPLOYMENTS="lighttpd lighttpd-asan" (all five: every script everywhere)
 #        UNIT_BUILDS="build"  E2E_TIMEOUT=300 (seconds per script)  KEEP_STACK=1 (keep STACK_DIR)
 #        BUILD=build BUILD_ASAN=build-asan (directories, relative to the repo root or absolute)
 #        TEST_LOG_LEVEL=debug (the app's LOG_LEVEL in tests; default info)
@@ -307,8 +312,13 @@ run_e2e_script() {
     restore_stack || record fail "$DEPLOYMENT: could not restore the stack after $name"
 }
 
+# 0 when deployment $1 runs the "# e2e: core" scripts.
+core_deployment() {
+    [[ " ${E2E_CORE_DEPLOYMENTS:-lighttpd lighttpd-asan} " == *" $1 "* ]]
+}
+
 run_deployment() {
-    local dep=$1 fn script scripts=()
+    local dep=$1 fn script scripts=() skipped=()
     fn=deploy_${dep//-/_}
     if ! declare -F "${fn}_start" >/dev/null || ! declare -F "${fn}_stop" >/dev/null; then
         record fail "deployment $dep: no ${fn}_start/${fn}_stop"
@@ -319,10 +329,16 @@ run_deployment() {
         if [[ -n ${E2E_FILTER:-} ]] && ! [[ $(basename "$script") =~ $E2E_FILTER ]]; then
             continue
         fi
+        if ! core_deployment "$dep" && head -n 15 "$script" | grep -qx '# e2e: core'; then
+            skipped+=("$(basename "$script")")
+            continue
+        fi
         scripts+=("$script")
     done
-    export DEPLOYMENT=$dep
+    export DEPLOYMENT=$dep E2E_CORE=0
+    core_deployment "$dep" && E2E_CORE=1
     say "deployment $dep"
+    ((${#skipped[@]} == 0)) || say "$dep: core scripts run under ${E2E_CORE_DEPLOYMENTS:-lighttpd lighttpd-asan} only: ${skipped[*]}"
     # Fresh fakes for every deployment: nothing recorded or configured by the previous one's scripts leaks in
     # (the app's base URLs follow the new ports: the web server and worker start afterwards).
     stack_fakes_stop

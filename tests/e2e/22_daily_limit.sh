@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # The basic tier's daily limit: usage numbers, the refused message (429, Retry-After, nothing stored),
 # atomicity under 20 parallel posts, and the pro tier (unlimited, still counted).
 . "$(dirname "$0")/../lib.sh"

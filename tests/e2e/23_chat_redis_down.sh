@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # Redis down: the chatroom list is served from PostgreSQL (X-Cache: MISS), writes still work, and the cache
 # works again (and is fresh) once Redis is back.
 . "$(dirname "$0")/../lib.sh"

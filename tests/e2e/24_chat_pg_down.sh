@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # PostgreSQL down: chatroom endpoints answer 503 unavailable (never 500, never internals), a cached list is
 # still served, nothing half-done is left behind; everything works again once PostgreSQL is back.
 . "$(dirname "$0")/../lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # Lost list-cache invalidations: a change made while Redis cannot be written (stopped, or paused for writes) is
 # recorded in PostgreSQL (cache_invalidations) and replayed by the worker once Redis answers again, so a cached
 # list that survived the outage is not served stale for its 10-minute TTL.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # The post path (one statement, schema step 7's chat_post) under races: N parallel posts at the daily limit
 # across two rooms give exactly the limit; N parallel retries of one Idempotency-Key give one message and N
 # identical answers; one key raced with two different contents gives one message, the rest 409 or the replay;

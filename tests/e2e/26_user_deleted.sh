@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # A token whose user was deleted in SQL (by an operator): every authenticated endpoint answers 401, never 500
 # (POST /chatroom used to hit the foreign key) nor 404 / an empty list. While no worker runs, the token
 # version mirror in Redis still says the token is current, so each handler must notice the missing user

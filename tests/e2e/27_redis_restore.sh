@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # Revocation and the cached list whatever Redis holds (API.md "Auth"; lib/mirror.h): after FLUSHALL, after a
 # kill -9 and a restart from an older dump.rdb (which still holds the old token version mirror and the old
 # list), and in the first instants after such a restart, a revoked token is 401 on every request and the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # The AI reply worker against the fake AI (tests/fakes/ai.js): replies complete with the fake's text, the
 # chatroom's earlier turns go upstream, transient errors are retried, permanent ones fail the reply with a
 # short error, calls run concurrently, and a reply whose chatroom is deleted mid-call is simply dropped.

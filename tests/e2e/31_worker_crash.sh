@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # Worker crashes and stops: a worker killed (SIGKILL) in the middle of its upstream calls loses nothing and
 # finishes every reply exactly once after a restart; SIGTERM lets in-flight calls finish, and what outlives the
 # grace period is handed back (lease released, attempt not counted) and finished by the next worker.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # The worker through store outages: FLUSHALL while replies are pending loses none (the recovery sweep finds them
 # in PostgreSQL and the consumer group is recreated), Redis down keeps replies flowing from PostgreSQL, and the
 # worker survives a PostgreSQL restart.

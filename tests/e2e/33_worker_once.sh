@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # `worker --once` (the cron mode) drains the queue and exits 0; the other providers: offline (a labelled local
 # stand-in) and OpenAI-compatible chat completions; a wrong API key fails replies with a short, key-free error.
 set -euo pipefail

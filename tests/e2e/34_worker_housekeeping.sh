@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # The worker's housekeeping: idempotency keys older than 24 h, OTP send records older than a day and Stripe
 # event ids older than 30 days are removed; fresh ones stay.
 set -euo pipefail

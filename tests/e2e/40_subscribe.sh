@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: core
 # Subscriptions: Checkout against the fake Stripe (tests/fakes/stripe.js), GET /subscription/status, the
 # payment pages, and the signed webhook (signature checks, each event applied once, out-of-order events,
 # every handled event type, delayed payments with events made by the fake, one row per Stripe subscription
