@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make bench: in one run, behind the same web server, for each server of BENCH_SERVERS (lighttpd, nginx):
 #   do-nothing      a do-nothing FastCGI handler (bench/noop.c) in place of the chatroom program: the ceiling
+#   floor           the do-nothing handler plus one Redis GET per request (bench/noop_redis.c): what any read
+#                   that checks shared state (a revocation, a cached copy) in Redis pays at the least
 #   list            cached GET /chatroom (X-Cache: HIT), one user (no wrk script: as light a client as do-nothing's)
 #   me              GET /user/me (a cached, versioned copy: lib/account.h)
 #   post            POST /chatroom/{id}/message as pro users, durable (fsync and synchronous_commit on, as
@@ -25,22 +27,26 @@ OUT=${BENCH_OUT:-$ROOT/bench/results.txt}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (make deps)" >&2; exit 1; }
 STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gb-bench.XXXXXX")
 chmod 755 "$STACK_DIR"
-export STACK_DIR STACK_MODE=test STACK_PG_DURABLE=1 BUILD_DIR=build LOG_LEVEL=${LOG_LEVEL:-warn}
+# The app logs a line per request, as `make run` and the production defaults do (LOG_LEVEL info).
+export STACK_DIR STACK_MODE=test STACK_PG_DURABLE=1 BUILD_DIR=build TEST_LOG_LEVEL=${TEST_LOG_LEVEL:-info}
 export WEB_FCGI_PROCS=${BENCH_FCGI_PROCS:-8}
 # shellcheck source=../tests/stack.sh
 source tests/stack.sh
 cleanup() { stack_stop >/dev/null 2>&1 || true; rm -rf "$STACK_DIR"; }
 trap cleanup EXIT INT TERM
 
-# Bin directories where "chatroom" is a baseline handler and the other programs are the real ones.
+# Build directories where "chatroom" is a baseline handler and the other programs (and the static web root the
+# configs serve) are the real ones.
 baseline_dir() { # NAME BINARY
     local d=$STACK_DIR/$1-build
     mkdir -p "$d/cgi-bin"
     for p in auth subscribe webhook stream; do cp "build/cgi-bin/$p" "$d/cgi-bin/"; done
+    cp -R build/www "$d/www"
     cp "$2" "$d/cgi-bin/chatroom"
     echo "$d"
 }
 NOOP_BUILD=$(baseline_dir noop build/bench/noop)
+FLOOR_BUILD=$(baseline_dir floor build/bench/noop_redis)
 
 stack_services_start >/dev/null
 
@@ -132,6 +138,9 @@ for server in $SERVERS; do
     BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
     res[$server.noop]=$(wrk_run "$BASE_URL/chatroom")
     stack_web_stop >/dev/null
+    BUILD_DIR=$FLOOR_BUILD stack_web_start >/dev/null
+    res[$server.floor]=$(wrk_run "$BASE_URL/chatroom")
+    stack_web_stop >/dev/null
 
     BUILD_DIR=build stack_web_start >/dev/null
     [[ -s $STACK_DIR/users ]] || make_users
@@ -169,11 +178,11 @@ if [[ -x bench/worker.sh ]]; then
 fi
 
 {
-    echo "# make bench, $stamp, $(nproc) cores, wrk -t2 -c$CONNS -d${SECS}s, $NUSERS users, durable PostgreSQL (fsync on, commit_delay 200 us), FastCGI processes: lighttpd.conf's, $WEB_FCGI_PROCS per program under nginx"
+    echo "# make bench, $stamp, $(nproc) cores, wrk -t2 -c$CONNS -d${SECS}s, $NUSERS users, durable PostgreSQL (fsync on, commit_delay 200 us), app LOG_LEVEL $TEST_LOG_LEVEL, FastCGI processes: lighttpd.conf's, $WEB_FCGI_PROCS per program under nginx"
     printf '%-9s %-11s %9s %7s %8s %8s %7s\n' server endpoint "req/s" ratio p50ms p99ms non2xx
     for server in $SERVERS; do
         read -r nr _ < <(echo "${res[$server.noop]}")
-        for k in noop list me post mixed; do
+        for k in noop floor list me post mixed; do
             read -r r p50 p99 n < <(echo "${res[$server.$k]}")
             printf '%-9s %-11s %9s %7s %8s %8s %7s\n' "$server" "$k" "$r" \
                 "$(awk -v a="$r" -v b="$nr" 'BEGIN {printf "%.2f", b ? a / b : 0}')" "$p50" "$p99" "$n"

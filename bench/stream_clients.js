@@ -18,6 +18,8 @@ const sentAt = new Map(); // reply id -> ms the delta was published
 const lat = [];
 let open = 0;
 let failed = 0;
+const why = {}; // failure reason -> count (an HTTP status, or the connection error's code)
+function fail(reason) { failed++; why[reason] = (why[reason] || 0) + 1; }
 const t0 = Date.now();
 let done = null;
 
@@ -25,7 +27,7 @@ for (const id of ids) {
   const req = http.request(`${base}/chatroom/${room}/messages/${id}/stream`, {
     agent: false, headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' },
   }, (res) => {
-    if (res.statusCode !== 200) { failed++; res.resume(); return; }
+    if (res.statusCode !== 200) { fail(`HTTP ${res.statusCode}`); res.resume(); return; }
     if (++open === ids.length) console.log(`open ${open} in ${Date.now() - t0} ms`);
     let buf = '';
     res.setEncoding('utf8');
@@ -43,12 +45,12 @@ for (const id of ids) {
       }
     });
   });
-  req.on('error', () => { failed++; });
+  req.on('error', (e) => { fail(e.code || e.message); });
   req.end();
 }
 
 const timer = setInterval(() => {
-  if (failed) { console.log(`FAIL: ${failed} streams failed (${open} open)`); process.exit(1); }
+  if (failed) { console.log(`FAIL: ${failed} streams failed (${open} open): ${JSON.stringify(why)}`); process.exit(1); }
 }, 200);
 
 // One Redis connection of our own (RESP written by hand), so that a sample times the publish, not a process start.

@@ -185,11 +185,9 @@ PGresult *db_exec(const char *sql, int nparams, const char *const *params)
 
 PGresult *db_query_once(db_stmt_t *stmt, const char *const *params)
 {
-    /* A connection the server closed meanwhile (a restart, a crash) has its FATAL message or its EOF waiting in
-     * the socket: read it now (twice: the message, then the EOF), so the statement goes out on a fresh
-     * connection instead of failing. Once sent, a lost connection is not retried: it may have committed. */
-    if (conn && !in_tx && (PQconsumeInput(conn) == 0 || PQconsumeInput(conn) == 0 || PQstatus(conn) != CONNECTION_OK))
-        drop_conn();
+    /* A connection the server closed meanwhile (a restart, a crash) is found by run()'s drop_if_dead() before
+     * anything is sent, so the statement goes out on a fresh connection instead of failing. Once sent, a lost
+     * connection is not retried: it may have committed. */
     no_retry = 1;
     PGresult *res = run(stmt, NULL, 0, params);
     no_retry = 0;
