@@ -193,6 +193,8 @@ fi
 } | tee -a "$OUT"
 bench/chart.sh "$OUT" "${BENCH_SVG:-bench/results.svg}" || echo "bench: no chart" >&2
 if [[ -x bench/stream.sh ]]; then
-    echo "# streams" | tee -a "$OUT"
-    bench/stream.sh 2>&1 | grep -E '^(stream:|ok:|FAIL)' | tee -a "$OUT"
+    for server in $SERVERS; do
+        echo "# streams, $server" | tee -a "$OUT"
+        STACK_WEB=$server DEPLOYMENT=bench-$server bench/stream.sh 2>&1 | grep -E '^(stream:|ok:|FAIL)' | tee -a "$OUT"
+    done
 fi

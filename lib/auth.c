@@ -67,6 +67,8 @@ void auth_token_version_changed(long long user_id, int token_version)
      * Redis takes writes again. */
     if (authv_raise(user_id, token_version, NULL) != 0 && cache_del(key) != 0)
         outbox_note(user_id);
+    else
+        cache_note_invalidation(); /* every process's local copy goes before the client hears of it */
 }
 
 /* The user's current token version from PostgreSQL, mirrored into Redis. 0 ok, 1 no such user, -1 down. */
@@ -108,8 +110,9 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
         return -1;
     }
 
-    /* One Redis command: the token version mirror, for cached reads the cached document, and the epoch that
-     * says whether either may be trusted (mirror.h). */
+    /* One Redis command, or none when the process holds valid local copies (cache_local.h): the token version
+     * mirror, for cached reads the cached document, and the epoch that says whether either may be trusted
+     * (mirror.h). */
     char key[KEYS_USER_MAX], doc[128];
     keys_authv(c.user_id, key);
     const char *cache_key = NULL;
@@ -117,36 +120,34 @@ static int require(http_req_t *req, const char *key_prefix, char **val, size_t *
         int n = snprintf(doc, sizeof doc, "%s%lld", key_prefix, c.user_id);
         cache_key = n > 0 && (size_t)n < sizeof doc ? doc : NULL;
     }
-    const char *argv[] = {"MGET", key, cache_key ? cache_key : KEYS_EPOCH, KEYS_EPOCH};
-    size_t lens[] = {4, strlen(key), strlen(argv[2]), strlen(KEYS_EPOCH)};
-    size_t nkeys = cache_key ? 3 : 2;
-    redisReply *rep = cache_cmd((int)nkeys + 1, argv, lens);
-    int current = -1, known = 0;
+    const char *keys[] = {key, cache_key ? cache_key : KEYS_EPOCH, KEYS_EPOCH};
+    char *v[3] = {NULL, NULL, NULL};
+    size_t vl[3] = {0, 0, 0};
+    int nkeys = cache_key ? 3 : 2, current = -1, known = 0;
     mirror_reset();
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == nkeys) {
-        redisReply *tv = rep->element[0], *body = cache_key ? rep->element[1] : NULL, *ep = rep->element[nkeys - 1];
+    if (cache_mget(nkeys, keys, v, vl) == 0) {
         const char *payload;
         size_t plen;
-        long long v;
+        long long n;
         char num[16];
-        mirror_observe(ep->type == REDIS_REPLY_STRING ? ep->str : NULL, ep->type == REDIS_REPLY_STRING ? ep->len : 0);
-        if (tv->type == REDIS_REPLY_STRING && mirror_unwrap(tv->str, tv->len, &payload, &plen) && plen > 0 &&
-            plen < sizeof num) {
+        mirror_observe(v[nkeys - 1], vl[nkeys - 1]);
+        if (v[0] && mirror_unwrap(v[0], vl[0], &payload, &plen) && plen > 0 && plen < sizeof num) {
             memcpy(num, payload, plen);
             num[plen] = '\0';
-            if (parse_ll(num, 0, 2147483647, &v) == 0) {
-                current = (int)v;
+            if (parse_ll(num, 0, 2147483647, &n) == 0) {
+                current = (int)n;
                 known = 1;
             }
         }
-        if (body && body->type == REDIS_REPLY_STRING && val) {
-            *val = xstrndup(body->str, body->len);
+        if (cache_key && v[1] && val) {
+            *val = v[1]; /* handed over */
+            v[1] = NULL;
             if (len)
-                *len = body->len;
+                *len = vl[1];
         }
     }
-    if (rep)
-        freeReplyObject(rep);
+    for (int i = 0; i < nkeys; i++)
+        free(v[i]);
 
     /* A token newer than the mirror means the mirror is behind (a password change whose Redis write failed):
      * PostgreSQL decides. An older one is revoked. */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "cache_local.h"
 #include "log.h"
 #include "util.h"
 
@@ -28,6 +29,7 @@ static char last_error[160];     /* why the last connect or command failed */
 static char run_id[48];          /* INFO server run_id of the instance ctx is connected to; "" unknown */
 static unsigned long run_id_gen; /* the connection run_id was read on */
 static unsigned long conn_gen;   /* bumped on every new connection */
+static int unsettled;            /* an invalidation was written and no round trip followed it yet */
 
 static void note_error(const char *what, const char *msg)
 {
@@ -97,6 +99,7 @@ static void drop(void)
     if (ctx)
         redisFree(ctx);
     ctx = NULL;
+    cache_local_detach();
 }
 
 static int simple(const char *fmt, const char *arg)
@@ -186,8 +189,10 @@ redisReply *cache_cmd(int argc, const char **argv, const size_t *argvlen)
         if (ensure() != 0)
             return NULL;
         redisReply *r = redisCommandArgv(ctx, argc, argv, argvlen);
-        if (r)
+        if (r) {
+            unsettled = 0; /* sent after the last write's answer: a barrier for it */
             return r;
+        }
         log_warn("redis: %s failed: %s", argv[0], ctx->errstr);
         drop();
     }
@@ -209,8 +214,10 @@ int cache_pipeline(int n, const int *argc, const char ***argv, const size_t **ar
             ok = redisGetReply(ctx, &r) == REDIS_OK && r;
             replies[i] = r;
         }
-        if (ok)
+        if (ok) {
+            unsettled = 0;
             return 0;
+        }
         log_warn("redis: pipeline failed: %s", ctx->errstr);
         for (int i = 0; i < n; i++) {
             if (replies[i])
@@ -220,6 +227,77 @@ int cache_pipeline(int n, const int *argc, const char ***argv, const size_t **ar
         drop();
     }
     return -1;
+}
+
+void cache_use_local_copies(int on)
+{
+    cache_local_want(on && target.path != NULL);
+    drop(); /* the next connection is made with tracking (or without) */
+}
+
+int cache_mget(int n, const char *const *keys, char **vals, size_t *lens)
+{
+    const char *argv[1 + CACHE_MGET_MAX];
+    size_t argvlen[1 + CACHE_MGET_MAX];
+    int hits = 0, sync = cache_local_sync();
+
+    if (n < 1 || n > CACHE_MGET_MAX)
+        return -1;
+    if (sync < 0)
+        drop(); /* the tracking broke: the next connection is tracked afresh */
+    /* Tracking starts here, not at connect: a health check or a write never waits for it. */
+    if (sync <= 0 && cache_local_attach_due() && ensure() == 0 && cache_local_attach(ctx) != 0 && ctx->err)
+        drop();
+    for (int i = 0; i < n; i++) {
+        const char *v;
+        vals[i] = NULL;
+        lens[i] = 0;
+        if (sync > 0 && cache_local_get(keys[i], &v, &lens[i]) == 1) {
+            vals[i] = v ? xstrndup(v, lens[i]) : NULL;
+            hits++;
+        }
+    }
+    if (hits == n)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        free(vals[i]);
+        vals[i] = NULL;
+        lens[i] = 0;
+        argv[1 + i] = keys[i];
+        argvlen[1 + i] = strlen(keys[i]);
+    }
+    argv[0] = "MGET";
+    argvlen[0] = 4;
+    redisReply *r = cache_cmd(n + 1, argv, argvlen);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            log_warn("redis: MGET refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
+        freeReplyObject(r);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const redisReply *e = r->element[i];
+        int str = e->type == REDIS_REPLY_STRING;
+        if (str) {
+            vals[i] = xstrndup(e->str, e->len);
+            lens[i] = e->len;
+        }
+        cache_local_put(keys[i], str ? e->str : NULL, str ? e->len : 0); /* kept only when tracked */
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+void cache_note_invalidation(void)
+{
+    unsettled = 1;
+}
+
+void cache_settle(void)
+{
+    if (unsettled)
+        cache_ping(); /* up or down, nothing more to wait for */
+    unsettled = 0;
 }
 
 int cache_get(const char *key, char **val, size_t *len)

@@ -15,6 +15,23 @@ redisReply *cache_cmd(int argc, const char **argv, const size_t *argvlen);
 /* Pipeline n argv commands in one round trip; fills replies[0..n). 0 ok, -1 down (all replies NULL). */
 int cache_pipeline(int n, const int *argc, const char ***argv, const size_t **argvlen, redisReply **replies);
 
+/* Keep local copies of what cache_mget reads (cache_local.h): for a persistent process, and only when Redis is
+ * reached through a unix socket. Call before the first command. */
+void cache_use_local_copies(int on);
+
+/* MGET of n keys (1 <= n <= CACHE_MGET_MAX), served from the process's local copies when every key has a
+ * valid one (cache_local.h), else by one MGET. 0: vals[i] is a malloc'd, NUL-terminated copy (the caller
+ * frees each) or NULL for a missing key, lens[i] its length; -1 Redis down or refusing (all NULL). */
+#define CACHE_MGET_MAX 8
+int cache_mget(int n, const char *const *keys, char **vals, size_t *lens);
+
+/* The caller just wrote something other processes may hold a local copy of (a revocation, an invalidation)
+ * and will answer its client: cache_settle, before the answer, makes one more round trip unless another
+ * command already followed the write. Redis has then delivered the invalidations the write caused to every
+ * process's socket. */
+void cache_note_invalidation(void);
+void cache_settle(void);
+
 /* GET: 1 hit (*val malloc'd, NUL-terminated, caller frees), 0 miss, -1 down. */
 int cache_get(const char *key, char **val, size_t *len);
 /* SET key val EX ttl (ttl 0: no expiry). 0 ok, -1 down. */

@@ -421,7 +421,7 @@ static int post_store(http_req_t *req, post_t *p)
     return 1;
 }
 
-/* Step 3: hand the pending reply to the workers. A failed XADD loses nothing: the worker's recovery sweep
+/* Step 4: hand the pending reply to the workers. A failed XADD loses nothing: the worker's recovery sweep
  * finds every pending reply in PostgreSQL. */
 static void post_queue(const post_t *p)
 {
@@ -436,8 +436,8 @@ void chat_post_message(http_req_t *req, long long room_id)
     memset(&p, 0, sizeof p);
     outbox_retry(0, NULL);
     if (post_parse(req, room_id, &p) == 0 && post_store(req, &p) == 0) {
-        post_queue(&p);
-        outbox_invalidate_list(req->user_id); /* step 4: the list shows the room's new activity */
+        outbox_invalidate_list(req->user_id); /* step 3: the list shows the room's new activity */
+        post_queue(&p);                       /* step 4; its round trip settles step 3's (cache.h) */
         http_raw(req, 202, CT_JSON, p.out.body, p.out.body_len);
     }
     chat_store_post_free(&p.out);

@@ -674,7 +674,8 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
         } else {
             route = routes[r].pattern;
             routes[r].fn(req);
-            db_rollback(); /* a handler that returned mid-transaction leaves nothing half-done */
+            db_rollback();  /* a handler that returned mid-transaction leaves nothing half-done */
+            cache_settle(); /* what it invalidated is gone from every process's local copies */
             if (!req->responded) {
                 log_error("handler for %s %s did not respond", req->method, req->path);
                 buf_reset(&req->headers);
@@ -774,6 +775,7 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
         FCGX_Request fr;
         FCGX_InitRequest(&fr, 0, FCGI_FAIL_ACCEPT_ON_INTR);
         io.fcgi = &fr;
+        cache_use_local_copies(1); /* persistent: worth tracking what it reads (cache_local.h) */
         log_info("serving FastCGI");
         while (FCGX_Accept_r(&fr) >= 0) {
             handle(&req, routes, nroutes, &body, &wire);

@@ -77,7 +77,10 @@ static int tomb_write(long long user_id, char *tomb_out)
         keys_me(user_id, key[1]);
         if (tomb_out)
             tomb_out[0] = '\0';
-        return cache_del(key[0]) == 0 && cache_del(key[1]) == 0 ? 0 : -1;
+        if (cache_del(key[0]) != 0 || cache_del(key[1]) != 0)
+            return -1;
+        cache_note_invalidation();
+        return 0;
     }
     for (int i = 0; i < 2; i++)
         tomb_argv_of(i, user_id, tomb, key[i], ttl[i], argv[i], lens[i]);
@@ -91,6 +94,8 @@ static int tomb_write(long long user_id, char *tomb_out)
     freeReplyObject(r[1]);
     if (rc == 0 && tomb_out)
         memcpy(tomb_out, tomb, OUTBOX_TOMB_SIZE);
+    if (rc == 0)
+        cache_note_invalidation();
     return rc;
 }
 
@@ -239,6 +244,8 @@ int outbox_drain(int max)
         buf_puts(&ids, "}");
         buf_puts(&stamps, "}");
         rc = done == n ? 0 : OUTBOX_REDIS_DOWN;
+        cache_note_invalidation();
+        cache_settle(); /* the local copies are gone everywhere before the rows are */
     }
     for (int i = 0; i < 3 * n; i++)
         freeReplyObject(replies[i]);

@@ -1,0 +1,216 @@
+/* Unit tests for lib/cache_local.c through cache_mget, against a real Redis the test starts on a unix socket of
+ * its own (redis-server from the test packages): copies are served without a round trip once the lease is held;
+ * a change made by another client, a FLUSHALL, a killed invalidation connection, a flood of invalidations and
+ * a silent Redis (no lease) each make the next read right. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hiredis.h>
+
+#include "cache.h"
+
+static char dir[] = "/tmp/gb-cache-local.XXXXXX";
+static char sock[64];
+static pid_t redis_pid;
+static redisContext *other; /* another client: the writer */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static long long mget_calls(void)
+{
+    redisReply *r = redisCommand(other, "INFO commandstats");
+    const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_mget:calls=") : NULL;
+    long long n = p ? strtoll(p + 19, NULL, 10) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+static void cmd(const char *c)
+{
+    redisReply *r = redisCommand(other, c);
+    assert_non_null(r);
+    freeReplyObject(r);
+}
+
+/* A write by the other client and its barrier (cache.h): the invalidation is then in our socket. */
+static void write_settled(const char *c)
+{
+    cmd(c);
+    cmd("PING");
+}
+
+/* cache_mget of one key: its value ("" for none) into out. */
+static void get1(const char *key, char *out, size_t cap)
+{
+    const char *keys[] = {key};
+    char *v[1];
+    size_t l[1];
+    assert_int_equal(cache_mget(1, keys, v, l), 0);
+    snprintf(out, cap, "%s", v[0] ? v[0] : "");
+    free(v[0]);
+}
+
+/* Read key until the lease is held and the copy is served: 0 MGET for the last 3 reads. */
+static void warm(const char *key)
+{
+    char v[64];
+    for (int i = 0; i < 50; i++) {
+        long long before = mget_calls();
+        get1(key, v, sizeof v);
+        get1(key, v, sizeof v);
+        get1(key, v, sizeof v);
+        if (mget_calls() == before)
+            return;
+        sleep_ms(10);
+    }
+    fail_msg("the copy of %s was never served locally", key);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    redis_pid = fork();
+    if (redis_pid == 0) {
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
+               "--daemonize", "no", "--logfile", "/dev/null", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && !other; i++) {
+        redisContext *c = redisConnectUnix(sock);
+        if (c && !c->err)
+            other = c;
+        else {
+            redisFree(c);
+            sleep_ms(25);
+        }
+    }
+    if (!other)
+        return -1;
+    char url[96];
+    snprintf(url, sizeof url, "unix://%s", sock);
+    if (cache_init(url) != 0)
+        return -1;
+    cache_use_local_copies(1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    cache_close();
+    redisFree(other);
+    kill(redis_pid, SIGTERM);
+    waitpid(redis_pid, NULL, 0);
+    unlink(sock);
+    rmdir(dir);
+    return 0;
+}
+
+static void test_copies_are_served_and_invalidated(void **state)
+{
+    char v[64];
+    (void)state;
+    write_settled("SET k1 one");
+    warm("k1");
+    get1("k1", v, sizeof v);
+    assert_string_equal(v, "one");
+
+    write_settled("SET k1 two");
+    get1("k1", v, sizeof v);
+    assert_string_equal(v, "two");
+
+    warm("k1");
+    write_settled("DEL k1");
+    get1("k1", v, sizeof v);
+    assert_string_equal(v, "");
+
+    warm("k1"); /* a missing key is kept too ... */
+    write_settled("SET k1 three");
+    get1("k1", v, sizeof v); /* ... and invalidated when it appears */
+    assert_string_equal(v, "three");
+}
+
+static void test_flushall_empties_every_copy(void **state)
+{
+    char v[64];
+    (void)state;
+    write_settled("SET k2 x");
+    warm("k2");
+    write_settled("FLUSHALL");
+    get1("k2", v, sizeof v);
+    assert_string_equal(v, "");
+}
+
+static void test_killed_invalidation_connection(void **state)
+{
+    char v[64];
+    (void)state;
+    write_settled("SET k3 before");
+    warm("k3");
+    write_settled("CLIENT KILL TYPE pubsub"); /* what it would carry next is lost ... */
+    write_settled("SET k3 after");
+    get1("k3", v, sizeof v); /* ... so the copies go with it */
+    assert_string_equal(v, "after");
+    warm("k3"); /* and a new one is made */
+}
+
+static void test_flood_of_invalidations(void **state)
+{
+    char key[32], v[64], c[64];
+    (void)state;
+    for (int i = 0; i < 300; i++) { /* 300 tracked keys ... */
+        snprintf(key, sizeof key, "f%d", i);
+        get1(key, v, sizeof v);
+    }
+    write_settled("SET k4 old");
+    warm("k4");
+    for (int i = 0; i < 300; i++) { /* ... all changed: more invalidations than a drain takes */
+        snprintf(c, sizeof c, "SET f%d x", i);
+        cmd(c);
+    }
+    write_settled("SET k4 new");
+    get1("k4", v, sizeof v);
+    assert_string_equal(v, "new");
+    warm("k4");
+}
+
+static void test_no_lease_no_copies(void **state)
+{
+    char v[64];
+    (void)state;
+    write_settled("SET k5 v");
+    warm("k5");
+    sleep_ms(300); /* no PING answered for longer than the lease */
+    long long before = mget_calls();
+    get1("k5", v, sizeof v);
+    assert_true(mget_calls() > before);
+    assert_string_equal(v, "v");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_copies_are_served_and_invalidated),
+        cmocka_unit_test(test_flushall_empties_every_copy),
+        cmocka_unit_test(test_killed_invalidation_connection),
+        cmocka_unit_test(test_flood_of_invalidations),
+        cmocka_unit_test(test_no_lease_no_copies),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
