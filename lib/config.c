@@ -63,6 +63,7 @@ static const setting_t settings[] = {
     L("AI_MAX_ATTEMPTS", "6", 1, 100, ai_max_attempts),
     L("WORKER_CONCURRENCY", "256", 1, 4096, worker_concurrency),
     L("WORKER_RECOVER_SECONDS", "30", 1, 86400, worker_recover_seconds),
+    L("WORKER_GRACE_SECONDS", "10", 0, 3600, worker_grace_seconds),
     L("PORT", "8080", 1, 65535, port),
     S("CORS_ALLOWED_ORIGINS", NULL, cors_allowed_origins),
     S("METRICS_DIR", NULL, metrics_dir), /* development: var/metrics; production: /run/gemini-backend/metrics */

@@ -33,6 +33,7 @@ typedef struct config {
     long ai_max_attempts;           /* AI_MAX_ATTEMPTS 6: then the reply fails */
     long worker_concurrency;        /* WORKER_CONCURRENCY 256: upstream calls in flight */
     long worker_recover_seconds;    /* WORKER_RECOVER_SECONDS 30: pending replies older than this are re-queued */
+    long worker_grace_seconds;      /* WORKER_GRACE_SECONDS 10: SIGTERM lets calls in flight finish this long */
     long port;                      /* PORT 8080 */
     int log_level;                  /* LOG_LEVEL info */
     int log_format;                 /* LOG_FORMAT text|json (enum log_format) */

@@ -29,7 +29,6 @@
 #include "util.h"
 #include "worker.h"
 
-#define GRACE_MS 10000           /* SIGTERM: in-flight calls get this long to finish */
 #define LEASE_MARGIN_MS 3000     /* a lease outlives the upstream timeout by this much */
 #define MAX_POLL_MS 250          /* longest sleep in curl_multi_poll (signals are noticed within this) */
 #define ONCE_DB_GIVE_UP_MS 30000 /* --once: exit 1 when PostgreSQL stays down this long */
@@ -190,8 +189,9 @@ int main(int argc, char **argv)
         health_worker_beat();
         if (g_stop && !stopping) {
             stopping = 1;
-            stop_deadline = now_ms() + GRACE_MS;
-            log_info("stopping: no new work, %ld replies in flight get %d s to finish", jobs_count(), GRACE_MS / 1000);
+            stop_deadline = now_ms() + (double)g_config.worker_grace_seconds * 1000.0;
+            log_info("stopping: no new work, %ld replies in flight get %ld s to finish (WORKER_GRACE_SECONDS)",
+                     jobs_count(), g_config.worker_grace_seconds);
         }
         if (g_stop > 1)
             stop_deadline = 0; /* a second signal: hand back at once */

@@ -63,20 +63,20 @@ check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
 check "the worker said goodbye" grep -q "exiting: " "$STACK_DIR/worker.log"
 check "a cleanly stopped worker with nothing pending leaves the consumer group" not is_consumer "$consumer"
 
-# ---- SIGTERM: a call longer than the grace period (10 s) is handed back ----
-settings=(AI_TIMEOUT_MS=20000 WORKER_RECOVER_SECONDS=2)
+# ---- SIGTERM: a call longer than the grace period (WORKER_GRACE_SECONDS=3 here) is handed back ----
+settings=(AI_TIMEOUT_MS=20000 WORKER_RECOVER_SECONDS=2 WORKER_GRACE_SECONDS=3)
 (
     for kv in "${settings[@]}"; do export "${kv?}"; done
     stack_worker_start
 )
-slow="[[delay:12000]] slow $tag"
+slow="[[delay:8000]] slow $tag"
 post_msg "$ROOM" "$slow"
 rs=$REPLY_ID
 sel="select(.body.contents[-1].parts[-1].text == \"$slow\")"
 check "the slow call reached upstream" wait_fake_count 20 1 "$sel"
 t0=$SECONDS
 stack_worker_stop TERM
-check "the worker stopped after its grace period ($((SECONDS - t0)) s)" test $((SECONDS - t0)) -le 15
+check "the worker stopped after its grace period ($((SECONDS - t0)) s, the call needed 8)" test $((SECONDS - t0)) -le 5
 check_eq "$(reply_field "$rs" status)/$(reply_field "$rs" "coalesce(lease_owner, 'none')")/$(reply_field "$rs" attempts)" \
     "pending/none/0" "handed back: still pending, lease released, the aborted call not counted"
 (
