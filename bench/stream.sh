@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/stream.sh: N clients streaming replies at once through the web server (STACK_WEB: lighttpd by default,
-# with the committed lighttpd.conf; nginx with nginx.conf) from the event-driven stream program: the memory of the stream program(s) with all of them open, the time from a
-# piece published to a reply's event stream (as the worker does it) to the client, and the cached GET /chatroom
+# with the committed lighttpd.conf; nginx with nginx.conf) from the event-driven stream program: the memory of
+# the stream program(s) with all of them open, the time from a piece published to a reply's event stream (as the worker does it) to the client, and the cached GET /chatroom
 # rate without and with the streams open (wrk -t2 -c32 -d5s).
 #
 #   bench/stream.sh            N=1000 BUILD_DIR=build      (fails if a stream cannot be opened, or memory >= 64 MB)
@@ -55,17 +55,17 @@ before=$(rate)
 # The stream program(s) of this stack: the processes running its build's cgi-bin/stream (lighttpd's children, or
 # spawn-fcgi's under nginx).
 stream_exe=$(realpath "$BUILD_DIR/cgi-bin/stream")
-stream_mem() { # total RSS, PSS, private KiB over the processes
-    local pid total_r=0 total_p=0 total_v=0 r p v
+stream_mem() { # total RSS, PSS, private KiB over the processes, and how many there are
+    local pid total_r=0 total_p=0 total_v=0 count=0 r p v
     for pid in $(pgrep -f "cgi-bin/stream" || true); do
         [[ $(readlink "/proc/$pid/exe") == "$stream_exe" ]] || continue
         read -r r p v < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2}
             END {print r+0, p+0, v+0}' "/proc/$pid/smaps_rollup")
-        total_r=$((total_r + r)) total_p=$((total_p + p)) total_v=$((total_v + v))
+        total_r=$((total_r + r)) total_p=$((total_p + p)) total_v=$((total_v + v)) count=$((count + 1))
     done
-    echo "$total_r $total_p $total_v"
+    echo "$total_r $total_p $total_v $count"
 }
-read -r r0 p0 v0 < <(stream_mem)
+read -r r0 p0 v0 _ < <(stream_mem)
 
 coproc CLIENT { node "$ROOT/bench/stream_clients.js" "$BASE_URL" "$token" "$room" "$STACK_DIR/ids" "$STACK_DIR/redis.sock" 100; }
 client_pid=$CLIENT_PID
@@ -73,7 +73,7 @@ read -r -t 120 line <&"${CLIENT[0]}" || { echo "FAIL: the streams did not open w
 [[ $line == open* ]] || { echo "FAIL: $line"; exit 1; }
 echo "stream: $line"
 sleep 1
-read -r r1 p1 v1 < <(stream_mem)
+read -r r1 p1 v1 nproc < <(stream_mem)
 during=$(rate)
 echo go >&"${CLIENT[1]}"
 read -r -t 60 lat <&"${CLIENT[0]}" || lat="latency: no answer"
@@ -85,7 +85,7 @@ client_pid=''
 # Several processes (spawn-fcgi's under nginx) share their libraries: the sum of their RSS counts those once per
 # process, their PSS once in all. One process: RSS, the stricter of the two.
 total=$r1 what=RSS
-if (($(pgrep -fc "cgi-bin/stream" || true) > 1)); then
+if ((nproc > 1)); then
     total=$p1 what=PSS
 fi
 if ((total >= 64 * 1024)); then

@@ -246,8 +246,12 @@ int cache_mget(int n, const char *const *keys, char **vals, size_t *lens)
     if (sync < 0)
         drop(); /* the tracking broke: the next connection is tracked afresh */
     /* Tracking starts here, not at connect: a health check or a write never waits for it. */
-    if (sync <= 0 && cache_local_attach_due() && ensure() == 0 && cache_local_attach(ctx) != 0 && ctx->err)
-        drop();
+    if (sync <= 0 && cache_local_attach_due() && ensure() == 0) {
+        int rc = cache_local_attach(ctx);
+        redisSetTimeout(ctx, command_tv);
+        if (rc != 0 && ctx->err)
+            drop();
+    }
     for (int i = 0; i < n; i++) {
         const char *v;
         vals[i] = NULL;

@@ -82,7 +82,7 @@ int cache_local_attach_due(void)
 
 int cache_local_attach(redisContext *c)
 {
-    static const struct timeval short_tv = {0, ATTACH_TIMEOUT_MS * 1000}, usual_tv = {1, 0};
+    static const struct timeval short_tv = {0, ATTACH_TIMEOUT_MS * 1000};
     redisReply *r = NULL;
     long long id;
     const char *why = "out of memory";
@@ -107,9 +107,8 @@ int cache_local_attach(redisContext *c)
         goto fail;
     }
     freeReplyObject(r);
-    redisSetTimeout(c, short_tv);
+    redisSetTimeout(c, short_tv); /* the caller sets its own back */
     r = redisCommand(c, "CLIENT TRACKING on REDIRECT %lld", id);
-    redisSetTimeout(c, usual_tv); /* cache.c's command timeout */
     if (!r || r->type != REDIS_REPLY_STATUS) {
         why = r && r->type == REDIS_REPLY_ERROR ? r->str : "CLIENT TRACKING";
         goto fail;
@@ -172,14 +171,11 @@ static int handle(const redisReply *r)
         }
         return 1;
     }
-    if (is_str(r->element[0], "pong")) {
-        if (!ping_sent)
-            return 0;
-        lease_at = ping_sent;
-        ping_sent = 0;
-        return 1;
-    }
-    return is_str(r->element[0], "subscribe");
+    if (!is_str(r->element[0], "pong") || !ping_sent)
+        return 0;
+    lease_at = ping_sent;
+    ping_sent = 0;
+    return 1;
 }
 
 /* Everything waiting, read until the socket is empty. Redis only buffers what a socket cannot take, and a unix

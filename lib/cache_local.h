@@ -31,8 +31,8 @@ void cache_local_want(int on);
 /* Whether to attach now: wanted, not attached, and no failed attempt in the last ATTACH_BACKOFF_MS. */
 int cache_local_attach_due(void);
 /* Track what the main connection c (AUTH, SELECT done) reads from now on: open the invalidation connection and
- * turn tracking on, each step within ATTACH_TIMEOUT_MS. 0 done; -1 failed (c may still be used unless c->err;
- * nothing is kept locally for it). */
+ * turn tracking on, each step within ATTACH_TIMEOUT_MS (c's command timeout is left at that: the caller sets its
+ * own again). 0 done; -1 failed (c may still be used unless c->err; nothing is kept locally for it). */
 int cache_local_attach(redisContext *c);
 /* The main connection is gone: close the invalidation connection and forget every copy. */
 void cache_local_detach(void);
