@@ -450,7 +450,7 @@ int billing_apply_event(const stripe_event_t *ev)
     if (apply_event(ev, &touched) != 0 || db_commit() != 0)
         goto out;
     if (touched) /* the tier, or a subscription it shows, may have changed */
-        outbox_invalidate_list(touched);
+        outbox_invalidate_user(touched);
     rc = 0;
 out:
     if (rc != 0)

@@ -39,7 +39,7 @@ int outbox_tombstone(char tomb[OUTBOX_TOMB_SIZE])
 }
 
 /* The argv of SET chatrooms:<uid> <tomb> EX KEYS_CHATROOMS_TTL (me: SET me:<uid> ..., the cached GET /user/me,
- * which every change of the list's user invalidates too); key and ttl are the caller's buffers. */
+ * which a change of the user invalidates too); key and ttl are the caller's buffers. */
 static void tomb_argv_of(int me, long long user_id, const char *tomb, char key[KEYS_USER_MAX], char ttl[16],
                          const char *argv[5], size_t lens[5])
 {
@@ -59,15 +59,15 @@ static void tomb_argv(long long user_id, const char *tomb, char key[KEYS_USER_MA
     tomb_argv_of(0, user_id, tomb, key, ttl, argv, lens);
 }
 
-/* Replace user_id's cached list and cached user (me:<uid>) by a new tombstone (returned in tomb_out when not
- * NULL), in one round trip. 0 written, -1 Redis down or refusing. */
-static int tomb_write(long long user_id, char *tomb_out)
+/* Replace user_id's cached list, and with with_me its cached user (me:<uid>) too, by a new tombstone (returned
+ * in tomb_out when not NULL), in one round trip. 0 written, -1 Redis down or refusing. */
+static int tomb_write(long long user_id, int with_me, char *tomb_out)
 {
     char key[2][KEYS_USER_MAX], ttl[2][16], tomb[OUTBOX_TOMB_SIZE];
     const char *argv[2][5], **argvp[2] = {argv[0], argv[1]};
     size_t lens[2][5];
     const size_t *lensp[2] = {lens[0], lens[1]};
-    int argc[2] = {5, 5};
+    int argc[2] = {5, 5}, n = with_me ? 2 : 1;
     redisReply *r[2] = {NULL, NULL};
     int rc;
 
@@ -77,15 +77,15 @@ static int tomb_write(long long user_id, char *tomb_out)
         keys_me(user_id, key[1]);
         if (tomb_out)
             tomb_out[0] = '\0';
-        if (cache_del(key[0]) != 0 || cache_del(key[1]) != 0)
+        if (cache_del(key[0]) != 0 || (with_me && cache_del(key[1]) != 0))
             return -1;
         cache_note_invalidation();
         return 0;
     }
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < n; i++)
         tomb_argv_of(i, user_id, tomb, key[i], ttl[i], argv[i], lens[i]);
-    rc = cache_pipeline(2, argc, argvp, lensp, r) == 0 && r[0]->type == REDIS_REPLY_STATUS &&
-                 r[1]->type == REDIS_REPLY_STATUS
+    rc = cache_pipeline(n, argc, argvp, lensp, r) == 0 && r[0]->type == REDIS_REPLY_STATUS &&
+                 (n == 1 || r[1]->type == REDIS_REPLY_STATUS)
              ? 0
              : -1;
     if (r[0] && rc != 0)
@@ -129,7 +129,7 @@ int outbox_retry(long long self, char self_tomb[OUTBOX_TOMB_SIZE])
     if (npending == 0 || (me < 0 && now_ms() < pending_retry_at))
         return 0;
     if (me >= 0) {
-        if (tomb_write(self, self_tomb) != 0) {
+        if (tomb_write(self, 1, self_tomb) != 0) {
             pending_retry_at = now_ms() + PENDING_RETRY_MS;
             return -1;
         }
@@ -137,7 +137,7 @@ int outbox_retry(long long self, char self_tomb[OUTBOX_TOMB_SIZE])
         rc = 1;
     }
     for (int i = npending - 1; i >= 0; i--) {
-        if (tomb_write(pending[i], NULL) != 0) {
+        if (tomb_write(pending[i], 1, NULL) != 0) {
             pending_retry_at = now_ms() + PENDING_RETRY_MS; /* Redis still down: the rest waits */
             break;
         }
@@ -162,18 +162,28 @@ void outbox_note(long long user_id)
     PQclear(res);
 }
 
-void outbox_invalidate_list(long long user_id)
+static void invalidate(long long user_id, int with_me)
 {
     int i;
 
     outbox_retry(0, NULL);
-    if (tomb_write(user_id, NULL) == 0) {
+    if (tomb_write(user_id, with_me, NULL) == 0) {
         if ((i = pending_find(user_id)) >= 0)
             pending_drop(i); /* this tombstone covers the older change too */
         return;
     }
     pending_add(user_id);
     outbox_note(user_id);
+}
+
+void outbox_invalidate_list(long long user_id)
+{
+    invalidate(user_id, 0);
+}
+
+void outbox_invalidate_user(long long user_id)
+{
+    invalidate(user_id, 1);
 }
 
 int outbox_drain(int max)

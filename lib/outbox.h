@@ -22,11 +22,16 @@
 /* Write a fresh unique tombstone into tomb. 0 ok, -1 no randomness available. Exposed for unit tests. */
 int outbox_tombstone(char tomb[OUTBOX_TOMB_SIZE]);
 
-/* Invalidate user_id's cached chatroom list. Call from anything that changes what the list shows (a
- * chatroom's title, message_count or updated_at, a chatroom created or deleted, the user's tier). When Redis
- * cannot be written the user goes into the outbox (outbox_note) and into this process's pending list, and
- * until it is written this process does not serve that user's cached list (outbox_retry). Never fails. */
+/* Invalidate user_id's cached chatroom list. Call from anything that changes what the list shows but not the
+ * user (a chatroom's title, message_count or updated_at, a chatroom created or deleted). When Redis cannot be
+ * written the user goes into the outbox (outbox_note) and into this process's pending list, and until it is
+ * written this process does not serve that user's cached list (outbox_retry; a retry writes both tombstones).
+ * Never fails. */
 void outbox_invalidate_list(long long user_id);
+
+/* The same for a change of the user that the list shows too (the tier): the cached list and the cached user
+ * (me:<uid>, GET /user/me), in the same round trip. */
+void outbox_invalidate_user(long long user_id);
 
 /* Record in the outbox that user_id's state in Redis (the cached list, the token version mirror) could not be
  * updated after a commit; outbox_drain replays it. Never fails (a failed insert is logged). */

@@ -16,6 +16,9 @@ user_msgs() { psql_q "SELECT count(*) FROM messages WHERE user_id = $1 AND role 
 auth_req "$A_TOKEN" GET /chatroom
 auth_req "$A_TOKEN" GET /chatroom
 check_eq "$(header X-Cache)" HIT "list cached before the message"
+auth_req "$A_TOKEN" GET /user/me
+auth_req "$A_TOKEN" GET /user/me
+check_eq "$(header X-Cache)" HIT "GET /user/me cached before the message"
 auth_req "$A_TOKEN" POST "/chatroom/$ROOM/message" '{"content":"  Hello there  "}'
 check_status 202 "post a message"
 MID=$(jget .message.id) RID=$(jget .reply.id)
@@ -41,6 +44,8 @@ check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id = $RID AND role = 'mo
 auth_req "$A_TOKEN" GET /chatroom
 check_eq "$(header X-Cache)" MISS "list after a message is a MISS"
 check_eq "$(jget '.chatrooms[0].message_count')" 2 "message_count counts the reply"
+auth_req "$A_TOKEN" GET /user/me
+check_eq "$(header X-Cache)" HIT "a message leaves the cached GET /user/me alone (it shows no chatroom)"
 
 auth_req "$A_TOKEN" GET "/chatroom/$ROOM"
 check_eq "$(jget .message_count)" 2 "room message_count is 2"
