@@ -45,7 +45,9 @@ E2E_TIMEOUT=${E2E_TIMEOUT:-300}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 
 RESULTS_FILE=$(mktemp "${TMPDIR:-/tmp}/gb-results.XXXXXX")
-export RESULTS_FILE
+# Scratch space of tests/lib.sh's req (one directory per shell that sends requests), removed at the end.
+GB_REQ_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gb-req.XXXXXX")
+export RESULTS_FILE GB_REQ_DIR
 STACK_DIR=''
 CHILD_PID='' # the e2e script or unit binary running now (killed on INT/TERM)
 
@@ -111,6 +113,7 @@ finish() {
         rc=130
     fi
     rm -f "$RESULTS_FILE"
+    rm -rf "$GB_REQ_DIR"
     exit "$rc"
 }
 
