@@ -199,10 +199,10 @@ if [[ ${E2E_CORE:-1} != 1 ]]; then
     exit 0
 fi
 trap 'rm -rf "$OUT"; worker_restore' EXIT
-# AI_TIMEOUT_MS bounds the whole streamed call (about 3.6 s here); the lease (AI_TIMEOUT_MS + 3 s) decides when the
+# AI_TIMEOUT_MS bounds the whole streamed call (about 2.4 s here); the lease (AI_TIMEOUT_MS + 3 s) decides when the
 # killed worker's reply is taken again.
-worker_restart AI_TIMEOUT_MS=8000 WORKER_RECOVER_SECONDS=2
-text="[[delay:800]] [[chunks:8]] [[chunkms:400]] killed one two three four five six seven $tag"
+worker_restart AI_TIMEOUT_MS=5000 WORKER_RECOVER_SECONDS=2
+text="[[delay:400]] [[chunks:8]] [[chunkms:250]] killed one two three four five six seven $tag"
 post_msg "$ROOM" "$text"
 r4=$REPLY_ID
 sse_get "$OUT/s5" "/chatroom/$ROOM/messages/$r4/stream" &
@@ -221,7 +221,7 @@ check "a delta arrives from the first worker" wait_for 15 got_delta
 stack_worker_stop KILL
 check_eq "$(reply_field "$r4" status)" pending "the worker was killed before it finished the reply"
 (
-    export AI_TIMEOUT_MS=8000 WORKER_RECOVER_SECONDS=2
+    export AI_TIMEOUT_MS=5000 WORKER_RECOVER_SECONDS=2
     stack_worker_start
 )
 wait "$sse_pid" || true
