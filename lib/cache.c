@@ -47,6 +47,15 @@ int cache_init(const char *url)
         return -1;
     if (strncmp(url, "unix://", 7) == 0) {
         const char *p = url + 7;
+        if (*p != '/') { /* [user]:password@ before the absolute path, as in redis:// */
+            const char *at = strstr(p, "@/");
+            const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+            if (!colon)
+                return -1;
+            if (at > colon + 1)
+                target.password = xstrndup(colon + 1, (size_t)(at - colon - 1));
+            p = at + 1;
+        }
         size_t n = strcspn(p, "?");
         if (n == 0)
             return -1;

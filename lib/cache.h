@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <hiredis.h>
 
-/* Remember REDIS_URL: redis://[:password@]host[:port][/db] or unix:///path/to/sock[?db=N]. 0 ok, -1 bad URL. */
+/* Remember REDIS_URL: redis://[:password@]host[:port][/db] or unix://[:password@]/path/to/sock[?db=N]. 0 ok,
+ * -1 bad URL. */
 int cache_init(const char *url);
 
 /* argv command. NULL when Redis is unreachable. An ERROR reply is returned as a reply (type REDIS_REPLY_ERROR). */

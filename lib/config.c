@@ -305,7 +305,7 @@ int config_load(char *err, size_t errlen)
     if (require(&g_config.database_url, "DATABASE_URL", dev_database_url,
                 "a libpq connection string, e.g. postgresql://gemini@db.example/gemini", err, errlen) != 0 ||
         require(&g_config.redis_url, "REDIS_URL", dev_redis_url,
-                "redis://[:password@]host:port/db or unix:///path/to/redis.sock", err, errlen) != 0)
+                "redis://[:password@]host:port/db or unix://[:password@]/path/to/redis.sock", err, errlen) != 0)
         return -1;
     if (g_config.otp_in_response < 0) /* SMS is mocked: the code in the body is a development convenience */
         g_config.otp_in_response = g_config.development;

@@ -1,7 +1,7 @@
 /* Unit tests for lib/cache_local.c through cache_mget, against a real Redis the test starts on a unix socket of
  * its own (redis-server from the test packages): copies are served without a round trip once the lease is held;
  * a change made by another client, a FLUSHALL, a killed invalidation connection, a flood of invalidations and
- * a silent Redis (no lease) each make the next read right. */
+ * a silent Redis (no lease) each make the next read right; a unix socket URL may carry Redis's password. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -203,6 +203,46 @@ static void test_no_lease_no_copies(void **state)
     assert_string_equal(v, "v");
 }
 
+/* Point the cache at url (closing the current connection) with local copies on. */
+static void use_url(const char *fmt)
+{
+    char url[160];
+    cache_close();
+    snprintf(url, sizeof url, fmt, sock);
+    assert_int_equal(cache_init(url), 0);
+    cache_use_local_copies(1);
+}
+
+static void test_password_in_unix_url(void **state)
+{
+    char v[64];
+    (void)state;
+    assert_int_equal(cache_init("unix://:pw@relative.sock"), -1); /* the path stays absolute */
+    assert_int_equal(cache_init("unix://pw@/x.sock"), -1);        /* [user]:password, as in redis:// */
+    redisReply *r = redisCommand(other, "CONFIG SET requirepass %s", "s3cret");
+    assert_true(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    use_url("unix://%s"); /* no password: refused */
+    assert_int_not_equal(cache_ping(), 0);
+    use_url("unix://:wrong@%s");
+    assert_int_not_equal(cache_ping(), 0);
+
+    use_url("unix://:s3cret@%s"); /* both connections authenticate: copies and their invalidations work */
+    write_settled("SET k6 one");
+    warm("k6");
+    write_settled("SET k6 two");
+    get1("k6", v, sizeof v);
+    assert_string_equal(v, "two");
+    use_url("unix://user:s3cret@%s?db=0");
+    assert_int_equal(cache_ping(), 0);
+
+    r = redisCommand(other, "CONFIG SET requirepass %s", "");
+    assert_true(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    use_url("unix://%s");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_killed_invalidation_connection),
         cmocka_unit_test(test_flood_of_invalidations),
         cmocka_unit_test(test_no_lease_no_copies),
+        cmocka_unit_test(test_password_in_unix_url),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
