@@ -82,7 +82,7 @@ $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -o $@ $< $(REAL_LDFLAGS) $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(HDRS)
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(LIB_A) $(REAL_LDFLAGS) $(LIBS) $(shell pkg-config --libs cmocka)
 
@@ -172,7 +172,7 @@ fuzz-build:
 
 fuzz-bins: $(FUZZ_BIN)
 
-$(BUILD)/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(LIB_A) $(HDRS)
+$(BUILD)/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) tests/unit/fcgi_mem.h $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB_A) $(REAL_LDFLAGS) -fsanitize=fuzzer $(LIBS)
 

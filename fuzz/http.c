@@ -17,6 +17,7 @@
 #include <fcgiapp.h>
 #include <strings.h>
 
+#include "../tests/unit/fcgi_mem.h"
 #include "config.h"
 #include "http.h"
 #include "jsonv.h"
@@ -202,40 +203,6 @@ static const http_route_t routes[] = {
     {"POST", "/echo", h_echo},
 };
 
-/* ---- in-memory FastCGI streams ---- */
-
-typedef struct reader {
-    const unsigned char *body;
-    size_t len, pos, chunk;
-} reader_t;
-
-/* The next FastCGI record of the body, or the end of the stream. */
-static void reader_fill(FCGX_Stream *s)
-{
-    reader_t *r = s->data;
-    if (r->pos >= r->len) {
-        s->isClosed = 1;
-        return;
-    }
-    size_t n = r->len - r->pos < r->chunk ? r->len - r->pos : r->chunk;
-    s->rdNext = s->stopUnget = (unsigned char *)r->body + r->pos;
-    s->stop = s->rdNext + n;
-    r->pos += n;
-}
-
-typedef struct writer {
-    unsigned char buf[256]; /* small: responses cross the flush */
-    buf_t wire;
-} writer_t;
-
-static void writer_empty(FCGX_Stream *s, int close)
-{
-    writer_t *w = s->data;
-    (void)close;
-    buf_append(&w->wire, w->buf, (size_t)(s->wrNext - w->buf));
-    s->wrNext = w->buf;
-}
-
 /* ---- the response check ---- */
 
 static int allowed_header(const char *name, size_t n)
@@ -392,28 +359,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     params[np] = NULL;
 
-    /* the body in FastCGI records of a size the input chooses */
-    reader_t r = {.body = data + pos, .len = size - pos, .pos = 0, .chunk = 1 + (size % 509)};
-    FCGX_Stream sin = {.isReader = 1, .fillBuffProc = reader_fill, .data = &r};
-    sin.rdNext = sin.stop = sin.stopUnget = (unsigned char *)r.body;
-    writer_t *w = calloc(1, sizeof *w);
-    if (!w)
-        abort();
-    FCGX_Stream sout = {.wrNext = w->buf, .stop = w->buf + sizeof w->buf, .emptyBuffProc = writer_empty, .data = w};
-    FCGX_Request fr;
-    memset(&fr, 0, sizeof fr);
-    fr.in = &sin;
-    fr.out = &sout;
-    fr.envp = params;
-
-    http_handle_request(&fr, routes, sizeof routes / sizeof routes[0]);
-    writer_empty(&sout, 1);
+    /* the body in FastCGI records of a size the input chooses (fcgi_mem.h: the unit tests' streams) */
+    buf_t wire;
+    fcgi_mem_serve(params, data + pos, size - pos, 1 + (size % 509), routes, sizeof routes / sizeof routes[0], &wire);
     if (debug)
-        fprintf(stderr, "----\n%.*s\n", (int)w->wire.len, w->wire.data);
-    check_response(w->wire.data, w->wire.len, head);
+        fprintf(stderr, "----\n%.*s\n", (int)wire.len, wire.data);
+    check_response(wire.data, wire.len, head);
 
-    buf_free(&w->wire);
-    free(w);
+    buf_free(&wire);
     for (int i = 0; i < np; i++)
         free(params[i]);
     return 0;

@@ -1,6 +1,7 @@
 /* Unit tests of the whole request cycle of http.c through http_handle_request, over in-memory FastCGI streams
  * (the seam fuzz/http.c uses): a body that arrives in many FastCGI records, the body cap (413, also from
- * CONTENT_LENGTH alone), the query string and {id} captures, the request id, and REDIRECT_STATUS. */
+ * CONTENT_LENGTH alone), the query string and {id} captures, the request id, and REDIRECT_STATUS. The
+ * streams are fcgi_mem.h's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fcgi_mem.h"
 #include "http.h"
 #include "log.h"
 
@@ -32,56 +34,10 @@ static const http_route_t routes[] = {
     {"GET", "/chatroom/{id}", h_room},
 };
 
-/* The body handed out in records of `chunk` bytes, then the end of the stream. */
-typedef struct reader {
-    const char *body;
-    size_t len, pos, chunk;
-} reader_t;
-
-static void reader_fill(FCGX_Stream *s)
-{
-    reader_t *r = s->data;
-    if (r->pos >= r->len) {
-        s->isClosed = 1;
-        return;
-    }
-    size_t n = r->len - r->pos < r->chunk ? r->len - r->pos : r->chunk;
-    s->rdNext = s->stopUnget = (unsigned char *)r->body + r->pos;
-    s->stop = s->rdNext + n;
-    r->pos += n;
-}
-
-typedef struct writer {
-    unsigned char buf[64];
-    buf_t wire;
-} writer_t;
-
-static void writer_empty(FCGX_Stream *s, int close)
-{
-    writer_t *w = s->data;
-    (void)close;
-    buf_append(&w->wire, w->buf, (size_t)(s->wrNext - w->buf));
-    s->wrNext = w->buf;
-}
-
 /* Serve one request; the response as written to the wire goes into out (caller frees). */
 static void serve(char **envp, const char *body, size_t len, size_t chunk, buf_t *out)
 {
-    reader_t r = {body, len, 0, chunk};
-    writer_t w;
-    memset(&w, 0, sizeof w);
-    FCGX_Stream in = {.isReader = 1, .fillBuffProc = reader_fill, .data = &r};
-    in.rdNext = in.stop = in.stopUnget = (unsigned char *)body;
-    FCGX_Stream outs = {.wrNext = w.buf, .stop = w.buf + sizeof w.buf, .emptyBuffProc = writer_empty, .data = &w};
-    FCGX_Request fr;
-    memset(&fr, 0, sizeof fr);
-    fr.in = &in;
-    fr.out = &outs;
-    fr.envp = envp;
-    http_handle_request(&fr, routes, sizeof routes / sizeof routes[0]);
-    writer_empty(&outs, 1);
-    buf_append(&w.wire, "", 0);
-    *out = w.wire;
+    fcgi_mem_serve(envp, body, len, chunk, routes, sizeof routes / sizeof routes[0], out);
 }
 
 /* The response body (after the empty line). */
