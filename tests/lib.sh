@@ -37,6 +37,7 @@ RESULTS_FILE=${RESULTS_FILE:-/dev/null}
 if [[ -x ${PG_BINDIR:-}/psql ]]; then
     psql() { "$PG_BINDIR/psql" "$@"; }
 fi
+
 STATUS='' BODY='' HEADERS=''
 REQ_TIMEOUT=${REQ_TIMEOUT:-10}
 
