@@ -125,6 +125,7 @@ static struct {
     long long rd_client_id;
     int rd_blocked; /* an XREAD is outstanding */
     int rd_dirty;   /* a stream was added that the outstanding XREAD does not cover */
+    int rd_sent;    /* XREADs written on this connection (one that worked before is replaced at once) */
     double rd_retry_at;
     http_req_t req; /* the request being handled right now (handling is synchronous) */
     buf_t wire;
@@ -504,6 +505,7 @@ static void rd_connect(void)
     freeReplyObject(r);
     S.rd_blocked = 0;
     S.rd_dirty = 1;
+    S.rd_sent = 0;
 }
 
 /* Send XREAD BLOCK over every watched stream, unless one is outstanding. */
@@ -530,9 +532,20 @@ static void rd_send(void)
     free(argv);
     free(lens);
     if (!ok) {
+        /* A connection that carried XREADs before was closed by Redis while it sat idle (a Redis restart):
+         * replace it at once, or the replies waited for now are polled in PostgreSQL for a second, and one that
+         * completes meanwhile ends with done but without its last deltas. A new connection that cannot be
+         * written waits the usual second. */
+        int stale = S.rd_sent > 0;
         rd_drop("write");
+        if (stale) {
+            S.rd_retry_at = 0;
+            rd_connect();
+            rd_send();
+        }
         return;
     }
+    S.rd_sent++;
     S.rd_blocked = 1;
     S.rd_dirty = 0;
 }

@@ -193,6 +193,22 @@ check_eq "$STATUS/$(jget .status)" 200/completed "Redis down: the long-poll answ
 stack_redis_start
 trap 'rm -rf "$OUT"' EXIT
 
+# ---- Redis restarted while no stream is open: the stream program's XREAD connection is stale (it carried XREADs
+# before) and the next stream replaces it at once; a reply that completes within the second the program would
+# otherwise poll PostgreSQL still streams every delta ----
+# (its deltas may still be missing: the worker too may still be reconnecting after the outage above)
+text="[[delay:1500]] [[chunks:2]] [[chunkms:100]] before the restart $tag"
+post_msg "$ROOM" "$text"
+sse_get "$OUT/s10" "/chatroom/$ROOM/messages/$REPLY_ID/stream"
+check_eq "$(done_field "$OUT/s10" content)" "fake-gemini: $text" "a stream before the Redis restart ends with done"
+_stack_stop_pidfile redis KILL
+stack_redis_start >/dev/null
+sleep 1
+text="[[delay:200]] [[chunks:4]] [[chunkms:150]] after the restart $tag"
+post_msg "$ROOM" "$text"
+sse_get "$OUT/s11" "/chatroom/$ROOM/messages/$REPLY_ID/stream"
+check_eq "$(deltas_text "$OUT/s11")" "fake-gemini: $text" "the first stream after a Redis restart gets every delta"
+
 # ---- a worker killed mid-stream: restart, then the new worker's answer ----
 # The worker, not the web server, is what this tests: it runs under the core deployments only (tests/run.sh).
 if [[ ${E2E_CORE:-1} != 1 ]]; then
