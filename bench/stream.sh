@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/stream.sh: N clients streaming replies at once through the web server (STACK_WEB: lighttpd by default,
 # with the committed lighttpd.conf; nginx with nginx.conf) from the event-driven stream program: the memory of
-# the stream program(s) with all of them open, the time from a piece published to a reply's event stream (as the worker does it) to the client, and the cached GET /chatroom
-# rate without and with the streams open (wrk -t2 -c32 -d5s).
+# the stream program(s) with all of them open, the time from a piece published to a reply's event stream (as the
+# worker does it) to the client, and the cached GET /chatroom rate without and with the streams open (wrk -t2
+# -c32 -d5s).
 #
 #   bench/stream.sh            N=1000 BUILD_DIR=build      (fails if a stream cannot be opened, or memory >= 64 MB)
 #

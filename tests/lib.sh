@@ -19,6 +19,8 @@
 #   rand_mobile          a fresh random mobile number (+1555 and 8 digits)
 #   signup_and_login     a fresh user through signup, send-otp, verify-otp: sets TOKEN, USER_ID, MOBILE
 #   psql_q SQL           runs SQL on the test database, prints unaligned tuples-only output
+#   outbox_count [UID]   rows of the cache invalidation outbox (of user UID, or all)
+#   wait_outbox_empty SECS [UID]   until the worker has drained them: 0, or 1 after SECS seconds
 #   redis_cli ARGS...    redis-cli on the stack's socket
 #   stack_*              from tests/stack.sh (stack_pg_stop/start, stack_redis_stop/start, stack_worker_*)
 # Each check prints "ok - DESC" or "not ok - DESC" (with the status and a body excerpt) and appends "pass" or
@@ -249,6 +251,19 @@ signup_and_login() {
 
 psql_q() {
     psql -X -A -t -q -v ON_ERROR_STOP=1 -d "${DATABASE_URL:?DATABASE_URL is not set}" -c "$1"
+}
+
+outbox_count() {
+    psql_q "SELECT count(*) FROM cache_invalidations${1:+ WHERE user_id = $1}"
+}
+
+wait_outbox_empty() { # SECS [USER_ID]
+    local deadline=$((SECONDS + $1))
+    while ((SECONDS < deadline)); do
+        [[ $(outbox_count "${2:-}") == 0 ]] && return 0
+        sleep 0.1
+    done
+    return 1
 }
 
 redis_cli() {

@@ -5,15 +5,6 @@
 # list that survived the outage is not served stale for its 10-minute TTL.
 . "$(dirname "$0")/../lib.sh"
 
-outbox() { psql_q "SELECT count(*) FROM cache_invalidations WHERE user_id = $1"; }
-wait_outbox_empty() { # SECS USER_ID
-    local deadline=$((SECONDS + $1))
-    while ((SECONDS < deadline)); do
-        [[ $(outbox "$2") == 0 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 room_ids() { jget '[.chatrooms[].id] | map(tostring) | join(",")'; }
 # Several reads, so that whichever FastCGI process answers, none may serve the stale list.
 fresh_reads() { # EXPECTED_IDS: 0 when four reads in a row show them
@@ -40,9 +31,9 @@ stack_redis_stop
 auth_req "$TOKEN" POST /chatroom '{"title":"two"}'
 check_status 201 "create with Redis down"
 R2=$(jget .id)
-check_eq "$(outbox "$USER_ID")" 1 "the lost invalidation is recorded in PostgreSQL"
+check_eq "$(outbox_count "$USER_ID")" 1 "the lost invalidation is recorded in PostgreSQL"
 sleep 1.5
-check_eq "$(outbox "$USER_ID")" 1 "it stays there while Redis is down"
+check_eq "$(outbox_count "$USER_ID")" 1 "it stays there while Redis is down"
 stack_redis_start
 rm -f "$dump"
 check "the worker replays it soon after Redis answers (within 4 s)" wait_outbox_empty 4 "$USER_ID"
@@ -80,7 +71,7 @@ auth_req "$T_OLD" POST /auth/change-password "{\"new_password\":\"paused redis p
 check_status 200 "change-password while Redis refuses writes"
 T_NEW=$(jget .access_token)
 if (($(ms_since "$t0") < 7000)); then
-    check_eq "$(outbox "$USER_ID")" 1 "the stale mirror is recorded in the outbox"
+    check_eq "$(outbox_count "$USER_ID")" 1 "the stale mirror is recorded in the outbox"
 fi
 revoked_soon() { # the old token refused within 15 s
     local deadline=$((SECONDS + 15))

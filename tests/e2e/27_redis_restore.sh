@@ -71,10 +71,7 @@ check_eq "$(header X-Cache)" HIT "and it is cached again"
 # A change of the user's data made straight in SQL invalidates the cached user with the list: the users trigger
 # writes the outbox, and the worker's drain tombstones both.
 psql_q "UPDATE users SET tier = 'pro' WHERE id = $U" >/dev/null
-for _ in $(seq 50); do
-    [[ $(psql_q "SELECT count(*) FROM cache_invalidations WHERE user_id = $U") == 0 ]] && break
-    sleep 0.1
-done
+wait_outbox_empty 8 "$U" || true
 auth_req "$T_NEW" GET /user/me
 check_eq "$(header X-Cache)/$(jget .tier)" MISS/pro "an invalidation of the user drops the cached user"
 
@@ -94,10 +91,7 @@ check_status 200 "the newest token works"
 # ---- FLUSHALL ----
 # The password changes above reach the cache through the outbox too (the worker tombstones the list when it
 # drains it): let that finish first, or it may land between the two reads below.
-for _ in $(seq 1 50); do
-    [[ $(psql_q "SELECT count(*) FROM cache_invalidations") == 0 ]] && break
-    sleep 0.1
-done
+wait_outbox_empty 8 || true
 auth_req "$T_NEWER" GET /chatroom
 auth_req "$T_NEWER" GET /chatroom
 check_eq "$(header X-Cache)" HIT "cached before the flush"
