@@ -127,6 +127,7 @@ static struct {
     int rd_dirty;   /* a stream was added that the outstanding XREAD does not cover */
     int rd_sent;    /* XREADs written on this connection (one that worked before is replaced at once) */
     double rd_retry_at;
+    int rd_down; /* the XREAD connection failed and has not answered since: poll each second, with the entries */
     http_req_t req; /* the request being handled right now (handling is synchronous) */
     buf_t wire;
     volatile sig_atomic_t stop;
@@ -327,10 +328,38 @@ static void finish_with(conn_t *c, json_object *msg, const char *id)
     }
 }
 
+static int deliver(conn_t *c, const replystream_event_t *ev);
+
+/* What w's event stream holds past w->last_id, to w's stream clients (its end, if there, is left to the
+ * caller). */
+static void watch_catchup(watch_t *w)
+{
+    const conn_t *s = w->clients;
+    while (s && s->kind != K_STREAM)
+        s = s->wnext;
+    if (!s)
+        return; /* long-polls only */
+    redisReply *rr = NULL;
+    if (replystream_range(w->msg_id, w->last_id, CATCHUP_MAX, &rr) == 0) {
+        for (size_t i = 0; i < rr->elements; i++) {
+            replystream_event_t ev;
+            if (replystream_parse_entry(rr->element[i], &ev) != 0)
+                continue;
+            snprintf(w->last_id, sizeof w->last_id, "%s", ev.id);
+            for (conn_t *c = w->clients; c; c = c->wnext)
+                deliver(c, &ev);
+        }
+    }
+    if (rr)
+        freeReplyObject(rr);
+}
+
 /* Read w's message; when it is no longer pending, finish every client of w with it (and w goes away). id: the
- * entry id a stream's done / error carries. 1 finished, 0 still pending, -1 the database failed (the clients
- * are ended: a stream reconnects, a long-poll gets 503). */
-static int watch_check(watch_t *w, const char *id)
+ * entry id a stream's done / error carries. catchup: the end was not read from the event stream (a periodic
+ * read of PostgreSQL), so its last entries may not have reached the clients yet (the XREAD answer holding them
+ * still unread, the XREAD connection down while Redis is up): they are read first. 1 finished, 0 still
+ * pending, -1 the database failed (the clients are ended: a stream reconnects, a long-poll gets 503). */
+static int watch_check(watch_t *w, const char *id, int catchup)
 {
     json_object *msg = NULL;
     int pending = 0;
@@ -339,6 +368,8 @@ static int watch_check(watch_t *w, const char *id)
         json_object_put(msg);
         return 0;
     }
+    if (rc == 1 && catchup)
+        watch_catchup(w);
     w->busy = 1;
     while (w->clients) {
         conn_t *c = w->clients;
@@ -418,7 +449,7 @@ static void watch_attach(conn_t *c, long long user_id, const char *from)
         S.nwatches++;
         S.rd_dirty = 1;
     }
-    w->next_poll = now_ms() + (S.rd ? DB_POLL_MS : DB_POLL_FAST_MS);
+    w->next_poll = now_ms() + (S.rd_down ? DB_POLL_FAST_MS : DB_POLL_MS);
     c->w = w;
     c->wnext = w->clients;
     if (w->clients)
@@ -462,7 +493,7 @@ static void watch_entries(watch_t *w, const redisReply *entries)
         for (conn_t *c = w->clients; c; c = c->wnext)
             end |= deliver(c, &ev);
         if (end) {
-            if (watch_check(w, ev.id) != 0)
+            if (watch_check(w, ev.id, 0) != 0)
                 return; /* w is gone */
         }
     }
@@ -473,10 +504,11 @@ static void watch_entries(watch_t *w, const redisReply *entries)
 static void rd_drop(const char *why)
 {
     double now = now_ms();
-    if (S.rd) {
+    if (!S.rd_down) /* once per outage: a refusal repeats each second */
         log_warn("stream: the XREAD connection to Redis failed (%s); waiting replies are polled in PostgreSQL", why);
+    S.rd_down = 1;
+    if (S.rd)
         redisFree(S.rd);
-    }
     S.rd = NULL;
     S.rd_blocked = 0;
     S.rd_retry_at = now + 1000;
@@ -491,7 +523,7 @@ static void rd_connect(void)
         return;
     S.rd = cache_connect_new();
     if (!S.rd) {
-        S.rd_retry_at = now_ms() + 1000;
+        rd_drop("cannot connect");
         return;
     }
     redisReply *r = redisCommand(S.rd, "CLIENT ID");
@@ -581,6 +613,10 @@ static void rd_readable(void)
             return;
         redisReply *r = v;
         S.rd_blocked = 0;
+        if (r->type != REDIS_REPLY_ERROR && S.rd_down) {
+            log_info("stream: the XREAD connection to Redis works again");
+            S.rd_down = 0;
+        }
         if (r->type == REDIS_REPLY_ARRAY) {
             for (size_t i = 0; i < r->elements; i++) {
                 redisReply *kv = r->element[i];
@@ -596,8 +632,12 @@ static void rd_readable(void)
                     watch_entries(w, kv->element[1]);
             }
         } else if (r->type == REDIS_REPLY_ERROR) {
-            log_warn("stream: XREAD: %s", r->str);
-            S.rd_retry_at = now_ms() + 1000;
+            /* refused (an ACL without XREAD, ...): it would be refused again at once; PostgreSQL meanwhile */
+            char why[160];
+            snprintf(why, sizeof why, "XREAD refused: %.120s", r->str);
+            freeReplyObject(r);
+            rd_drop(why);
+            return;
         }
         freeReplyObject(r);
     }
@@ -654,7 +694,7 @@ static void stream_start(conn_t *c, json_object *msg, int pending)
     if (rr)
         freeReplyObject(rr);
     if (!pending && c->w) /* finished, and its end is no longer in the stream (expired, Redis down) */
-        watch_check(c->w, "done");
+        watch_check(c->w, "done", 0);
 }
 
 /* A complete request on c: its parameters are envp. */
@@ -728,9 +768,10 @@ static void handle(conn_t *c, char **envp)
     if (replystream_range(c->msg_id, NULL, CATCHUP_MAX, &rr) == 0 && rr->elements) {
         replystream_event_t ev;
         if (replystream_parse_entry(rr->element[rr->elements - 1], &ev) == 0) {
-            snprintf(c->w->last_id, sizeof c->w->last_id, "%s", ev.id);
+            if (strcmp(c->w->last_id, "$") == 0) /* a new watch (one streamed to already keeps its place) */
+                snprintf(c->w->last_id, sizeof c->w->last_id, "%s", ev.id);
             if (ev.type == REPLYSTREAM_DONE || ev.type == REPLYSTREAM_ERROR)
-                watch_check(c->w, ev.id);
+                watch_check(c->w, ev.id, 1);
         }
     } else {
         if (!rr)
@@ -1000,8 +1041,10 @@ static int timers(void)
     while (w) {
         watch_t *wn = w->next;
         if (now >= w->next_poll) {
-            w->next_poll = now + (S.rd ? DB_POLL_MS : DB_POLL_FAST_MS);
-            watch_check(w, "done"); /* w may be gone after this */
+            w->next_poll = now + (S.rd_down ? DB_POLL_FAST_MS : DB_POLL_MS);
+            if (S.rd_down)
+                watch_catchup(w); /* no XREAD: the pieces come with the polls */
+            watch_check(w, "done", 1); /* w may be gone after this */
         } else if (w->next_poll < next) {
             next = w->next_poll;
         }
@@ -1052,7 +1095,7 @@ static void loop(void)
             listen_at = (int)n;
             pfd[n++] = (struct pollfd){.fd = S.listen_fd, .events = POLLIN};
         }
-        if (S.rd && S.rd_blocked) {
+        if (S.rd) { /* also while idle: a Redis restart shows as end of file now, not at the next XREAD */
             rd_at = (int)n;
             pfd[n++] = (struct pollfd){.fd = S.rd->fd, .events = POLLIN};
         }

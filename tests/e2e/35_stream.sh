@@ -170,6 +170,7 @@ check_eq "$STATUS/$(header Access-Control-Allow-Origin)" "200/https://app.exampl
 
 # ---- the keep-alive stream started at the top ----
 wait "$keepalive_pid" || true
+check "a reply that takes 16.5 s: a ': keep-alive' comment came before done" \
     awk '/ : keep-alive$/ {k = 1} / event: done$/ {exit !k}' "$OUT/s9"
 check_eq "$(done_field "$OUT/s9" status)" completed "... and then done"
 
@@ -208,6 +209,25 @@ text="[[delay:200]] [[chunks:4]] [[chunkms:150]] after the restart $tag"
 post_msg "$ROOM" "$text"
 sse_get "$OUT/s11" "/chatroom/$ROOM/messages/$REPLY_ID/stream"
 check_eq "$(deltas_text "$OUT/s11")" "fake-gemini: $text" "the first stream after a Redis restart gets every delta"
+
+# ---- Redis refuses XREAD (an ACL without it): the stream program reads each waited-for reply's event stream
+# with its once-a-second PostgreSQL read instead; every delta still comes, and before done, also the last ones
+# (the reply is complete in PostgreSQL before they have been read) ----
+trap 'rm -rf "$OUT"; redis_cli ACL SETUSER default +xread >/dev/null 2>&1 || true' EXIT
+redis_cli ACL SETUSER default -xread >/dev/null
+text="[[delay:1500]] [[chunks:4]] [[chunkms:600]] no xread one two three four $tag"
+post_msg "$ROOM" "$text"
+r12=$REPLY_ID
+sse_get "$OUT/s12" "/chatroom/$ROOM/messages/$r12/stream"
+redis_cli ACL SETUSER default +xread >/dev/null
+trap 'rm -rf "$OUT"' EXIT
+check_eq "$(deltas_text "$OUT/s12")" "fake-gemini: $text" "XREAD refused: every delta still comes"
+first_delta=$(events "$OUT/s12" | jq -s 'map(select(.event == "delta"))[0].t // 0')
+done_at=$(events "$OUT/s12" | jq -s 'map(select(.event == "done"))[0].t // 0')
+check "... as the reply is written, not all at the end (first delta $((done_at - first_delta)) ms before done)" \
+    test $((done_at - first_delta)) -ge 500
+check_eq "$(events "$OUT/s12" | jq -rs '.[-1].event')/$(done_field "$OUT/s12" content)" "done/fake-gemini: $text" \
+    "... then done with the stored reply"
 
 # ---- a worker killed mid-stream: restart, then the new worker's answer ----
 # The worker, not the web server, is what this tests: it runs under the core deployments only (tests/run.sh).
