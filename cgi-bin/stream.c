@@ -127,7 +127,7 @@ static struct {
     int rd_dirty;   /* a stream was added that the outstanding XREAD does not cover */
     int rd_sent;    /* XREADs written on this connection (one that worked before is replaced at once) */
     double rd_retry_at;
-    int rd_down; /* the XREAD connection failed and has not answered since: poll each second, with the entries */
+    int rd_down;    /* the XREAD connection failed and has not answered since: poll each second, with the entries */
     http_req_t req; /* the request being handled right now (handling is synchronous) */
     buf_t wire;
     volatile sig_atomic_t stop;
@@ -331,16 +331,17 @@ static void finish_with(conn_t *c, json_object *msg, const char *id)
 static int deliver(conn_t *c, const replystream_event_t *ev);
 
 /* What w's event stream holds past w->last_id, to w's stream clients (its end, if there, is left to the
- * caller). */
-static void watch_catchup(watch_t *w)
+ * caller). -1 Redis failed. */
+static int watch_catchup(watch_t *w)
 {
     const conn_t *s = w->clients;
     while (s && s->kind != K_STREAM)
         s = s->wnext;
     if (!s)
-        return; /* long-polls only */
+        return 0; /* long-polls only */
     redisReply *rr = NULL;
-    if (replystream_range(w->msg_id, w->last_id, CATCHUP_MAX, &rr) == 0) {
+    int rc = replystream_range(w->msg_id, w->last_id, CATCHUP_MAX, &rr);
+    if (rc == 0) {
         for (size_t i = 0; i < rr->elements; i++) {
             replystream_event_t ev;
             if (replystream_parse_entry(rr->element[i], &ev) != 0)
@@ -352,6 +353,7 @@ static void watch_catchup(watch_t *w)
     }
     if (rr)
         freeReplyObject(rr);
+    return rc;
 }
 
 /* Read w's message; when it is no longer pending, finish every client of w with it (and w goes away). id: the
@@ -1038,13 +1040,14 @@ static int timers(void)
             next = c->next_keepalive;
     }
     watch_t *w = S.watches;
+    int redis_ok = 1; /* while Redis is down, one failed read per pass, not one per watch */
     while (w) {
         watch_t *wn = w->next;
         if (now >= w->next_poll) {
             w->next_poll = now + (S.rd_down ? DB_POLL_FAST_MS : DB_POLL_MS);
-            if (S.rd_down)
-                watch_catchup(w); /* no XREAD: the pieces come with the polls */
-            watch_check(w, "done", 1); /* w may be gone after this */
+            if (S.rd_down && redis_ok)
+                redis_ok = watch_catchup(w) == 0; /* no XREAD: the pieces come with the polls */
+            watch_check(w, "done", 1);            /* w may be gone after this */
         } else if (w->next_poll < next) {
             next = w->next_poll;
         }
