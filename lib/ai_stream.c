@@ -47,6 +47,12 @@ size_t ai_stream_text_len(const ai_stream_t *s)
     return s->text.len;
 }
 
+const char *ai_stream_text(const ai_stream_t *s, size_t *len)
+{
+    *len = s->text.len;
+    return s->text.len ? s->text.data : "";
+}
+
 static void fail(ai_stream_t *s, enum ai_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(ai_stream_t *s, enum ai_status st, const char *fmt, ...)
 {

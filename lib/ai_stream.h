@@ -47,5 +47,7 @@ void ai_stream_finish(ai_stream_t *s, buf_t *delta, ai_result_t *r);
 
 /* Bytes of text handed out so far. */
 size_t ai_stream_text_len(const ai_stream_t *s);
+/* The text handed out so far (the concatenation of the deltas), *len bytes; valid until the next feed. */
+const char *ai_stream_text(const ai_stream_t *s, size_t *len);
 
 #endif

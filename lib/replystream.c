@@ -17,6 +17,13 @@ static const char begin_lua[] = "if redis.call('EXISTS', KEYS[1]) == 1 then "
                                 "redis.call('EXPIRE', KEYS[1], ARGV[1]) return id end "
                                 "return false";
 
+/* KEYS[1] the stream, ARGV[1] the TTL in seconds, ARGV[2] the text so far ("" none). */
+static const char resume_lua[] =
+    "local id = redis.call('XADD', KEYS[1], '*', 'e', 'restart') "
+    "redis.call('XTRIM', KEYS[1], 'MINID', id) "
+    "if ARGV[2] ~= '' then redis.call('XADD', KEYS[1], '*', 'e', 'delta', 't', ARGV[2]) end "
+    "redis.call('EXPIRE', KEYS[1], ARGV[1]) return id";
+
 static void ttl_str(char out[24])
 {
     snprintf(out, 24, "%d", KEYS_REPLY_EVENTS_TTL);
@@ -30,6 +37,20 @@ int replystream_begin(long long reply_id)
     const char *argv[] = {"EVAL", begin_lua, "1", key, ttl};
     size_t lens[] = {4, sizeof begin_lua - 1, 1, strlen(key), strlen(ttl)};
     redisReply *r = cache_cmd(5, argv, lens);
+    int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : -1;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+int replystream_resume(long long reply_id, const char *text, size_t len)
+{
+    char key[KEYS_USER_MAX], ttl[24];
+    keys_reply_events(reply_id, key);
+    ttl_str(ttl);
+    const char *argv[] = {"EVAL", resume_lua, "1", key, ttl, len ? text : ""};
+    size_t lens[] = {4, sizeof resume_lua - 1, 1, strlen(key), strlen(ttl), len};
+    redisReply *r = cache_cmd(6, argv, lens);
     int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : -1;
     if (r)
         freeReplyObject(r);

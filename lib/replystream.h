@@ -34,6 +34,11 @@ enum replystream_type {
  * a restart entry is appended and every entry before it trimmed away, in one step (a Lua script), so a reader
  * from the start sees only this attempt. 0 ok, -1 Redis down. */
 int replystream_begin(long long reply_id);
+/* Publishing an attempt resumes after it stopped (Redis was down when it began, or a write failed): a restart
+ * entry, every entry before it trimmed away, then one delta with text[0..len), the whole text so far (none
+ * when len is 0), in one step. The restart comes even when the stream is gone (Redis restarted empty), since a
+ * reader may hold pieces of the attempt from before. 0 ok, -1 Redis down. */
+int replystream_resume(long long reply_id, const char *text, size_t len);
 /* Append a delta with text[0..len). 0 ok (len 0: nothing to do), -1 Redis down. */
 int replystream_delta(long long reply_id, const char *text, size_t len);
 /* The outcome is stored: append done (ok != 0) or error. 0 ok, -1 Redis down. */

@@ -203,9 +203,13 @@ _stack_bg() {
 
 # A free TCP port on 127.0.0.1: nothing answers a connect there. Needs no python3 or ss.
 _stack_free_port() {
-    local p i
+    local p i lo=32768 hi
+    # Below the kernel's ephemeral range: a port from inside it can be taken by any outgoing connection between
+    # this probe and the server's bind (make run builds first: seconds), and a run failed so once.
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    ((lo > 16000)) || lo=61000
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        p=$((15000 + (RANDOM * 32768 + RANDOM) % (lo - 15000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             printf '%s\n' "$p"
             return 0

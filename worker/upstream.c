@@ -24,6 +24,7 @@
 #include "worker.h"
 
 #define CONNECT_TIMEOUT_MS 10000
+#define RESUME_EVERY_MS 1000.0 /* publishing that stopped is tried again at most this often */
 
 struct upstream_call {
     job_t *job;
@@ -38,6 +39,7 @@ struct upstream_call {
     ai_stream_t *stream;  /* sse: the parser */
     buf_t delta;          /* sse: text not yet published */
     int publish;          /* publishing to the reply's event stream works (Redis answered begin) */
+    double resume_at;     /* !publish: not before this is publishing tried again */
     struct upstream_call *prev, *next; /* the calls in flight */
 };
 
@@ -152,18 +154,37 @@ static int call_body(upstream_call_t *c, const char *data, size_t len)
     return ai_stream_feed(c->stream, data, len, c->publish ? &c->delta : NULL) == AI_STREAM_FAILED ? -1 : 0;
 }
 
-/* Publish what c's answer added since the last time. A Redis failure stops publishing for this call (readers
- * then get the stored reply when it is done); the answer itself is not affected. */
+/* Publish what c's answer added since the last time. A Redis failure stops publishing for this call until
+ * resume() starts it again (readers meanwhile wait, and get the stored reply at the end in any case); the
+ * answer itself is not affected. */
 static void publish(upstream_call_t *c)
 {
     if (!c->publish || !c->delta.len)
         return;
     if (replystream_delta(c->reply_id, c->delta.data, c->delta.len) != 0) {
-        log_warn("reply %lld: cannot publish to its event stream (Redis); readers will get the stored reply",
-                 c->reply_id);
+        log_warn("reply %lld: cannot publish to its event stream (Redis); trying again once it answers", c->reply_id);
         c->publish = 0;
+        c->resume_at = now_ms() + RESUME_EVERY_MS;
     }
     buf_reset(&c->delta);
+}
+
+/* Publishing stopped (Redis down when the call began, or a write failed) and Redis answers again: start the
+ * reply's event stream over (restart) with the whole text so far, then go on piece by piece. At most once a
+ * second per call, and only while the worker believes Redis is up. */
+static void resume(upstream_call_t *c)
+{
+    double now = now_ms();
+    if (c->publish || c->sse == 0 || now < c->resume_at || upkeep_redis_down_now())
+        return;
+    c->resume_at = now + RESUME_EVERY_MS;
+    size_t len = 0;
+    const char *text = c->stream ? ai_stream_text(c->stream, &len) : "";
+    if (replystream_resume(c->reply_id, text, len) != 0)
+        return;
+    c->publish = 1;
+    buf_reset(&c->delta);
+    log_info("reply %lld: published again, from the start of the attempt", c->reply_id);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
@@ -256,8 +277,10 @@ int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t 
     }
     /* A new attempt: readers drop whatever an earlier one streamed (restart). */
     c->publish = upkeep_redis_ready(now_ms()) && replystream_begin(reply_id) == 0;
-    if (!c->publish)
-        log_warn("reply %lld: not published as it is written (Redis down); readers get the stored reply", reply_id);
+    if (!c->publish) {
+        log_warn("reply %lld: not published as it is written (Redis down); trying again once it answers", reply_id);
+        c->resume_at = now_ms() + RESUME_EVERY_MS;
+    }
     *call = c;
     return UPSTREAM_STARTED;
 }
@@ -267,6 +290,7 @@ static void call_result(upstream_call_t *c, CURLcode code, ai_result_t *r)
 {
     if (c->sse == 1 && (code == CURLE_OK || code == CURLE_WRITE_ERROR)) {
         /* the stream ended, or the parser stopped it: its own verdict (complete, refused, cut short, ...) */
+        resume(c);
         ai_stream_finish(c->stream, c->publish ? &c->delta : NULL, r);
         publish(c);
         if (r->status != AI_OK)
@@ -289,8 +313,10 @@ void upstream_perform(void)
 {
     int running = 0;
     curl_multi_perform(U.multi, &running);
-    for (upstream_call_t *c = U.calls; c; c = c->next)
+    for (upstream_call_t *c = U.calls; c; c = c->next) {
+        resume(c);
         publish(c);
+    }
     CURLMsg *m;
     int left;
     while ((m = curl_multi_info_read(U.multi, &left))) {

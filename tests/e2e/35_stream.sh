@@ -191,8 +191,19 @@ post_msg "$ROOM" "[[delay:300]] redis down, long-poll $tag"
 r8=$REPLY_ID
 REQ_TIMEOUT=30 auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r8?wait=25"
 check_eq "$STATUS/$(jget .status)" 200/completed "Redis down: the long-poll answers when the reply lands"
+# Redis back while a reply is being written (the worker took it from PostgreSQL, unpublished): the worker
+# publishes it again from the start of the attempt (restart, the text so far), then piece by piece
+text="[[delay:200]] [[chunks:8]] [[chunkms:500]] redis back mid-reply one two three four five $tag"
+post_msg "$ROOM" "$text"
+r13=$REPLY_ID
+sleep 1.5
 stack_redis_start
 trap 'rm -rf "$OUT"' EXIT
+sse_get "$OUT/s13" "/chatroom/$ROOM/messages/$r13/stream"
+check_eq "$(deltas_text "$OUT/s13")" "fake-gemini: $text" "Redis back mid-reply: the stream has the answer in pieces"
+check "... the pieces after Redis came back as they were written (more than one delta: $(count_events "$OUT/s13" delta))" \
+    test "$(count_events "$OUT/s13" delta)" -ge 2
+check_eq "$(done_field "$OUT/s13" content)" "fake-gemini: $text" "... then done with the stored reply"
 
 # ---- Redis restarted while no stream is open: the stream program's XREAD connection is stale (it carried XREADs
 # before) and the next stream replaces it at once; a reply that completes within the second the program would

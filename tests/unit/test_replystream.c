@@ -1,15 +1,23 @@
-/* Unit tests for the pure part of lib/replystream.c: entry parsing (hiredis reply trees built by hand in the
- * shape XRANGE / XREAD answer) and stream id parsing and ordering. */
+/* Unit tests for lib/replystream.c: entry parsing (hiredis reply trees built by hand in the shape XRANGE /
+ * XREAD answer) and stream id parsing and ordering; then the writers against a real Redis (a private
+ * redis-server on a unix socket): what a reader from the start sees after begin, delta, resume and end. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include <hiredis.h>
 #include <string.h>
 
+#include "cache.h"
 #include "replystream.h"
 
 static redisReply nodes[64];
@@ -103,11 +111,114 @@ static void test_ids(void **state)
     assert_string_equal(replystream_type_name(REPLYSTREAM_UNKNOWN), "");
 }
 
+/* ---- the writers, against a real Redis ---- */
+
+static char dir[] = "/tmp/gb-replystream.XXXXXX";
+static char sock[64];
+static pid_t redis_pid;
+
+static int redis_setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    redis_pid = fork();
+    if (redis_pid == 0) {
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
+               "--daemonize", "no", "--logfile", "/dev/null", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) { /* up (the app's own connect would log each refusal) */
+        redisContext *c = redisConnectUnix(sock);
+        int up = c && !c->err;
+        redisFree(c);
+        if (up) {
+            char url[96];
+            snprintf(url, sizeof url, "unix://%s", sock);
+            return cache_init(url) == 0 ? 0 : -1;
+        }
+        struct timespec ts = {0, 25 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static int redis_teardown(void **state)
+{
+    (void)state;
+    cache_close();
+    kill(redis_pid, SIGTERM);
+    waitpid(redis_pid, NULL, 0);
+    unlink(sock);
+    rmdir(dir);
+    return 0;
+}
+
+/* The events a reader from the start sees, as "type:text" joined by "|" ("restart", "delta:ab", "done"). */
+static const char *seen(long long reply_id)
+{
+    static char out[512];
+    redisReply *r = NULL;
+    out[0] = '\0';
+    assert_int_equal(replystream_range(reply_id, NULL, 100, &r), 0);
+    for (size_t i = 0; i < r->elements; i++) {
+        replystream_event_t ev;
+        assert_int_equal(replystream_parse_entry(r->element[i], &ev), 0);
+        size_t n = strlen(out);
+        snprintf(out + n, sizeof out - n, "%s%s%s%.*s", n ? "|" : "", replystream_type_name(ev.type),
+                 ev.type == REPLYSTREAM_DELTA ? ":" : "", ev.type == REPLYSTREAM_DELTA ? (int)ev.len : 0,
+                 ev.type == REPLYSTREAM_DELTA ? ev.text : "");
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+static void test_begin_and_pieces(void **state)
+{
+    (void)state;
+    assert_int_equal(replystream_begin(1), 0);
+    assert_string_equal(seen(1), ""); /* a first attempt: nothing to restart */
+    assert_int_equal(replystream_delta(1, "ab", 2), 0);
+    assert_int_equal(replystream_delta(1, "", 0), 0); /* nothing to add */
+    assert_int_equal(replystream_delta(1, "c", 1), 0);
+    assert_string_equal(seen(1), "delta:ab|delta:c");
+    assert_int_equal(replystream_begin(1), 0); /* a second attempt drops the first one's pieces */
+    assert_string_equal(seen(1), "restart");
+    assert_int_equal(replystream_delta(1, "x", 1), 0);
+    assert_int_equal(replystream_end(1, 1), 0);
+    assert_string_equal(seen(1), "restart|delta:x|done");
+    assert_int_equal(replystream_end(1, 0), 0);
+    assert_string_equal(seen(1), "restart|delta:x|done|error");
+}
+
+static void test_resume(void **state)
+{
+    (void)state;
+    /* publishing stopped after some pieces: the stream starts over with the whole text so far */
+    assert_int_equal(replystream_delta(2, "one ", 4), 0);
+    assert_int_equal(replystream_resume(2, "one two ", 8), 0);
+    assert_string_equal(seen(2), "restart|delta:one two ");
+    assert_int_equal(replystream_delta(2, "three", 5), 0);
+    assert_string_equal(seen(2), "restart|delta:one two |delta:three");
+    /* the stream is gone (Redis restarted empty): the restart still comes, for readers holding pieces */
+    assert_int_equal(replystream_resume(3, "so far", 6), 0);
+    assert_string_equal(seen(3), "restart|delta:so far");
+    /* nothing written yet */
+    assert_int_equal(replystream_resume(4, "", 0), 0);
+    assert_string_equal(seen(4), "restart");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_entries),
         cmocka_unit_test(test_ids),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest redis_tests[] = {
+        cmocka_unit_test(test_begin_and_pieces),
+        cmocka_unit_test(test_resume),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + cmocka_run_group_tests_name("redis", redis_tests, redis_setup, redis_teardown);
 }
