@@ -1,5 +1,6 @@
 #include "cache.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -192,6 +193,15 @@ static int ensure(void)
     return 0;
 }
 
+/* After a failed command: may it be sent again on a new connection? Yes when the connection was found closed
+ * (Redis restarted while it sat idle: the command never ran), not after a timeout, when Redis may well have
+ * run it (an XADD sent twice would append a reply's piece twice). */
+static int worth_retrying(void)
+{
+    int timed_out = ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ETIMEDOUT);
+    return !timed_out;
+}
+
 redisReply *cache_cmd(int argc, const char **argv, const size_t *argvlen)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -202,8 +212,11 @@ redisReply *cache_cmd(int argc, const char **argv, const size_t *argvlen)
             unsettled = 0; /* sent after the last write's answer: a barrier for it */
             return r;
         }
+        int again = worth_retrying(); /* before anything else touches errno */
         log_warn("redis: %s failed: %s", argv[0], ctx->errstr);
         drop();
+        if (!again)
+            break;
     }
     return NULL;
 }
@@ -227,6 +240,7 @@ int cache_pipeline(int n, const int *argc, const char ***argv, const size_t **ar
             unsettled = 0;
             return 0;
         }
+        int again = worth_retrying(); /* before anything else touches errno */
         log_warn("redis: pipeline failed: %s", ctx->errstr);
         for (int i = 0; i < n; i++) {
             if (replies[i])
@@ -234,6 +248,8 @@ int cache_pipeline(int n, const int *argc, const char ***argv, const size_t **ar
             replies[i] = NULL;
         }
         drop();
+        if (!again)
+            break;
     }
     return -1;
 }
