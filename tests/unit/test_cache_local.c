@@ -1,7 +1,8 @@
 /* Unit tests for lib/cache_local.c through cache_mget, against a real Redis the test starts on a unix socket of
  * its own (redis-server from the test packages): copies are served without a round trip once the lease is held;
  * a change made by another client, a FLUSHALL, a killed invalidation connection, a flood of invalidations and
- * a silent Redis (no lease) each make the next read right; a unix socket URL may carry Redis's password. */
+ * a silent Redis (no lease) each make the next read right; a unix socket URL may carry Redis's password; a
+ * command is sent again on a new connection only when Redis cannot have run it. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <hiredis.h>
 
 #include "cache.h"
+#include "private_redis.h"
 
 static char dir[] = "/tmp/gb-cache-local.XXXXXX";
 static char sock[64];
@@ -83,25 +85,9 @@ static void warm(const char *key)
 static int setup(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN); /* as every program of ours (libfcgi, the worker): a closed connection is an error */
-    assert_non_null(mkdtemp(dir));
-    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
-               "--daemonize", "no", "--logfile", "/dev/null", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 200 && !other; i++) {
-        redisContext *c = redisConnectUnix(sock);
-        if (c && !c->err)
-            other = c;
-        else {
-            redisFree(c);
-            sleep_ms(25);
-        }
-    }
-    if (!other)
+    redis_pid = private_redis_start(dir, sock, sizeof sock);
+    other = redis_pid > 0 ? redisConnectUnix(sock) : NULL;
+    if (!other || other->err)
         return -1;
     char url[96];
     snprintf(url, sizeof url, "unix://%s", sock);
@@ -116,10 +102,7 @@ static int teardown(void **state)
     (void)state;
     cache_close();
     redisFree(other);
-    kill(redis_pid, SIGTERM);
-    waitpid(redis_pid, NULL, 0);
-    unlink(sock);
-    rmdir(dir);
+    private_redis_stop(redis_pid, dir, sock);
     return 0;
 }
 

@@ -2,15 +2,10 @@
  * XREAD answer) and stream id parsing and ordering; then the writers against a real Redis (a private
  * redis-server on a unix socket): what a reader from the start sees after begin, delta, resume and end. */
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -18,6 +13,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "private_redis.h"
 #include "replystream.h"
 
 static redisReply nodes[64];
@@ -120,38 +116,19 @@ static pid_t redis_pid;
 static int redis_setup(void **state)
 {
     (void)state;
-    if (!mkdtemp(dir))
+    redis_pid = private_redis_start(dir, sock, sizeof sock);
+    if (redis_pid < 0)
         return -1;
-    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
-               "--daemonize", "no", "--logfile", "/dev/null", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 200; i++) { /* up (the app's own connect would log each refusal) */
-        redisContext *c = redisConnectUnix(sock);
-        int up = c && !c->err;
-        redisFree(c);
-        if (up) {
-            char url[96];
-            snprintf(url, sizeof url, "unix://%s", sock);
-            return cache_init(url) == 0 ? 0 : -1;
-        }
-        struct timespec ts = {0, 25 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    return -1;
+    char url[96];
+    snprintf(url, sizeof url, "unix://%s", sock);
+    return cache_init(url) == 0 ? 0 : -1;
 }
 
 static int redis_teardown(void **state)
 {
     (void)state;
     cache_close();
-    kill(redis_pid, SIGTERM);
-    waitpid(redis_pid, NULL, 0);
-    unlink(sock);
-    rmdir(dir);
+    private_redis_stop(redis_pid, dir, sock);
     return 0;
 }
 
