@@ -4,7 +4,9 @@
 # writes (before done), then exactly one done with the stored message; every event has an id and a reconnect
 # with Last-Event-ID continues where it left off; a finished reply gets done at once; an attempt that is redone
 # (the model's stream cut short; under the core deployments also a worker killed with SIGKILL mid-stream) shows
-# as a restart event, so the text after the last restart is exactly the stored answer.
+# as a restart event, so the text after the last restart is exactly the stored answer. Redis down, or restarted
+# under the stream program: streams still end with done; under the core deployments also Redis refusing XREAD
+# (pieces come with the polls) and Redis back mid-reply (the worker publishes again from the start).
 # GET /chatroom/{id}/messages/{message_id}?wait= answers when the reply lands, or after wait seconds with it
 # still pending. 401 / 404 / 400 / 405 cases.
 set -euo pipefail
@@ -191,19 +193,8 @@ post_msg "$ROOM" "[[delay:300]] redis down, long-poll $tag"
 r8=$REPLY_ID
 REQ_TIMEOUT=30 auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$r8?wait=25"
 check_eq "$STATUS/$(jget .status)" 200/completed "Redis down: the long-poll answers when the reply lands"
-# Redis back while a reply is being written (the worker took it from PostgreSQL, unpublished): the worker
-# publishes it again from the start of the attempt (restart, the text so far), then piece by piece
-text="[[delay:200]] [[chunks:8]] [[chunkms:500]] redis back mid-reply one two three four five $tag"
-post_msg "$ROOM" "$text"
-r13=$REPLY_ID
-sleep 1.5
 stack_redis_start
 trap 'rm -rf "$OUT"' EXIT
-sse_get "$OUT/s13" "/chatroom/$ROOM/messages/$r13/stream"
-check_eq "$(deltas_text "$OUT/s13")" "fake-gemini: $text" "Redis back mid-reply: the stream has the answer in pieces"
-check "... the pieces after Redis came back as they were written (more than one delta: $(count_events "$OUT/s13" delta))" \
-    test "$(count_events "$OUT/s13" delta)" -ge 2
-check_eq "$(done_field "$OUT/s13" content)" "fake-gemini: $text" "... then done with the stored reply"
 
 # ---- Redis restarted while no stream is open: the stream program's XREAD connection is stale (it carried XREADs
 # before) and the next stream replaces it at once; a reply that completes within the second the program would
@@ -220,6 +211,12 @@ text="[[delay:200]] [[chunks:4]] [[chunkms:150]] after the restart $tag"
 post_msg "$ROOM" "$text"
 sse_get "$OUT/s11" "/chatroom/$ROOM/messages/$REPLY_ID/stream"
 check_eq "$(deltas_text "$OUT/s11")" "fake-gemini: $text" "the first stream after a Redis restart gets every delta"
+
+# ---- what follows tests the worker and the stream program, not the web server: under the core deployments
+# only (tests/run.sh) ----
+if [[ ${E2E_CORE:-1} != 1 ]]; then
+    exit 0
+fi
 
 # ---- Redis refuses XREAD (an ACL without it): the stream program reads each waited-for reply's event stream
 # with its once-a-second PostgreSQL read instead; every delta still comes, and before done, also the last ones
@@ -240,11 +237,23 @@ check "... as the reply is written, not all at the end (first delta $((done_at -
 check_eq "$(events "$OUT/s12" | jq -rs '.[-1].event')/$(done_field "$OUT/s12" content)" "done/fake-gemini: $text" \
     "... then done with the stored reply"
 
+# ---- Redis back while a reply is being written (the worker took it from PostgreSQL, unpublished): the worker
+# publishes it again from the start of the attempt (restart, the text so far), then piece by piece ----
+trap 'rm -rf "$OUT"; stack_redis_start >/dev/null 2>&1 || true' EXIT
+stack_redis_stop
+text="[[delay:200]] [[chunks:8]] [[chunkms:500]] redis back mid-reply one two three four five $tag"
+post_msg "$ROOM" "$text"
+r13=$REPLY_ID
+sleep 1.5
+stack_redis_start
+trap 'rm -rf "$OUT"' EXIT
+sse_get "$OUT/s13" "/chatroom/$ROOM/messages/$r13/stream"
+check_eq "$(deltas_text "$OUT/s13")" "fake-gemini: $text" "Redis back mid-reply: the stream has the answer in pieces"
+check "... the pieces after Redis came back as they were written (more than one delta: $(count_events "$OUT/s13" delta))" \
+    test "$(count_events "$OUT/s13" delta)" -ge 2
+check_eq "$(done_field "$OUT/s13" content)" "fake-gemini: $text" "... then done with the stored reply"
+
 # ---- a worker killed mid-stream: restart, then the new worker's answer ----
-# The worker, not the web server, is what this tests: it runs under the core deployments only (tests/run.sh).
-if [[ ${E2E_CORE:-1} != 1 ]]; then
-    exit 0
-fi
 trap 'rm -rf "$OUT"; worker_restore' EXIT
 # AI_TIMEOUT_MS bounds the whole streamed call (about 2.4 s here); the lease (AI_TIMEOUT_MS + 3 s) decides when the
 # killed worker's reply is taken again.
