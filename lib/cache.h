@@ -1,6 +1,7 @@
 /* cache: the process's one Redis connection (hiredis). Lazy connect with short timeouts, reconnect after a
- * failure; a failed command is retried once on a fresh connection. NULL/-1 returns mean Redis is down:
- * callers degrade (PostgreSQL fallback) or answer 503. Replies are owned by the caller: freeReplyObject. */
+ * failure; a command that failed on a closed connection is retried once on a fresh connection (not one that
+ * timed out: Redis may have run it). NULL/-1 returns mean Redis is down: callers degrade (PostgreSQL fallback)
+ * or answer 503. Replies are owned by the caller: freeReplyObject. */
 #ifndef GB_CACHE_H
 #define GB_CACHE_H
 
