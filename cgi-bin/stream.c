@@ -125,7 +125,6 @@ static struct {
     long long rd_client_id;
     int rd_blocked; /* an XREAD is outstanding */
     int rd_dirty;   /* a stream was added that the outstanding XREAD does not cover */
-    int rd_sent;    /* XREADs written on this connection (one that worked before is replaced at once) */
     double rd_retry_at;
     int rd_down;    /* the XREAD connection failed and has not answered since: poll each second, with the entries */
     http_req_t req; /* the request being handled right now (handling is synchronous) */
@@ -328,7 +327,7 @@ static void finish_with(conn_t *c, json_object *msg, const char *id)
     }
 }
 
-static int deliver(conn_t *c, const replystream_event_t *ev);
+static void watch_entries(watch_t *w, const redisReply *entries, int ends);
 
 /* What w's event stream holds past w->last_id, to w's stream clients (its end, if there, is left to the
  * caller). -1 Redis failed. */
@@ -341,16 +340,8 @@ static int watch_catchup(watch_t *w)
         return 0; /* long-polls only */
     redisReply *rr = NULL;
     int rc = replystream_range(w->msg_id, w->last_id, CATCHUP_MAX, &rr);
-    if (rc == 0) {
-        for (size_t i = 0; i < rr->elements; i++) {
-            replystream_event_t ev;
-            if (replystream_parse_entry(rr->element[i], &ev) != 0)
-                continue;
-            snprintf(w->last_id, sizeof w->last_id, "%s", ev.id);
-            for (conn_t *c = w->clients; c; c = c->wnext)
-                deliver(c, &ev);
-        }
-    }
+    if (rc == 0)
+        watch_entries(w, rr, 0);
     if (rr)
         freeReplyObject(rr);
     return rc;
@@ -482,8 +473,9 @@ static int deliver(conn_t *c, const replystream_event_t *ev)
     return 0;
 }
 
-/* The entries of one stream, as XREAD / XRANGE return them, for watch w. */
-static void watch_entries(watch_t *w, const redisReply *entries)
+/* The entries of one stream, as XREAD / XRANGE return them, for watch w. ends: an end entry (done / error)
+ * finishes w's clients (w may be gone after this); 0: it is left to the caller. */
+static void watch_entries(watch_t *w, const redisReply *entries, int ends)
 {
     for (size_t i = 0; entries && i < entries->elements; i++) {
         replystream_event_t ev;
@@ -494,7 +486,7 @@ static void watch_entries(watch_t *w, const redisReply *entries)
         int end = 0;
         for (conn_t *c = w->clients; c; c = c->wnext)
             end |= deliver(c, &ev);
-        if (end) {
+        if (end && ends) {
             if (watch_check(w, ev.id, 0) != 0)
                 return; /* w is gone */
         }
@@ -539,7 +531,6 @@ static void rd_connect(void)
     freeReplyObject(r);
     S.rd_blocked = 0;
     S.rd_dirty = 1;
-    S.rd_sent = 0;
 }
 
 /* Send XREAD BLOCK over every watched stream, unless one is outstanding. */
@@ -566,20 +557,9 @@ static void rd_send(void)
     free(argv);
     free(lens);
     if (!ok) {
-        /* A connection that carried XREADs before was closed by Redis while it sat idle (a Redis restart):
-         * replace it at once, or the replies waited for now are polled in PostgreSQL for a second, and one that
-         * completes meanwhile ends with done but without its last deltas. A new connection that cannot be
-         * written waits the usual second. */
-        int stale = S.rd_sent > 0;
         rd_drop("write");
-        if (stale) {
-            S.rd_retry_at = 0;
-            rd_connect();
-            rd_send();
-        }
         return;
     }
-    S.rd_sent++;
     S.rd_blocked = 1;
     S.rd_dirty = 0;
 }
@@ -631,7 +611,7 @@ static void rd_readable(void)
                     continue;
                 watch_t *w = watch_find(id);
                 if (w)
-                    watch_entries(w, kv->element[1]);
+                    watch_entries(w, kv->element[1], 1);
             }
         } else if (r->type == REDIS_REPLY_ERROR) {
             /* refused (an ACL without XREAD, ...): it would be refused again at once; PostgreSQL meanwhile */
@@ -691,7 +671,7 @@ static void stream_start(conn_t *c, json_object *msg, int pending)
         watch_t *w = c->w;
         if (replystream_id_cmp(c->last_id, w->last_id) > 0)
             snprintf(w->last_id, sizeof w->last_id, "%s", c->last_id);
-        watch_entries(w, rr); /* may finish c (and every client of w) */
+        watch_entries(w, rr, 1); /* may finish c (and every client of w) */
     }
     if (rr)
         freeReplyObject(rr);

@@ -42,11 +42,6 @@ void ai_stream_free(ai_stream_t *s)
     free(s);
 }
 
-size_t ai_stream_text_len(const ai_stream_t *s)
-{
-    return s->text.len;
-}
-
 const char *ai_stream_text(const ai_stream_t *s, size_t *len)
 {
     *len = s->text.len;

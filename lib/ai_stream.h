@@ -45,8 +45,6 @@ int ai_stream_feed(ai_stream_t *s, const char *data, size_t len, buf_t *delta);
  * before the model said it was finished. */
 void ai_stream_finish(ai_stream_t *s, buf_t *delta, ai_result_t *r);
 
-/* Bytes of text handed out so far. */
-size_t ai_stream_text_len(const ai_stream_t *s);
 /* The text handed out so far (the concatenation of the deltas), *len bytes; valid until the next feed. */
 const char *ai_stream_text(const ai_stream_t *s, size_t *len);
 

@@ -8,20 +8,14 @@
 #include "cache.h"
 #include "util.h"
 
-/* KEYS[1] the stream, ARGV[1] the TTL in seconds. Only when the stream has entries: append restart and drop
- * everything before it (XTRIM MINID keeps the stream's last id, so ids stay increasing for readers blocked on
- * an older one). */
-static const char begin_lua[] = "if redis.call('EXISTS', KEYS[1]) == 1 then "
-                                "local id = redis.call('XADD', KEYS[1], '*', 'e', 'restart') "
-                                "redis.call('XTRIM', KEYS[1], 'MINID', id) "
-                                "redis.call('EXPIRE', KEYS[1], ARGV[1]) return id end "
-                                "return false";
-
-/* KEYS[1] the stream, ARGV[1] the TTL in seconds, ARGV[2] the text so far ("" none). */
-static const char resume_lua[] =
+/* KEYS[1] the stream, ARGV[1] the TTL in seconds, ARGV[2] "1": always, "0": only when the stream has entries,
+ * ARGV[3] a first delta ("" none). Append restart and drop everything before it (XTRIM MINID keeps the stream's
+ * last id, so ids stay increasing for readers blocked on an older one), then the delta. */
+static const char restart_lua[] =
+    "if ARGV[2] == '0' and redis.call('EXISTS', KEYS[1]) == 0 then return false end "
     "local id = redis.call('XADD', KEYS[1], '*', 'e', 'restart') "
     "redis.call('XTRIM', KEYS[1], 'MINID', id) "
-    "if ARGV[2] ~= '' then redis.call('XADD', KEYS[1], '*', 'e', 'delta', 't', ARGV[2]) end "
+    "if ARGV[3] ~= '' then redis.call('XADD', KEYS[1], '*', 'e', 'delta', 't', ARGV[3]) end "
     "redis.call('EXPIRE', KEYS[1], ARGV[1]) return id";
 
 static void ttl_str(char out[24])
@@ -29,32 +23,28 @@ static void ttl_str(char out[24])
     snprintf(out, 24, "%d", KEYS_REPLY_EVENTS_TTL);
 }
 
-int replystream_begin(long long reply_id)
+static int restart(long long reply_id, int always, const char *text, size_t len)
 {
     char key[KEYS_USER_MAX], ttl[24];
     keys_reply_events(reply_id, key);
     ttl_str(ttl);
-    const char *argv[] = {"EVAL", begin_lua, "1", key, ttl};
-    size_t lens[] = {4, sizeof begin_lua - 1, 1, strlen(key), strlen(ttl)};
-    redisReply *r = cache_cmd(5, argv, lens);
+    const char *argv[] = {"EVAL", restart_lua, "1", key, ttl, always ? "1" : "0", len ? text : ""};
+    size_t lens[] = {4, sizeof restart_lua - 1, 1, strlen(key), strlen(ttl), 1, len};
+    redisReply *r = cache_cmd(7, argv, lens);
     int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : -1;
     if (r)
         freeReplyObject(r);
     return rc;
 }
 
+int replystream_begin(long long reply_id)
+{
+    return restart(reply_id, 0, NULL, 0);
+}
+
 int replystream_resume(long long reply_id, const char *text, size_t len)
 {
-    char key[KEYS_USER_MAX], ttl[24];
-    keys_reply_events(reply_id, key);
-    ttl_str(ttl);
-    const char *argv[] = {"EVAL", resume_lua, "1", key, ttl, len ? text : ""};
-    size_t lens[] = {4, sizeof resume_lua - 1, 1, strlen(key), strlen(ttl), len};
-    redisReply *r = cache_cmd(6, argv, lens);
-    int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : -1;
-    if (r)
-        freeReplyObject(r);
-    return rc;
+    return restart(reply_id, 1, text, len);
 }
 
 /* XADD key * e <event> [t <text>] and EXPIRE in one round trip. */

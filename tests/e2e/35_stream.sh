@@ -196,9 +196,9 @@ check_eq "$STATUS/$(jget .status)" 200/completed "Redis down: the long-poll answ
 stack_redis_start
 trap 'rm -rf "$OUT"' EXIT
 
-# ---- Redis restarted while no stream is open: the stream program's XREAD connection is stale (it carried XREADs
-# before) and the next stream replaces it at once; a reply that completes within the second the program would
-# otherwise poll PostgreSQL still streams every delta ----
+# ---- Redis restarted while no stream is open: the stream program sees its idle XREAD connection close and
+# connects again within a second; a reply that completes meanwhile (pieces read with the PostgreSQL polls) still
+# streams every delta ----
 # (its deltas may still be missing: the worker too may still be reconnecting after the outage above)
 text="[[delay:1500]] [[chunks:2]] [[chunkms:100]] before the restart $tag"
 post_msg "$ROOM" "$text"
