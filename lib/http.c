@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -691,6 +692,27 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     log_set_context(NULL, 0);
 }
 
+/* How a FastCGI connection ends. libfcgi closes it "lingering": shutdown, then wait (up to 2 s) for the server
+ * to close its side, reading what still comes, then close. That keeps a server that is still sending (a body
+ * answered before it was read: 413, 401) from being reset, but costs every request a wakeup and three system
+ * calls after the answer. When the request's input has all been taken (its end-of-stream record seen) and
+ * nothing more waits in the socket, the server sends nothing more on this connection: a plain close cannot
+ * reset it. A request without a body gets its end-of-stream record right behind its parameters (lighttpd,
+ * nginx and Apache send it at once, as the protocol asks), so it is taken here first. */
+static void finish_fcgi(FCGX_Request *fr)
+{
+    const char *cl = FCGX_GetParam("CONTENT_LENGTH", fr->envp);
+    int avail = 1;
+
+    if (!FCGX_HasSeenEOF(fr->in) && (!cl || !*cl || strcmp(cl, "0") == 0)) {
+        char c;
+        (void)FCGX_GetStr(&c, 1, fr->in);
+    }
+    if (FCGX_HasSeenEOF(fr->in) && !FCGX_GetError(fr->in) && ioctl(fr->ipcFd, FIONREAD, &avail) == 0 && avail == 0)
+        FCGX_Detach(fr); /* FCGX_Finish_r then closes without the lingering wait */
+    FCGX_Finish_r(fr);
+}
+
 void http_handle_request(struct FCGX_Request *fr, const http_route_t *routes, size_t nroutes)
 {
     http_req_t req;
@@ -779,7 +801,7 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
         log_info("serving FastCGI");
         while (FCGX_Accept_r(&fr) >= 0) {
             handle(&req, routes, nroutes, &body, &wire);
-            FCGX_Finish_r(&fr);
+            finish_fcgi(&fr);
             req_reset(&req);
             trim_buf(&req.out);
             trim_buf(&req.headers);
