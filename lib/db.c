@@ -102,11 +102,16 @@ static int note_failure(PGresult *res, const char *what)
         log_warn("postgres: connection lost during %s (%s)", what, last_sqlstate[0] ? last_sqlstate : "closed");
         return 1;
     }
-    /* unique violations are an expected outcome for callers that race on purpose */
+    /* Unique violations are an expected outcome for callers that race on purpose. A foreign key violation
+     * mostly means that a row the statement names was deleted meanwhile (a user deleted in SQL while a token
+     * of theirs is still in use): the caller tells, and logs its own error when it is not that. */
     if (strcmp(last_sqlstate, "23505") != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-        log_error("postgres: %s failed (%s): %s", what, last_sqlstate, msg);
+        if (strcmp(last_sqlstate, "23503") == 0)
+            log_warn("postgres: %s failed (%s): %s", what, last_sqlstate, msg);
+        else
+            log_error("postgres: %s failed (%s): %s", what, last_sqlstate, msg);
     }
     return 0;
 }

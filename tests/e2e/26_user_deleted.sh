@@ -41,6 +41,14 @@ auth_req "$TOKEN" POST "/chatroom/$ROOM/message" '{"content":"ghost"}'
 expect_401 "POST /chatroom/{id}/message"
 auth_req "$TOKEN" POST "/chatroom/$ROOM/message" '{"content":"ghost"}' -H 'Idempotency-Key: k-deleted'
 expect_401 "POST /chatroom/{id}/message with an Idempotency-Key"
+# An expected race, not a fault: the key's row names the deleted user, and the foreign key violation behind
+# this 401 is a warning, not an ERROR line.
+rid=$(header X-Request-Id)
+check "the request id of the post is known" test -n "$rid"
+check_eq "$(grep -F "rid=$rid" "$(_stack_web_log)" | grep -c ' ERROR ' || true)" 0 \
+    "the keyed post of a deleted user logs no ERROR (the foreign key violation is a warning)"
+warned=$(grep -F "rid=$rid" "$(_stack_web_log)" | grep -c ' WARN .*23503' || true)
+check "the keyed post of a deleted user logs the foreign key violation as a warning" test "$warned" -ge 1
 auth_req "$TOKEN" DELETE "/chatroom/$ROOM"
 expect_401 "DELETE /chatroom/{id}"
 auth_req "$TOKEN" GET /chatroom/usage
