@@ -108,10 +108,8 @@ static int note_failure(PGresult *res, const char *what)
     if (strcmp(last_sqlstate, "23505") != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-        if (strcmp(last_sqlstate, "23503") == 0)
-            log_warn("postgres: %s failed (%s): %s", what, last_sqlstate, msg);
-        else
-            log_error("postgres: %s failed (%s): %s", what, last_sqlstate, msg);
+        log_msg(strcmp(last_sqlstate, "23503") == 0 ? LOG_WARN : LOG_ERROR, "postgres: %s failed (%s): %s", what,
+                last_sqlstate, msg);
     }
     return 0;
 }
