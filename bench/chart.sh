@@ -7,7 +7,7 @@ in=${1:-bench/results.txt}
 out=${2:-bench/results.svg}
 awk '
     /^# make bench/ { n = 0; title = substr($0, 3); delete rows; next }
-    NF == 7 && $1 != "server" && $3 ~ /^[0-9]+$/ { rows[++n] = $0 }
+    (NF == 7 || NF == 8) && $1 != "server" && $3 ~ /^[0-9]+$/ { rows[++n] = $0 }
     END {
         if (n == 0) exit 1
         bar = 18; gap = 6; left = 190; width = 420; top = 40

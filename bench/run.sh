@@ -8,19 +8,21 @@
 #   post            POST /chatroom/{id}/message as pro users, durable (fsync and synchronous_commit on, as
 #                   `make run` serves it: STACK_PG_DURABLE=1), BENCH_USERS users spread over the connections
 #   mixed           80 % cached GET /chatroom, 20 % posts, same users
-# each as requests/s, its ratio to the do-nothing rate, p50/p99 and the non-2xx count (wrk's "Non-2xx or 3xx");
+# each as requests/s, its ratio to the do-nothing rate, p50/p99 and the non-2xx count (wrk's "Non-2xx or 3xx"):
+# the median of BENCH_ROUNDS rounds (each round runs every endpoint once), with the lowest and highest rate;
 # the memory of the chatroom FastCGI processes (max RSS, PSS, private over the processes, KiB) after a short
 # warm-up and after all the runs; and the worker's replies/s at 500 ms upstream latency with the default
 # WORKER_CONCURRENCY (bench/worker.sh). Appended to bench/results.txt; bench/chart.sh draws bench/results.svg
 # from the last run.
-# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (32), BENCH_USERS (32), BENCH_SERVERS ("lighttpd nginx"),
-# BENCH_FCGI_PROCS (8: spawn-fcgi processes per program under nginx; lighttpd.conf says its own).
+# Knobs: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_USERS (32),
+# BENCH_SERVERS ("lighttpd nginx"), BENCH_FCGI_PROCS (8: spawn-fcgi processes per program under nginx; lighttpd.conf says its own).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-32}
 NUSERS=${BENCH_USERS:-32}
+ROUNDS=${BENCH_ROUNDS:-3}
 SERVERS=${BENCH_SERVERS:-lighttpd nginx}
 OUT=${BENCH_OUT:-$ROOT/bench/results.txt}
 
@@ -131,37 +133,52 @@ LUA
 }
 
 declare -A res=()
+# add_run KEY RESULT: one more "rps p50 p99 non2xx" line for KEY.
+add_run() { res[$1]+="$2"$'\n'; }
+# median_run LINES: the line of the median rate (the lower middle for an even count) and the lowest and highest
+# rate: "rps p50 p99 non2xx min max".
+median_run() {
+    sort -n <<<"${1%$'\n'}" | awk '{l[NR] = $0; r[NR] = $1} END {print l[int((NR + 1) / 2)], r[1], r[NR]}'
+}
 mem=''
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for server in $SERVERS; do
     export STACK_WEB=$server DEPLOYMENT=bench-$server
-    BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
-    res[$server.noop]=$(wrk_run "$BASE_URL/chatroom")
-    stack_web_stop >/dev/null
-    BUILD_DIR=$FLOOR_BUILD stack_web_start >/dev/null
-    res[$server.floor]=$(wrk_run "$BASE_URL/chatroom")
-    stack_web_stop >/dev/null
+    # ROUNDS rounds, each measuring every endpoint once, the do-nothing handler first: a slow spell of the
+    # machine (on a shared VM they come and go within minutes) then touches the endpoints of a round alike,
+    # and each figure is the median of its rounds.
+    for ((round = 1; round <= ROUNDS; round++)); do
+        BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
+        add_run "$server.noop" "$(wrk_run "$BASE_URL/chatroom")"
+        stack_web_stop >/dev/null
+        BUILD_DIR=$FLOOR_BUILD stack_web_start >/dev/null
+        add_run "$server.floor" "$(wrk_run "$BASE_URL/chatroom")"
+        stack_web_stop >/dev/null
 
-    BUILD_DIR=build stack_web_start >/dev/null
-    [[ -s $STACK_DIR/users ]] || make_users
-    make_lua 0 "$STACK_DIR/list.lua"
-    make_lua 100 "$STACK_DIR/post.lua"
-    make_lua 20 "$STACK_DIR/mixed.lua"
-    token=$(head -1 "$STACK_DIR/users" | cut -d' ' -f1)
-    wrk -t2 -c"$CONNS" -d1s -s "$STACK_DIR/list.lua" "$BASE_URL" >/dev/null # warm-up: every process, every path
-    bin=$(cat "$STACK_DIR/web.bin")
-    read -r rss0 pss0 priv0 < <(fcgi_mem_kb "${bin%/cgi-bin}")
-    res[$server.list]=$(wrk_run "$BASE_URL/chatroom" -H "Authorization: Bearer $token") # no Lua: as light as noop
-    me=$(curl -s -w ' %{http_code}' "$BASE_URL/user/me" -H "Authorization: Bearer $token")
-    [[ $me == *' 200' ]] || echo "bench: GET /user/me answers: $me" >&2
-    res[$server.me]=$(wrk_run "$BASE_URL/user/me" -H "Authorization: Bearer $token")
-    # Warm-up of the write path, not measured: the first posts meet a pool still growing (lighttpd adds processes
-    # as requests queue) and tables still being extended.
-    wrk -t2 -c"$CONNS" -d2s -s "$STACK_DIR/post.lua" "$BASE_URL" >/dev/null
-    res[$server.post]=$(wrk_run "$BASE_URL" -s "$STACK_DIR/post.lua")
-    res[$server.mixed]=$(wrk_run "$BASE_URL" -s "$STACK_DIR/mixed.lua")
-    read -r rss1 pss1 priv1 < <(fcgi_mem_kb "${bin%/cgi-bin}")
-    stack_web_stop >/dev/null
+        BUILD_DIR=build stack_web_start >/dev/null
+        if [[ ! -s $STACK_DIR/users ]]; then
+            make_users
+            make_lua 0 "$STACK_DIR/list.lua"
+            make_lua 100 "$STACK_DIR/post.lua"
+            make_lua 20 "$STACK_DIR/mixed.lua"
+        fi
+        token=$(head -1 "$STACK_DIR/users" | cut -d' ' -f1)
+        wrk -t2 -c"$CONNS" -d1s -s "$STACK_DIR/list.lua" "$BASE_URL" >/dev/null # warm-up: every process, every path
+        bin=$(cat "$STACK_DIR/web.bin")
+        ((round == 1)) && read -r rss0 pss0 priv0 < <(fcgi_mem_kb "${bin%/cgi-bin}")
+        # no Lua: as light a client as do-nothing's
+        add_run "$server.list" "$(wrk_run "$BASE_URL/chatroom" -H "Authorization: Bearer $token")"
+        me=$(curl -s -w ' %{http_code}' "$BASE_URL/user/me" -H "Authorization: Bearer $token")
+        [[ $me == *' 200' ]] || echo "bench: GET /user/me answers: $me" >&2
+        add_run "$server.me" "$(wrk_run "$BASE_URL/user/me" -H "Authorization: Bearer $token")"
+        # Warm-up of the write path, not measured: the first posts meet a pool still growing (lighttpd adds
+        # processes as requests queue) and tables still being extended.
+        wrk -t2 -c"$CONNS" -d2s -s "$STACK_DIR/post.lua" "$BASE_URL" >/dev/null
+        add_run "$server.post" "$(wrk_run "$BASE_URL" -s "$STACK_DIR/post.lua")"
+        add_run "$server.mixed" "$(wrk_run "$BASE_URL" -s "$STACK_DIR/mixed.lua")"
+        read -r rss1 pss1 priv1 < <(fcgi_mem_kb "${bin%/cgi-bin}")
+        stack_web_stop >/dev/null
+    done
     BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
     curl -sf "$BASE_URL/chatroom" >/dev/null
     read -r nrss npss npriv < <(fcgi_mem_kb "$NOOP_BUILD")
@@ -181,14 +198,14 @@ if [[ -x bench/worker.sh ]]; then
 fi
 
 {
-    echo "# make bench, $stamp, $(nproc) cores, wrk -t2 -c$CONNS -d${SECS}s, $NUSERS users, durable PostgreSQL (fsync on, commit_delay 200 us), app LOG_LEVEL $TEST_LOG_LEVEL, FastCGI processes: lighttpd.conf's, $WEB_FCGI_PROCS per program under nginx"
-    printf '%-9s %-11s %9s %7s %8s %8s %7s\n' server endpoint "req/s" ratio p50ms p99ms non2xx
+    echo "# make bench, $stamp, $(nproc) cores, wrk -t2 -c$CONNS -d${SECS}s, median of $ROUNDS rounds, $NUSERS users, durable PostgreSQL (fsync on, commit_delay 200 us), app LOG_LEVEL $TEST_LOG_LEVEL, FastCGI processes: lighttpd.conf's, $WEB_FCGI_PROCS per program under nginx"
+    printf '%-9s %-11s %9s %7s %8s %8s %7s %13s\n' server endpoint "req/s" ratio p50ms p99ms non2xx "req/s-range"
     for server in $SERVERS; do
-        read -r nr _ < <(echo "${res[$server.noop]}")
+        read -r nr _ < <(median_run "${res[$server.noop]}")
         for k in noop floor list me post mixed; do
-            read -r r p50 p99 n < <(echo "${res[$server.$k]}")
-            printf '%-9s %-11s %9s %7s %8s %8s %7s\n' "$server" "$k" "$r" \
-                "$(awk -v a="$r" -v b="$nr" 'BEGIN {printf "%.2f", b ? a / b : 0}')" "$p50" "$p99" "$n"
+            read -r r p50 p99 n lo hi < <(median_run "${res[$server.$k]}")
+            printf '%-9s %-11s %9s %7s %8s %8s %7s %13s\n' "$server" "$k" "$r" \
+                "$(awk -v a="$r" -v b="$nr" 'BEGIN {printf "%.2f", b ? a / b : 0}')" "$p50" "$p99" "$n" "$lo-$hi"
         done
     done
     printf '%s' "$mem"
