@@ -15,7 +15,8 @@
 # WORKER_CONCURRENCY (bench/worker.sh). Appended to bench/results.txt; bench/chart.sh draws bench/results.svg
 # from the last run.
 # Knobs: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_USERS (32),
-# BENCH_SERVERS ("lighttpd nginx"), BENCH_FCGI_PROCS (8: spawn-fcgi processes per program under nginx; lighttpd.conf says its own).
+# BENCH_SERVERS ("lighttpd nginx"), BENCH_FCGI_PROCS (8: spawn-fcgi processes per program under nginx;
+# lighttpd.conf says its own).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
