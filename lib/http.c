@@ -636,7 +636,26 @@ static void request_line(http_req_t *req)
     set_request_id(req);
 }
 
-static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, buf_t *body, buf_t *wire)
+/* What the access line and the metrics need once the answer is out (handle's method points into the FastCGI
+ * parameters, which finishing the request frees). */
+typedef struct {
+    const char *route; /* the metrics label: the matched route's pattern */
+    char method[16];
+    int status;
+    double ms;
+} served_t;
+
+/* The access line and the metrics of a request handle() served: after the answer is delivered (the log's write
+ * can wait on the file system, the client need not). */
+static void served_log(const http_req_t *req, const served_t *sv)
+{
+    log_set_context(req->request_id, req->user_id);
+    log_request(sv->method, req->path, sv->status, sv->ms);
+    metrics_request(sv->route, sv->method, sv->status, sv->ms);
+    log_set_context(NULL, 0);
+}
+
+static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, buf_t *body, buf_t *wire, served_t *sv)
 {
     double t0 = now_ms();
     request_line(req);
@@ -648,7 +667,7 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     req->body_len = body->len;
 
     char allow[128];
-    const char *route = "unmatched"; /* the metrics label: the matched route's pattern */
+    const char *route = "unmatched";
     int server_status = http_server_error_status(server_error_status(req));
     if (server_status) {
         http_error(req, server_status, http_server_error_code(server_status), server_error_message(server_status));
@@ -685,11 +704,10 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
         }
     }
     write_response(req, wire);
-    log_set_context(req->request_id, req->user_id);
-    double ms = now_ms() - t0;
-    log_request(req->method, req->path, req->status, ms);
-    metrics_request(route, req->method, req->status, ms);
-    log_set_context(NULL, 0);
+    sv->route = route;
+    snprintf(sv->method, sizeof sv->method, "%s", req->method);
+    sv->status = req->status;
+    sv->ms = now_ms() - t0;
 }
 
 /* How a FastCGI connection ends. libfcgi closes it "lingering": shutdown, then wait (up to 2 s) for the server
@@ -721,7 +739,9 @@ void http_handle_request(struct FCGX_Request *fr, const http_route_t *routes, si
     memset(&req, 0, sizeof req);
     req.pool = pool_new();
     req.io = &io;
-    handle(&req, routes, nroutes, &body, &wire);
+    served_t sv;
+    handle(&req, routes, nroutes, &body, &wire, &sv);
+    served_log(&req, &sv);
     pool_free(req.pool);
     buf_free(&req.headers);
     buf_free(&req.out);
@@ -791,8 +811,10 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
         log_error("FCGX_Init failed");
         return 1;
     }
+    served_t sv;
     if (FCGX_IsCGI()) {
-        handle(&req, routes, nroutes, &body, &wire);
+        handle(&req, routes, nroutes, &body, &wire, &sv);
+        served_log(&req, &sv);
     } else {
         FCGX_Request fr;
         FCGX_InitRequest(&fr, 0, FCGI_FAIL_ACCEPT_ON_INTR);
@@ -800,8 +822,9 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
         cache_use_local_copies(1); /* persistent: worth tracking what it reads (cache_local.h) */
         log_info("serving FastCGI");
         while (FCGX_Accept_r(&fr) >= 0) {
-            handle(&req, routes, nroutes, &body, &wire);
-            finish_fcgi(&fr);
+            handle(&req, routes, nroutes, &body, &wire, &sv);
+            finish_fcgi(&fr); /* the answer is delivered before its access line is written */
+            served_log(&req, &sv);
             req_reset(&req);
             trim_buf(&req.out);
             trim_buf(&req.headers);

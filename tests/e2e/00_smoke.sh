@@ -13,6 +13,13 @@ check "GET /healthz carries X-Request-Id" test -n "$(header X-Request-Id)"
 
 req GET /healthz "" -H 'X-Request-Id: smoke-test-0001'
 check_eq "$(header x-request-id)" "smoke-test-0001" "a sane client X-Request-Id is echoed"
+# Its access line: method, path, status and the request id, written once the answer is out (lib/http.c).
+for _ in $(seq 50); do
+    grep -qs 'GET /healthz 200 [0-9.]*ms rid=smoke-test-0001' "$STACK_DIR"/*.log && break
+    sleep 0.1
+done
+check "the request's access line carries method, path, status and request id" \
+    grep -qs 'GET /healthz 200 [0-9.]*ms rid=smoke-test-0001' "$STACK_DIR"/*.log
 
 # lighttpd answers these itself: no FastCGI program owns the path.
 req GET /nope
