@@ -636,22 +636,20 @@ static void request_line(http_req_t *req)
     set_request_id(req);
 }
 
-/* What the access line and the metrics need once the answer is out (handle's method points into the FastCGI
- * parameters, which finishing the request frees). */
+/* What the access line needs once the answer is out (handle's method points into the FastCGI parameters, which
+ * finishing the request frees). */
 typedef struct {
-    const char *route; /* the metrics label: the matched route's pattern */
     char method[16];
     int status;
     double ms;
 } served_t;
 
-/* The access line and the metrics of a request handle() served: after the answer is delivered (the log's write
- * can wait on the file system, the client need not). */
+/* The access line of a request handle() served, written after the answer is delivered: the log's write can wait
+ * on the file system, the client need not. */
 static void served_log(const http_req_t *req, const served_t *sv)
 {
     log_set_context(req->request_id, req->user_id);
     log_request(sv->method, req->path, sv->status, sv->ms);
-    metrics_request(sv->route, sv->method, sv->status, sv->ms);
     log_set_context(NULL, 0);
 }
 
@@ -667,7 +665,7 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     req->body_len = body->len;
 
     char allow[128];
-    const char *route = "unmatched";
+    const char *route = "unmatched"; /* the metrics label: the matched route's pattern */
     int server_status = http_server_error_status(server_error_status(req));
     if (server_status) {
         http_error(req, server_status, http_server_error_code(server_status), server_error_message(server_status));
@@ -704,10 +702,11 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
         }
     }
     write_response(req, wire);
-    sv->route = route;
     snprintf(sv->method, sizeof sv->method, "%s", req->method);
     sv->status = req->status;
     sv->ms = now_ms() - t0;
+    /* counted before the answer leaves (shared memory, no system call): a scrape after it sees it */
+    metrics_request(route, req->method, req->status, sv->ms);
 }
 
 /* How a FastCGI connection ends. libfcgi closes it "lingering": shutdown, then wait (up to 2 s) for the server
