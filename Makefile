@@ -35,7 +35,7 @@ WORKER_BIN := $(BUILD)/worker/worker
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard bench/*.c)
-BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%) $(BUILD)/bench/noop_linger
 HDRS       := $(wildcard lib/*.h)
 # The static web root served at / (web client), /docs (Swagger UI over openapi.yaml) and /openapi.yaml.
 SWAGGER    := web/node_modules/swagger-ui-dist
@@ -78,9 +78,14 @@ $(WORKER_BIN): $(WORKER_SRC) $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -o $@ $(WORKER_SRC) $(LIB_A) $(REAL_LDFLAGS) $(LIBS)
 
-$(BUILD)/bench/%: bench/%.c
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -o $@ $< $(REAL_LDFLAGS) $(LIBS)
+
+# The do-nothing handler with libfcgi's own lingering close (bench/fcgi_finish.h).
+$(BUILD)/bench/noop_linger: bench/noop.c $(wildcard bench/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -DBENCH_LINGER -o $@ $< $(REAL_LDFLAGS) $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIB_A) $(HDRS)
 	@mkdir -p $(@D)

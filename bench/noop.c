@@ -1,5 +1,6 @@
 /* The benchmark baseline: a do-nothing FastCGI handler (accept, answer a fixed JSON body, finish). The cached
  * GET /chatroom is measured against this behind the same web server. */
+#include "fcgi_finish.h"
 #include <fcgiapp.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@ int main(void)
     FCGX_InitRequest(&req, 0, FCGI_FAIL_ACCEPT_ON_INTR);
     while (FCGX_Accept_r(&req) >= 0) {
         FCGX_PutStr(resp, (int)strlen(resp), req.out);
-        FCGX_Finish_r(&req);
+        bench_finish(&req);
     }
     return 0;
 }

@@ -2,6 +2,7 @@
  * the least any cached read that checks shared state must pay. Comparing the cached GET /chatroom with both
  * baselines shows how much of the gap to the do-nothing rate is the Redis round trip itself.
  * REDIS_URL must be unix:///path (what the bench stack uses). */
+#include "fcgi_finish.h"
 #include <fcgiapp.h>
 #include <hiredis.h>
 #include <stdio.h>
@@ -34,7 +35,7 @@ int main(void)
             return 1;
         freeReplyObject(r);
         FCGX_PutStr(resp, (int)strlen(resp), req.out);
-        FCGX_Finish_r(&req);
+        bench_finish(&req);
     }
     redisFree(c);
     return 0;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make bench: in one run, behind the same web server, for each server of BENCH_SERVERS (lighttpd, nginx):
-#   do-nothing      a do-nothing FastCGI handler (bench/noop.c) in place of the chatroom program: the ceiling
+#   do-nothing      a do-nothing FastCGI handler (bench/noop.c) in place of the chatroom program: the ceiling;
+#                   it ends each request as the app does (bench/fcgi_finish.h)
+#   noop-linger     the same handler with libfcgi's own lingering close, for comparison
 #   floor           the do-nothing handler plus one Redis GET per request (bench/noop_redis.c): what any read
 #                   that checks shared state (a revocation, a cached copy) in Redis pays at the least
 #   list            cached GET /chatroom (X-Cache: HIT), one user (no wrk script: as light a client as do-nothing's)
@@ -49,6 +51,7 @@ baseline_dir() { # NAME BINARY
     echo "$d"
 }
 NOOP_BUILD=$(baseline_dir noop build/bench/noop)
+LINGER_BUILD=$(baseline_dir noop-linger build/bench/noop_linger)
 FLOOR_BUILD=$(baseline_dir floor build/bench/noop_redis)
 
 stack_services_start >/dev/null
@@ -152,6 +155,9 @@ for server in $SERVERS; do
         BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
         add_run "$server.noop" "$(wrk_run "$BASE_URL/chatroom")"
         stack_web_stop >/dev/null
+        BUILD_DIR=$LINGER_BUILD stack_web_start >/dev/null
+        add_run "$server.noop-linger" "$(wrk_run "$BASE_URL/chatroom")"
+        stack_web_stop >/dev/null
         BUILD_DIR=$FLOOR_BUILD stack_web_start >/dev/null
         add_run "$server.floor" "$(wrk_run "$BASE_URL/chatroom")"
         stack_web_stop >/dev/null
@@ -203,7 +209,7 @@ fi
     printf '%-9s %-11s %9s %7s %8s %8s %7s %13s\n' server endpoint "req/s" ratio p50ms p99ms non2xx "req/s-range"
     for server in $SERVERS; do
         read -r nr _ < <(median_run "${res[$server.noop]}")
-        for k in noop floor list me post mixed; do
+        for k in noop noop-linger floor list me post mixed; do
             read -r r p50 p99 n lo hi < <(median_run "${res[$server.$k]}")
             printf '%-9s %-11s %9s %7s %8s %8s %7s %13s\n' "$server" "$k" "$r" \
                 "$(awk -v a="$r" -v b="$nr" 'BEGIN {printf "%.2f", b ? a / b : 0}')" "$p50" "$p99" "$n" "$lo-$hi"
