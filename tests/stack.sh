@@ -13,6 +13,9 @@
 #   STACK_WEB   web server flavour for stack_web_start/stop: web_<flavour>_start/stop (default lighttpd)
 #   DEPLOYMENT  name used for the web server's log file, STACK_DIR/<DEPLOYMENT>.log (default: STACK_WEB)
 #   PORT        HTTP port in run mode (default 8080); tests pick a free one
+#   STACK_WEB_CONF_EXTRA  lines in the web server's own syntax added to its committed configuration (a copy in
+#               STACK_DIR/web; lighttpd and Apache: at the end, nginx: at the top of the server block); tests
+#               only: the README's snippets (tests/e2e/18_proxy_address.sh)
 #
 # Functions (each returns 0, or 1 after printing the reason and the tail of the relevant log):
 #   stack_start                       everything: stack_services_start, stack_web_start, stack_worker_start
@@ -552,8 +555,19 @@ _stack_web_ready() {
     [[ -n $code && $code != 000 ]]
 }
 
+# _stack_web_conf NAME DIR: the configuration file (lighttpd.conf, apache.conf) to start with: the committed one,
+# or with STACK_WEB_CONF_EXTRA a copy in DIR with those lines at the end.
+_stack_web_conf() {
+    if [[ -z ${STACK_WEB_CONF_EXTRA:-} ]]; then
+        printf '%s\n' "$GB_ROOT/$1"
+        return 0
+    fi
+    printf '%s\n# STACK_WEB_CONF_EXTRA\n%s\n' "$(<"$GB_ROOT/$1")" "$STACK_WEB_CONF_EXTRA" >"$2/$1" || return 1
+    printf '%s\n' "$2/$1"
+}
+
 web_lighttpd_start() {
-    local bin state log port
+    local bin state log port conf
     _stack_alive web && return 0
     bin=$(_stack_abs "${BUILD_DIR:-build}/cgi-bin")
     _stack_check_binaries "$bin" || return 1
@@ -561,6 +575,7 @@ web_lighttpd_start() {
     mkdir -p "$state/htdocs" || return 1
     chmod 711 "$state" || return 1
     rm -f "$state"/*.sock-* 2>/dev/null || true
+    conf=$(_stack_web_conf lighttpd.conf "$state") || return 1
     log=$(_stack_web_log)
     for _ in 1 2 3; do
         if [[ $STACK_MODE == run ]]; then
@@ -576,10 +591,10 @@ web_lighttpd_start() {
         [[ $STACK_MODE == run ]] || export PUBLIC_URL=$BASE_URL
         if [[ $STACK_MODE == run ]]; then
             # Foreground development server: lighttpd's and the app's lines go to the terminal.
-            _stack_bg lighttpd -D -f "$GB_ROOT/lighttpd.conf" </dev/null
+            _stack_bg lighttpd -D -f "$conf" </dev/null
         else
             printf -- '---- %s: lighttpd on %s with %s ----\n' "${DEPLOYMENT:-lighttpd}" "$BASE_URL" "$bin" >>"$log"
-            _stack_bg lighttpd -D -f "$GB_ROOT/lighttpd.conf" </dev/null >>"$log" 2>&1
+            _stack_bg lighttpd -D -f "$conf" </dev/null >>"$log" 2>&1
         fi
         echo $! >"$STACK_DIR/web.pid"
         printf '%s\n' "$bin" >"$STACK_DIR/web.bin"

@@ -215,14 +215,16 @@ _web_apache_prepare() {
 }
 
 web_apache_start() {
+    local conf
     _stack_alive web && return 0
     _stack_need_dir || return 1
     _web_common_env || return 1
+    conf=$(_stack_web_conf apache.conf "$WEB_STATE") || return 1
     if ! command -v apache2 >/dev/null 2>&1 || [[ ! -f $WEB_APACHE_MODULES/mod_proxy_fcgi.so ]]; then
         _stack_fail "apache2 or $WEB_APACHE_MODULES/mod_proxy_fcgi.so is missing (scripts/deps.sh installs them)"
         return 1
     fi
-    if _web_start_server apache _web_spawn_programs apache2 -DFOREGROUND -f "$GB_ROOT/apache.conf"; then
+    if _web_start_server apache _web_spawn_programs apache2 -DFOREGROUND -f "$conf"; then
         return 0
     fi
     web_apache_stop
@@ -237,7 +239,18 @@ web_apache_stop() { _web_stop; }
 _web_nginx_prepare() {
     export GB_ERRORLOG=stderr
     mkdir -p "$WEB_STATE/nginx-tmp" || return 1
-    _web_render "$GB_ROOT/$WEB_NGINX_CONF" "$WEB_STATE/$WEB_NGINX_CONF"
+    _web_render "$GB_ROOT/$WEB_NGINX_CONF" "$WEB_STATE/$WEB_NGINX_CONF" || return 1
+    [[ -z ${STACK_WEB_CONF_EXTRA:-} ]] && return 0
+    # STACK_WEB_CONF_EXTRA (tests/stack.sh) at the top of the server block.
+    STACK_WEB_CONF_EXTRA=$STACK_WEB_CONF_EXTRA awk '
+        { print }
+        !done && /^[ \t]*server[ \t]*\{/ {
+            print "# STACK_WEB_CONF_EXTRA"
+            print ENVIRON["STACK_WEB_CONF_EXTRA"]
+            done = 1
+        }
+        END { exit !done }' "$WEB_STATE/$WEB_NGINX_CONF" >"$WEB_STATE/$WEB_NGINX_CONF.tmp" &&
+        mv "$WEB_STATE/$WEB_NGINX_CONF.tmp" "$WEB_STATE/$WEB_NGINX_CONF"
 }
 
 _web_nginx_start_with() { # CONFIG SPAWN
