@@ -290,6 +290,19 @@ const char *ai_json_str(json_object *o, const char *key)
     return v ? json_object_get_string(v) : NULL;
 }
 
+void ai_gemini_parts(json_object *candidate, void (*emit)(void *ctx, const char *text, size_t len), void *ctx)
+{
+    json_object *parts = ai_json_get(ai_json_get(candidate, "content", json_type_object), "parts", json_type_array);
+    size_t np = parts ? json_object_array_length(parts) : 0;
+    for (size_t i = 0; i < np; i++) {
+        json_object *part = json_object_array_get_idx(parts, i);
+        json_object *thought = ai_json_get(part, "thought", json_type_boolean);
+        json_object *t = ai_json_get(part, "text", json_type_string);
+        if (t && !(thought && json_object_get_boolean(thought)))
+            emit(ctx, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+    }
+}
+
 static json_object *parse_json(const char *body, size_t len)
 {
     if (!body || len == 0 || len > AI_MAX_RESPONSE_BYTES)
@@ -351,6 +364,11 @@ void ai_text_sanitise(const char *s, size_t len, buf_t *out)
     buf_append(out, s + run, i - run);
 }
 
+static void append_part(void *text, const char *p, size_t len)
+{
+    buf_append(text, p, len);
+}
+
 static void gemini_ok(json_object *root, ai_result_t *r)
 {
     buf_t text = {0};
@@ -369,16 +387,7 @@ static void gemini_ok(json_object *root, ai_result_t *r)
     }
     const char *finish = ai_json_str(c0, "finishReason");
     token_copy(reason, sizeof reason, finish ? finish : "none", 40);
-    json_object *parts = ai_json_get(ai_json_get(c0, "content", json_type_object), "parts", json_type_array);
-    size_t np = parts ? json_object_array_length(parts) : 0;
-    for (size_t i = 0; i < np; i++) {
-        json_object *part = json_object_array_get_idx(parts, i);
-        json_object *thought = ai_json_get(part, "thought", json_type_boolean);
-        json_object *t = ai_json_get(part, "text", json_type_string);
-        if (!t || (thought && json_object_get_boolean(thought)))
-            continue;
-        buf_append(&text, json_object_get_string(t), (size_t)json_object_get_string_len(t));
-    }
+    ai_gemini_parts(c0, append_part, &text);
     int usable = !finish || strcmp(finish, "STOP") == 0 || strcmp(finish, "MAX_TOKENS") == 0 ||
                  strcmp(finish, "FINISH_REASON_UNSPECIFIED") == 0;
     if (!usable) {

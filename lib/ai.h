@@ -95,6 +95,9 @@ void ai_transport_error(int curl_code, ai_result_t *r);
  * the same for a string member, as a C string. Shared by the answer parsers (ai.c, ai_stream.c). */
 json_object *ai_json_get(json_object *o, const char *key, json_type type);
 const char *ai_json_str(json_object *o, const char *key);
+/* Each text part of a Gemini candidate's content that belongs to the answer (thought summaries are left out), in
+ * order: emit(ctx, text, len). Shared by the answer parsers. */
+void ai_gemini_parts(json_object *candidate, void (*emit)(void *ctx, const char *text, size_t len), void *ctx);
 
 /* Free the text of a result and reset it; accepts NULL. */
 void ai_result_free(ai_result_t *r);

@@ -97,6 +97,18 @@ static void error_chunk(ai_stream_t *s, json_object *err, const char *raw, size_
     s->state = AI_STREAM_FAILED;
 }
 
+/* add_text for ai_gemini_parts. */
+typedef struct {
+    ai_stream_t *s;
+    buf_t *delta;
+} part_ctx_t;
+
+static void add_part(void *ctx, const char *p, size_t len)
+{
+    part_ctx_t *pc = ctx;
+    add_text(pc->s, p, len, pc->delta);
+}
+
 static void gemini_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
 {
     const char *block = ai_json_str(ai_json_get(root, "promptFeedback", json_type_object), "blockReason");
@@ -108,16 +120,8 @@ static void gemini_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
         fail(s, AI_PERMANENT, "prompt blocked by the model (%s)", reason);
         return;
     }
-    json_object *parts = ai_json_get(ai_json_get(c0, "content", json_type_object), "parts", json_type_array);
-    size_t np = parts ? json_object_array_length(parts) : 0;
-    for (size_t i = 0; i < np; i++) {
-        json_object *part = json_object_array_get_idx(parts, i);
-        json_object *thought = ai_json_get(part, "thought", json_type_boolean);
-        json_object *t = ai_json_get(part, "text", json_type_string);
-        if (!t || (thought && json_object_get_boolean(thought)))
-            continue;
-        add_text(s, json_object_get_string(t), (size_t)json_object_get_string_len(t), delta);
-    }
+    part_ctx_t pc = {s, delta};
+    ai_gemini_parts(c0, add_part, &pc);
     const char *finish = ai_json_str(c0, "finishReason");
     if (!finish)
         return;
