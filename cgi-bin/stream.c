@@ -258,15 +258,7 @@ static void respond(conn_t *c)
 static void late_req(conn_t *c)
 {
     http_req_t *req = &S.req;
-    pool_t *pool = req->pool;
-    buf_t headers = req->headers, out = req->out;
-    pool_reset(pool);
-    buf_reset(&headers);
-    buf_reset(&out);
-    memset(req, 0, sizeof *req);
-    req->pool = pool;
-    req->headers = headers;
-    req->out = out;
+    http_req_reset(req);
     req->method = c->head ? "HEAD" : "GET";
     memcpy(req->request_id, c->request_id, sizeof req->request_id);
 }

@@ -760,12 +760,10 @@ void http_req_begin(http_req_t *req, char **envp)
     request_line(req);
 }
 
-/* Reset the request for the next one, keeping the buffers' memory. */
-static void req_reset(http_req_t *req)
+void http_req_reset(http_req_t *req)
 {
     pool_t *pool = req->pool;
     buf_t headers = req->headers, out = req->out;
-    http_io_t *io = req->io;
     pool_reset(pool);
     buf_reset(&headers);
     buf_reset(&out);
@@ -773,7 +771,6 @@ static void req_reset(http_req_t *req)
     req->pool = pool;
     req->headers = headers;
     req->out = out;
-    req->io = io;
 }
 
 /* Buffers that grew past this are released after the request, so one big request does not pin memory. */
@@ -824,7 +821,8 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
             handle(&req, routes, nroutes, &body, &wire, &sv);
             finish_fcgi(&fr); /* the answer is delivered before its access line is written */
             served_log(&req, &sv);
-            req_reset(&req);
+            http_req_reset(&req);
+            req.io = &io;
             trim_buf(&req.out);
             trim_buf(&req.headers);
             trim_buf(&body);

@@ -106,6 +106,9 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
  * caller's and must outlive every use of req. Sets method, path, query and request_id as http_serve does; no
  * body is read (body ""). The handler helpers (auth_require, http_error, ...) then work as usual. */
 void http_req_begin(http_req_t *req, char **envp);
+/* Empty req for the next request (or a late response): everything zeroed (io too: http_req_begin's is in the
+ * pool) but its pool (reset) and its header and output buffers (emptied, their memory kept). */
+void http_req_reset(http_req_t *req);
 /* The response set on req as http_serve writes it (Status, X-Request-Id, the extra headers, CORS, then
  * Content-Length and the body) into wire (reset first). streamed: the header block only, without
  * Content-Length, for a body the caller writes as it is made. */
