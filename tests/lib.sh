@@ -17,6 +17,7 @@
 #   header NAME          the value of response header NAME (case-insensitive, first occurrence)
 #   check DESC CMD...    passes if CMD succeeds        check_status CODE DESC        check_eq ACTUAL EXPECTED DESC
 #   rand_mobile          a fresh random mobile number (+1555 and 8 digits)
+#   rand_loopback        a random loopback address 127.x.y.z other than 127.0.0.1 (curl --interface)
 #   signup_and_login     a fresh user through signup, send-otp, verify-otp: sets TOKEN, USER_ID, MOBILE
 #   psql_q SQL           runs SQL on the test database, prints unaligned tuples-only output
 #   outbox_count [UID]   rows of the cache invalidation outbox (of user UID, or all)
@@ -222,6 +223,9 @@ rand_mobile() {
     n=$(od -An -N4 -tu4 /dev/urandom | tr -d ' \n')
     printf '+1555%08d\n' $((n % 100000000))
 }
+
+# A random loopback address other than 127.0.0.1, to send from with curl --interface (REMOTE_ADDR).
+rand_loopback() { printf '127.%d.%d.%d\n' $((RANDOM % 250 + 1)) $((RANDOM % 250 + 1)) $((RANDOM % 250 + 2)); }
 
 # A fresh user, logged in with an OTP. Fails (non-zero, with the reason on stderr) if any step does.
 signup_and_login() {

@@ -12,7 +12,6 @@ source "$(dirname "$0")/../lib.sh"
 LOGIN_MAX=5 LOGIN_ADDR_MAX=50 SIGNUP_ADDR_MAX=20 OTP_MAX=20 OTP_ADDR_MAX=200 ROOM_MAX=1000 HASH_SLOTS=4
 HASH_LOCK_CLASS=7240016
 
-new_addr() { printf '127.%d.%d.%d\n' $((RANDOM % 250 + 1)) $((RANDOM % 250 + 1)) $((RANDOM % 250 + 2)); }
 # from ADDR METHOD PATH [JSON]: req from that source address
 from() {
     local addr=$1
@@ -25,7 +24,7 @@ seed() { psql_q "INSERT INTO auth_throttle (scope, subject, count) VALUES ('$1',
 app_logs() { cat "$STACK_DIR"/*.log 2>/dev/null || true; }
 
 # ---- 1. password login: per account ----
-ADDR=$(new_addr)
+ADDR=$(rand_loopback)
 M=$(rand_mobile)
 from "$ADDR" POST /auth/signup "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
 check_status 201 "signup with a password"
@@ -38,7 +37,7 @@ from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"wrong password 
 check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "after $LOGIN_MAX failures the account is blocked: 429"
 ra=$(header Retry-After)
 check "the login block has Retry-After 1..30 ($ra)" test "${ra:-0}" -ge 1 -a "${ra:-0}" -le 30
-from "$(new_addr)" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+from "$(rand_loopback)" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
 check_status 429 "even the right password from another address waits: the account is blocked"
 check_eq "$(throttle_row login_user "$UID1")" "$LOGIN_MAX/blocked" "blocked attempts are not counted"
 check "the block is logged with the user id" grep -q "throttle: login_user cap reached for $UID1 " <<<"$(app_logs)"
@@ -56,16 +55,16 @@ check_status 200 "the right password after the block logs in"
 check_eq "$(throttle_row login_user "$UID1")" "" "a successful login forgets the account's failures"
 
 # ---- 1. password login: per client address, and Redis down changes nothing ----
-ADDR=$(new_addr)
+ADDR=$(rand_loopback)
 seed login_addr "$ADDR" $((LOGIN_ADDR_MAX - 1))
 from "$ADDR" POST /auth/login "{\"mobile\":\"$(rand_mobile)\",\"password\":\"any password\"}"
 check_status 401 "failure $LOGIN_ADDR_MAX from one address (unknown number) is still 401"
 from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
 check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "then the address is blocked, whatever the account"
 check "the address block has Retry-After" test -n "$(header Retry-After)"
-from "$(new_addr)" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
+from "$(rand_loopback)" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
 check_status 200 "another address still logs in"
-ADDR=$(new_addr)
+ADDR=$(rand_loopback)
 stack_redis_stop
 from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"wrong with redis down\"}"
 check_status 401 "a wrong password with Redis down is 401"
@@ -77,7 +76,7 @@ check_status 429 "a blocked address stays blocked with Redis down (fails safe)"
 stack_redis_start
 
 # ---- 1. Argon2 slots: all busy -> 503 with Retry-After, nothing hashed; cheap refusals still answered ----
-ADDR=$(new_addr)
+ADDR=$(rand_loopback)
 MR=$(rand_mobile)
 from "$ADDR" POST /auth/signup "{\"mobile\":\"$MR\"}"
 from "$ADDR" POST /auth/forgot-password "{\"mobile\":\"$MR\"}"
@@ -114,7 +113,7 @@ check_eq "$(psql_q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AN
     "every slot is released after the hashes"
 
 # ---- 2. signup with a password: per address per hour ----
-ADDR=$(new_addr)
+ADDR=$(rand_loopback)
 seed signup_addr "$ADDR" $((SIGNUP_ADDR_MAX - 1))
 from "$ADDR" POST /auth/signup "{\"mobile\":\"$M\",\"password\":\"taken number\"}"
 check_status 409 "signup of a taken number is 409 (checked before hashing, not counted)"
@@ -131,7 +130,7 @@ check_status 201 "a signup without a password (nothing to hash) is not throttled
 # ---- 3. OTP verification: daily caps per number and per address ----
 signup_and_login
 MO=$MOBILE UO=$USER_ID TO=$TOKEN
-ADDR=$(new_addr)
+ADDR=$(rand_loopback)
 psql_q "DELETE FROM otp_sends WHERE user_id = $UO" >/dev/null
 from "$ADDR" POST /auth/send-otp "{\"mobile\":\"$MO\"}"
 CODE=$(jget .otp)
@@ -140,19 +139,19 @@ from "$ADDR" POST /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$wrong\"}"
 check_status 401 "a wrong code is 401"
 check_eq "$(throttle_row otp_user "$UO")/$(throttle_row otp_addr "$ADDR")" "1/free/1/free" "it counts for the number and the address"
 seed otp_user "$UO" $((OTP_MAX - 1))
-from "$(new_addr)" POST /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$wrong\"}"
+from "$(rand_loopback)" POST /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$wrong\"}"
 check_status 401 "wrong code $OTP_MAX of the day for this number is 401"
-from "$(new_addr)" POST /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$CODE\"}"
+from "$(rand_loopback)" POST /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$CODE\"}"
 check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "then even the right code is 429 for the rest of the day"
 ra=$(header Retry-After)
 check "the daily cap's Retry-After is the rest of the day's window ($ra)" test "${ra:-0}" -gt 86000 -a "${ra:-0}" -le 86400
 psql_q "DELETE FROM otp_sends WHERE user_id = $UO" >/dev/null
-from "$(new_addr)" POST /auth/forgot-password "{\"mobile\":\"$MO\"}"
-from "$(new_addr)" POST /auth/reset-password "{\"mobile\":\"$MO\",\"otp\":\"$(jget .otp)\",\"new_password\":\"new password 2\"}"
+from "$(rand_loopback)" POST /auth/forgot-password "{\"mobile\":\"$MO\"}"
+from "$(rand_loopback)" POST /auth/reset-password "{\"mobile\":\"$MO\",\"otp\":\"$(jget .otp)\",\"new_password\":\"new password 2\"}"
 check_status 429 "the cap covers both purposes (reset-password too)"
 check "the OTP cap is logged with the user id" grep -q "throttle: otp_user cap reached for $UO " <<<"$(app_logs)"
 check "no code in the throttle's log lines" sh -c '! grep "throttle:" | grep -qF "$0"' "$CODE" <<<"$(app_logs)"
-ADDR=$(new_addr)
+ADDR=$(rand_loopback)
 seed otp_addr "$ADDR" $((OTP_ADDR_MAX - 1))
 from "$ADDR" POST /auth/verify-otp "{\"mobile\":\"$(rand_mobile)\",\"otp\":\"111111\"}"
 check_status 401 "wrong code $OTP_ADDR_MAX from one address (an unknown number) is 401"
@@ -184,7 +183,7 @@ MF=$MOBILE TF=$(old_token "$USER_ID" 600) UF=$USER_ID
 auth_req "$TF" POST /auth/change-password '{"new_password":"first password 1"}'
 check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "a first password with a 10-minute-old token alone: 400 (otp required)"
 check "the message says how to get a code" grep -q forgot-password <<<"$(jget .error.message)"
-auth_req "$TF" POST /auth/change-password '{"new_password":"first password 1","otp":"123456"}' --interface "$(new_addr)"
+auth_req "$TF" POST /auth/change-password '{"new_password":"first password 1","otp":"123456"}' --interface "$(rand_loopback)"
 check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "with a code that was never sent: 401 invalid_otp"
 psql_q "DELETE FROM otp_sends WHERE user_id = $UF" >/dev/null
 req POST /auth/send-otp "{\"mobile\":\"$MF\"}"

@@ -10,7 +10,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # lighttpd-asan runs lighttpd.conf as lighttpd does: the config is what is tested here, once per file.
 [[ $DEPLOYMENT == lighttpd-asan ]] && exit 0
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 web=${STACK_WEB:-lighttpd}
 case $web in
 lighttpd) server=lighttpd ;;
@@ -37,7 +36,7 @@ snippet() {
                 b = substr(b, RSTART + RLENGTH)
                 if (span !~ /^[a-z]+$/) print span
             }
-        }' "$root/README.md"
+        }' "$GB_ROOT/README.md"
 }
 extra=$(snippet "$server")
 check "the README has the $server lines for a proxy in front" test -n "$extra"
@@ -50,7 +49,7 @@ fresh() {
     echo "$1"
 }
 # A random loopback address to send from (curl --interface), and a TEST-NET-3 address for the header.
-new_addr() { fresh "127.$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 2))"; }
+new_addr() { fresh "$(rand_loopback)"; }
 net_addr() { fresh "203.0.113.$((RANDOM % 254 + 1))"; }
 # The processes of the second web server: its command line or its programs' GB_STATE_DIR names its directory.
 proxy_procs() {
@@ -62,7 +61,9 @@ proxy_procs() {
         fi
     done
 }
-counted() { psql_q "SELECT coalesce((SELECT count FROM auth_throttle WHERE scope = 'login_addr' AND subject = '$1'), 0)"; }
+counted() {
+    psql_q "SELECT coalesce((SELECT count FROM auth_throttle WHERE scope = 'login_addr' AND subject = '$1'), 0)"
+}
 # wrong_login FROM FORWARDED_FOR: one wrong password for an unknown number, from address FROM
 wrong_login() {
     req POST /auth/login "{\"mobile\":\"$(rand_mobile)\",\"password\":\"not the password\"}" \
