@@ -411,7 +411,7 @@ $step$;
 -- user still deletes its messages (through its rooms), and no longer scans every message for its user_id,
 -- which no index covers. Before the key is added, a message whose user_id is not its room's owner (none is
 -- ever written by the app; an operator's INSERT could have) is given the owner's id: the owner is who the room's
--- messages belong to. Adding the key reads the messages table once, holding off writes to it meanwhile.
+-- messages belong to. The step locks the messages table (reads and writes wait) while it scans it.
 DO $step$
 BEGIN
 IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 9) THEN
