@@ -407,7 +407,7 @@ $step$;
 -- chatrooms (id, user_id), in place of one to chatrooms and one to users. A message can no longer name a user
 -- other than its room's owner, and a post checks one key per row instead of two: it no longer locks the user's
 -- row (KEY SHARE, a WAL record, a MultiXact when the user has two posts in flight), only the room, which
--- chat_post() has locked already (PostgreSQL's CPU per post -4 to -5 % in alternating bench runs). Deleting a
+-- chat_post() has locked already (PostgreSQL's CPU per post -3 to -5 % in alternating bench runs). Deleting a
 -- user still deletes its messages (through its rooms), and no longer scans every message for its user_id,
 -- which no index covers. Before the key is added, a message whose user_id is not its room's owner (none is
 -- ever written by the app; an operator's INSERT could have) is given the owner's id: the owner is who the room's
