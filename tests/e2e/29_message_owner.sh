@@ -71,7 +71,8 @@ psql_q "BEGIN;
 STRAY=$(psql_q "$(insert_msg "$B_ROOM" "$C_ID") RETURNING id")
 check "the old keys accept a message of another user in a room" test -n "$STRAY"
 check "schema.sql applies step 9 to a database written before it" stack_schema_apply
-check_eq "$(psql_q "SELECT user_id FROM messages WHERE id = $STRAY")" "$B_ID" "the stray message now names the room's owner"
+check_eq "$(psql_q "SELECT user_id FROM messages WHERE id = $STRAY")" "$B_ID" \
+    "the stray message now names the room's owner"
 check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $B_ROOM")" 3 "no message was lost"
 check_eq "$(owner_keys)" "$ONE_KEY" "the two old foreign keys are replaced by the one"
 check_eq "$(psql_q "SELECT count(*) FROM schema_version WHERE version = 9")" 1 "step 9 is recorded"
