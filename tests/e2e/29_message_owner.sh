@@ -5,7 +5,7 @@
 # room, or its user, deletes its messages; the step migrates a database written before it (a stray message of
 # another user in a room is given the room's owner, nothing is lost) and applies once more as a no-op.
 set -euo pipefail
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/../worker_lib.sh"
 
 # The SQLSTATE PostgreSQL refuses a statement with, "ok" when it is accepted.
 sql_state() {
@@ -20,10 +20,8 @@ insert_msg() { # ROOM USER_ID
     echo "INSERT INTO messages (chatroom_id, user_id, role, content, status) VALUES ($1, $2, 'user', 'x', 'completed')"
 }
 room_with_post() { # TOKEN: ROOM, one message and its reply in it
-    auth_req "$1" POST /chatroom '{"title":"owned"}'
-    ROOM=$(jget .id)
-    auth_req "$1" POST "/chatroom/$ROOM/message" '{"content":"mine"}'
-    check_status 202 "a post into room $ROOM"
+    TOKEN=$1 new_room
+    TOKEN=$1 check "a post into room $ROOM" post_msg "$ROOM" mine
 }
 owner_keys() {
     psql_q "SELECT string_agg(pg_get_constraintdef(oid), '; ' ORDER BY conname) FROM pg_constraint
