@@ -431,3 +431,145 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 9) THEN
 END IF;
 END
 $step$;
+
+-- Step 10: a keyed post writes its key once. chat_post() (step 7) claimed the Idempotency-Key first (an
+-- INSERT ... ON CONFLICT with a blank response), stored the response in it last (an UPDATE), and its foreign
+-- key to users locked the user's row on every keyed post: five WAL records more than a post without a key, and
+-- a MultiXact whenever two posts of one user were in flight. Now the key is looked up first (a committed fresh
+-- key answers at once: replayed, key_conflict) and written once, with the response, after the messages: two
+-- records more. A concurrent request with the same key that commits first makes this one's INSERT raise
+-- unique_violation (23505): the whole post rolls back, and the caller runs it once more, which finds the key
+-- (lib/chat_store.c). Refusals (not_found, limit) look at the key again before answering, so a concurrent
+-- first request that took the room's lock or the day's last message first is answered as the key's result,
+-- as before. A key older than idempotency_ttl() is replaced by the next request with it. The keys of a deleted
+-- user go with it through a trigger instead of the foreign key (a keyed post locks its room first, so a delete
+-- of the user waits for it, then removes its key). idempotency_ttl() is the one place of the 24 hours, read
+-- by the worker's purge too. Outcomes as in step 7.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 10) THEN
+
+    CREATE OR REPLACE FUNCTION idempotency_ttl() RETURNS interval LANGUAGE sql IMMUTABLE AS $fn$
+        SELECT interval '24 hours'
+    $fn$;
+
+    ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_user_id_fkey;
+    DELETE FROM idempotency_keys k WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = k.user_id);
+    CREATE OR REPLACE FUNCTION users_drop_idempotency_keys() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        DELETE FROM idempotency_keys k WHERE k.user_id = OLD.id;
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER users_idempotency_keys_delete AFTER DELETE ON users FOR EACH ROW
+        EXECUTE FUNCTION users_drop_idempotency_keys();
+
+    -- What the committed key p_key of p_user answers: the stored response (the same request: same room and
+    -- content, or a key stored before fingerprints), key_conflict (another request), key_busy (no response in
+    -- it: a row of step 7 caught in flight). fresh: younger than idempotency_ttl(); an older key answers
+    -- nothing and is renewed by the next request with it. No row: no such key.
+    CREATE OR REPLACE FUNCTION chat_post_key(p_user bigint, p_key text, p_fingerprint bytea)
+    RETURNS TABLE (outcome text, status integer, body text, fresh boolean) LANGUAGE sql STABLE AS $fn$
+        SELECT a.outcome, CASE a.outcome WHEN 'replayed' THEN k.status ELSE 0 END,
+               CASE a.outcome WHEN 'replayed' THEN k.body END, k.created_at >= now() - idempotency_ttl()
+          FROM idempotency_keys k,
+               LATERAL (SELECT CASE WHEN k.status NOT BETWEEN 200 AND 599 THEN 'key_busy'
+                                    WHEN k.fingerprint IS NOT NULL AND k.fingerprint <> p_fingerprint
+                                         THEN 'key_conflict'
+                                    ELSE 'replayed' END AS outcome) a
+         WHERE k.user_id = p_user AND k.key = p_key
+    $fn$;
+
+    CREATE OR REPLACE FUNCTION chat_post(p_user bigint, p_room bigint, p_content text, p_day date,
+                                         p_limit integer, p_key text, p_fingerprint bytea)
+    RETURNS TABLE (outcome text, status integer, body text, reply_id bigint)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    #variable_conflict use_column
+    DECLARE
+        v_tier text;
+        v_limit integer;
+        v_body text;
+        v_reply bigint;
+        v_refusal text;
+        v_key_outcome text;
+        v_key_status integer;
+        v_key_body text;
+        v_key_fresh boolean;
+        v_stale boolean := false;   -- p_key names a row older than idempotency_ttl(): renewed below
+    BEGIN
+        IF p_key IS NOT NULL THEN
+            SELECT * INTO v_key_outcome, v_key_status, v_key_body, v_key_fresh
+              FROM chat_post_key(p_user, p_key, p_fingerprint);
+            IF v_key_fresh THEN
+                RETURN QUERY SELECT v_key_outcome, v_key_status, v_key_body, NULL::bigint;
+                RETURN;
+            END IF;
+            v_stale := FOUND;
+        END IF;
+
+        SELECT u.tier INTO v_tier FROM chatrooms c JOIN users u ON u.id = c.user_id
+         WHERE c.id = p_room AND c.user_id = p_user FOR UPDATE OF c;
+        IF NOT FOUND THEN
+            v_refusal := 'not_found';
+        ELSE
+            v_limit := CASE WHEN v_tier = 'pro' THEN NULL ELSE p_limit END;
+            INSERT INTO daily_usage AS d (user_id, day, used)
+            SELECT p_user, p_day, 1 WHERE v_limit IS NULL OR v_limit > 0
+            ON CONFLICT (user_id, day) DO UPDATE SET used = d.used + 1 WHERE v_limit IS NULL OR d.used < v_limit;
+            IF NOT FOUND THEN
+                v_refusal := 'limit';
+            END IF;
+        END IF;
+        IF v_refusal IS NOT NULL THEN
+            -- this request waited for the room's lock or the day's count: a request with the same key that
+            -- held them may have committed meanwhile, and its result is the answer (this statement sees it)
+            IF p_key IS NOT NULL THEN
+                SELECT * INTO v_key_outcome, v_key_status, v_key_body, v_key_fresh
+                  FROM chat_post_key(p_user, p_key, p_fingerprint);
+                IF v_key_fresh THEN
+                    RETURN QUERY SELECT v_key_outcome, v_key_status, v_key_body, NULL::bigint;
+                    RETURN;
+                END IF;
+            END IF;
+            RETURN QUERY SELECT v_refusal, CASE v_refusal WHEN 'limit' THEN 429 ELSE 404 END, NULL::text,
+                                NULL::bigint;
+            RETURN;
+        END IF;
+
+        WITH room AS (
+            UPDATE chatrooms SET message_count = message_count + 2, updated_at = now() WHERE id = p_room
+        ), ins AS (
+            INSERT INTO messages (chatroom_id, user_id, role, content, status)
+            VALUES (p_room, p_user, 'user', p_content, 'completed'), (p_room, p_user, 'model', '', 'pending')
+            RETURNING id, chatroom_id, role, content, status, error, created_at
+        )
+        SELECT '{"message":' || u.j || ',"reply":' || r.j || '}', r.id
+          FROM (SELECT chat_message_json(i.id, i.chatroom_id, i.role, i.content, i.status, i.error, i.created_at) AS j
+                  FROM ins i WHERE i.role = 'user') u,
+               (SELECT i.id, chat_message_json(i.id, i.chatroom_id, i.role, i.content, i.status, i.error,
+                                               i.created_at) AS j
+                  FROM ins i WHERE i.role = 'model') r
+          INTO v_body, v_reply;
+
+        IF p_key IS NOT NULL THEN
+            IF v_stale THEN
+                -- still stale: a concurrent renewal that committed first makes this find nothing, and the
+                -- INSERT below raise
+                UPDATE idempotency_keys k SET status = 202, body = v_body, fingerprint = p_fingerprint,
+                                              created_at = now()
+                 WHERE k.user_id = p_user AND k.key = p_key AND k.created_at < now() - idempotency_ttl();
+                v_stale := FOUND;
+            END IF;
+            IF NOT v_stale THEN
+                INSERT INTO idempotency_keys (user_id, key, status, body, fingerprint)
+                VALUES (p_user, p_key, 202, v_body, p_fingerprint);
+            END IF;
+        END IF;
+        RETURN QUERY SELECT 'created'::text, 202, v_body, v_reply;
+    END
+    $fn$;
+
+    INSERT INTO schema_version (version) VALUES (10);
+END IF;
+END
+$step$;

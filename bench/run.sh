@@ -9,6 +9,7 @@
 #   me              GET /user/me (a cached, versioned copy: lib/account.h)
 #   post            POST /chatroom/{id}/message as pro users, durable (fsync and synchronous_commit on, as
 #                   `make run` serves it: STACK_PG_DURABLE=1), BENCH_USERS users spread over the connections
+#   post-key        the same, each post with an Idempotency-Key of its own (as the web client sends)
 #   mixed           80 % cached GET /chatroom, 20 % posts, same users
 # each as requests/s, its ratio to the do-nothing rate, p50/p99 and the non-2xx count (wrk's "Non-2xx or 3xx"):
 # the median of BENCH_ROUNDS rounds (each round runs every endpoint once), with the lowest and highest rate;
@@ -110,8 +111,9 @@ make_users() {
 }
 
 # A wrk script: POST_SHARE percent of the requests post a message, the rest read the cached list; each request
-# takes the next user (round robin from a random start, per thread).
-make_lua() { # POST_SHARE FILE
+# takes the next user (round robin from a random start, per thread). KEYED 1: each post sends an
+# Idempotency-Key never sent before (thread, counter, random).
+make_lua() { # POST_SHARE FILE [KEYED]
     local token room
     {
         echo "local users = {"
@@ -119,6 +121,7 @@ make_lua() { # POST_SHARE FILE
         echo "}"
         cat <<LUA
 local share = $1
+local keyed = ${3:-0}
 local i = 0
 local threads = 0
 function setup(thread) threads = threads + 1; thread:set("tid", threads) end
@@ -128,6 +131,7 @@ function request()
   local u = users[(i % #users) + 1]
   local h = {["Authorization"] = "Bearer " .. u[1], ["Content-Type"] = "application/json"}
   if share > 0 and (share >= 100 or math.random(100) <= share) then
+    if keyed == 1 then h["Idempotency-Key"] = "b" .. (tid or 0) .. "-" .. i .. "-" .. math.random(1000000000) end
     return wrk.format("POST", "/chatroom/" .. u[2] .. "/message", h, '{"content":"bench"}')
   end
   return wrk.format("GET", "/chatroom", h)
@@ -167,6 +171,7 @@ for server in $SERVERS; do
             make_users
             make_lua 0 "$STACK_DIR/list.lua"
             make_lua 100 "$STACK_DIR/post.lua"
+            make_lua 100 "$STACK_DIR/post-key.lua" 1
             make_lua 20 "$STACK_DIR/mixed.lua"
         fi
         token=$(head -1 "$STACK_DIR/users" | cut -d' ' -f1)
@@ -182,6 +187,7 @@ for server in $SERVERS; do
         # processes as requests queue) and tables still being extended.
         wrk -t2 -c"$CONNS" -d2s -s "$STACK_DIR/post.lua" "$BASE_URL" >/dev/null
         add_run "$server.post" "$(wrk_run "$BASE_URL" -s "$STACK_DIR/post.lua")"
+        add_run "$server.post-key" "$(wrk_run "$BASE_URL" -s "$STACK_DIR/post-key.lua")"
         add_run "$server.mixed" "$(wrk_run "$BASE_URL" -s "$STACK_DIR/mixed.lua")"
         read -r rss1 pss1 priv1 < <(fcgi_mem_kb "${bin%/cgi-bin}")
         stack_web_stop >/dev/null
@@ -209,7 +215,7 @@ fi
     printf '%-9s %-11s %9s %7s %8s %8s %7s %13s\n' server endpoint "req/s" ratio p50ms p99ms non2xx "req/s-range"
     for server in $SERVERS; do
         read -r nr _ < <(median_run "${res[$server.noop]}")
-        for k in noop noop-linger floor list me post mixed; do
+        for k in noop noop-linger floor list me post post-key mixed; do
             read -r r p50 p99 n lo hi < <(median_run "${res[$server.$k]}")
             printf '%-9s %-11s %9s %7s %8s %8s %7s %13s\n' "$server" "$k" "$r" \
                 "$(awk -v a="$r" -v b="$nr" 'BEGIN {printf "%.2f", b ? a / b : 0}')" "$p50" "$p99" "$n" "$lo-$hi"

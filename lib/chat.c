@@ -391,7 +391,8 @@ static int post_store(http_req_t *req, post_t *p)
     char retry[24];
 
     if (chat_store_post(&p->in, &p->out) != 0) {
-        /* the key's row refers to the user: a user deleted after the token was checked fails its foreign key */
+        /* a foreign key violation: a row the post names was deleted meanwhile (the room is locked first, so
+         * a user deleted after the token was checked is a 404 turned 401 by not_found; this is the fallback) */
         if (!(db_foreign_key_violation() && auth_user_gone(req)))
             db_fail(req, "post message");
         return -1;

@@ -63,7 +63,7 @@ static db_stmt_t q_usage = DB_STMT(
     "FROM users u WHERE u.id = $1",
     2);
 
-/* The whole post (schema.sql step 7). $6/$7 NULL without an Idempotency-Key. */
+/* The whole post (schema.sql steps 7 and 10). $6/$7 NULL without an Idempotency-Key. */
 static db_stmt_t q_post = DB_STMT("chat_post",
                                   "SELECT outcome, status, body, reply_id FROM "
                                   "chat_post($1::bigint, $2::bigint, $3, $4::date, $5::int, $6, decode($7, 'hex'))",
@@ -295,8 +295,17 @@ int chat_store_post(const chat_post_in_t *in, chat_post_out_t *out)
     size_t i;
 
     memset(out, 0, sizeof *out);
-    if (!res)
+    /* A unique violation is the key: a request with the same key committed first and this one rolled back
+     * (schema.sql step 10). Run once more: it now answers with that request's result. */
+    if (!res && in->idem_key && db_unique_violation())
+        res = db_query_once(&q_post, params);
+    if (!res) {
+        if (in->idem_key && db_unique_violation()) { /* taken twice in a row: a key renewed or purged meanwhile */
+            out->outcome = CHAT_POST_KEY_BUSY;
+            return 0;
+        }
         return -1;
+    }
     if (PQntuples(res) != 1 || PQnfields(res) != 4) {
         log_error("chat: chat_post returned %d rows", PQntuples(res));
         PQclear(res);

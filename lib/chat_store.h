@@ -34,7 +34,7 @@ int chat_store_messages_page(long long user_id, long long room_id, long limit, l
 /* The user's tier (*pro: 1 for "pro") and messages used on day ("YYYY-MM-DD"). NOT_FOUND: no such user. */
 int chat_store_usage(long long user_id, const char *day, int *pro, long long *used);
 
-/* ---- the post (one statement: schema.sql step 7, chat_post) ---- */
+/* ---- the post (one statement: schema.sql steps 7 and 10, chat_post) ---- */
 
 typedef enum {
     CHAT_POST_CREATED,      /* body: the 202 response; reply_id: the pending reply to queue */
@@ -63,11 +63,12 @@ typedef struct {
     void *res;          /* the result holding body; chat_store_post_free releases it */
 } chat_post_out_t;
 
-/* Run the post in one round trip, atomically: claim or replay the key, lock the room, take one message from
+/* Run the post in one round trip, atomically: replay a committed key, lock the room, take one message from
  * the day's count (exact under concurrency), insert the message and its pending reply, store the response
- * under the key. 0 with *out filled (free with chat_store_post_free), -1 when the statement failed: nothing
- * was written, or (db_unavailable(), the connection lost after sending) it may have committed and only a
- * retry with the same Idempotency-Key can tell. */
+ * under the key. Two round trips when a concurrent request with the same key committed first: the second
+ * answers with its result. 0 with *out filled (free with chat_store_post_free), -1 when the statement failed:
+ * nothing was written, or (db_unavailable(), the connection lost after sending) it may have committed and
+ * only a retry with the same Idempotency-Key can tell. */
 int chat_store_post(const chat_post_in_t *in, chat_post_out_t *out);
 /* Release what chat_store_post left in out. Safe on a zeroed or already freed out. */
 void chat_store_post_free(chat_post_out_t *out);

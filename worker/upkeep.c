@@ -106,13 +106,14 @@ double upkeep_db_down_for(double now)
 }
 
 /* Housekeeping, once a minute: rows that only matter for a bounded time. Idempotency keys are replayed
- * for 24 h, OTP sends count for an hour; Stripe event ids are kept 30 days, far past Stripe's 3-day retries.
- * And the stream consumers of workers that died without a clean exit (SIGKILL, a lost machine): idle for over
- * an hour with nothing pending (a live worker reads every second; entries a dead one held are taken over by
- * XAUTOCLAIM first, and until then it keeps them and is kept). */
+ * for idempotency_ttl() (24 h, schema.sql step 10), OTP sends count for an hour; Stripe event ids are kept
+ * 30 days, far past Stripe's 3-day retries. And the stream consumers of workers that died without a clean
+ * exit (SIGKILL, a lost machine): idle for over an hour with nothing pending (a live worker reads every
+ * second; entries a dead one held are taken over by XAUTOCLAIM first, and until then it keeps them and is
+ * kept). */
 static db_stmt_t q_housekeeping =
     DB_STMT("worker_housekeeping",
-            "WITH idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours' RETURNING 1), "
+            "WITH idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - idempotency_ttl() RETURNING 1), "
             "sends AS (DELETE FROM otp_sends WHERE sent_at < now() - interval '1 day' RETURNING 1), "
             "events AS (DELETE FROM stripe_events WHERE received_at < now() - interval '30 days' RETURNING 1) "
             "SELECT (SELECT count(*) FROM idem), (SELECT count(*) FROM sends), (SELECT count(*) FROM events)",

@@ -3,7 +3,9 @@
 # The post path (one statement, schema step 7's chat_post) under races: N parallel posts at the daily limit
 # across two rooms give exactly the limit; N parallel retries of one Idempotency-Key give one message and N
 # identical answers; one key raced with two different contents gives one message, the rest 409 or the replay;
-# a room deleted while posts race gives only 202s for messages that exist and 404s for the rest.
+# a room deleted while posts race gives only 202s for messages that exist and 404s for the rest; and the same
+# key with the posts held at a lock (the room's, the day's count) past the key's lookup, so that all but the
+# first find the key taken when they write it (schema step 10).
 . "$(dirname "$0")/../lib.sh"
 
 N=${RACE_N:-24}
@@ -89,3 +91,97 @@ check_eq "$(($(count_codes del 202) + $(count_codes del 404)))" "$N" "posts raci
 check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $DR")" 0 "no message outlives its room"
 check_eq "$(psql_q "SELECT used FROM daily_usage WHERE user_id = $P_ID AND day = '$TODAY'")" \
     $((1 + 1 + $(count_codes del 202))) "usage counts exactly the accepted posts"
+
+# --- the same key, with the posts held at a lock until all of them are past the key's lookup (schema step 10:
+# --- the key is written last; a request that finds it taken then rolls back and answers with its result) ---
+hold_lock() { # DESC SQL: run in a transaction by a session that keeps its locks until release_lock
+    local held=no
+    PGAPPNAME=gb-lock-holder psql -X -q -d "$DATABASE_URL" -c "BEGIN" -c "$2" -c "SELECT pg_sleep(60)" \
+        >/dev/null 2>&1 &
+    for _ in $(seq 1 100); do
+        [[ $(psql_q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gb-lock-holder'
+                     AND wait_event = 'PgSleep'") == 1 ]] && held=yes && break
+        sleep 0.05
+    done
+    check_eq "$held" yes "$1"
+}
+waiters() {
+    psql_q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%chat_post%'"
+}
+wait_waiters() { # N: until N posts wait on a lock (10 s at most)
+    for _ in $(seq 1 200); do
+        [[ $(waiters) -ge $1 ]] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+release_lock() {
+    psql_q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gb-lock-holder'" \
+        >/dev/null
+    wait || true
+}
+M=2 # posts in flight at once: the test deployments under spawn-fcgi run 2 processes per program
+
+# one room: all M answers are the first one's (M-1 of them rolled back at the key and ran again)
+hold_lock "the room's lock is held" "SELECT 1 FROM chatrooms WHERE id = $PR FOR UPDATE"
+KEY3="held-$RANDOM-$$"
+for i in $(seq 1 "$M"); do post_bg "$P_TOKEN" "$PR" "held" "$TMP/held$i" "$KEY3"; done
+check "$M posts with one key wait for the room's lock" wait_waiters "$M"
+USED0=$(psql_q "SELECT used FROM daily_usage WHERE user_id = $P_ID AND day = '$TODAY'")
+release_lock
+check_eq "$(count_codes held 202)" "$M" "$M held posts of one key: all 202"
+check_eq "$(cat "$TMP"/held*.body | sort -u | wc -l)" 1 "$M held posts of one key: one identical body"
+check_eq "$(grep -li '^Idempotent-Replayed: true' "$TMP"/held*.hdr | wc -l)" $((M - 1)) \
+    "$((M - 1)) of them replayed"
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $PR AND content = 'held'")" 1 \
+    "held posts of one key: one message"
+check_eq "$(psql_q "SELECT used FROM daily_usage WHERE user_id = $P_ID AND day = '$TODAY'")" $((USED0 + 1)) \
+    "held posts of one key: counted once"
+
+# the same after the key expired: one renews it, the others answer with the renewal
+psql_q "UPDATE idempotency_keys SET created_at = now() - interval '25 hours'
+        WHERE user_id = $P_ID AND key = '$KEY3'" >/dev/null
+hold_lock "the room's lock is held again" "SELECT 1 FROM chatrooms WHERE id = $PR FOR UPDATE"
+for i in $(seq 1 "$M"); do post_bg "$P_TOKEN" "$PR" "held" "$TMP/renew$i" "$KEY3"; done
+check "$M posts with an expired key wait for the room's lock" wait_waiters "$M"
+release_lock
+check_eq "$(count_codes renew 202)/$(cat "$TMP"/renew*.body | sort -u | wc -l)" "$M/1" \
+    "$M held posts of an expired key: all 202, one body"
+check "and it is a new message, not the expired key's" bash -c "! cmp -s '$TMP/renew1.body' '$TMP/held1.body'"
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $PR AND content = 'held'")" 2 \
+    "the expired key made one more message"
+check_eq "$(psql_q "SELECT count(*) FROM idempotency_keys WHERE user_id = $P_ID AND key = '$KEY3'
+                    AND created_at > now() - interval '1 hour'")" 1 "the key is renewed"
+
+# two rooms, held at the day's count: the first is stored, the other is a 409 (another request)
+auth_req "$P_TOKEN" POST /chatroom '{}'
+PR2=$(jget .id)
+hold_lock "the day's count is held" "SELECT 1 FROM daily_usage WHERE user_id = $P_ID AND day = '$TODAY' FOR UPDATE"
+KEY4="held2-$RANDOM-$$"
+post_bg "$P_TOKEN" "$PR" "two rooms" "$TMP/two1" "$KEY4"
+post_bg "$P_TOKEN" "$PR2" "two rooms" "$TMP/two2" "$KEY4"
+check "2 posts with one key in two rooms wait for the day's count" wait_waiters 2
+release_lock
+check_eq "$(count_codes two 202)/$(count_codes two 409)" 1/1 "one key in two rooms: one 202, one 409"
+check_eq "$(cat "$TMP"/two*.body | jq -r 'select(.error) | .error.message')" \
+    "This Idempotency-Key was used with a different request." "the 409 names the other request"
+check_eq "$(psql_q "SELECT count(*) FROM messages m JOIN chatrooms c ON c.id = m.chatroom_id
+                    WHERE c.user_id = $P_ID AND m.content = 'two rooms'")" 1 "one key in two rooms: one message"
+
+# a basic user's last message of the day: the first takes it, the others replay it (never 429)
+signup_and_login
+L_TOKEN=$TOKEN L_ID=$USER_ID
+auth_req "$L_TOKEN" POST /chatroom '{}'
+LR=$(jget .id)
+psql_q "INSERT INTO daily_usage (user_id, day, used) VALUES ($L_ID, '$TODAY', $((LIMIT - 1)))" >/dev/null
+hold_lock "the room's lock is held (last message)" "SELECT 1 FROM chatrooms WHERE id = $LR FOR UPDATE"
+KEY5="held3-$RANDOM-$$"
+for i in $(seq 1 "$M"); do post_bg "$L_TOKEN" "$LR" "last" "$TMP/last$i" "$KEY5"; done
+check "$M posts of the day's last message wait for the room's lock" wait_waiters "$M"
+release_lock
+check_eq "$(count_codes last 202)/$(cat "$TMP"/last*.body | sort -u | wc -l)" "$M/1" \
+    "$M held posts of the day's last message, one key: all 202, one body"
+check_eq "$(psql_q "SELECT used FROM daily_usage WHERE user_id = $L_ID AND day = '$TODAY'")" "$LIMIT" \
+    "the last message is counted once"
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $LR")" 2 "one message and its reply"
+check_eq "$(waiters)" 0 "no post is left waiting"
