@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # e2e: core
-# The post path (one statement, schema step 7's chat_post) under races: N parallel posts at the daily limit
-# across two rooms give exactly the limit; N parallel retries of one Idempotency-Key give one message and N
-# identical answers; one key raced with two different contents gives one message, the rest 409 or the replay;
-# a room deleted while posts race gives only 202s for messages that exist and 404s for the rest; and the same
-# key with the posts held at a lock (the room's, the day's count) past the key's lookup, so that all but the
-# first find the key taken when they write it (schema step 10).
+# The post path (one statement, chat_post of schema steps 7 and 10) under races: N parallel posts at the daily
+# limit across two rooms give exactly the limit; N parallel retries of one Idempotency-Key give one message and
+# N identical answers; one key raced with two different contents gives one message, the rest 409 or the
+# replay; a room deleted while posts race gives only 202s for messages that exist and 404s for the rest; and
+# the same key with the posts held at a lock (the room's, the day's count) past the key's lookup, so that all
+# but the first find the key taken when they write it (schema step 10).
 . "$(dirname "$0")/../lib.sh"
 
 N=${RACE_N:-24}
