@@ -297,15 +297,15 @@ int chat_store_post(const chat_post_in_t *in, chat_post_out_t *out)
     memset(out, 0, sizeof *out);
     /* A unique violation is the key: a request with the same key committed first and this one rolled back
      * (schema.sql step 10). Run once more: it now answers with that request's result. */
-    if (!res && in->idem_key && db_unique_violation())
+    if (!res && in->idem_key && db_unique_violation()) {
         res = db_query_once(&q_post, params);
-    if (!res) {
-        if (in->idem_key && db_unique_violation()) { /* taken twice in a row: a key renewed or purged meanwhile */
+        if (!res && db_unique_violation()) { /* taken twice in a row: a key renewed or purged meanwhile */
             out->outcome = CHAT_POST_KEY_BUSY;
             return 0;
         }
-        return -1;
     }
+    if (!res)
+        return -1;
     if (PQntuples(res) != 1 || PQnfields(res) != 4) {
         log_error("chat: chat_post returned %d rows", PQntuples(res));
         PQclear(res);
