@@ -257,6 +257,28 @@ psql_q() {
     psql -X -A -t -q -v ON_ERROR_STOP=1 -d "${DATABASE_URL:?DATABASE_URL is not set}" -c "$1"
 }
 
+# hold_lock DESC SQL: another session runs SQL in a transaction and keeps the locks it took (it sleeps) until
+# release_lock; a check named DESC that it holds them.
+hold_lock() {
+    local held=no
+    PGAPPNAME=gb-lock-holder psql -X -q -d "${DATABASE_URL:?DATABASE_URL is not set}" -c "BEGIN" -c "$2" \
+        -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+    _LIB_LOCK_HOLDER=$!
+    for _ in $(seq 1 100); do
+        [[ $(psql_q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gb-lock-holder'
+                     AND wait_event = 'PgSleep'") == 1 ]] && held=yes && break
+        sleep 0.05
+    done
+    check_eq "$held" yes "$1"
+}
+
+# release_lock: end hold_lock's session (its backend sleeps and would not notice its client go) and wait for it.
+release_lock() {
+    psql_q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gb-lock-holder'" \
+        >/dev/null
+    wait "${_LIB_LOCK_HOLDER:-}" 2>/dev/null || true
+}
+
 outbox_count() {
     psql_q "SELECT count(*) FROM cache_invalidations${1:+ WHERE user_id = $1}"
 }

@@ -81,13 +81,8 @@ MR=$(rand_mobile)
 from "$ADDR" POST /auth/signup "{\"mobile\":\"$MR\"}"
 from "$ADDR" POST /auth/forgot-password "{\"mobile\":\"$MR\"}"
 RCODE=$(jget .otp)
-psql -X -q -d "$DATABASE_URL" -c "SELECT pg_advisory_lock($HASH_LOCK_CLASS, s) FROM generate_series(1, $HASH_SLOTS) s" \
-    -c "SELECT pg_sleep(20)" >/dev/null 2>&1 &
-HOLDER=$!
-for _ in $(seq 1 50); do
-    [[ $(psql_q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $HASH_LOCK_CLASS AND granted") == "$HASH_SLOTS" ]] && break
-    sleep 0.1
-done
+hold_lock "another session holds every Argon2 slot" \
+    "SELECT pg_advisory_lock($HASH_LOCK_CLASS, s) FROM generate_series(1, $HASH_SLOTS) s"
 from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
 check_eq "$STATUS/$(jget .error.code)/$(header Retry-After)" "503/unavailable/1" "login while every Argon2 slot is busy: 503, Retry-After: 1"
 from "$ADDR" POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"password\":\"some password\"}"
@@ -100,9 +95,7 @@ from "$ADDR" POST /auth/reset-password "{\"mobile\":\"$(rand_mobile)\",\"otp\":\
 check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "reset-password for an unknown number: 401 before any hash"
 from "$ADDR" POST /auth/reset-password "{\"mobile\":\"$MR\",\"otp\":\"$RCODE\",\"new_password\":\"new password 1\"}"
 check_status 503 "reset-password with the right code needs a slot: 503"
-# The holder's backend sleeps and would not notice its client go: end that backend (ours) by its pid.
-psql_q "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $HASH_LOCK_CLASS" >/dev/null
-wait "$HOLDER" 2>/dev/null || true
+release_lock
 for _ in $(seq 1 50); do
     [[ $(psql_q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $HASH_LOCK_CLASS") == 0 ]] && break
     sleep 0.1

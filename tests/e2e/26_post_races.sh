@@ -94,17 +94,6 @@ check_eq "$(psql_q "SELECT used FROM daily_usage WHERE user_id = $P_ID AND day =
 
 # --- the same key, with the posts held at a lock until all of them are past the key's lookup (schema step 10:
 # --- the key is written last; a request that finds it taken then rolls back and answers with its result) ---
-hold_lock() { # DESC SQL: run in a transaction by a session that keeps its locks until release_lock
-    local held=no
-    PGAPPNAME=gb-lock-holder psql -X -q -d "$DATABASE_URL" -c "BEGIN" -c "$2" -c "SELECT pg_sleep(60)" \
-        >/dev/null 2>&1 &
-    for _ in $(seq 1 100); do
-        [[ $(psql_q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gb-lock-holder'
-                     AND wait_event = 'PgSleep'") == 1 ]] && held=yes && break
-        sleep 0.05
-    done
-    check_eq "$held" yes "$1"
-}
 waiters() {
     psql_q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%chat_post%'"
 }
@@ -115,11 +104,6 @@ wait_waiters() { # N: until N posts wait on a lock (10 s at most)
     done
     return 1
 }
-release_lock() {
-    psql_q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gb-lock-holder'" \
-        >/dev/null
-    wait || true
-}
 M=2 # posts in flight at once: the test deployments under spawn-fcgi run 2 processes per program
 
 # one room: all M answers are the first one's (M-1 of them rolled back at the key and ran again)
@@ -129,6 +113,7 @@ for i in $(seq 1 "$M"); do post_bg "$P_TOKEN" "$PR" "held" "$TMP/held$i" "$KEY3"
 check "$M posts with one key wait for the room's lock" wait_waiters "$M"
 USED0=$(psql_q "SELECT used FROM daily_usage WHERE user_id = $P_ID AND day = '$TODAY'")
 release_lock
+wait # the posts
 check_eq "$(count_codes held 202)" "$M" "$M held posts of one key: all 202"
 check_eq "$(cat "$TMP"/held*.body | sort -u | wc -l)" 1 "$M held posts of one key: one identical body"
 check_eq "$(grep -li '^Idempotent-Replayed: true' "$TMP"/held*.hdr | wc -l)" $((M - 1)) \
@@ -145,6 +130,7 @@ hold_lock "the room's lock is held again" "SELECT 1 FROM chatrooms WHERE id = $P
 for i in $(seq 1 "$M"); do post_bg "$P_TOKEN" "$PR" "held" "$TMP/renew$i" "$KEY3"; done
 check "$M posts with an expired key wait for the room's lock" wait_waiters "$M"
 release_lock
+wait # the posts
 check_eq "$(count_codes renew 202)/$(cat "$TMP"/renew*.body | sort -u | wc -l)" "$M/1" \
     "$M held posts of an expired key: all 202, one body"
 check "and it is a new message, not the expired key's" bash -c "! cmp -s '$TMP/renew1.body' '$TMP/held1.body'"
@@ -162,6 +148,7 @@ post_bg "$P_TOKEN" "$PR" "two rooms" "$TMP/two1" "$KEY4"
 post_bg "$P_TOKEN" "$PR2" "two rooms" "$TMP/two2" "$KEY4"
 check "2 posts with one key in two rooms wait for the day's count" wait_waiters 2
 release_lock
+wait # the posts
 check_eq "$(count_codes two 202)/$(count_codes two 409)" 1/1 "one key in two rooms: one 202, one 409"
 check_eq "$(cat "$TMP"/two*.body | jq -r 'select(.error) | .error.message')" \
     "This Idempotency-Key was used with a different request." "the 409 names the other request"
@@ -179,6 +166,7 @@ KEY5="held3-$RANDOM-$$"
 for i in $(seq 1 "$M"); do post_bg "$L_TOKEN" "$LR" "last" "$TMP/last$i" "$KEY5"; done
 check "$M posts of the day's last message wait for the room's lock" wait_waiters "$M"
 release_lock
+wait # the posts
 check_eq "$(count_codes last 202)/$(cat "$TMP"/last*.body | sort -u | wc -l)" "$M/1" \
     "$M held posts of the day's last message, one key: all 202, one body"
 check_eq "$(psql_q "SELECT used FROM daily_usage WHERE user_id = $L_ID AND day = '$TODAY'")" "$LIMIT" \
