@@ -52,6 +52,8 @@ static int authv_raise(long long uid, int token_version, const char *epoch)
         (size_t)m};
     redisReply *r = cache_cmd(8, argv, lens);
     int rc = r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0 ? 0 : -1;
+    if (rc == 0 && r->integer == 1)
+        cache_note_invalidation(); /* other processes' copies of the older value go before the client hears */
     if (r && r->type == REDIS_REPLY_ERROR)
         log_warn("redis: token version mirror refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
     freeReplyObject(r);

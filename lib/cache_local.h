@@ -7,10 +7,12 @@
  *   __redis__:invalidate: every key the main connection reads is tracked, and its next change (a write, a
  *   DEL, an expiry, FLUSHALL) sends that connection an invalidation. Before a copy is served, the process reads
  *   every invalidation waiting on that socket (one non-blocking recv when there is none).
- * - Writers make one more round trip after a write that others must see (cache_note_invalidation,
- *   cache_settle): Redis has then put the invalidation into every tracker's socket before the writer answers
- *   its client. Over a unix socket that is the reader's receive queue at once, so copies are only used when
- *   REDIS_URL is a unix socket (Redis on this host).
+ * - Every write to a key that processes may hold a copy of (an invalidation, a reader's fill of a cached copy,
+ *   a new epoch) is followed by one more round trip before the client is answered (cache_note_invalidation,
+ *   cache_settle): Redis has then put the invalidation into every tracker's socket. A revocation is never
+ *   served from an older copy, and a fill is served by every process from the client's next request on. Over
+ *   a unix socket that is the reader's receive queue at once, so copies are only used when REDIS_URL is a unix
+ *   socket (Redis on this host).
  * - A lease: the process sends PING on the invalidation connection every LEASE_MS / 2 and serves copies only
  *   while it holds the answer to a PING sent less than LEASE_MS ago. An invalidation travels on the same socket
  *   ahead of any later PING's answer, and a writer whose write failed waits out its 1 s command timeout before it

@@ -58,6 +58,8 @@ static void install(void)
         strncmp(r->str, prefix, (size_t)n) == 0) {
         memcpy(epoch, r->str, r->len);
         epoch[r->len] = '\0';
+        if (strcmp(epoch, fresh) == 0)
+            cache_note_invalidation(); /* ours replaced a stale one: other processes drop their copy of it */
     } else if (r && r->type == REDIS_REPLY_ERROR) {
         log_warn("redis: epoch install refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
     }
@@ -111,7 +113,9 @@ void mirror_fill(const char *key, const char *seen, size_t seenlen, const char *
         4, sizeof fill_lua - 1, 1, strlen(key), strlen(KEYS_EPOCH), strlen(epoch), seen ? seenlen : 0, plen, (size_t)n};
     redisReply *r = cache_cmd(9, argv, lens);
 
-    if (r && r->type == REDIS_REPLY_ERROR)
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+        cache_note_invalidation(); /* no process serves its older copy of key (a miss) once the client has this */
+    else if (r && r->type == REDIS_REPLY_ERROR)
         log_warn("redis: fill of %s refused: %.*s", key, (int)(r->len < 200 ? r->len : 200), r->str);
     freeReplyObject(r); /* NULL: Redis down, the answer came from PostgreSQL anyway */
 }
