@@ -2,7 +2,8 @@
  * its own (redis-server from the test packages): copies are served without a round trip once the lease is held;
  * a change made by another client, a FLUSHALL, a killed invalidation connection, a flood of invalidations and
  * a silent Redis (no lease) each make the next read right; a unix socket URL may carry Redis's password; a
- * command is sent again on a new connection only when Redis cannot have run it. */
+ * command is sent again on a new connection only when Redis cannot have run it; a reader's store (a new epoch,
+ * a fill) is settled by a round trip like a writer's invalidation. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,6 +20,8 @@
 #include <hiredis.h>
 
 #include "cache.h"
+#include "keys.h"
+#include "mirror.h"
 #include "private_redis.h"
 
 static char dir[] = "/tmp/gb-cache-local.XXXXXX";
@@ -80,6 +83,22 @@ static void warm(const char *key)
         sleep_ms(10);
     }
     fail_msg("the copy of %s was never served locally", key);
+}
+
+/* The last command of our tracked main connection (CLIENT LIST: the client with flag 't'), into out. */
+static void main_last_cmd(char *out, size_t cap)
+{
+    redisReply *r = redisCommand(other, "CLIENT LIST");
+    assert_true(r && r->type == REDIS_REPLY_STRING);
+    out[0] = '\0';
+    for (char *line = strtok(r->str, "\n"); line; line = strtok(NULL, "\n")) {
+        char flags[32] = "", last[32] = "";
+        const char *f = strstr(line, " flags="), *c = strstr(line, " cmd=");
+        if (f && c && sscanf(f, " flags=%31s", flags) == 1 && strchr(flags, 't') && sscanf(c, " cmd=%31s", last) == 1)
+            snprintf(out, cap, "%s", last);
+    }
+    freeReplyObject(r);
+    assert_true(out[0] != '\0');
 }
 
 static int setup(void **state)
@@ -268,6 +287,40 @@ static void test_retry_only_when_not_run(void **state)
     assert_int_equal(incr("k7"), 4);
 }
 
+/* Another process may hold a copy of what a reader stores (a fill of a cached document, a new epoch): like a
+ * writer's invalidation, the store is followed by a round trip before the answer (cache_settle sends a PING), so
+ * that the invalidation is in every process's socket when the client asks again (lib/cache_local.h). A refused
+ * store changes nothing and needs none. */
+static void test_reader_stores_are_settled(void **state)
+{
+    char last[32], v[160];
+    (void)state;
+    write_settled("FLUSHALL");
+    warm(KEYS_EPOCH);                             /* attached, lease held; the copy says: no epoch */
+    assert_int_equal(mirror_observe(NULL, 0), 0); /* installs one */
+    assert_non_null(mirror_epoch());
+    main_last_cmd(last, sizeof last);
+    assert_string_equal(last, "eval");
+    cache_settle();
+    main_last_cmd(last, sizeof last);
+    assert_string_equal(last, "ping");
+
+    const char *list = "{\"chatrooms\":[]}", *other_tomb = "~not what it holds";
+    mirror_fill("chatrooms:77", NULL, 0, list, strlen(list), 60);
+    main_last_cmd(last, sizeof last);
+    assert_string_equal(last, "eval");
+    cache_settle();
+    main_last_cmd(last, sizeof last);
+    assert_string_equal(last, "ping");
+    get1("chatrooms:77", v, sizeof v);
+    assert_true(mirror_stamped(mirror_epoch(), v, strlen(v)));
+
+    mirror_fill("chatrooms:77", other_tomb, strlen(other_tomb), list, strlen(list), 60); /* refused: it changed */
+    cache_settle();
+    main_last_cmd(last, sizeof last);
+    assert_string_equal(last, "eval");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_no_lease_no_copies),
         cmocka_unit_test(test_password_in_unix_url),
         cmocka_unit_test(test_retry_only_when_not_run),
+        cmocka_unit_test(test_reader_stores_are_settled),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
