@@ -1,7 +1,8 @@
-/* ai: talking to the model, without I/O. Request bodies, URLs and auth headers for Gemini generateContent and
- * OpenAI-compatible chat completions; classification of an upstream answer (or a transport failure) into text,
- * a transient error (retry with backoff) or a permanent one; backoff; the offline stand-in. Every function works
- * on buffers only, so all of it is unit-tested without a network. The worker does the HTTP (libcurl multi). */
+/* ai: talking to the model, without I/O. Request bodies for Gemini generateContent and OpenAI-compatible chat
+ * completions; classification of an upstream answer (or a transport failure) into text, a transient error (retry
+ * with backoff) or a permanent one; backoff; the offline stand-in. Every function works on buffers only, so all of
+ * it is unit-tested without a network. The worker does the HTTP (libcurl multi). The provider, its URL and auth
+ * header: ai_provider.h. */
 #ifndef GB_AI_H
 #define GB_AI_H
 
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include <json-c/json.h>
 
+#include "ai_provider.h"
 #include "util.h"
 
 #define AI_MAX_RESPONSE_BYTES (2u * 1024u * 1024u) /* ceiling on an upstream response body */
@@ -19,7 +21,6 @@
 #define AI_BACKOFF_CAP_MS 60000L                   /* exponential growth stops here */
 #define AI_RETRY_HINT_CAP_MS 600000L               /* an upstream Retry-After/retryDelay is honoured up to this */
 
-enum ai_provider { AI_PROVIDER_OFFLINE = 0, AI_PROVIDER_GEMINI = 1, AI_PROVIDER_OPENAI = 2 };
 enum ai_role { AI_ROLE_USER = 0, AI_ROLE_MODEL = 1 };
 enum ai_status { AI_OK = 0, AI_TRANSIENT = 1, AI_PERMANENT = 2 };
 
@@ -42,11 +43,6 @@ typedef struct ai_result {
     char detail[161];             /* not AI_OK: upstream's own message, sanitised and cut, for the log only */
 } ai_result_t;
 
-/* "gemini" / "openai" / "offline" -> the provider; -1 for anything else (NULL included). */
-int ai_provider_parse(const char *s);
-/* The provider's name ("gemini", ...). */
-const char *ai_provider_name(enum ai_provider p);
-
 /* Normalise a history (oldest first) into what is sent upstream: rows with empty text are skipped, leading
  * and trailing model turns are dropped (the conversation must start and end with the user), and consecutive
  * same-role turns are kept adjacent for merging. Fills out[0..*nout) with pointers into turns (no copies);
@@ -65,19 +61,6 @@ int ai_build_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const
  * answer with ai_stream.h. */
 int ai_build_stream_request(enum ai_provider p, const ai_turn_t *turns, size_t n, const char *system_prompt,
                             const char *model, buf_t *out);
-
-/* Append the endpoint URL: {base}/v1beta/models/{model}:generateContent or {base}/chat/completions (one
- * trailing '/' of base ignored, a "models/" prefix of the Gemini model ignored). -1 if base is empty, the
- * model is missing (Gemini) or holds characters outside [A-Za-z0-9._-], or the provider is offline. */
-int ai_build_url(enum ai_provider p, const char *base, const char *model, buf_t *out);
-/* The same for a streamed answer: {base}/v1beta/models/{model}:streamGenerateContent?alt=sse (Gemini); the
- * OpenAI-compatible URL is the same as ai_build_url's. */
-int ai_build_stream_url(enum ai_provider p, const char *base, const char *model, buf_t *out);
-
-/* Append the auth header line for curl: "x-goog-api-key: KEY" or "Authorization: Bearer KEY". Returns 1 and
- * appends nothing when key is NULL/empty (OpenAI-compatible local servers need none), -1 if the key holds
- * control characters or spaces (header injection) or the provider is offline, else 0. */
-int ai_auth_header(enum ai_provider p, const char *key, buf_t *out);
 
 /* Classify an HTTP answer. body may be NULL (len 0); retry_after is the Retry-After header value or NULL.
  * 2xx: the text, or AI_PERMANENT when blocked / empty / refused, AI_TRANSIENT when the body is not JSON.

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ai.h"
+#include "ai_provider.h"
 #include "cache.h"
 #include "config.h"
 #include "db.h"

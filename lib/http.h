@@ -57,9 +57,9 @@ const char *http_header(http_req_t *req, const char *name);
 const char *http_param(http_req_t *req, const char *name);
 /* Query parameter, percent-decoded, in the pool; NULL if absent. */
 const char *http_query(http_req_t *req, const char *name);
-/* s[0..n) percent-decoded by libcurl (curl_easy_unescape), '+' read as a space (query and form rules; an
- * encoded "%2B" stays '+'), NUL-terminated, in the pool. A '%' without two hex digits is kept as it is; the
- * string ends at a decoded %00. Never NULL (allocation failure aborts, as everywhere). */
+/* s[0..n) percent-decoded, '+' read as a space (query and form rules; an encoded "%2B" stays '+'), NUL-terminated,
+ * in the pool. A '%' without two hex digits is kept as it is, and so is "%00" (a NUL would cut the string); a NUL
+ * byte in s ends it. Never NULL (allocation failure aborts, as everywhere). */
 char *http_url_decode(pool_t *pool, const char *s, size_t n);
 
 /* Add a response header (name and value must not contain CR/LF; such values are dropped). */

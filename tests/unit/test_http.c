@@ -170,7 +170,7 @@ static void test_server_error_code(void **state)
     assert_null(http_server_error_code(600));
 }
 
-/* ---- query decoding (libcurl's curl_easy_unescape) ---- */
+/* ---- query decoding ---- */
 
 static void test_url_decode(void **state)
 {
@@ -190,10 +190,14 @@ static void test_url_decode(void **state)
         {"%zz%4g", "%zz%4g"},
         {"cs_test_%7BID%7D", "cs_test_{ID}"},
         {"a%00b", "a%00b"}, /* %00 stays as it is: a NUL would cut the string */
+        {"%%41%", "%A%"},
+        {"%2500", "%00"}, /* decoded once: "%25" is the '%' */
+        {"%41%4", "A%4"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         assert_string_equal(http_url_decode(p, cases[i].in, strlen(cases[i].in)), cases[i].want);
     assert_string_equal(http_url_decode(p, "ab%41cd", 4), "ab%4"); /* only s[0..n) is read */
+    assert_string_equal(http_url_decode(p, "a\0%41", 4), "a");     /* a NUL byte ends it */
     pool_free(p);
 }
 
