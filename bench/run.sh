@@ -16,7 +16,8 @@
 # the memory of the chatroom FastCGI processes (max RSS, PSS, private over the processes, KiB) after a short
 # warm-up and after all the runs; and the worker's replies/s at 500 ms upstream latency with the default
 # WORKER_CONCURRENCY (bench/worker.sh). Appended to bench/results.txt; bench/chart.sh draws bench/results.svg
-# from the last run.
+# from the last run. Then, each in a stack of its own: 1000 open reply streams (bench/stream.sh, per server) and
+# the memory of one chatroom process over a million requests of every kind (bench/soak.sh).
 # Knobs: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_USERS (32),
 # BENCH_SERVERS ("lighttpd nginx"), BENCH_FCGI_PROCS (8: spawn-fcgi processes per program under nginx;
 # lighttpd.conf says its own).
@@ -230,4 +231,8 @@ if [[ -x bench/stream.sh ]]; then
         echo "# streams, $server" | tee -a "$OUT"
         STACK_WEB=$server DEPLOYMENT=bench-$server bench/stream.sh 2>&1 | grep -E '^(stream:|ok:|FAIL)' | tee -a "$OUT"
     done
+fi
+if [[ -x bench/soak.sh ]]; then
+    echo "# soak: one chatroom process (nginx, spawn-fcgi), a million requests of every kind it serves" | tee -a "$OUT"
+    bench/soak.sh 2>&1 | grep -E '^(soak: one|ok:|FAIL)' | tee -a "$OUT"
 fi

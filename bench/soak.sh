@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# bench/soak.sh: the memory of ONE chatroom FastCGI process over a million requests of every kind it serves.
+#
+# Starts a private stack (tests/stack.sh) under nginx with one spawn-fcgi process per program, signs up USERS pro
+# users with a room each, then drives the chatroom process with wrk (-t1 -c4) and a Lua mix of its routes and
+# error paths until it has served TOTAL requests:
+#   reads      the cached list (and with a trailing slash), a room with its messages, message pages (with and
+#              without before=), the day's usage
+#   writes     posts (plain, with non-ASCII text, with an Idempotency-Key that repeats: replays), a room created
+#              and deleted again (so that the lists keep their size)
+#   refusals   404 (unknown room, id not a number), 401 (bad and missing token), 400 (broken JSON, content too
+#              long, a lone surrogate), 413 (a body over the cap), 405 (PATCH), a CORS preflight (204)
+# After each slice of SLICE seconds it prints the requests so far and the process's RSS, PSS and private memory
+# (/proc/PID/smaps_rollup; private without the program's own code pages, see mem_kb). Fails (exit 1) if the process was replaced, a request got a 5xx, the private memory
+# after the last slice is over MAX_PRIVATE_KB, or it grew by more than MAX_GROWTH_KB from the first slice that
+# ends past WARM requests (pools, caches and the local copies filled) to the last.
+#
+#   bench/soak.sh  TOTAL=1000000 SLICE=15 WARM=100000 USERS=8 MAX_PRIVATE_KB=2048 MAX_GROWTH_KB=256 BUILD_DIR=build
+#
+# Needs a build (make) and nginx, spawn-fcgi, wrk (make deps-test). Everything it starts is stopped at exit.
+set -euo pipefail
+
+TOTAL=${TOTAL:-1000000}
+SLICE=${SLICE:-15}
+USERS=${USERS:-8}
+MAX_PRIVATE_KB=${MAX_PRIVATE_KB:-2048}
+MAX_GROWTH_KB=${MAX_GROWTH_KB:-256}
+WARM=${WARM:-100000}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export GB_ROOT=$ROOT BUILD_DIR=${BUILD_DIR:-build}
+
+STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gb-bench-soak.XXXXXX")
+chmod 755 "$STACK_DIR"
+# LOG_LEVEL info: the process logs its access line per request, as `make run` does.
+export STACK_DIR STACK_MODE=test STACK_WEB=nginx DEPLOYMENT=soak-nginx WEB_FCGI_PROCS=1
+export TEST_LOG_LEVEL=${TEST_LOG_LEVEL:-info}
+# shellcheck source=../tests/stack.sh
+source "$ROOT/tests/stack.sh"
+cleanup() {
+    stack_stop >/dev/null 2>&1 || true
+    rm -rf "$STACK_DIR"
+}
+trap cleanup EXIT
+
+stack_services_start >/dev/null
+stack_web_start >/dev/null
+psql_q() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c "$1"; }
+
+ids=()
+: >"$STACK_DIR/users"
+for ((i = 0; i < USERS; i++)); do
+    m=+1999$(date +%s%N | tail -c 9)
+    curl -sf -XPOST "$BASE_URL/auth/signup" -d "{\"mobile\":\"$m\"}" >/dev/null
+    otp=$(curl -sf -XPOST "$BASE_URL/auth/send-otp" -d "{\"mobile\":\"$m\"}" | jq -r .otp)
+    token=$(curl -sf -XPOST "$BASE_URL/auth/verify-otp" -d "{\"mobile\":\"$m\",\"otp\":\"$otp\"}" | jq -r .access_token)
+    room=$(curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token" -d '{"title":"soak"}' | jq -r .id)
+    ids+=("$(curl -sf "$BASE_URL/user/me" -H "Authorization: Bearer $token" | jq -r .id)")
+    echo "$token $room" >>"$STACK_DIR/users"
+done
+psql_q "UPDATE users SET tier = 'pro' WHERE id IN ($(
+    IFS=,
+    echo "${ids[*]}"
+))" >/dev/null
+
+chatroom_exe=$(realpath "$BUILD_DIR/cgi-bin/chatroom")
+chatroom_pid() {
+    local pid found=()
+    for pid in $(pgrep -f "cgi-bin/chatroom" || true); do
+        [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$chatroom_exe" ]] && found+=("$pid")
+    done
+    ((${#found[@]} == 1)) || {
+        echo "FAIL: ${#found[@]} chatroom processes (want 1): ${found[*]}" >&2
+        return 1
+    }
+    echo "${found[0]}"
+}
+# PID -> RSS, PSS, private (KiB), and how much of private is the program's own code: file pages of its executable
+# that only this process maps here, but that every process of the program shares when there are several (make
+# bench's 8), so they are not part of what one more process costs.
+mem_kb() {
+    local code
+    code=$(awk -v exe="$chatroom_exe" '/^[0-9a-f]+-[0-9a-f]+ / {mine = ($6 == exe)}
+        mine && /^Private_Clean:/ {c += $2} END {print c + 0}' "/proc/$1/smaps")
+    awk -v code="$code" '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2}
+        END {print r+0, p+0, v+0, code}' "/proc/$1/smaps_rollup"
+}
+
+big=$(head -c 140000 /dev/zero | tr '\0' 'a')
+long=$(head -c 8001 /dev/zero | tr '\0' 'b')
+{
+    echo "local users = {"
+    while read -r token room; do echo "  {\"$token\", \"$room\"},"; done <"$STACK_DIR/users"
+    echo "}"
+    echo "local big = '{\"content\":\"$big\"}'"
+    echo "local long = '{\"content\":\"$long\"}'"
+    cat <<'LUA'
+-- Weights out of 1000: each request draws one kind.
+local kinds = {
+  {370, "list"}, {110, "room"}, {110, "page"}, {30, "page_before"}, {50, "usage"}, {40, "post"},
+  {30, "post_key"}, {10, "post_utf8"}, {15, "create"}, {20, "delete"}, {45, "no_room"}, {20, "bad_id"},
+  {40, "bad_token"}, {10, "no_token"}, {30, "bad_json"}, {10, "too_long"}, {10, "surrogate"}, {5, "too_big"},
+  {20, "patch"}, {15, "preflight"}, {10, "slash"},
+}
+local threads = {}
+function setup(thread) table.insert(threads, thread); thread:set("tid", #threads) end
+n2, n3, n4, n5, created, n = 0, 0, 0, 0, {}, 0
+function init(args) math.randomseed(os.time() * 1000 + (tid or 0)) end
+
+local function hdr(u) return {["Authorization"] = "Bearer " .. u[1], ["Content-Type"] = "application/json"} end
+local function pick()
+  local r, acc = math.random(1000), 0
+  for _, k in ipairs(kinds) do acc = acc + k[1]; if r <= acc then return k[2] end end
+  return "list"
+end
+
+function request()
+  n = n + 1
+  local u = users[math.random(#users)]
+  local h, room = hdr(u), "/chatroom/" .. u[2]
+  local k = pick()
+  if k == "list" then return wrk.format("GET", "/chatroom", h)
+  elseif k == "slash" then return wrk.format("GET", "/chatroom/", h)
+  elseif k == "room" then return wrk.format("GET", room, h)
+  elseif k == "page" then return wrk.format("GET", room .. "/messages?limit=20", h)
+  elseif k == "page_before" then
+    return wrk.format("GET", room .. "/messages?limit=5&before=" .. math.random(1, 100000), h)
+  elseif k == "usage" then return wrk.format("GET", "/chatroom/usage", h)
+  elseif k == "post" then return wrk.format("POST", room .. "/message", h, '{"content":"soak ' .. n .. '"}')
+  elseif k == "post_key" then
+    local key = "soak-" .. (tid or 0) .. "-" .. math.random(20)
+    h["Idempotency-Key"] = key
+    return wrk.format("POST", room .. "/message", h, '{"content":"keyed ' .. key .. '"}')
+  elseif k == "post_utf8" then
+    return wrk.format("POST", room .. "/message", h, '{"content":"h\\u00e9llo \\ud83c\\udf0d w\195\182rld ' .. n .. '"}')
+  elseif k == "create" then
+    return wrk.format("POST", "/chatroom", hdr(users[1]), '{"title":"soak room ' .. n .. '"}')
+  elseif k == "delete" then
+    local id = table.remove(created)
+    return wrk.format("DELETE", "/chatroom/" .. (id or "999999999"), hdr(users[1]))
+  elseif k == "no_room" then return wrk.format("GET", "/chatroom/999999999", h)
+  elseif k == "bad_id" then return wrk.format("GET", "/chatroom/abc", h)
+  elseif k == "bad_token" then return wrk.format("GET", "/chatroom", {["Authorization"] = "Bearer x.y.z"})
+  elseif k == "no_token" then return wrk.format("GET", "/chatroom")
+  elseif k == "bad_json" then return wrk.format("POST", room .. "/message", h, '{"content":')
+  elseif k == "too_long" then return wrk.format("POST", room .. "/message", h, long)
+  elseif k == "surrogate" then return wrk.format("POST", room .. "/message", h, '{"content":"\\ud800"}')
+  elseif k == "too_big" then return wrk.format("POST", room .. "/message", h, big)
+  elseif k == "patch" then return wrk.format("PATCH", "/chatroom", h, "{}")
+  else
+    return wrk.format("OPTIONS", "/chatroom", {["Origin"] = "https://app.example.test",
+      ["Access-Control-Request-Method"] = "POST", ["Access-Control-Request-Headers"] = "authorization"})
+  end
+end
+
+-- Rooms are created as the first user and deleted again (more deletes than creates: the lists keep their size).
+function response(status, headers, body)
+  if status >= 500 then n5 = n5 + 1 elseif status >= 400 then n4 = n4 + 1
+  elseif status >= 300 then n3 = n3 + 1 else n2 = n2 + 1 end
+  if status == 201 and body then
+    local id = body:match('^{"id":(%d+)')
+    if id then table.insert(created, id) end
+  end
+end
+
+function done(summary, latency, requests)
+  local a, b, c, d = 0, 0, 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("n2"); b = b + t:get("n3"); c = c + t:get("n4"); d = d + t:get("n5") end
+  io.write(string.format("soak-status %d %d %d %d\n", a, b, c, d))
+end
+LUA
+} >"$STACK_DIR/soak.lua"
+
+read -r token1 room1 <"$STACK_DIR/users"
+pid=$(chatroom_pid)
+served=0 first='' first_at=0 c2=0 c3=0 c4=0 c5=0
+while ((served < TOTAL)); do
+    out=$(wrk -t1 -c4 -d"${SLICE}s" -s "$STACK_DIR/soak.lua" "$BASE_URL")
+    read -r _ a b c d < <(grep '^soak-status' <<<"$out")
+    served=$((served + $(awk '/ requests in / {print $1}' <<<"$out")))
+    c2=$((c2 + a)) c3=$((c3 + b)) c4=$((c4 + c)) c5=$((c5 + d))
+    now=$(chatroom_pid)
+    [[ $now == "$pid" ]] || {
+        echo "FAIL: the chatroom process $pid was replaced by $now after $served requests"
+        exit 1
+    }
+    # rooms whose delete a slice's end cut off: deleted here, so that the first user's list keeps its size
+    for id in $(curl -sf "$BASE_URL/chatroom" -H "Authorization: Bearer $token1" |
+        jq -r --arg keep "$room1" '.chatrooms[] | select((.id | tostring) != $keep) | .id'); do
+        curl -sf -o /dev/null -XDELETE "$BASE_URL/chatroom/$id" -H "Authorization: Bearer $token1"
+    done
+    read -r rss pss priv code < <(mem_kb "$pid")
+    priv=$((priv - code))
+    ((served < WARM)) || [[ -n $first ]] || first=$priv first_at=$served
+    echo "soak: $served requests: RSS $rss KiB, PSS $pss KiB, private $priv KiB (+ $code KiB of the program's code)"
+done
+growth=$((priv - first))
+echo "soak: one chatroom process, $served requests (2xx $c2, 3xx $c3, 4xx $c4, 5xx $c5): private $priv KiB" \
+    "(+ $code KiB of the program's code; RSS $rss, PSS $pss), $first KiB after $first_at: grew $growth KiB"
+((c5 == 0)) || {
+    echo "FAIL: $c5 requests got a 5xx (see $STACK_DIR is removed; rerun with the stack's logs)"
+    exit 1
+}
+((priv <= MAX_PRIVATE_KB)) || {
+    echo "FAIL: private memory $priv KiB after $served requests (limit $MAX_PRIVATE_KB KiB)"
+    exit 1
+}
+((growth <= MAX_GROWTH_KB)) || {
+    echo "FAIL: private memory grew by $growth KiB from $first_at to $served requests (limit $MAX_GROWTH_KB KiB)"
+    exit 1
+}
+echo "ok: flat after $served requests"
