@@ -382,6 +382,22 @@ run_e2e() {
     done
 }
 
+# Link check: the FastCGI programs that serve the hot paths do not load libcurl and the eight libraries it
+# needs (about 144 KiB of private memory a process: README "Benchmarks", Memory). Only subscribe and webhook
+# (Stripe) and the worker need it.
+run_link_check() {
+    local prog needed
+    for prog in chatroom auth stream; do
+        if ! needed=$(readelf -d "$(_stack_abs "$BUILD")/cgi-bin/$prog" 2>&1); then
+            record fail "link: cgi-bin/$prog can be read" "$needed"
+        elif grep -q 'NEEDED.*libcurl' <<<"$needed"; then
+            record fail "link: cgi-bin/$prog does not load libcurl" "$(grep -o 'lib[a-z0-9_.-]*curl[^]]*' <<<"$needed")"
+        else
+            record pass "link: cgi-bin/$prog does not load libcurl"
+        fi
+    done
+}
+
 # Static checks: every C file as clang-format (.clang-format) writes it (`make format` fixes them).
 run_format_check() {
     local files out
@@ -399,6 +415,7 @@ run_format_check() {
 }
 
 [[ -n ${SKIP_UNIT:-} ]] || run_format_check
+[[ -n ${SKIP_UNIT:-} ]] || run_link_check
 [[ -n ${SKIP_UNIT:-} ]] || run_unit_tests
 [[ -n ${SKIP_UNIT:-} || -n ${SKIP_FUZZ:-} ]] || run_fuzz_corpora
 [[ -n ${SKIP_E2E:-} ]] || run_e2e
