@@ -4,8 +4,8 @@
 # Starts a private stack (tests/stack.sh) under nginx with one spawn-fcgi process per program, signs up USERS pro
 # users with a room each, then drives the chatroom process with wrk (-t1 -c4) and a Lua mix of its routes and
 # error paths until it has served TOTAL requests:
-#   reads      the cached list (and with a trailing slash), a room with its messages, message pages (with and
-#              without before=), the day's usage
+#   reads      the cached list (and with a trailing slash), a room with its messages (and a room of 60 long
+#              messages: a 650 KB answer), message pages (with and without before=), the day's usage
 #   writes     posts (plain, with non-ASCII text, with an Idempotency-Key that repeats: replays), a room created
 #              and deleted again (so that the lists keep their size)
 #   refusals   404 (unknown room, id not a number), 401 (bad and missing token), 400 (broken JSON, content too
@@ -57,6 +57,13 @@ for ((i = 0; i < USERS; i++)); do
     ids+=("$(curl -sf "$BASE_URL/user/me" -H "Authorization: Bearer $token" | jq -r .id)")
     echo "$token $room" >>"$STACK_DIR/users"
 done
+# A second room of the second user holding 60 long messages (7,800 characters, a quote in every third: what the
+# worker stores for a long model answer): reading it answers about 650 KB.
+read -r token2 _ < <(sed -n 2p "$STACK_DIR/users")
+big_room=$(curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token2" -d '{"title":"long"}' | jq -r .id)
+psql_q "INSERT INTO messages (chatroom_id, user_id, role, content, status)
+        SELECT $big_room, user_id, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'model' END, repeat('é\"x', 2600), 'completed'
+        FROM chatrooms, generate_series(1, 60) g WHERE id = $big_room" >/dev/null
 psql_q "UPDATE users SET tier = 'pro' WHERE id IN ($(
     IFS=,
     echo "${ids[*]}"
@@ -93,13 +100,14 @@ long=$(head -c 8001 /dev/zero | tr '\0' 'b')
     echo "}"
     echo "local big = '{\"content\":\"$big\"}'"
     echo "local long = '{\"content\":\"$long\"}'"
+    echo "local big_room = {\"$token2\", \"$big_room\"}"
     cat <<'LUA'
 -- Weights out of 1000: each request draws one kind.
 local kinds = {
   {370, "list"}, {110, "room"}, {110, "page"}, {30, "page_before"}, {50, "usage"}, {40, "post"},
   {30, "post_key"}, {10, "post_utf8"}, {15, "create"}, {20, "delete"}, {45, "no_room"}, {20, "bad_id"},
   {40, "bad_token"}, {10, "no_token"}, {30, "bad_json"}, {10, "too_long"}, {10, "surrogate"}, {5, "too_big"},
-  {20, "patch"}, {15, "preflight"}, {10, "slash"},
+  {20, "patch"}, {15, "preflight"}, {5, "slash"}, {5, "big_room"},
 }
 local threads = {}
 function setup(thread) table.insert(threads, thread); thread:set("tid", #threads) end
@@ -121,6 +129,7 @@ function request()
   if k == "list" then return wrk.format("GET", "/chatroom", h)
   elseif k == "slash" then return wrk.format("GET", "/chatroom/", h)
   elseif k == "room" then return wrk.format("GET", room, h)
+  elseif k == "big_room" then return wrk.format("GET", "/chatroom/" .. big_room[2], hdr(big_room))
   elseif k == "page" then return wrk.format("GET", room .. "/messages?limit=20", h)
   elseif k == "page_before" then
     return wrk.format("GET", room .. "/messages?limit=5&before=" .. math.random(1, 100000), h)

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcgiapp.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -768,10 +769,13 @@ void http_req_reset(http_req_t *req)
 /* Buffers that grew past this are released after the request, so one big request does not pin memory. */
 #define KEEP_BUF 65536
 
-static void trim_buf(buf_t *b)
+/* 1 when b was big (and is released now). */
+static int trim_buf(buf_t *b)
 {
-    if (b->cap > KEEP_BUF)
-        buf_free(b);
+    if (b->cap <= KEEP_BUF)
+        return 0;
+    buf_free(b);
+    return 1;
 }
 
 int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, void (*init)(void))
@@ -815,10 +819,12 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
             served_log(&req, &sv);
             http_req_reset(&req);
             req.io = &io;
-            trim_buf(&req.out);
-            trim_buf(&req.headers);
-            trim_buf(&body);
-            trim_buf(&wire);
+            /* A big answer or body (a room of long messages: its rows, their JSON) leaves the heap grown and
+             * holed by what it freed, and glibc keeps that: a 680 KB room left 1.3 MB more private memory for
+             * good. malloc_trim hands the free pages back (bench/soak.sh reads such a room); only after such a
+             * request, as it walks the whole heap. */
+            if (trim_buf(&req.out) | trim_buf(&req.headers) | trim_buf(&body) | trim_buf(&wire))
+                malloc_trim(0);
         }
         FCGX_Free(&fr, 1);
         log_info("shutting down");
