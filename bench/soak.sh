@@ -202,11 +202,13 @@ while ((served < TOTAL)); do
     ((served < WARM)) || [[ -n $first ]] || first=$priv first_at=$served
     echo "soak: $served requests: RSS $rss KiB, PSS $pss KiB, private $priv KiB (+ $code KiB of the program's code)"
 done
+[[ -n $first ]] || first=$priv first_at=$served # a run shorter than WARM: no growth to tell
 growth=$((priv - first))
 echo "soak: one chatroom process, $served requests (2xx $c2, 3xx $c3, 4xx $c4, 5xx $c5): private $priv KiB" \
     "(+ $code KiB of the program's code; RSS $rss, PSS $pss), $first KiB after $first_at: grew $growth KiB"
 ((c5 == 0)) || {
-    echo "FAIL: $c5 requests got a 5xx (see $STACK_DIR is removed; rerun with the stack's logs)"
+    echo "FAIL: $c5 requests got a 5xx; the stack's error lines:"
+    grep -h -i -E 'error|fatal|panic' "$STACK_DIR"/*.log | tail -n 20
     exit 1
 }
 ((priv <= MAX_PRIVATE_KB)) || {
