@@ -39,6 +39,8 @@ export STACK_DIR STACK_MODE=test STACK_PG_DURABLE=1 BUILD_DIR=build TEST_LOG_LEV
 export WEB_FCGI_PROCS=${BENCH_FCGI_PROCS:-8}
 # shellcheck source=../tests/stack.sh
 source tests/stack.sh
+# shellcheck source=lib.sh
+source bench/lib.sh
 cleanup() { stack_stop >/dev/null 2>&1 || true; rm -rf "$STACK_DIR"; }
 trap cleanup EXIT INT TERM
 
@@ -83,14 +85,10 @@ fcgi_mem_kb() {
 
 # BENCH_USERS pro users, each with 5 chatrooms, their lists cached: "token room" lines in $STACK_DIR/users.
 make_users() {
-    local i m otp token room ids=()
+    local i token room ids=()
     : >"$STACK_DIR/users"
     for ((i = 0; i < NUSERS; i++)); do
-        m=+1999$(date +%s%N | tail -c 9)
-        curl -sf -XPOST "$BASE_URL/auth/signup" -d "{\"mobile\":\"$m\"}" >/dev/null
-        otp=$(curl -sf -XPOST "$BASE_URL/auth/send-otp" -d "{\"mobile\":\"$m\"}" | jq -r .otp)
-        token=$(curl -sf -XPOST "$BASE_URL/auth/verify-otp" -d "{\"mobile\":\"$m\",\"otp\":\"$otp\"}" |
-            jq -r .access_token)
+        token=$(bench_signup)
         for r in 1 2 3 4 5; do
             room=$(curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token" -d "{\"title\":\"Room $r\"}" |
                 jq -r .id)

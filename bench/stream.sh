@@ -34,12 +34,10 @@ trap cleanup EXIT
 
 stack_services_start >/dev/null
 stack_web_start >/dev/null
-psql_q() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c "$1"; }
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 
-m=+1999$(date +%s%N | tail -c 9)
-curl -sf -XPOST "$BASE_URL/auth/signup" -d "{\"mobile\":\"$m\"}" >/dev/null
-otp=$(curl -sf -XPOST "$BASE_URL/auth/send-otp" -d "{\"mobile\":\"$m\"}" | jq -r .otp)
-token=$(curl -sf -XPOST "$BASE_URL/auth/verify-otp" -d "{\"mobile\":\"$m\",\"otp\":\"$otp\"}" | jq -r .access_token)
+token=$(bench_signup)
 room=$(curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token" -d '{"title":"bench"}' | jq -r .id)
 curl -sf "$BASE_URL/chatroom" -H "Authorization: Bearer $token" >/dev/null
 psql_q "INSERT INTO messages (chatroom_id, user_id, role, content, status)

@@ -43,8 +43,8 @@ trap cleanup EXIT
 
 echo "starting PostgreSQL, Redis and the fake AI in $STACK_DIR ..."
 stack_services_start >/dev/null
-
-psql_q() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c "$1"; }
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 
 mobile="+1555$(od -An -N4 -tu4 /dev/urandom | tr -d ' \n' | tail -c 8)"
 # two statements: the user messages must get the smaller ids (a reply's history is what precedes it)
