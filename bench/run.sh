@@ -41,8 +41,7 @@ export WEB_FCGI_PROCS=${BENCH_FCGI_PROCS:-8}
 source tests/stack.sh
 # shellcheck source=lib.sh
 source bench/lib.sh
-cleanup() { stack_stop >/dev/null 2>&1 || true; rm -rf "$STACK_DIR"; }
-trap cleanup EXIT INT TERM
+trap bench_stack_remove EXIT INT TERM
 
 # Build directories where "chatroom" is a baseline handler and the other programs (and the static web root the
 # configs serve) are the real ones.

@@ -36,16 +36,12 @@ export STACK_DIR STACK_MODE=test STACK_WEB=nginx DEPLOYMENT=soak-nginx WEB_FCGI_
 export TEST_LOG_LEVEL=${TEST_LOG_LEVEL:-info}
 # shellcheck source=../tests/stack.sh
 source "$ROOT/tests/stack.sh"
-cleanup() {
-    stack_stop >/dev/null 2>&1 || true
-    rm -rf "$STACK_DIR"
-}
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+trap bench_stack_remove EXIT
 
 stack_services_start >/dev/null
 stack_web_start >/dev/null
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 
 ids=()
 : >"$STACK_DIR/users"

@@ -25,17 +25,16 @@ chmod 755 "$STACK_DIR"
 export STACK_DIR STACK_MODE=test
 # shellcheck source=../tests/stack.sh
 source "$ROOT/tests/stack.sh"
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 cleanup() {
     [[ -n ${client_pid:-} ]] && kill "$client_pid" 2>/dev/null || true
-    stack_stop >/dev/null 2>&1 || true
-    rm -rf "$STACK_DIR"
+    bench_stack_remove
 }
 trap cleanup EXIT
 
 stack_services_start >/dev/null
 stack_web_start >/dev/null
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 
 token=$(bench_signup)
 room=$(curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token" -d '{"title":"bench"}' | jq -r .id)

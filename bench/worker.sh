@@ -31,20 +31,20 @@ export STACK_DIR STACK_MODE=test
 # shellcheck source=../tests/stack.sh
 source "$ROOT/tests/stack.sh"
 
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 cleanup() {
-    stack_stop >/dev/null 2>&1 || true
     if [[ -n ${KEEP_STACK:-} ]]; then
+        stack_stop >/dev/null 2>&1 || true
         echo "stack kept in $STACK_DIR"
     else
-        rm -rf "$STACK_DIR"
+        bench_stack_remove
     fi
 }
 trap cleanup EXIT
 
 echo "starting PostgreSQL, Redis and the fake AI in $STACK_DIR ..."
 stack_services_start >/dev/null
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 
 mobile="+1555$(od -An -N4 -tu4 /dev/urandom | tr -d ' \n' | tail -c 8)"
 # two statements: the user messages must get the smaller ids (a reply's history is what precedes it)
