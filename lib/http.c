@@ -65,7 +65,7 @@ static int hex_digit(int c)
 }
 
 /* By hand rather than libcurl's curl_easy_unescape: that one call made every FastCGI program load libcurl and the
- * eight libraries it needs (about 120 KiB of private memory per process; bench/soak.sh). */
+ * eight libraries it needs (about 140 KiB of private memory per process; bench/soak.sh). */
 char *http_url_decode(pool_t *pool, const char *s, size_t n)
 {
     char *out = pool_alloc(pool, n + 1), *o = out;
