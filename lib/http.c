@@ -56,14 +56,6 @@ const char *http_header(http_req_t *req, const char *name)
     return http_param(req, key);
 }
 
-static int hex_digit(int c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* By hand rather than libcurl's curl_easy_unescape: that one call made every FastCGI program load libcurl and the
  * eight libraries it needs (about 140 KiB of private memory per process; bench/soak.sh). */
 char *http_url_decode(pool_t *pool, const char *s, size_t n)

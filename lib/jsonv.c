@@ -100,17 +100,10 @@ static int hex4(const char *s, unsigned *v)
 {
     *v = 0;
     for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            d = (unsigned)(c - 'A' + 10);
-        else
+        int d = hex_digit((unsigned char)s[i]);
+        if (d < 0)
             return -1;
-        *v = *v << 4 | d;
+        *v = *v << 4 | (unsigned)d;
     }
     return 0;
 }

@@ -273,6 +273,14 @@ void hex_encode(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+int hex_digit(int c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
 int random_bytes(void *out, size_t n)
 {
     return n <= INT_MAX && RAND_bytes(out, (int)n) == 1 ? 0 : -1;

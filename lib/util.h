@@ -60,6 +60,8 @@ int utf8_is_space(unsigned cp);
 
 /* Lower-case hex of in[0..n) into out (2n characters, then a NUL: out holds at least 2n+1 bytes). */
 void hex_encode(const unsigned char *in, size_t n, char *out);
+/* The value of one hex digit (either case), -1 for any other character. */
+int hex_digit(int c);
 /* n bytes from the CSPRNG (OpenSSL RAND_bytes) into out. 0 ok, -1 none available (out is then unspecified). */
 int random_bytes(void *out, size_t n);
 /* nbytes random bytes as 2*nbytes lower-case hex digits plus a NUL into out. 0 ok, -1 as random_bytes. */
