@@ -18,3 +18,18 @@ bench_signup() {
     otp=$(curl -sf -XPOST "$BASE_URL/auth/send-otp" -d "{\"mobile\":\"$m\"}" | jq -r .otp)
     curl -sf -XPOST "$BASE_URL/auth/verify-otp" -d "{\"mobile\":\"$m\",\"otp\":\"$otp\"}" | jq -r .access_token
 }
+
+# Pids of the running processes whose executable is the file EXE (an absolute, resolved path).
+bench_pids() {
+    local pid
+    for pid in $(pgrep -f "$(basename "$1")" || true); do
+        [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$1" ]] && echo "$pid"
+    done
+    return 0
+}
+
+# Memory of process PID (/proc/PID/smaps_rollup): "RSS PSS private" in KiB; "0 0 0" when it is gone.
+bench_proc_mem() {
+    awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2} END {print r+0, p+0, v+0}' \
+        "/proc/$1/smaps_rollup" 2>/dev/null || echo "0 0 0"
+}

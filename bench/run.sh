@@ -73,8 +73,7 @@ wrk_run() {
 fcgi_mem_kb() {
     local pid rss pss priv mr=0 mp=0 mv=0
     for pid in $(pgrep -f "$1/cgi-bin/chatroom" || true); do
-        read -r rss pss priv < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2}
-            END {print r+0, p+0, v+0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo "0 0 0")
+        read -r rss pss priv < <(bench_proc_mem "$pid")
         ((rss > mr)) && mr=$rss
         ((pss > mp)) && mp=$pss
         ((priv > mv)) && mv=$priv

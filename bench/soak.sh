@@ -11,9 +11,10 @@
 #   refusals   404 (unknown room, id not a number), 401 (bad and missing token), 400 (broken JSON, content too
 #              long, a lone surrogate), 413 (a body over the cap), 405 (PATCH), a CORS preflight (204)
 # After each slice of SLICE seconds it prints the requests so far and the process's RSS, PSS and private memory
-# (/proc/PID/smaps_rollup; private without the program's own code pages, see mem_kb). Fails (exit 1) if the process was replaced, a request got a 5xx, the private memory
-# after the last slice is over MAX_PRIVATE_KB, or it grew by more than MAX_GROWTH_KB from the first slice that
-# ends past WARM requests (pools, caches and the local copies filled) to the last.
+# (/proc/PID/smaps_rollup; private without the program's own code pages, see mem_kb). Fails (exit 1) if the
+# process was replaced, a request got a 5xx, the private memory after the last slice is over MAX_PRIVATE_KB, or
+# it grew by more than MAX_GROWTH_KB from the first slice that ends past WARM requests (pools, caches and the
+# local copies filled) to the last.
 #
 #   bench/soak.sh  TOTAL=1000000 SLICE=15 WARM=100000 USERS=8 MAX_PRIVATE_KB=2048 MAX_GROWTH_KB=256 BUILD_DIR=build
 #
@@ -65,10 +66,8 @@ psql_q "UPDATE users SET tier = 'pro' WHERE id IN ($(
 
 chatroom_exe=$(realpath "$BUILD_DIR/cgi-bin/chatroom")
 chatroom_pid() {
-    local pid found=()
-    for pid in $(pgrep -f "cgi-bin/chatroom" || true); do
-        [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$chatroom_exe" ]] && found+=("$pid")
-    done
+    local found
+    mapfile -t found < <(bench_pids "$chatroom_exe")
     ((${#found[@]} == 1)) || {
         echo "FAIL: ${#found[@]} chatroom processes (want 1): ${found[*]}" >&2
         return 1
@@ -82,8 +81,7 @@ mem_kb() {
     local code
     code=$(awk -v exe="$chatroom_exe" '/^[0-9a-f]+-[0-9a-f]+ / {mine = ($6 == exe)}
         mine && /^Private_Clean:/ {c += $2} END {print c + 0}' "/proc/$1/smaps")
-    awk -v code="$code" '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2}
-        END {print r+0, p+0, v+0, code}' "/proc/$1/smaps_rollup"
+    echo "$(bench_proc_mem "$1") $code"
 }
 
 big=$(head -c 140000 /dev/zero | tr '\0' 'a')

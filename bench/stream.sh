@@ -55,10 +55,8 @@ before=$(rate)
 stream_exe=$(realpath "$BUILD_DIR/cgi-bin/stream")
 stream_mem() { # total RSS, PSS, private KiB over the processes, and how many there are
     local pid total_r=0 total_p=0 total_v=0 count=0 r p v
-    for pid in $(pgrep -f "cgi-bin/stream" || true); do
-        [[ $(readlink "/proc/$pid/exe") == "$stream_exe" ]] || continue
-        read -r r p v < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2}
-            END {print r+0, p+0, v+0}' "/proc/$pid/smaps_rollup")
+    for pid in $(bench_pids "$stream_exe"); do
+        read -r r p v < <(bench_proc_mem "$pid")
         total_r=$((total_r + r)) total_p=$((total_p + p)) total_v=$((total_v + v)) count=$((count + 1))
     done
     echo "$total_r $total_p $total_v $count"
