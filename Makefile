@@ -11,7 +11,7 @@
 BUILD    ?= build
 SANITIZE ?= $(if $(filter build-asan,$(BUILD)),1,)
 CC       ?= cc
-PKGS      = fcgi hiredis json-c libjwt libcurl libcrypto libpq libargon2
+PKGS      = fcgi hiredis json-c libjwt libcurl libcrypto nettle libpq libargon2
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
 #include "auth.h"
 #include "chat_store.h"
@@ -83,25 +83,18 @@ void chat_utc_day(time_t now, char out[11])
 
 void chat_idem_fingerprint(long long room_id, const char *content, size_t len, char out[CHAT_FINGERPRINT_HEX])
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    /* nettle, not OpenSSL's EVP: that would load OpenSSL 3's provider tables into every chatroom process
+     * (token.c) */
+    struct sha256_ctx ctx;
+    uint8_t md[SHA256_DIGEST_SIZE];
     char rid[24];
     int n = snprintf(rid, sizeof rid, "%lld", room_id);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(ctx, rid, (size_t)n + 1) != 1 ||
-        EVP_DigestUpdate(ctx, content, len) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
-        /* OpenSSL cannot fail here short of running out of memory, which aborts everywhere else too */
-        log_error("chat: SHA-256 failed");
-        abort();
-    }
-    EVP_MD_CTX_free(ctx);
-    for (unsigned i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    sha256_init(&ctx);
+    sha256_update(&ctx, (size_t)n + 1, (const uint8_t *)rid);
+    sha256_update(&ctx, len, (const uint8_t *)content);
+    sha256_digest(&ctx, sizeof md, md);
+    hex_encode(md, sizeof md, out);
 }
 
 /* ---- request helpers ------------------------------------------------------------------------------------- */

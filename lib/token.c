@@ -1,5 +1,9 @@
-/* token: HS256 JWTs with libjwt 1.10 (REFERENCE.md section 3). libjwt 1.10 validates the signature only:
- * the algorithm pin, every claim and the length cap are ours. */
+/* token: verifying our HS256 JWTs (REFERENCE.md section 3); token_issue.c signs them with libjwt 1.10.
+ * The signature is checked here with nettle's HMAC-SHA256, then libjwt parses the claims without a key: the
+ * algorithm pin, every claim and the length cap are ours. Not libjwt's own check, which is OpenSSL's HMAC:
+ * OpenSSL 3's first EVP call loads its provider and name tables, about 230 KiB of heap that a FastCGI process
+ * keeps for life (README "Benchmarks", Memory), while nettle (already loaded: GnuTLS, under Debian's libpq)
+ * needs no setup and allocates nothing. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -9,16 +13,15 @@
 
 #include <json-c/json.h>
 #include <jwt.h>
+#include <nettle/base64.h>
+#include <nettle/hmac.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "token.h"
 
 /* Seconds of clock skew allowed on iat: a token issued by a machine whose clock runs slightly ahead. exp has
  * no leeway: the contract refuses an expired token, and the lifetime (JWT_TTL_SECONDS) is long. */
 #define TOKEN_IAT_LEEWAY 60
-#define TOKEN_JTI_BYTES 16
-#define TOKEN_USE "access" /* typ_use: keeps any other kind of token we might sign from passing as access */
 #define TOKEN_INT_JSON_MAX 24
 
 static int b64url_char(unsigned char c)
@@ -97,47 +100,6 @@ static const char *grant_str(jwt_t *j, const char *name)
     return jwt_get_grant(j, name);
 }
 
-char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now, long ttl)
-{
-    jwt_t *j = NULL;
-    char *tok = NULL, *res = NULL;
-    char sub[24], jti[2 * TOKEN_JTI_BYTES + 1];
-    unsigned char rnd[TOKEN_JTI_BYTES];
-    long long iat = (long long)now;
-
-    if (!key || keylen == 0 || keylen > INT_MAX || user_id <= 0 || token_version < 0 || ttl <= 0)
-        goto out;
-    if (iat < 0 || iat > LONG_MAX - ttl)
-        goto out;
-    snprintf(sub, sizeof sub, "%lld", user_id);
-    if (RAND_bytes(rnd, (int)sizeof rnd) != 1)
-        goto out;
-    for (size_t i = 0; i < sizeof rnd; i++) {
-        static const char hex[] = "0123456789abcdef";
-        jti[2 * i] = hex[rnd[i] >> 4];
-        jti[2 * i + 1] = hex[rnd[i] & 15];
-    }
-    jti[sizeof jti - 1] = '\0';
-
-    if (jwt_new(&j) != 0)
-        goto out;
-    if (jwt_add_grant(j, "sub", sub) != 0 || jwt_add_grant_int(j, "iat", (long)iat) != 0 ||
-        jwt_add_grant_int(j, "exp", (long)(iat + ttl)) != 0 || jwt_add_grant(j, "jti", jti) != 0 ||
-        jwt_add_grant_int(j, "tv", (long)token_version) != 0 || jwt_add_grant(j, "typ_use", TOKEN_USE) != 0)
-        goto out;
-    if (jwt_set_alg(j, JWT_ALG_HS256, key, (int)keylen) != 0)
-        goto out;
-    tok = jwt_encode_str(j);
-    if (!tok || strlen(tok) > TOKEN_MAX_LEN)
-        goto out;
-    res = tok;
-    tok = NULL;
-out:
-    free(tok);
-    jwt_free(j);
-    return res;
-}
-
 /* The header segment (base64url, no padding) decodes to a JSON object whose "alg" is the string "HS256",
  * byte for byte. libjwt compares the name case-insensitively ("hs256" passes) and only after decoding; this
  * runs first. 1 ok, 0 refused. */
@@ -184,9 +146,33 @@ out:
     return ok;
 }
 
+/* The signature segment is the base64url text (no padding) of HMAC-SHA256(key, "header.payload"), compared
+ * in constant time as text, which is what libjwt does (so a non-canonical encoding of the right MAC is refused
+ * too). token has two dots (well_formed). 1 ok, 0 refused. */
+static int signature_ok(const unsigned char *key, size_t keylen, const char *token, size_t len)
+{
+    const char *sig = (const char *)memrchr(token, '.', len) + 1;
+    size_t siglen = len - (size_t)(sig - token), n;
+    struct hmac_sha256_ctx ctx;
+    struct base64_encode_ctx b64;
+    uint8_t mac[SHA256_DIGEST_SIZE];
+    char enc[BASE64_ENCODE_LENGTH(SHA256_DIGEST_SIZE) + BASE64_ENCODE_FINAL_LENGTH];
+
+    hmac_sha256_set_key(&ctx, keylen, key);
+    hmac_sha256_update(&ctx, (size_t)(sig - 1 - token), (const uint8_t *)token);
+    hmac_sha256_digest(&ctx, sizeof mac, mac);
+    explicit_bzero(&ctx, sizeof ctx); /* the key's inner and outer states */
+    base64url_encode_init(&b64);
+    n = base64_encode_update(&b64, enc, sizeof mac, mac);
+    n += base64_encode_final(&b64, enc + n);
+    while (n > 0 && enc[n - 1] == '=')
+        n--;
+    return siglen == n && CRYPTO_memcmp(sig, enc, n) == 0;
+}
+
 /* Everything about a token that depends only on its exact bytes and the key: structure, signature, algorithm
- * and claim types. The time checks are the caller's. */
-static int verify_static(const unsigned char *key, size_t keylen, const char *token, token_claims_t *out)
+ * and claim types. The time checks are the caller's. token[0..len) is well_formed. */
+static int verify_static(const unsigned char *key, size_t keylen, const char *token, size_t len, token_claims_t *out)
 {
     jwt_t *j = NULL;
     token_claims_t c;
@@ -195,12 +181,11 @@ static int verify_static(const unsigned char *key, size_t keylen, const char *to
     int rc = -1;
 
     memset(&c, 0, sizeof c);
-    if (!header_alg_exact(token, strcspn(token, ".")))
+    if (!header_alg_exact(token, strcspn(token, ".")) || !signature_ok(key, keylen, token, len))
         goto out;
-    if (jwt_decode(&j, token, key, (int)keylen) != 0 || !j)
-        goto out;
-    /* jwt_decode verifies whatever HS* the header names with our key: only HS256 is ours. */
-    if (jwt_get_alg(j) != JWT_ALG_HS256)
+    /* Only parsing is left to libjwt: without a key it checks no signature (and reports JWT_ALG_NONE), which
+     * the two checks above have done, pinned to HS256. It still refuses a header "typ" other than JWT. */
+    if (jwt_decode(&j, token, NULL, 0) != 0 || !j)
         goto out;
 
     s = grant_str(j, "typ_use");
@@ -239,7 +224,7 @@ out:
 /* A small direct-mapped cache of token strings this process has already verified (signature and claims).
  * A hit needs the exact same bytes and the same key, so it proves exactly what a fresh verification would;
  * expiry and revocation are still checked on every use. Clients send the same token many times (polling),
- * which makes the HMAC and JSON work of libjwt the cost worth skipping. */
+ * which makes the HMAC and libjwt's JSON work the cost worth skipping. */
 #define CACHE_SLOTS 128
 #define CACHE_TOKEN_MAX 512
 
@@ -268,7 +253,7 @@ int token_verify(const unsigned char *key, size_t keylen, const char *token, tim
 
     if (out)
         memset(out, 0, sizeof *out);
-    /* A NULL or empty key makes jwt_decode accept any HS256 token unverified. */
+    /* An empty key would make every signature a public function of the token. */
     if (!key || keylen == 0 || keylen > INT_MAX || !token || !out)
         return -1;
     len = strnlen(token, TOKEN_MAX_LEN + 1);
@@ -283,7 +268,7 @@ int token_verify(const unsigned char *key, size_t keylen, const char *token, tim
         CRYPTO_memcmp(slot->token, token, len) == 0) {
         c = slot->claims;
     } else {
-        if (verify_static(key, keylen, token, &c) != 0)
+        if (verify_static(key, keylen, token, len, &c) != 0)
             return -1;
         if (slot) {
             slot->hash = h;

@@ -1,12 +1,13 @@
 #include "util.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 static void oom(void)
 {
@@ -283,7 +284,17 @@ int hex_digit(int c)
 
 int random_bytes(void *out, size_t n)
 {
-    return n <= INT_MAX && RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+    unsigned char *p = out;
+    while (n > 0) {
+        ssize_t got = getrandom(p, n, 0);
+        if (got < 0 && errno != EINTR)
+            return -1;
+        if (got > 0) {
+            p += got;
+            n -= (size_t)got;
+        }
+    }
+    return 0;
 }
 
 int random_hex(char *out, size_t nbytes)

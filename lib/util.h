@@ -62,7 +62,10 @@ int utf8_is_space(unsigned cp);
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* The value of one hex digit (either case), -1 for any other character. */
 int hex_digit(int c);
-/* n bytes from the CSPRNG (OpenSSL RAND_bytes) into out. 0 ok, -1 none available (out is then unspecified). */
+/* n bytes from the kernel's CSPRNG (getrandom(2), which OpenSSL's RAND_bytes seeds from) into out. Not
+ * RAND_bytes: it would load OpenSSL 3's provider tables into the chatroom processes (token.c); otp.c and
+ * password.c draw with RAND_bytes in the auth program, which has them loaded anyway. 0 ok, -1 none available
+ * (out is then unspecified). */
 int random_bytes(void *out, size_t n);
 /* nbytes random bytes as 2*nbytes lower-case hex digits plus a NUL into out. 0 ok, -1 as random_bytes. */
 int random_hex(char *out, size_t nbytes);

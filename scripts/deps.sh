@@ -21,7 +21,7 @@ esac
 
 PACKAGES=(
     build-essential pkg-config
-    libfcgi-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libjson-c-dev libjwt-dev libssl-dev
+    libfcgi-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libjson-c-dev libjwt-dev libssl-dev nettle-dev
     libargon2-dev libunistring-dev libcmocka-dev
     postgresql redis-server lighttpd spawn-fcgi fcgiwrap nginx-light apache2 libapache2-mod-fcgid
     curl jq ca-certificates wrk procps

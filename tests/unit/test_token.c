@@ -1,4 +1,5 @@
-/* Unit tests for lib/token.c (HS256 JWT issue/verify with libjwt 1.10, Authorization header parsing). */
+/* Unit tests for lib/token.c and lib/token_issue.c (HS256 JWTs: issued with libjwt 1.10, verified with nettle's
+ * HMAC; hand-made tokens are signed with OpenSSL's; Authorization header parsing). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -387,6 +388,16 @@ static void test_tampered_signature(void **state)
     /* padding appended to an otherwise valid signature */
     snprintf(mixed, strlen(t) + 64, "%s=", t);
     assert_int_equal(verify(mixed), -1);
+    /* the same 32 bytes written non-canonically: the last character's two unused low bits set */
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    strcpy(mixed, t);
+    char *last = mixed + strlen(mixed) - 1;
+    int v = (int)(strchr(abc, *last) - abc);
+    assert_int_equal(v & 3, 0);
+    for (int low = 1; low < 4; low++) {
+        *last = abc[v | low];
+        assert_int_equal(verify(mixed), -1);
+    }
     free(mixed);
     free(other);
     assert_int_equal(verify(t), 0);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <cmocka.h>
 #include <string.h>
 
@@ -94,6 +95,23 @@ static void test_hex_random(void **state)
     assert_string_not_equal(a, b);
     char big[200];
     assert_int_equal(random_hex(big, 65), -1); /* over the helper's 64-byte bound */
+
+    /* random_bytes fills all of a large buffer (getrandom(2) may hand out less than asked: the rest is drawn
+     * again): zero bytes at the expected rate (1/256, about 256 here) and nowhere in a run of 64 */
+    enum { BIG = 65536 };
+    unsigned char *r = calloc(BIG, 1);
+    assert_non_null(r);
+    assert_int_equal(random_bytes(r, BIG), 0);
+    size_t zeros = 0, run = 0, longest = 0;
+    for (size_t i = 0; i < BIG; i++) {
+        zeros += r[i] == 0;
+        run = r[i] == 0 ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+    free(r);
+    assert_true(zeros < 512);
+    assert_true(longest < 64);
+    assert_int_equal(random_bytes(big, 0), 0);
 }
 
 static void test_capped(void **state)
