@@ -1,6 +1,7 @@
 /* billing: subscriptions and the Pro tier (API.md "Subscriptions"). The business logic behind
  * cgi-bin/subscribe.c and cgi-bin/webhook.c: the checkout flow, the subscription-status query, and applying a
- * verified Stripe event. Nothing here answers an HTTP request; the handlers map the return codes.
+ * verified Stripe event. Nothing here answers an HTTP request; the handlers map the return codes. billing.c
+ * holds all but billing_checkout, which is in billing_checkout.c (it alone needs libcurl).
  *
  * The model: one subscriptions row per Stripe subscription (keyed by its sub_... id), linked to one of our
  * users (user_id, NULL until we know whose it is). A user may have several (two checkout tabs, a new

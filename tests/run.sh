@@ -382,12 +382,12 @@ run_e2e() {
     done
 }
 
-# Link check: the FastCGI programs that serve the hot paths do not load libcurl and the eight libraries it
-# needs (about 144 KiB of private memory a process: README "Benchmarks", Memory). Only subscribe and webhook
-# (Stripe) and the worker need it.
+# Link check: the FastCGI programs do not load libcurl and the eight libraries it needs (about 144 KiB of
+# private memory a process: README "Benchmarks", Memory). Only subscribe (Stripe Checkout) and the worker need
+# it.
 run_link_check() {
     local prog needed
-    for prog in chatroom auth stream; do
+    for prog in chatroom auth stream webhook; do
         if ! needed=$(readelf -d "$(_stack_abs "$BUILD")/cgi-bin/$prog" 2>&1); then
             record fail "link: cgi-bin/$prog can be read" "$needed"
         elif grep -q 'NEEDED.*libcurl' <<<"$needed"; then

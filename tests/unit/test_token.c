@@ -447,6 +447,25 @@ static void test_hand_made_tokens(void **state)
     t = hand_sign(h, p, KEY2, sizeof KEY2);
     assert_int_equal(verify(t), -1);
     free(t);
+    /* the header's typ: absent or JWT in any case passes; any other is refused (libjwt's rule, still applied
+     * when it parses a token whose signature token.c has checked) */
+    const struct {
+        const char *header;
+        int rc;
+    } typs[] = {
+        {"{\"alg\":\"HS256\"}", 0},
+        {"{\"alg\":\"HS256\",\"typ\":\"jwt\"}", 0},
+        {"{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", -1},
+        {"{\"alg\":\"HS256\",\"typ\":\"JWS\"}", -1},
+    };
+    for (size_t i = 0; i < sizeof typs / sizeof typs[0]; i++) {
+        char *th = b64url_str(typs[i].header);
+        t = hand_sign(th, p, KEY, sizeof KEY);
+        if (verify(t) != typs[i].rc)
+            fail_msg("header %s: want %d", typs[i].header, typs[i].rc);
+        free(t);
+        free(th);
+    }
 
     /* padded segments, correctly signed over the padded text */
     size_t hl = strlen(h), pl = strlen(p);
