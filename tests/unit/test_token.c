@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 #include <jwt.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -175,6 +176,61 @@ static int verify_claims_json(const char *json)
     int rc = verify(t);
     free(t);
     return rc;
+}
+
+/* ---- verify without OpenSSL ---- */
+
+/* OpenSSL's allocations, counted from main() on (CRYPTO_set_mem_functions works only before its first one). */
+static int g_openssl_hooked;
+static unsigned long g_openssl_allocs;
+
+static void *count_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    g_openssl_allocs++;
+    return malloc(n);
+}
+
+static void *count_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    g_openssl_allocs++;
+    return realloc(p, n);
+}
+
+static void count_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    free(p);
+}
+
+/* GOOD_CLAIMS under {"alg":"HS256","typ":"JWT"}, signed with KEY by Python's hmac module */
+#define PRESIGNED                                                                                                      \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI0MiIsImlhdCI6MTgwMDAwMDAwMCwiZXhwIjoxODAwMDg2NDAwLCJ0diI6Myw"     \
+    "idHlwX3VzZSI6ImFjY2VzcyIsImp0aSI6IjAwMTEyMjMzNDQ1NTY2Nzc4ODk5YWFiYmNjZGRlZWZmIn0.fGlxpE6AeV8wkjNMQcAz0HOz16YS"    \
+    "u44qmQPKK4CNDJo"
+
+/* Verifying a token starts nothing in OpenSSL: its first EVP, HMAC or RAND call loads its provider tables,
+ * about 230 KiB that a FastCGI process keeps (lib/token.c). Runs first, before any other test uses OpenSSL;
+ * then OpenSSL's HMAC (what libjwt's keyed jwt_decode calls) shows that the count does move. */
+static void test_verify_leaves_openssl_alone(void **state)
+{
+    (void)state;
+    token_claims_t c;
+    unsigned char mac[32];
+    unsigned int maclen = 0;
+
+    assert_true(g_openssl_hooked);
+    assert_int_equal(token_verify(KEY, sizeof KEY, PRESIGNED, NOW, &c), 0);
+    assert_int_equal(c.user_id, 42);
+    assert_int_equal(c.token_version, 3);
+    assert_int_equal(token_verify(KEY2, sizeof KEY2, PRESIGNED, NOW, &c), -1);
+    assert_int_equal(g_openssl_allocs, 0);
+    assert_non_null(HMAC(EVP_sha256(), KEY, (int)sizeof KEY, (const unsigned char *)"x", 1, mac, &maclen));
+    assert_true(g_openssl_allocs > 0);
 }
 
 /* ---- issue + verify ---- */
@@ -870,7 +926,9 @@ static void test_from_header(void **state)
 
 int main(void)
 {
+    g_openssl_hooked = CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verify_leaves_openssl_alone), /* first: see there */
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_issued_contents),
         cmocka_unit_test(test_issue_bad_args),
