@@ -573,3 +573,28 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 10) THEN
 END IF;
 END
 $step$;
+
+-- Step 11: a room's messages are read through messages_room (its rows, in order) whatever the other rooms hold.
+-- ANALYZE counts the distinct rooms among the messages. With few rooms (a small or self-hosted install: one user,
+-- a busy room and some quiet ones) every room looks like a large share of all messages, and the generic plans of
+-- the prepared statements that read a room's newest messages (a room with its messages, a page of them, the
+-- worker's history) walk messages_pkey backwards and filter by room: for a quiet room that reads every newer
+-- message of the busy one (20,000 rows for 50 in tests/e2e/21_message_plans.sh; 35-61 ms with 300,000). The
+-- number of distinct rooms fixed at 1 % of the rows (an average room of 100 messages) makes one room a small
+-- share, so messages_room is the cheaper plan for any room; a custom plan for a room that does hold most rows
+-- still goes by that room's own statistics. Takes a lock that lets reads and writes go on.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 11) THEN
+
+    ALTER TABLE messages ALTER COLUMN chatroom_id SET (n_distinct = -0.01);
+    -- The statistic counts from the next ANALYZE. An empty table (a new install) is left to autovacuum's:
+    -- analyzed now, it would be planned as empty while it fills (a one-minute slow start in bench/soak.sh).
+    IF EXISTS (SELECT 1 FROM messages) THEN
+        ANALYZE messages;
+    END IF;
+
+    INSERT INTO schema_version (version) VALUES (11);
+END IF;
+END
+$step$;

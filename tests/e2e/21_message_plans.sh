@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# e2e: core
+# A quiet room's messages are read through messages_room, whatever the other rooms hold (schema step 11). In a
+# database of its own: one user with a quiet room (60 messages) and then a busy one (20,000, all newer). The
+# app's own statements, taken from the built programs (a room with its messages, a page of them, the worker's
+# history), are planned generic and custom and run for the quiet room: none may filter out more than a handful
+# of rows. Without step 11 each walks messages_pkey backwards through the busy room's 20,000 rows (counted by
+# EXPLAIN ANALYZE: rows, not time).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+read -r -a first <<<"${DEPLOYMENTS:-lighttpd}"
+[[ $DEPLOYMENT == "${first[0]:-lighttpd}" ]] || exit 0 # the database alone: once a run
+if [[ $DATABASE_URL != postgresql:///gemini\?* ]]; then
+    echo "# 21_message_plans: DATABASE_URL is not the stack's local cluster; skipped"
+    exit 0
+fi
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=$(_stack_abs "$BUILD_DIR")
+db=gb_plans_test
+url=${DATABASE_URL/\/\/\/gemini\?/\/\/\/$db\?}
+admin_url=${DATABASE_URL/\/\/\/gemini\?/\/\/\/postgres\?}
+pq() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$url" "$@"; }
+psql -X -q -d "$admin_url" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
+trap 'psql -X -q -d "$admin_url" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true' EXIT
+
+check "plans: schema.sql applies to a database of its own" pq -1 -f "$root/schema.sql"
+check_eq "$(pq -c "SELECT attoptions::text FROM pg_attribute
+                   WHERE attrelid = 'messages'::regclass AND attname = 'chatroom_id'")" "{n_distinct=-0.01}" \
+    "plans: messages.chatroom_id has its distinct count fixed (step 11)"
+uid=$(pq -c "INSERT INTO users (mobile) VALUES ('+15550000001') RETURNING id")
+quiet=$(pq -c "INSERT INTO chatrooms (user_id, title) VALUES ($uid, 'quiet') RETURNING id")
+busy=$(pq -c "INSERT INTO chatrooms (user_id, title) VALUES ($uid, 'busy') RETURNING id")
+pq -c "INSERT INTO messages (chatroom_id, user_id, role, content, status)
+       SELECT $quiet, $uid, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'model' END, 'old', 'completed'
+       FROM generate_series(1, 60) g" \
+    -c "INSERT INTO messages (chatroom_id, user_id, role, content, status)
+       SELECT $busy, $uid, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'model' END, 'new', 'completed'
+       FROM generate_series(1, 20000) g" -c "ANALYZE" >/dev/null
+
+# plan NAME PROGRAM FRAGMENT ARGS WANT_ROWS: the statement of PROGRAM's binary that contains FRAGMENT, prepared
+# and run as EXECUTE (ARGS) with a generic and with a custom plan: WANT_ROWS rows back, and the rows its scans
+# filtered out in all (chatrooms' seq scan drops the other room) at most 10.
+plan() {
+    local name=$1 prog=$2 fragment=$3 exec_args=$4 want=$5 sql mode out removed rows
+    sql=$(strings -n 30 "$build/$prog" | { grep -F -- "$fragment" || true; } | sed -n 1p)
+    check "plans: $name: the statement is in $prog" test -n "$sql"
+    for mode in force_generic_plan force_custom_plan; do
+        out=$(pq -c "SET plan_cache_mode = $mode" -c "PREPARE p AS $sql" \
+            -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE p($exec_args)" 2>&1) || true
+        removed=$(awk '/Rows Removed by Filter:/ {s += $NF} END {print s + 0}' <<<"$out")
+        rows=$(sed -n '1s/.*(actual rows=\([0-9]*\).*/\1/p' <<<"$out")
+        check_eq "$rows" "$want" "plans: $name ($mode) gives $want rows"
+        check "plans: $name ($mode) filters out at most 10 rows (it did $removed)" test "$removed" -le 10
+        [[ $removed -le 10 ]] || printf '%s\n' "$out" | sed 's/^/#   /'
+    done
+}
+plan "a room with its messages" cgi-bin/chatroom 'FROM messages mm WHERE mm.chatroom_id = c.id ORDER BY' \
+    "$quiet, $uid, 50" 50
+plan "a page of messages" cgi-bin/chatroom 'FROM messages mm WHERE mm.chatroom_id = c.id AND mm.id <' \
+    "$quiet, $uid, 9223372036854775807, 50" 50
+plan "the worker's history" worker/worker "FROM messages m WHERE m.chatroom_id = \$1 AND m.id < \$2" \
+    "$quiet, 9223372036854775807, 20" 20
