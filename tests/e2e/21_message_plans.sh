@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # e2e: core
 # A quiet room's messages are read through messages_room, whatever the other rooms hold (schema step 11). In a
-# database of its own: one user with a quiet room (60 messages) and then a busy one (20,000, all newer). The
-# app's own statements, taken from the built programs (a room with its messages, a page of them, the worker's
-# history), are planned generic and custom and run for the quiet room: none may filter out more than a handful
-# of rows. Without step 11 each walks messages_pkey backwards through the busy room's 20,000 rows (counted by
-# EXPLAIN ANALYZE: rows, not time).
+# database of its own: one user with a quiet room (61 messages, the last a prompt) and then a busy one (20,000,
+# all newer). The app's own statements, taken from the built programs (a room with its messages, a page of them,
+# the worker's history), are planned generic and custom and run for the quiet room: none may filter out more
+# than a handful of rows. Without step 11 they walk messages_pkey through the busy room's rows (20,001 filtered
+# for 50; the history's "next message of the room" for the last prompt, in its generic plan), counted by EXPLAIN
+# ANALYZE: rows, not time.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -33,7 +34,7 @@ quiet=$(pq -c "INSERT INTO chatrooms (user_id, title) VALUES ($uid, 'quiet') RET
 busy=$(pq -c "INSERT INTO chatrooms (user_id, title) VALUES ($uid, 'busy') RETURNING id")
 pq -c "INSERT INTO messages (chatroom_id, user_id, role, content, status)
        SELECT $quiet, $uid, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'model' END, 'old', 'completed'
-       FROM generate_series(1, 60) g" \
+       FROM generate_series(1, 61) g" \
     -c "INSERT INTO messages (chatroom_id, user_id, role, content, status)
        SELECT $busy, $uid, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'model' END, 'new', 'completed'
        FROM generate_series(1, 20000) g" -c "ANALYZE" >/dev/null
