@@ -20,6 +20,7 @@
 #   rand_loopback        a random loopback address 127.x.y.z other than 127.0.0.1 (curl --interface)
 #   signup_and_login     a fresh user through signup, send-otp, verify-otp: sets TOKEN, USER_ID, MOBILE
 #   psql_q SQL           runs SQL on the test database, prints unaligned tuples-only output
+#   scratch_db NAME      a new, empty database NAME on the same cluster: prints its URL (scratch_db_drop NAME)
 #   outbox_count [UID]   rows of the cache invalidation outbox (of user UID, or all)
 #   wait_outbox_empty SECS [UID]   until the worker has drained them: 0, or 1 after SECS seconds
 #   redis_cli ARGS...    redis-cli on the stack's socket
@@ -255,6 +256,18 @@ signup_and_login() {
 
 psql_q() {
     psql -X -A -t -q -v ON_ERROR_STOP=1 -d "${DATABASE_URL:?DATABASE_URL is not set}" -c "$1"
+}
+
+# scratch_db NAME: a new, empty database NAME on the test database's cluster (one left over is dropped first);
+# prints its URL. For a DATABASE_URL of the stack's local cluster (postgresql:///gemini?...): callers check.
+# scratch_db_drop NAME drops it.
+scratch_db() {
+    scratch_db_drop "$1" &&
+        psql -X -q -d "${DATABASE_URL/\/\/\/gemini\?/\/\/\/postgres\?}" -c "CREATE DATABASE $1" >/dev/null 2>&1 &&
+        echo "${DATABASE_URL/\/\/\/gemini\?/\/\/\/$1\?}"
+}
+scratch_db_drop() {
+    psql -X -q -d "${DATABASE_URL/\/\/\/gemini\?/\/\/\/postgres\?}" -c "DROP DATABASE IF EXISTS $1" >/dev/null 2>&1
 }
 
 # hold_lock DESC SQL: another session runs SQL in a transaction and keeps the locks it took (it sleeps) until

@@ -18,12 +18,9 @@ if [[ $DATABASE_URL != postgresql:///gemini\?* ]]; then
 fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=$(_stack_abs "$BUILD_DIR")
-db=gb_plans_test
-url=${DATABASE_URL/\/\/\/gemini\?/\/\/\/$db\?}
-admin_url=${DATABASE_URL/\/\/\/gemini\?/\/\/\/postgres\?}
+url=$(scratch_db gb_plans_test)
+trap 'scratch_db_drop gb_plans_test || true' EXIT
 pq() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$url" "$@"; }
-psql -X -q -d "$admin_url" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
-trap 'psql -X -q -d "$admin_url" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true' EXIT
 
 check "plans: schema.sql applies to a database of its own" pq -1 -f "$root/schema.sql"
 check_eq "$(pq -c "SELECT attoptions::text FROM pg_attribute

@@ -717,10 +717,7 @@ rm -rf "$par"
 # ---------------------------------------------------------------------------------------------------------
 # Schema step 3 on a database that has step 1-2 data (a scratch database on the same cluster).
 if [[ $DATABASE_URL == postgresql:///gemini\?* ]]; then
-    mig_db=gb_migration_test
-    mig_url=${DATABASE_URL/\/\/\/gemini\?/\/\/\/$mig_db\?}
-    admin_url=${DATABASE_URL/\/\/\/gemini\?/\/\/\/postgres\?}
-    psql -X -q -d "$admin_url" -c "DROP DATABASE IF EXISTS $mig_db" -c "CREATE DATABASE $mig_db" >/dev/null 2>&1
+    mig_url=$(scratch_db gb_migration_test)
     mig() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$mig_url" "$@"; }
     check "migration: steps 1-2 apply" mig -1 -f <(sed '/^-- Step 3:/,$d' "$tests_dir/../schema.sql")
     mig -c "INSERT INTO users (id, mobile, tier) VALUES (1, '+15550000001', 'pro'), (2, '+15550000002', 'pro'),
@@ -743,7 +740,7 @@ if [[ $DATABASE_URL == postgresql:///gemini\?* ]]; then
         "migration: tiers derived for users with subscriptions, left alone for the others"
     check "migration: the new table accepts a subscription without a user" \
         mig -c "INSERT INTO subscriptions (id, status) VALUES ('sub_x', 'active')"
-    psql -X -q -d "$admin_url" -c "DROP DATABASE IF EXISTS $mig_db" >/dev/null 2>&1
+    scratch_db_drop gb_migration_test
 else
     echo "# skip: DATABASE_URL is not the test cluster's gemini database; migration check not run"
 fi
