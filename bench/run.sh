@@ -72,7 +72,7 @@ wrk_run() {
 # Memory of the running chatroom FastCGI processes of bin dir $1: max RSS, PSS, private (KiB) over them.
 fcgi_mem_kb() {
     local pid rss pss priv mr=0 mp=0 mv=0
-    for pid in $(pgrep -f "$1/cgi-bin/chatroom" || true); do
+    for pid in $(bench_pids "$(realpath "$1/cgi-bin/chatroom")"); do
         read -r rss pss priv < <(bench_proc_mem "$pid")
         ((rss > mr)) && mr=$rss
         ((pss > mp)) && mp=$pss
