@@ -8,9 +8,10 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "util.h"
+
 int stripe_signature_compute(const char *secret, long long t, const char *body, size_t body_len, char out[65])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char mac[EVP_MAX_MD_SIZE];
     char ts[24];
     size_t maclen = 0;
@@ -31,11 +32,7 @@ int stripe_signature_compute(const char *secret, long long t, const char *body, 
         (body_len > 0 && EVP_MAC_update(ctx, (const unsigned char *)body, body_len) != 1) ||
         EVP_MAC_final(ctx, mac, &maclen, sizeof mac) != 1 || maclen != 32)
         goto out;
-    for (size_t i = 0; i < maclen; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[64] = '\0';
+    hex_encode(mac, maclen, out);
     rc = 0;
 out:
     OPENSSL_cleanse(mac, sizeof mac);
