@@ -1,9 +1,13 @@
 /* Fuzz target: the Stripe-Signature header of webhook deliveries (lib/stripe_sig.c). Input: the header value on
  * the first line, the raw body after it. "{sig}" in the header is replaced by the true v1 signature of the body
  * at t=T (the fixed clock), so that inputs can carry a matching signature and reach the time checks.
- * Checked: the result is one of the documented codes; OK only with a v1 that is the true signature of the body
- * for the header's t, and that t within the tolerance. */
+ * Checked: the signature we compute (nettle's HMAC, util's hmac_sha256) is OpenSSL's HMAC-SHA256 of "<T>.<body>";
+ * the result is one of the documented codes; OK only with a v1 that is the true signature of the body for the
+ * header's t, and that t within the tolerance. */
 #include "fuzz.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "stripe_sig.h"
 #include "util.h"
@@ -21,6 +25,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (stripe_signature_compute(SECRET, T, body, body_len, sig) != 0)
         abort();
+    { /* the same MAC from OpenSSL, over the joined message */
+        buf_t msg = {0};
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int maclen = 0;
+        char hex[2 * EVP_MAX_MD_SIZE + 1];
+        buf_printf(&msg, "%lld.", T);
+        buf_append(&msg, body, body_len);
+        FUZZ_CHECK(HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const unsigned char *)msg.data, msg.len, mac,
+                        &maclen) != NULL &&
+                   maclen == 32);
+        hex_encode(mac, maclen, hex);
+        FUZZ_CHECK(strcmp(hex, sig) == 0);
+        buf_free(&msg);
+    }
     for (size_t i = 0; i < hlen;) { /* the header with {sig} filled in */
         if (hlen - i >= 5 && memcmp(data + i, "{sig}", 5) == 0) {
             buf_append(&header, sig, 64);

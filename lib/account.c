@@ -6,8 +6,6 @@
 #include <time.h>
 
 #include <libpq-fe.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "auth.h"
 #include "config.h"
@@ -42,17 +40,14 @@ static db_stmt_t q_load_user = DB_STMT("account_load_user", "SELECT " USER_COLUM
 static char dummy_hash[PASSWORD_ENCODED_MAX];
 
 /* The OTP digest key, derived from JWT_SECRET. */
-static unsigned char otp_hmac_key[32];
+static unsigned char otp_hmac_key[HMAC_SHA256_LEN];
 
 int account_init(void)
 {
     static const char label[] = "gemini-backend otp key v1";
-    unsigned int n = sizeof otp_hmac_key;
     char seed[33];
 
-    if (!HMAC(EVP_sha256(), g_config.jwt_secret, (int)g_config.jwt_secret_len, (const unsigned char *)label,
-              sizeof label - 1, otp_hmac_key, &n))
-        return -1;
+    hmac_sha256(g_config.jwt_secret, g_config.jwt_secret_len, label, sizeof label - 1, NULL, 0, otp_hmac_key);
     if (random_hex(seed, 16) != 0 || password_hash(seed, strlen(seed), dummy_hash, sizeof dummy_hash) != 0)
         dummy_hash[0] = '\0'; /* verifying against "" fails: unknown users are still refused, only faster */
     return 0;

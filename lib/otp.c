@@ -5,11 +5,12 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "otp.h"
+#include "util.h"
+
+_Static_assert(OTP_HASH_LEN == HMAC_SHA256_LEN, "an OTP digest is one HMAC-SHA256");
 
 /* Largest multiple of 10^6 not above 2^32: values at or above it would make low codes more likely. */
 #define OTP_REJECT_FROM 4294000000u
@@ -29,7 +30,7 @@ int otp_generate(char out[OTP_DIGITS + 1])
             goto out;
         /* big-endian; the byte order does not matter for uniformity */
         v = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
-        OPENSSL_cleanse(b, sizeof b);
+        explicit_bzero(b, sizeof b);
         if (v < OTP_REJECT_FROM)
             break;
     }
@@ -60,11 +61,10 @@ int otp_hash(const unsigned char *key, size_t keylen, const char *purpose, const
              unsigned char out[OTP_HASH_LEN])
 {
     unsigned char msg[3 * OTP_PART_MAX + 2];
-    unsigned int maclen = 0;
     size_t plen, mlen, clen, n = 0;
     int rc = -1;
 
-    if (!key || keylen == 0 || keylen > INT32_MAX || !out)
+    if (!key || keylen == 0 || !out)
         goto out;
     if (!part_ok(purpose, 0, &plen) || plen == 0 || !part_ok(mobile, 0, &mlen) || mlen == 0 || !part_ok(code, 1, &clen))
         goto out;
@@ -76,11 +76,10 @@ int otp_hash(const unsigned char *key, size_t keylen, const char *purpose, const
     msg[n++] = ':';
     memcpy(msg + n, code, clen);
     n += clen;
-    if (!HMAC(EVP_sha256(), key, (int)keylen, msg, n, out, &maclen) || maclen != OTP_HASH_LEN)
-        goto out;
+    hmac_sha256(key, keylen, msg, n, NULL, 0, out);
     rc = 0;
 out:
-    OPENSSL_cleanse(msg, sizeof msg); /* holds the code */
+    explicit_bzero(msg, sizeof msg); /* holds the code */
     return rc;
 }
 
@@ -106,6 +105,6 @@ int otp_check(const unsigned char *key, size_t keylen, const char *purpose, cons
         goto out;
     ok = CRYPTO_memcmp(digest, stored, OTP_HASH_LEN) == 0;
 out:
-    OPENSSL_cleanse(digest, sizeof digest);
+    explicit_bzero(digest, sizeof digest);
     return ok;
 }

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include <argon2.h>
-#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "password.h"
@@ -73,7 +72,7 @@ int password_hash(const char *pw, size_t len, char *out, size_t outlen)
     }
     rc = 0;
 out:
-    OPENSSL_cleanse(salt, sizeof salt);
+    explicit_bzero(salt, sizeof salt);
     return rc;
 }
 

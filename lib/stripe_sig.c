@@ -3,42 +3,23 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include "util.h"
 
 int stripe_signature_compute(const char *secret, long long t, const char *body, size_t body_len, char out[65])
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned char mac[HMAC_SHA256_LEN];
     char ts[24];
-    size_t maclen = 0;
-    int rc = -1;
     int n = snprintf(ts, sizeof ts, "%lld.", t);
-    EVP_MAC *alg = NULL;
-    EVP_MAC_CTX *ctx = NULL;
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-                           OSSL_PARAM_construct_end()};
 
     out[0] = '\0';
     if (!secret || n <= 0 || (size_t)n >= sizeof ts)
-        goto out;
-    alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    ctx = alg ? EVP_MAC_CTX_new(alg) : NULL;
-    if (!ctx || EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)ts, (size_t)n) != 1 ||
-        (body_len > 0 && EVP_MAC_update(ctx, (const unsigned char *)body, body_len) != 1) ||
-        EVP_MAC_final(ctx, mac, &maclen, sizeof mac) != 1 || maclen != 32)
-        goto out;
-    hex_encode(mac, maclen, out);
-    rc = 0;
-out:
-    OPENSSL_cleanse(mac, sizeof mac);
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(alg);
-    return rc;
+        return -1;
+    hmac_sha256(secret, strlen(secret), ts, (size_t)n, body, body_len, mac);
+    hex_encode(mac, sizeof mac, out);
+    explicit_bzero(mac, sizeof mac);
+    return 0;
 }
 
 static int parse_unix(const char *s, size_t len, long long *out)
@@ -121,7 +102,7 @@ int stripe_signature_verify(const char *header, const char *secret, const char *
             CRYPTO_memcmp(it + 3, expected, 64) == 0)
             match = 1;
     }
-    OPENSSL_cleanse(expected, sizeof expected);
+    explicit_bzero(expected, sizeof expected);
     if (!match)
         rc = STRIPE_SIG_MISMATCH;
     else if (now - t > tolerance)

@@ -18,7 +18,7 @@ enum stripe_sig_result {
 };
 
 /* Lowercase hex HMAC-SHA256 of "<t>.<body>" keyed with the whole secret string (whsec_ prefix included)
- * into out (65 bytes with the NUL). 0 ok, -1 on an OpenSSL failure. */
+ * into out (65 bytes with the NUL). 0 ok, -1 (out empty) when secret is NULL. */
 int stripe_signature_compute(const char *secret, long long t, const char *body, size_t body_len, char out[65]);
 
 /* Verify a Stripe-Signature header ("t=...,v1=...,v1=...,v0=...") over the raw body: accepted when some v1

@@ -1,9 +1,9 @@
 /* token: verifying our HS256 JWTs (REFERENCE.md section 3); token_issue.c signs them with libjwt 1.10.
- * The signature is checked here with nettle's HMAC-SHA256, then libjwt parses the claims without a key: the
- * algorithm pin, every claim and the length cap are ours. Not libjwt's own check, which is OpenSSL's HMAC:
- * OpenSSL 3's first EVP call loads its provider and name tables, about 230 KiB of heap that a FastCGI process
- * keeps for life (README "Benchmarks", Memory), while nettle (already loaded: GnuTLS, under Debian's libpq)
- * needs no setup and allocates nothing. */
+ * The signature is checked here with nettle's HMAC-SHA256 (util's hmac_sha256), then libjwt parses the claims
+ * without a key: the algorithm pin, every claim and the length cap are ours. Not libjwt's own check, which is
+ * OpenSSL's HMAC: OpenSSL 3's first EVP call loads its provider and name tables, about 230 KiB of heap that a
+ * FastCGI process keeps for life (README "Benchmarks", Memory), while nettle (already loaded: GnuTLS, under
+ * Debian's libpq) needs no setup and allocates nothing. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -14,10 +14,10 @@
 #include <json-c/json.h>
 #include <jwt.h>
 #include <nettle/base64.h>
-#include <nettle/hmac.h>
 #include <openssl/crypto.h>
 
 #include "token.h"
+#include "util.h"
 
 /* Seconds of clock skew allowed on iat: a token issued by a machine whose clock runs slightly ahead. exp has
  * no leeway: the contract refuses an expired token, and the lifetime (JWT_TTL_SECONDS) is long. */
@@ -153,15 +153,11 @@ static int signature_ok(const unsigned char *key, size_t keylen, const char *tok
 {
     const char *sig = (const char *)memrchr(token, '.', len) + 1;
     size_t siglen = len - (size_t)(sig - token), n;
-    struct hmac_sha256_ctx ctx;
     struct base64_encode_ctx b64;
-    uint8_t mac[SHA256_DIGEST_SIZE];
-    char enc[BASE64_ENCODE_LENGTH(SHA256_DIGEST_SIZE) + BASE64_ENCODE_FINAL_LENGTH];
+    uint8_t mac[HMAC_SHA256_LEN];
+    char enc[BASE64_ENCODE_LENGTH(HMAC_SHA256_LEN) + BASE64_ENCODE_FINAL_LENGTH];
 
-    hmac_sha256_set_key(&ctx, keylen, key);
-    hmac_sha256_update(&ctx, (size_t)(sig - 1 - token), (const uint8_t *)token);
-    hmac_sha256_digest(&ctx, sizeof mac, mac);
-    explicit_bzero(&ctx, sizeof ctx); /* the key's inner and outer states */
+    hmac_sha256(key, keylen, token, (size_t)(sig - 1 - token), NULL, 0, mac);
     base64url_encode_init(&b64);
     n = base64_encode_update(&b64, enc, sizeof mac, mac);
     n += base64_encode_final(&b64, enc + n);

@@ -8,6 +8,8 @@
 
 #include <sys/random.h>
 
+#include <nettle/hmac.h>
+
 static void oom(void)
 {
     static const char msg[] = "fatal: out of memory\n";
@@ -303,6 +305,19 @@ int random_hex(char *out, size_t nbytes)
         return -1;
     hex_encode(tmp, nbytes, out);
     return 0;
+}
+
+void hmac_sha256(const void *key, size_t keylen, const void *a, size_t alen, const void *b, size_t blen,
+                 unsigned char out[HMAC_SHA256_LEN])
+{
+    struct hmac_sha256_ctx ctx;
+
+    hmac_sha256_set_key(&ctx, keylen, key);
+    hmac_sha256_update(&ctx, alen, a);
+    if (blen > 0)
+        hmac_sha256_update(&ctx, blen, b);
+    hmac_sha256_digest(&ctx, HMAC_SHA256_LEN, out);
+    explicit_bzero(&ctx, sizeof ctx); /* the key's inner and outer states */
 }
 
 size_t capped_write(char *data, size_t size, size_t nmemb, void *capped)

@@ -70,6 +70,14 @@ int random_bytes(void *out, size_t n);
 /* nbytes random bytes as 2*nbytes lower-case hex digits plus a NUL into out. 0 ok, -1 as random_bytes. */
 int random_hex(char *out, size_t nbytes);
 
+/* HMAC-SHA256 (RFC 2104) under key[0..keylen) of a[0..alen) followed by b[0..blen) (b may be NULL when blen is
+ * 0) into out: tokens, OTP digests and their key, Stripe signatures. nettle's, not OpenSSL's, whose first HMAC
+ * call loads OpenSSL 3's provider and name tables, heap a process keeps for life (lib/token.c); nettle needs no
+ * setup and allocates nothing, so this cannot fail. */
+#define HMAC_SHA256_LEN 32
+void hmac_sha256(const void *key, size_t keylen, const void *a, size_t alen, const void *b, size_t blen,
+                 unsigned char out[HMAC_SHA256_LEN]);
+
 /* A body buffer with a ceiling, for libcurl's CURLOPT_WRITEFUNCTION (capped_write) with the capped_t as
  * CURLOPT_WRITEDATA: past max bytes the callback refuses the data (curl ends with CURLE_WRITE_ERROR) and sets
  * too_big. Zero-initialise, set max; buf_free(&c.b) when done. */

@@ -396,10 +396,10 @@ run_link_check() {
             record pass "link: cgi-bin/$prog does not load libcurl"
         fi
     done
-    # chatroom and stream call no OpenSSL function but CRYPTO_memcmp (their HMAC, SHA-256 and random bytes are
-    # nettle's and the kernel's): OpenSSL 3's first EVP, HMAC or RAND call loads its provider and name tables,
-    # about 230 KiB of heap a process keeps for life (lib/token.c).
-    for prog in chatroom stream; do
+    # chatroom, stream and webhook call no OpenSSL function but CRYPTO_memcmp (their HMAC, SHA-256 and random
+    # bytes are nettle's and the kernel's): OpenSSL 3's first EVP, HMAC or RAND call loads its provider and name
+    # tables, about 230 KiB of heap a process keeps for life (lib/token.c).
+    for prog in chatroom stream webhook; do
         if ! needed=$(nm -D --undefined-only "$(_stack_abs "$BUILD")/cgi-bin/$prog" 2>&1); then
             record fail "link: cgi-bin/$prog symbols can be read" "$needed"
             continue

@@ -114,6 +114,41 @@ static void test_hex_random(void **state)
     assert_int_equal(random_bytes(big, 0), 0);
 }
 
+/* RFC 4231 test cases 1, 2 and 6 (a key longer than SHA-256's block), the message whole or in two parts at
+ * every split: the same MAC. */
+static void test_hmac_sha256(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key;
+        size_t keylen;
+        const char *msg;
+        const char *hex;
+    } cases[] = {
+        {"\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b", 20, "Hi There",
+         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+        {"Jefe", 4, "what do ya want for nothing?", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+        {NULL, 131, "Test Using Larger Than Block-Size Key - Hash Key First",
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+        {"", 0, "", "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad"},
+    };
+    unsigned char big_key[131], mac[HMAC_SHA256_LEN];
+    char hex[2 * HMAC_SHA256_LEN + 1];
+
+    memset(big_key, 0xaa, sizeof big_key);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const void *key = cases[i].key ? (const void *)cases[i].key : big_key;
+        size_t len = strlen(cases[i].msg);
+        for (size_t split = 0; split <= len; split++) {
+            memset(mac, 0, sizeof mac);
+            hmac_sha256(key, cases[i].keylen, cases[i].msg, split, split < len ? cases[i].msg + split : NULL,
+                        len - split, mac);
+            hex_encode(mac, sizeof mac, hex);
+            assert_string_equal(hex, cases[i].hex);
+        }
+    }
+}
+
 static void test_capped(void **state)
 {
     (void)state;
@@ -132,8 +167,9 @@ static void test_capped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),     cmocka_unit_test(test_pool),       cmocka_unit_test(test_parse_ll),
-        cmocka_unit_test(test_rfc3339), cmocka_unit_test(test_hex_random), cmocka_unit_test(test_capped),
+        cmocka_unit_test(test_buf),         cmocka_unit_test(test_pool),       cmocka_unit_test(test_parse_ll),
+        cmocka_unit_test(test_rfc3339),     cmocka_unit_test(test_hex_random), cmocka_unit_test(test_capped),
+        cmocka_unit_test(test_hmac_sha256),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
