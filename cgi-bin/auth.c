@@ -7,15 +7,6 @@
 #include "health.h"
 #include "http.h"
 #include "keys.h"
-#include "log.h"
-
-static void init(void)
-{
-    if (account_init() != 0) {
-        log_error("cannot derive the OTP key");
-        exit(1);
-    }
-}
 
 static void h_send_otp(http_req_t *req)
 {
@@ -65,5 +56,5 @@ static const http_route_t routes[] = {
 
 int main(void)
 {
-    return http_serve("auth", routes, sizeof routes / sizeof routes[0], init);
+    return http_serve("auth", routes, sizeof routes / sizeof routes[0], account_init);
 }

@@ -42,7 +42,7 @@ static char dummy_hash[PASSWORD_ENCODED_MAX];
 /* The OTP digest key, derived from JWT_SECRET. */
 static unsigned char otp_hmac_key[HMAC_SHA256_LEN];
 
-int account_init(void)
+void account_init(void)
 {
     static const char label[] = "gemini-backend otp key v1";
     char seed[33];
@@ -50,7 +50,6 @@ int account_init(void)
     hmac_sha256(g_config.jwt_secret, g_config.jwt_secret_len, label, sizeof label - 1, NULL, 0, otp_hmac_key);
     if (random_hex(seed, 16) != 0 || password_hash(seed, strlen(seed), dummy_hash, sizeof dummy_hash) != 0)
         dummy_hash[0] = '\0'; /* verifying against "" fails: unknown users are still refused, only faster */
-    return 0;
 }
 
 /* ---- responses ------------------------------------------------------------------------------------------ */

@@ -29,8 +29,8 @@
 
 /* Once per process, before serving: derive the OTP digest key from JWT_SECRET (so the secret's two uses never
  * share a key) and make the dummy Argon2id hash a login verifies against when the user has no password (so
- * that a login takes the same time either way). 0 ok, -1 the OTP key cannot be derived (the caller stops). */
-int account_init(void);
+ * that a login takes the same time either way). */
+void account_init(void);
 
 /* POST /auth/signup: 201 user; 409 when the mobile number is taken. With a password, at most
  * SIGNUP_ADDR_MAX_PER_HOUR per client address an hour (429), and the number is checked before hashing. */
