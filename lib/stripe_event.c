@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jsonv.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -113,6 +114,14 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
     memset(ev, 0, sizeof *ev);
     if (!body || len == 0) {
         snprintf(err, errlen, "The event body is empty.");
+        goto out;
+    }
+    if (!utf8_valid(body, len)) {
+        snprintf(err, errlen, "The event is not valid UTF-8.");
+        goto out;
+    }
+    if (jsonv_lone_surrogate(body, len)) { /* json-c would store U+FFFD: two ids could become one */
+        snprintf(err, errlen, "The event has a \\u escape of a lone surrogate, which is not text.");
         goto out;
     }
     tok = json_tokener_new();

@@ -28,6 +28,11 @@ long utf8_length(const char *s, size_t len)
     return (long)u8_mbsnlen((const uint8_t *)s, len);
 }
 
+int utf8_valid(const char *s, size_t len)
+{
+    return len == 0 || (s && u8_check((const uint8_t *)s, len) == NULL);
+}
+
 int utf8_is_space(unsigned cp)
 {
     return uc_is_property_white_space(cp);

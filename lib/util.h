@@ -50,6 +50,9 @@ void fmt_rfc3339(int64_t unix_seconds, char out[32]);
 /* Number of UTF-8 code points in s[0..len), or -1 if s is not valid UTF-8 (overlongs, surrogates and
  * code points past U+10FFFF are invalid). Implemented in utf8.c. */
 long utf8_length(const char *s, size_t len);
+/* Is s[0..len) well-formed UTF-8 (as utf8_length, without the count)? json-c's own check lets overlongs, encoded
+ * surrogates and code points past U+10FFFF through. Implemented in utf8.c. */
+int utf8_valid(const char *s, size_t len);
 /* The well-formed UTF-8 sequence at the start of s[0..len): its length in bytes (1..4) with its code point in
  * *cp (may be NULL), or 0 when s starts with no well-formed sequence (len 0, truncated, overlong, surrogate,
  * past U+10FFFF, stray continuation byte). Implemented in utf8.c. */

@@ -262,6 +262,13 @@ check_status 400 "invalid JSON with a valid signature: 400"
 check_eq "$(jget .error.code)" invalid_json "invalid JSON with a valid signature: invalid_json"
 webhook '{"id":"evt_x","object":"event"}' "$(sign '{"id":"evt_x","object":"event"}')"
 check_status 400 "an event without type/created: 400"
+# A lone surrogate is refused, never replaced by U+FFFD (API.md): "evt_x\ud800" and "evt_x\udc00" stay apart.
+lone=$(checkout_event "${evt}\\ud800" "$now" "$A_ID" "$sub_a" "$cus_a")
+webhook "$lone"
+check_status 400 "a signed event whose id has a lone surrogate: 400"
+check_eq "$(jget .error.code)" invalid_json "... invalid_json"
+check_eq "$(psql_q "SELECT count(*) FROM stripe_events WHERE id LIKE '${evt}%'")/$(tier_of "$A_ID")" 0/basic \
+    "... nothing recorded, the user stays basic"
 
 # A valid signature among several v1 (secret rotation) is accepted.
 t=$(date +%s)

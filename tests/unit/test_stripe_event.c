@@ -183,6 +183,10 @@ static void test_event_other_and_invalid(void **state)
     assert_int_equal(parse("{\"id\":\"evt_o\",\"created\":3}", &ev), -1);
     assert_int_equal(parse("{\"id\":5,\"created\":3,\"type\":\"x\"}", &ev), -1);
     assert_int_equal(parse("{\"id\":\"evt_\xff\",\"created\":3,\"type\":\"x\"}", &ev), -1);
+    /* a lone surrogate is refused, not replaced by U+FFFD (which would make evt_x\ud800 and evt_x\udc00 one id) */
+    assert_int_equal(parse("{\"id\":\"evt_x\\ud800\",\"created\":3,\"type\":\"x\"}", &ev), -1);
+    assert_int_equal(parse("{\"id\":\"evt_x\",\"created\":3,\"type\":\"x\",\"data\":{\"n\":\"\\udc00\"}}", &ev), -1);
+    assert_int_equal(parse("{\"id\":\"evt_x\\ud83d\\ude00\",\"created\":3,\"type\":\"x\"}", &ev), 0);
     /* a known type needs its object */
     assert_int_equal(parse("{\"id\":\"evt_o\",\"created\":3,\"type\":\"customer.subscription.updated\"}", &ev), -1);
     assert_int_equal(parse("{\"id\":\"evt_o\",\"created\":3,\"type\":\"invoice.payment_failed\",\"data\":"

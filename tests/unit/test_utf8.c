@@ -1,4 +1,4 @@
-/* Unit tests for utf8_length (lib/utf8.c). */
+/* Unit tests for utf8_length and utf8_valid (lib/utf8.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,6 +90,9 @@ static void test_empty_and_null(void **state)
     assert_int_equal(utf8_length("", 0), 0);
     assert_int_equal(utf8_length(NULL, 0), 0);
     assert_int_equal(utf8_length(NULL, 5), -1);
+    assert_int_equal(utf8_valid("", 0), 1);
+    assert_int_equal(utf8_valid(NULL, 0), 1);
+    assert_int_equal(utf8_valid(NULL, 5), 0);
     /* len governs, not NUL termination */
     assert_int_equal(utf8_length("abc", 2), 2);
 }
@@ -261,6 +264,8 @@ static void test_exhaustive_short(void **state)
             want = 3;
         if (utf8_length((const char *)b, 3) != want)
             fail_msg("%02X %02X %02X: got %ld want %ld", b[0], b[1], b[2], utf8_length((const char *)b, 3), want);
+        if (utf8_valid((const char *)b, 3) != (want > 0))
+            fail_msg("%02X %02X %02X: utf8_valid disagrees with utf8_length", b[0], b[1], b[2]);
     }
 }
 
