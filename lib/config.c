@@ -1,7 +1,9 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +233,46 @@ static int origins_valid(const char *list)
     }
 }
 
+/* A base URL the app builds links or API calls on (PUBLIC_URL, *_API_BASE): "http(s)://host[:port][/path]", printable
+ * ASCII with no query or fragment (a path is appended to it). */
+static int base_url_valid(const char *url)
+{
+    size_t scheme = strncmp(url, "https://", 8) == 0 ? 8 : strncmp(url, "http://", 7) == 0 ? 7 : 0;
+    if (!scheme || url[scheme] == '\0' || url[scheme] == '/' || url[scheme] == ':')
+        return 0;
+    for (const char *c = url; *c; c++)
+        if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e || *c == '?' || *c == '#')
+            return 0;
+    return 1;
+}
+
+/* METRICS_ALLOW_FROM: "any" or addresses written as REMOTE_ADDR carries them (health_metrics_allowed compares the
+ * text), so each must be an IPv4 or IPv6 address in its canonical form: "::0001" would never match "::1". */
+static int addresses_valid(const char *list)
+{
+    int items = 0;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ", ");
+        if (n == 0)
+            break;
+        char item[INET6_ADDRSTRLEN], canon[INET6_ADDRSTRLEN];
+        unsigned char bin[sizeof(struct in6_addr)];
+        if (n >= sizeof item)
+            return 0;
+        memcpy(item, p, n);
+        item[n] = '\0';
+        int af = strchr(item, ':') ? AF_INET6 : AF_INET;
+        if (strcmp(item, "any") != 0 &&
+            (inet_pton(af, item, bin) != 1 || !inet_ntop(af, bin, canon, sizeof canon) || strcmp(canon, item) != 0))
+            return 0;
+        items++;
+        p += n;
+    }
+    return items > 0;
+}
+
 /* A development-only signing key, used when APP_ENV=development and no JWT_SECRET is set. */
 static const char dev_secret[] = "development-only-secret-never-use-in-production!";
 
@@ -331,6 +373,25 @@ int config_load(char *err, size_t errlen)
     if (!g_config.public_url) {
         snprintf(public_url, sizeof public_url, "http://127.0.0.1:%ld", g_config.port);
         g_config.public_url = public_url;
+    }
+    static const struct {
+        const char *name;
+        const char *const *value;
+    } urls[] = {{"PUBLIC_URL", &g_config.public_url},
+                {"STRIPE_API_BASE", &g_config.stripe_api_base},
+                {"GEMINI_API_BASE", &g_config.gemini_api_base},
+                {"OPENAI_API_BASE", &g_config.openai_api_base}};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++)
+        if (*urls[i].value && !base_url_valid(*urls[i].value)) {
+            snprintf(err, errlen, "%s must be an http:// or https:// URL like https://api.example.com (no query)",
+                     urls[i].name);
+            return -1;
+        }
+    if (g_config.metrics_allow_from && !addresses_valid(g_config.metrics_allow_from)) {
+        snprintf(err, errlen,
+                 "METRICS_ALLOW_FROM must be a comma-separated list of IP addresses as the web server passes them "
+                 "(e.g. 127.0.0.1,::1), or any");
+        return -1;
     }
     if (g_config.cors_allowed_origins && !origins_valid(g_config.cors_allowed_origins)) {
         snprintf(err, errlen,

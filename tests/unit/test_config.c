@@ -26,7 +26,11 @@ static const char *vars[] = {"APP_ENV",
                              "JWT_TTL_SECONDS",
                              "DATABASE_URL",
                              "REDIS_URL",
-                             "CORS_ALLOWED_ORIGINS"};
+                             "CORS_ALLOWED_ORIGINS",
+                             "STRIPE_API_BASE",
+                             "GEMINI_API_BASE",
+                             "OPENAI_API_BASE",
+                             "METRICS_ALLOW_FROM"};
 
 static int clean(void **state)
 {
@@ -225,6 +229,56 @@ static void test_cors_origins(void **state)
     }
 }
 
+/* The base URLs and METRICS_ALLOW_FROM: a value the app could only fail with later (every checkout a 502, /metrics
+ * closed to everyone) stops start-up naming the variable. */
+static void test_urls_and_addresses(void **state)
+{
+    (void)state;
+    static const char *url_vars[] = {"PUBLIC_URL", "STRIPE_API_BASE", "GEMINI_API_BASE", "OPENAI_API_BASE"};
+    static const char *good_urls[] = {"https://api.example.com", "http://127.0.0.1:8080", "http://[::1]:9/v1",
+                                      "https://example.com/base/"};
+    static const char *bad_urls[] = {"notaurl",
+                                     "ftp://x",
+                                     "https://",
+                                     "http:///path",
+                                     "http://:80",
+                                     "https://a.example/?x=1",
+                                     "https://a.example/#f",
+                                     "https://a b.example",
+                                     "https://\xc3\xa9.example"};
+    char err[256];
+    production_basics();
+    assert_int_equal(config_load(err, sizeof err), 0);
+    assert_string_equal(g_config.metrics_allow_from, "127.0.0.1,::1");
+    for (size_t v = 0; v < sizeof url_vars / sizeof url_vars[0]; v++) {
+        for (size_t i = 0; i < sizeof good_urls / sizeof good_urls[0]; i++) {
+            setenv(url_vars[v], good_urls[i], 1);
+            assert_int_equal(config_load(err, sizeof err), 0);
+        }
+        for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+            setenv(url_vars[v], bad_urls[i], 1);
+            err[0] = '\0';
+            assert_int_equal(config_load(err, sizeof err), -1);
+            assert_non_null(strstr(err, url_vars[v]));
+        }
+        unsetenv(url_vars[v]);
+    }
+    static const char *good_addrs[] = {"any", "127.0.0.1", "10.0.0.5, 192.168.1.9", "::1,127.0.0.1", "2001:db8::7"};
+    static const char *bad_addrs[] = {"garbage",     "localhost",  "127.0.0.1,nope",
+                                      "::0001",      "10.0.0.0/8", "127.0.0.01",
+                                      "2001:DB8::7", ",",          "1.2.3.4.5"};
+    for (size_t i = 0; i < sizeof good_addrs / sizeof good_addrs[0]; i++) {
+        setenv("METRICS_ALLOW_FROM", good_addrs[i], 1);
+        assert_int_equal(config_load(err, sizeof err), 0);
+    }
+    for (size_t i = 0; i < sizeof bad_addrs / sizeof bad_addrs[0]; i++) {
+        setenv("METRICS_ALLOW_FROM", bad_addrs[i], 1);
+        err[0] = '\0';
+        assert_int_equal(config_load(err, sizeof err), -1);
+        assert_non_null(strstr(err, "METRICS_ALLOW_FROM"));
+    }
+}
+
 /* The abuse limits of issue 16: defaults, and a bad value stops start-up naming the variable. */
 static void test_abuse_limits(void **state)
 {
@@ -269,6 +323,7 @@ int main(void)
         cmocka_unit_test_setup(test_bounds, clean),
         cmocka_unit_test_setup(test_env_file, clean),
         cmocka_unit_test_setup(test_cors_origins, clean),
+        cmocka_unit_test_setup(test_urls_and_addresses, clean),
         cmocka_unit_test_setup(test_abuse_limits, clean),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
