@@ -57,6 +57,7 @@ static void test_render(void **state)
     metrics_request("/chatroom", "GET", 404, 30000.0); /* over every bucket */
     metrics_request("/auth/login", "POST", 401, 0.2);
     metrics_request(NULL, "weird method", 404, 1.0);
+    metrics_request(NULL, "FOO", 404, 1.0); /* a token, but no HTTP method: no series of its own */
     metrics_upstream(600.0);
     metrics_add(METRICS_REPLIES_COMPLETED, 5);
 
@@ -67,7 +68,7 @@ static void test_render(void **state)
     assert_true(has_line(t, "gemini_http_requests_total{route=\"/chatroom\",method=\"GET\",status=\"200\"} 2"));
     assert_true(has_line(t, "gemini_http_requests_total{route=\"/chatroom\",method=\"GET\",status=\"404\"} 1"));
     assert_true(has_line(t, "gemini_http_requests_total{route=\"/auth/login\",method=\"POST\",status=\"401\"} 1"));
-    assert_true(has_line(t, "gemini_http_requests_total{route=\"unmatched\",method=\"OTHER\",status=\"404\"} 1"));
+    assert_true(has_line(t, "gemini_http_requests_total{route=\"unmatched\",method=\"OTHER\",status=\"404\"} 2"));
     /* The histogram of GET /chatroom over its three requests: 3 ms and 7 ms by 0.01 s, 30 s only in +Inf. */
     assert_true(
         has_line(t, "gemini_http_request_duration_seconds_bucket{route=\"/chatroom\",method=\"GET\",le=\"0.005\"} 1"));
