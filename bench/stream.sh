@@ -28,7 +28,9 @@ source "$ROOT/tests/stack.sh"
 # shellcheck source=lib.sh
 source "$ROOT/bench/lib.sh"
 cleanup() {
-    [[ -n ${client_pid:-} ]] && kill "$client_pid" 2>/dev/null || true
+    if [[ -n ${client_pid:-} ]]; then
+        kill "$client_pid" 2>/dev/null || true
+    fi
     bench_stack_remove
 }
 trap cleanup EXIT
@@ -61,9 +63,10 @@ stream_mem() { # total RSS, PSS, private KiB over the processes, and how many th
     done
     echo "$total_r $total_p $total_v $count"
 }
-read -r r0 p0 v0 _ < <(stream_mem)
+read -r r0 _ v0 _ < <(stream_mem)
 
 coproc CLIENT { node "$ROOT/bench/stream_clients.js" "$BASE_URL" "$token" "$room" "$STACK_DIR/ids" "$STACK_DIR/redis.sock" 100; }
+# shellcheck disable=SC2153 # CLIENT_PID is set by coproc
 client_pid=$CLIENT_PID
 read -r -t 120 line <&"${CLIENT[0]}" || { echo "FAIL: the streams did not open within 120 s"; exit 1; }
 [[ $line == open* ]] || { echo "FAIL: $line"; exit 1; }

@@ -171,7 +171,7 @@ fl_load_wait() {
 
 # fl_report NAME: wait for the replies, count, print the line, run the checks.
 fl_report() {
-    local name=$1 deadline pending accepted=0 lost=0 dup=0 unresolved=0 i st counts codes fivexx n500
+    local name=$1 deadline pending accepted=0 lost=0 dup=0 unresolved=0 i st codes n500
     deadline=$((SECONDS + 60))
     while ((SECONDS < deadline)); do
         pending=$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $FL_ROOM AND status = 'pending'" \

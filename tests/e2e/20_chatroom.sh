@@ -218,9 +218,8 @@ check_eq "$(redis_cli GET "chatrooms:$B_ID")" "$(redis_cli GET gb:epoch)|$BODY" 
 # --- readers racing writers: once the writes are done, the next read is fresh ---
 # Readers that read PostgreSQL before a change must not store their stale list after its invalidation.
 signup_and_login
-S_TOKEN=$TOKEN S_ID=$USER_ID
-TMP=$(mktemp -d)
-for r in 1 2 3 4; do
+S_TOKEN=$TOKEN
+for _ in 1 2 3 4; do
     (for i in $(seq 1 40); do
         curl -s -o /dev/null -H "Authorization: Bearer $S_TOKEN" "$BASE_URL/chatroom"
     done) &
@@ -230,7 +229,6 @@ for i in $(seq 1 12); do
         -d "{\"title\":\"race $i\"}" "$BASE_URL/chatroom"
 done
 wait
-rm -rf "$TMP"
 fresh=1
 for i in 1 2 3; do
     auth_req "$S_TOKEN" GET /chatroom
