@@ -42,6 +42,8 @@ SWAGGER    := web/node_modules/swagger-ui-dist
 WWW        := $(BUILD)/www
 WWW_FILES  := $(WWW)/index.html $(WWW)/static/app.js $(WWW)/static/style.css $(WWW)/docs/index.html \
               $(WWW)/docs/swagger-ui-bundle.js $(WWW)/docs/swagger-ui.css $(WWW)/openapi.yaml
+# lighttpd.conf's mod_magnet script (X-Request-Id on the static files), found beside the web root.
+MAGNET     := $(BUILD)/lighttpd/request-id.lua
 
 # The version --version prints: the VERSION file, plus git describe when this is a git checkout
 # ("1.0.0+g46a08b4-dirty"). Override with `make GB_VERSION=...` (a packaging build). build/version.h is
@@ -49,7 +51,7 @@ WWW_FILES  := $(WWW)/index.html $(WWW)/static/app.js $(WWW)/static/style.css $(W
 GB_VERSION ?= $(shell v=$$(cat VERSION 2>/dev/null || echo 0.0.0); g=$$(git describe --always --dirty 2>/dev/null); echo "$$v$${g:++g$$g}")
 
 .PHONY: all asan unit deps deps-test run test bench faults clean format FORCE
-all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN) $(WWW_FILES)
+all: $(LIB_A) $(CGI_BIN) $(if $(WORKER_SRC),$(WORKER_BIN)) $(UNIT_BIN) $(BENCH_BIN) $(WWW_FILES) $(MAGNET)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 all
@@ -101,6 +103,9 @@ $(WWW)/docs/index.html: web/docs/index.html
 	@mkdir -p $(@D)
 	cp $< $@
 $(WWW)/openapi.yaml: openapi.yaml
+	@mkdir -p $(@D)
+	cp $< $@
+$(MAGNET): deploy/lighttpd/request-id.lua
 	@mkdir -p $(@D)
 	cp $< $@
 $(WWW)/docs/swagger-%: $(SWAGGER)/swagger-%
@@ -222,13 +227,14 @@ NGINX_SED       = -e 's|$${GB_PORT}|$(GB_HTTP_PORT)|g' -e 's|$${GB_STATE_DIR}|$(
                   -e 's|$${GB_WWW_DIR}|$(PKGDATADIR)/www|g'
 
 .PHONY: install uninstall
-install: $(PROGRAMS) $(WWW_FILES)
+install: $(PROGRAMS) $(WWW_FILES) $(MAGNET)
 	@set -e; D='$(DESTDIR)'; \
 	$(INSTALL) -d -m 0755 "$$D$(LIBEXECDIR)" "$$D$(PKGDATADIR)/examples" "$$D$(DOCDIR)" "$$D$(SYSTEMDUNITDIR)" \
 	    "$$D$(CONFDIR)"; \
 	$(INSTALL) -m 0755 $(PROGRAMS) "$$D$(LIBEXECDIR)/"; \
 	rm -rf "$$D$(PKGDATADIR)/www"; cp -R $(WWW) "$$D$(PKGDATADIR)/www"; \
 	chmod -R u=rwX,go=rX "$$D$(PKGDATADIR)/www"; \
+	$(INSTALL) -D -m 0644 $(MAGNET) "$$D$(PKGDATADIR)/lighttpd/request-id.lua"; \
 	$(INSTALL) -m 0644 schema.sql "$$D$(PKGDATADIR)/schema.sql"; \
 	$(INSTALL) -m 0644 README.md LICENSE "$$D$(DOCDIR)/"; \
 	if [ -f docs/API.md ]; then $(INSTALL) -m 0644 docs/API.md "$$D$(DOCDIR)/API.md"; fi; \

@@ -800,8 +800,8 @@ void account_me_cached(http_req_t *req, const char *cached, size_t len)
         http_db_failed(req);
         goto out;
     }
-    if (PQntuples(res) != 1) {
-        http_not_found(req);
+    if (PQntuples(res) != 1) { /* deleted since its token was checked (the copies learn it shortly) */
+        user_gone(req);
         goto out;
     }
     u = user_json(res, 0);

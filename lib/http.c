@@ -191,6 +191,9 @@ void http_empty(http_req_t *req, int status)
 
 void http_error(http_req_t *req, int status, const char *code, const char *message)
 {
+    /* Every 401 names its scheme (RFC 9110 11.6.1): a wrong password or code is answered like a refused token. */
+    if (status == 401 && !(req->headers.len && memmem(req->headers.data, req->headers.len, "WWW-Authenticate:", 17)))
+        http_set_header(req, "WWW-Authenticate", "Bearer");
     json_object *err = json_object_new_object();
     json_object_object_add(err, "code", json_object_new_string(code));
     json_object_object_add(err, "message", json_object_new_string(message));
@@ -249,6 +252,10 @@ static int all_finite(json_object *o)
 json_object *http_json_body(http_req_t *req)
 {
     json_object *obj = NULL;
+    if (!utf8_valid(req->body, req->body_len)) {
+        http_error(req, 400, "invalid_json", "The request body is not valid UTF-8.");
+        return NULL;
+    }
     if (jsonv_lone_surrogate(req->body, req->body_len)) { /* json-c would store U+FFFD in its place */
         http_error(req, 400, "invalid_json",
                    "The request body has a \\u escape of a lone surrogate, which is not text.");
@@ -337,12 +344,39 @@ int http_route_match(const http_route_t *routes, size_t n, const char *method, c
     return path_found ? -2 : -1;
 }
 
+/* The metrics label of a request no handler ran (its body over the limit, a method the path does not allow): the
+ * pattern of the first route its path names, so that it counts under its endpoint, else "unmatched". */
+static const char *route_label(const http_route_t *routes, size_t n, const char *path, pool_t *pool)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pattern_match(routes[i].pattern, path, NULL, NULL, pool))
+            return routes[i].pattern;
+    return "unmatched";
+}
+
+/* ---- the static files ---- */
+
+/* Is path one of the static files' (the web client and the API reference: "/", /docs, /docs/..., /static/...,
+ * /openapi.yaml)? The web servers serve them for GET and HEAD; any other method reaches the app, which answers
+ * 405 with their Allow. */
+static int static_path(const char *path)
+{
+    return strcmp(path, "/") == 0 || strcmp(path, "/docs") == 0 || strncmp(path, "/docs/", 6) == 0 ||
+           strncmp(path, "/static/", 8) == 0 || strcmp(path, "/openapi.yaml") == 0;
+}
+
+static void static_method_refused(http_req_t *req)
+{
+    http_set_header(req, "Allow", "GET, HEAD");
+    http_error(req, 405, "method_not_allowed", "The static files are served to GET and HEAD only.");
+}
+
 /* ---- errors of the web server, handed to us ---- */
 
 const char *http_server_error_code(int status)
 {
     switch (status) {
-    case 403: return "forbidden";
+    case 400: return "validation_error"; /* API.md's code of a request that is malformed, not its JSON */
     case 404: return "not_found";
     case 405: return "method_not_allowed";
     case 408: return "request_timeout";
@@ -368,13 +402,16 @@ int http_server_error_status(int status)
     /* The web server's own 500 is a failure of the server or of its FastCGI program (lighttpd: the program died
      * in the middle of the request; ours would have answered itself), not of the request: the client may retry,
      * and with an Idempotency-Key the retry tells whether the first one committed. */
-    return status == 500 ? 503 : status;
+    if (status == 500)
+        return 503;
+    /* Nothing here is forbidden to someone and open to others: the servers' 403 is a directory or a hidden file
+     * of the web root, a resource that is not there (and API.md never reveals what exists). */
+    return status == 403 ? 404 : status;
 }
 
 static const char *server_error_message(int status)
 {
     switch (status) {
-    case 403: return "Access to this resource is forbidden.";
     case 404: return "No such resource.";
     case 405: return "This method is not allowed on this resource.";
     case 408: return "The request took too long to arrive.";
@@ -652,14 +689,18 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     char allow[128];
     const char *route = "unmatched"; /* the metrics label: the matched route's pattern */
     int server_status = http_server_error_status(server_error_status(req));
-    if (server_status) {
+    if ((server_status == 405 || server_status == 501) && static_path(req->path)) {
+        static_method_refused(req); /* nginx's and Apache's own 405 (or 501) of a static file */
+    } else if (server_status) {
         http_error(req, server_status, http_server_error_code(server_status), server_error_message(server_status));
     } else if (rb == 1) {
         char msg[80];
         snprintf(msg, sizeof msg, "The request body is larger than %zu bytes.", max_body);
         http_error(req, 413, "payload_too_large", msg);
+        route = route_label(routes, nroutes, req->path, req->pool);
     } else if (rb < 0) {
         http_error(req, 400, "invalid_json", "The request body could not be read.");
+        route = route_label(routes, nroutes, req->path, req->pool);
     } else {
         /* HEAD is served by the GET route; write_response leaves the body out. */
         const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
@@ -669,11 +710,14 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
                                  req->pool);
         if (preflight && r == -2)
             cors_preflight(req, allow);
+        else if (r == -1 && strcmp(method, "GET") != 0 && static_path(req->path))
+            static_method_refused(req); /* lighttpd hands them to the app */
         else if (r == -1)
             http_not_found(req);
         else if (r == -2) {
             http_set_header(req, "Allow", allow);
             http_error(req, 405, "method_not_allowed", "This method is not allowed on this resource.");
+            route = route_label(routes, nroutes, req->path, req->pool);
         } else {
             route = routes[r].pattern;
             routes[r].fn(req);

@@ -23,7 +23,7 @@ PACKAGES=(
     build-essential pkg-config
     libfcgi-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libjson-c-dev libjwt-dev libssl-dev nettle-dev
     libargon2-dev libunistring-dev libcmocka-dev
-    postgresql redis-server lighttpd spawn-fcgi fcgiwrap nginx-light apache2 libapache2-mod-fcgid
+    postgresql redis-server lighttpd lighttpd-modules-lua spawn-fcgi fcgiwrap nginx-light apache2 libapache2-mod-fcgid
     curl jq ca-certificates wrk procps
 )
 # The image may ship its own node (not from Debian): keep it, and its npm. npm fetches Swagger UI at build

@@ -8,7 +8,8 @@ set -euo pipefail
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-# A response came from one of our programs: they put X-Request-Id on every response, the servers do not.
+# A response came from one of our programs: they put X-Request-Id on every response, the servers only on the
+# static files they serve (checked below).
 from_app() { test -n "$(header X-Request-Id)"; }
 
 # ---- routing: each prefix reaches its program, with and without a trailing slash; look-alikes do not ----------
@@ -32,7 +33,7 @@ check_eq "$STATUS/$(jget .error.code)" "405/method_not_allowed" "[$DEPLOYMENT] /
 # Every other path is answered by the app (the auth program's router): 404 not_found in the JSON error shape,
 # with an X-Request-Id, never the server's HTML page; a static file that does not exist too.
 for p in /authors /auth2/login /username /userme /chatrooms /chatroomx /chatroomx/1 /subscriber /subscriptions \
-    /payments/cancel /webhooks/stripe /healthzz /nope /nope/ /index.html /.htaccess /__server-error /static/nope.js /docs/nope.js /openapi.yml \
+    /payments/cancel /webhooks/stripe /healthzz /nope /nope/ /index.html /.htaccess /__server-error /static/ /static/nope.js /docs/nope.js /openapi.yml \
     '/chatroom%2F1' '/a%2Fb'; do
     req GET "$p"
     check "[$DEPLOYMENT] GET $p is answered by the app (status $STATUS)" from_app
@@ -43,6 +44,31 @@ req POST /nope '{}'
 check_eq "$STATUS/$(jget .error.code)" "404/not_found" "[$DEPLOYMENT] POST /nope is a JSON 404 too"
 req GET /nope "" -H 'X-Request-Id: web-conf-404'
 check_eq "$(header X-Request-Id)" web-conf-404 "[$DEPLOYMENT] an unknown path echoes X-Request-Id"
+
+# ---- the static files: an X-Request-Id on each answer, GET and HEAD only ---------------------------------------
+# API.md: every response carries X-Request-Id, the client's when it is sane; the servers serve these files
+# themselves, and every other method is the app's 405 with the files' Allow.
+for p in / /docs /docs/ /openapi.yaml /static/app.js /docs/swagger-ui.css; do
+    req GET "$p"
+    rid=$(header X-Request-Id)
+    check_eq "$STATUS/$((${#rid} >= 16))" "200/1" "[$DEPLOYMENT] GET $p: 200 with a generated X-Request-Id ($rid)"
+    req GET "$p" "" -H 'X-Request-Id: web-static.1:a_b'
+    check_eq "$STATUS/$(header X-Request-Id)" "200/web-static.1:a_b" "[$DEPLOYMENT] GET $p echoes a sane X-Request-Id"
+    req GET "$p" "" -H 'X-Request-Id: not sane <id>'
+    rid=$(header X-Request-Id)
+    check "[$DEPLOYMENT] GET $p replaces an X-Request-Id that is not sane ($rid)" \
+        test -n "$rid" -a "$rid" != 'not sane <id>' -a "$(grep -ci '^X-Request-Id:' <<<"$HEADERS")" = 1
+    req HEAD "$p"
+    check_eq "$STATUS/$(header X-Request-Id | grep -c .)" "200/1" "[$DEPLOYMENT] HEAD $p: 200 with an X-Request-Id"
+done
+for m in POST PUT DELETE PATCH OPTIONS; do
+    for p in / /docs /static/app.js /openapi.yaml; do
+        req "$m" "$p" '{}'
+        check_eq "$STATUS/$(jget .error.code)/$(header Allow)" "405/method_not_allowed/GET, HEAD" \
+            "[$DEPLOYMENT] $m $p is the app's 405 with Allow: GET, HEAD"
+        check "[$DEPLOYMENT] $m $p carries one X-Request-Id" test "$(grep -ci '^X-Request-Id:' <<<"$HEADERS")" = 1
+    done
+done
 
 # ---- HEAD: the GET's status and headers, no body ----------------------------------------------------------------
 req GET /healthz

@@ -134,4 +134,7 @@ if command -v lighttpd >/dev/null 2>&1; then
         GB_WWW_DIR="$P/usr/share/gemini-backend/www" timeout 20 lighttpd -tt -f "$P/etc/gemini-backend/lighttpd.conf" 2>&1) ||
         rc=$?
     check_eq "$rc" 0 "lighttpd -tt accepts the installed lighttpd.conf with the unit's settings${out:+ ($out)}"
+    # lighttpd loads its mod_magnet script (the static files' X-Request-Id) per request, from beside the web root
+    check "the X-Request-Id script is installed where lighttpd.conf looks for it" \
+        cmp -s "$root/deploy/lighttpd/request-id.lua" "$P/usr/share/gemini-backend/www/../lighttpd/request-id.lua"
 fi

@@ -93,6 +93,12 @@ for esc in '\ud800' 'x\udbff' '\udc00' '\ud800\u0041' '\udfff\ud800'; do
     req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":\"$esc\"}"
     check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "a lone surrogate escape ($esc) is invalid_json"
 done
+# Bytes that are not UTF-8 are refused wherever they are, a member the endpoint ignores included: an overlong
+# "/", an encoded surrogate, a code point past U+10FFFF (json-c's own check lets these three through), a stray byte.
+for bad in '\xc0\xaf' '\xed\xa0\x80' '\xf4\x90\x80\x80' '\xff'; do
+    req POST /auth/signup - --data-binary "$(printf "{\"mobile\":\"%s\",\"extra\":\"$bad\"}" "$(rand_mobile)")"
+    check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "bytes $bad in an ignored member are invalid_json"
+done
 req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":\"\\\\ud800 \ud83d\ude00\"}"
 check_eq "$STATUS/$(jget .name)" "201/\\ud800 😀" "a surrogate pair is a character; an escaped backslash before ud800 is text"
 req GET /auth/signup
@@ -126,6 +132,7 @@ check "send limit has Retry-After 1..30 ($ra)" test "${ra:-0}" -ge 1 -a "${ra:-0
 wrong=$(printf '%06d' $(( (10#$OTP + 1) % 1000000 )))
 req POST /auth/verify-otp "{\"mobile\":\"$M\",\"otp\":\"$wrong\"}"
 check_eq "$STATUS/$(jget .error.code)" "401/invalid_otp" "a wrong OTP is 401 invalid_otp"
+check_eq "$(header WWW-Authenticate)" Bearer "a wrong OTP: WWW-Authenticate: Bearer, like every 401"
 req POST /auth/verify-otp "{\"mobile\":\"$M\",\"otp\":\"12ab56\"}"
 check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "a non-numeric OTP is 400"
 req POST /auth/verify-otp "{\"mobile\":\"$M\",\"otp\":\"$OTP\"}"
@@ -209,6 +216,7 @@ check_status 200 "login with the password"
 check_eq "$(jget .token_type)" "Bearer" "login returns a token"
 req POST /auth/login "{\"mobile\":\"$M5\",\"password\":\"wrong horse battery\"}"
 check_eq "$STATUS/$(jget .error.code)" "401/invalid_credentials" "a wrong password is 401 invalid_credentials"
+check_eq "$(header WWW-Authenticate)" Bearer "a wrong password: WWW-Authenticate: Bearer, like every 401"
 msg_wrong=$(jget .error.message)
 req POST /auth/login "{\"mobile\":\"$(rand_mobile)\",\"password\":\"correct horse battery\"}"
 check_eq "$STATUS/$(jget .error.code)" "401/invalid_credentials" "an unknown mobile is 401 invalid_credentials"
@@ -225,6 +233,7 @@ auth_req "$T5" POST /auth/change-password '{"new_password":"brand new secret"}'
 check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "change-password without current_password is 400"
 auth_req "$T5" POST /auth/change-password '{"current_password":"not it at all","new_password":"brand new secret"}'
 check_eq "$STATUS/$(jget .error.code)" "401/invalid_credentials" "a wrong current_password is 401 invalid_credentials"
+check_eq "$(header WWW-Authenticate)" Bearer "a wrong current_password: WWW-Authenticate: Bearer, like every 401"
 auth_req "$T5" POST /auth/change-password '{"current_password":"correct horse battery","new_password":"tiny"}'
 check_status 400 "a weak new password is 400"
 auth_req "$T5" POST /auth/change-password '{"current_password":"correct horse battery","new_password":"brand new secret"}'

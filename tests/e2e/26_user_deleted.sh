@@ -19,17 +19,26 @@ auth_req "$TOKEN" GET /chatroom
 check_eq "$(header X-Cache)" HIT "the list is cached before the delete"
 auth_req "$TOKEN" GET /user/me
 check_eq "$(redis_cli GET "authv:$USER_ID" | sed 's/^.*|//')" 0 "the token version mirror is warm"
+# A second user whose profile was never read (no copy of GET /user/me anywhere), only its token checked.
+read -r T1 U1 <<<"$TOKEN $USER_ID"
+signup_and_login
+read -r T2 U2 <<<"$TOKEN $USER_ID"
+auth_req "$T2" GET /chatroom/usage
+check_status 200 "the second user's token is checked (GET /chatroom/usage)"
+read -r TOKEN USER_ID <<<"$T1 $U1"
 
 # Without a worker nothing drains the outbox: the handlers are on their own.
 worker_restart
 stack_worker_stop TERM
-psql_q "DELETE FROM users WHERE id = $USER_ID"
+psql_q "DELETE FROM users WHERE id IN ($USER_ID, $U2)"
 check_eq "$(redis_cli GET "authv:$USER_ID" | sed 's/^.*|//')" 0 "the mirror still holds the deleted user's version"
 
 expect_401() { # DESC
     check_eq "$STATUS/$(jget .error.code)" 401/unauthorized "$1 of a deleted user is 401 unauthorized"
     check "$1: WWW-Authenticate: Bearer" grep -qi '^WWW-Authenticate: Bearer' <<<"$HEADERS"
 }
+auth_req "$T2" GET /user/me
+expect_401 "GET /user/me with no copy of the profile (the user's row is gone: not a 404)"
 auth_req "$TOKEN" POST /chatroom '{"title":"after"}'
 expect_401 "POST /chatroom"
 auth_req "$TOKEN" POST /chatroom

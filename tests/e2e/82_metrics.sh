@@ -28,6 +28,24 @@ req GET /metrics
 check "an unknown path is counted under route=\"unmatched\"" \
     grep -q '^gemini_http_requests_total{route="unmatched",method="GET",status="404"}' <<<"$BODY"
 check "a route pattern, never a raw path with ids, is the label" not grep -q 'route="/chatroom/[0-9]' <<<"$BODY"
+# A request the app refuses before any handler runs still counts under its endpoint: a body over the cap (the
+# app's own 413: the web servers let up to 2 MiB through) and a method the path does not allow.
+key413='gemini_http_requests_total{route="/auth/signup",method="POST",status="413"}'
+key405='gemini_http_requests_total{route="/healthz",method="DELETE",status="405"}'
+b413=$(sample "$key413") b405=$(sample "$key405")
+big=$(mktemp)
+head -c 200000 /dev/zero | tr '\0' 'a' >"$big"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary "@$big" \
+    "$BASE_URL/auth/signup")
+rm -f "$big"
+check_eq "$code" 413 "a 200 KB signup is the app's 413"
+req DELETE /healthz
+check_status 405 "DELETE /healthz is 405"
+req GET /metrics
+check "the 413 counts under route=\"/auth/signup\", POST ($b413 -> $(sample "$key413"))" \
+    test "$(sample "$key413")" -gt "$b413"
+check "the 405 counts under route=\"/healthz\", DELETE ($b405 -> $(sample "$key405"))" \
+    test "$(sample "$key405")" -gt "$b405"
 
 # Worker: a completed reply and an upstream call are counted.
 worker_user

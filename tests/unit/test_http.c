@@ -156,7 +156,8 @@ static void test_server_error_code(void **state)
     assert_string_equal(http_server_error_code(411), "length_required");
     assert_string_equal(http_server_error_code(413), "payload_too_large");
     assert_string_equal(http_server_error_code(404), "not_found");
-    assert_string_equal(http_server_error_code(400), "bad_request");
+    assert_string_equal(http_server_error_code(400), "validation_error");
+    assert_string_equal(http_server_error_code(418), "bad_request"); /* a 4xx with no code of its own */
     assert_string_equal(http_server_error_code(431), "headers_too_large");
     assert_string_equal(http_server_error_code(503), "unavailable");
     assert_string_equal(http_server_error_code(500), "internal_error");
@@ -166,6 +167,7 @@ static void test_server_error_code(void **state)
     assert_int_equal(http_server_error_status(500), 503);
     assert_string_equal(http_server_error_code(http_server_error_status(500)), "unavailable");
     assert_int_equal(http_server_error_status(413), 413);
+    assert_int_equal(http_server_error_status(403), 404); /* a directory of the web root: not there */
     assert_int_equal(http_server_error_status(502), 502);
     assert_null(http_server_error_code(600));
 }
