@@ -1,4 +1,4 @@
-/* Fuzz target: lib/utf8.c (utf8_decode, utf8_length), the UTF-8 check behind every text field, and
+/* Fuzz target: lib/utf8.c (utf8_decode, utf8_length, utf8_valid), the UTF-8 check behind every text field, and
  * ai_text_sanitise, which makes upstream answers storable. Differential: a decoder written the other way
  * round (decode by bit pattern, then refuse overlong, surrogate and out-of-range values) must agree at every
  * offset. */
@@ -60,6 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         i += k, count++;
     }
     FUZZ_CHECK(utf8_length(s, size) == (valid ? count : -1));
+    FUZZ_CHECK(utf8_valid(s, size) == valid);
     FUZZ_CHECK(utf8_length(s, 0) == 0);
 
     buf_t out = {0};
