@@ -96,6 +96,10 @@ auth_req "$TOKEN" GET "/chatroom/$room/messages?limit=0"
 check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "[$DEPLOYMENT] the query string reaches the app (limit=0)"
 auth_req "$TOKEN" GET "/chatroom/$room/messages?limit=2"
 check_status 200 "[$DEPLOYMENT] limit=2 is fine"
+# %00 in the query: lighttpd refuses the request itself, the others pass it on and the app keeps it as text;
+# either way a JSON 400 validation_error (API.md's code), never a bare bad_request.
+auth_req "$TOKEN" GET "/chatroom/$room/messages?limit=1%00"
+check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "[$DEPLOYMENT] limit=1%00 is 400 validation_error"
 
 # ---- bodies ---------------------------------------------------------------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gb-web.XXXXXX")
