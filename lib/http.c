@@ -252,13 +252,11 @@ static int all_finite(json_object *o)
 json_object *http_json_body(http_req_t *req)
 {
     json_object *obj = NULL;
-    if (!utf8_valid(req->body, req->body_len)) {
-        http_error(req, 400, "invalid_json", "The request body is not valid UTF-8.");
-        return NULL;
-    }
-    if (jsonv_lone_surrogate(req->body, req->body_len)) { /* json-c would store U+FFFD in its place */
-        http_error(req, 400, "invalid_json",
-                   "The request body has a \\u escape of a lone surrogate, which is not text.");
+    const char *not_text = jsonv_not_text(req->body, req->body_len);
+    if (not_text) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "The request body %s.", not_text);
+        http_error(req, 400, "invalid_json", msg);
         return NULL;
     }
     json_tokener *tok = json_tokener_new();

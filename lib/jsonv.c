@@ -143,6 +143,15 @@ int jsonv_lone_surrogate(const char *buf, size_t len)
     return 0;
 }
 
+const char *jsonv_not_text(const char *buf, size_t len)
+{
+    if (!utf8_valid(buf, len))
+        return "is not valid UTF-8";
+    if (jsonv_lone_surrogate(buf, len))
+        return "has a \\u escape of a lone surrogate, which is not text";
+    return NULL;
+}
+
 int jsonv_mobile(json_object *obj, const char *field, char out[17], char *err)
 {
     char raw[65];

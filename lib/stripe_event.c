@@ -116,12 +116,9 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
         snprintf(err, errlen, "The event body is empty.");
         goto out;
     }
-    if (!utf8_valid(body, len)) {
-        snprintf(err, errlen, "The event is not valid UTF-8.");
-        goto out;
-    }
-    if (jsonv_lone_surrogate(body, len)) { /* json-c would store U+FFFD: two ids could become one */
-        snprintf(err, errlen, "The event has a \\u escape of a lone surrogate, which is not text.");
+    const char *not_text = jsonv_not_text(body, len); /* U+FFFD in place of a lone surrogate: two ids as one */
+    if (not_text) {
+        snprintf(err, errlen, "The event %s.", not_text);
         goto out;
     }
     tok = json_tokener_new();

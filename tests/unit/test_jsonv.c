@@ -129,6 +129,22 @@ static void test_mobile(void **state)
     json_object_put(o);
 }
 
+#define NOT_TEXT(s) jsonv_not_text(s, sizeof(s) - 1)
+
+static void test_not_text(void **state)
+{
+    (void)state;
+    assert_null(NOT_TEXT(""));
+    assert_null(NOT_TEXT("{\"a\":\"\xc3\xa9 \\ud83d\\ude00\"}"));
+    assert_null(NOT_TEXT("not json, but text")); /* the parser's to refuse */
+    /* bytes json-c's own check lets through: an overlong '/', an encoded surrogate, past U+10FFFF; a stray byte */
+    assert_string_equal(NOT_TEXT("{\"a\":\"\xc0\xaf\"}"), "is not valid UTF-8");
+    assert_string_equal(NOT_TEXT("{\"a\":\"\xed\xa0\x80\"}"), "is not valid UTF-8");
+    assert_string_equal(NOT_TEXT("{\"a\":\"\xf4\x90\x80\x80\"}"), "is not valid UTF-8");
+    assert_string_equal(NOT_TEXT("{\"\xff\":1}"), "is not valid UTF-8");
+    assert_string_equal(NOT_TEXT("{\"a\":\"\\udc00\"}"), "has a \\u escape of a lone surrogate, which is not text");
+}
+
 #define LONE(s) jsonv_lone_surrogate(s, sizeof(s) - 1)
 
 static void test_lone_surrogate(void **state)
@@ -176,7 +192,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_string),         cmocka_unit_test(test_trim_unicode), cmocka_unit_test(test_mobile),
-        cmocka_unit_test(test_lone_surrogate), cmocka_unit_test(test_dump),
+        cmocka_unit_test(test_lone_surrogate), cmocka_unit_test(test_not_text),     cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests_name("jsonv", tests, NULL, NULL);
 }
