@@ -44,12 +44,12 @@ source bench/lib.sh
 trap bench_stack_remove EXIT INT TERM
 
 # Build directories where "chatroom" is a baseline handler and the other programs (and the static web root the
-# configs serve) are the real ones.
+# configs serve, with lighttpd's script beside it) are the real ones.
 baseline_dir() { # NAME BINARY
     local d=$STACK_DIR/$1-build
     mkdir -p "$d/cgi-bin"
     for p in auth subscribe webhook stream; do cp "build/cgi-bin/$p" "$d/cgi-bin/"; done
-    cp -R build/www "$d/www"
+    cp -R build/www build/lighttpd "$d/"
     cp "$2" "$d/cgi-bin/chatroom"
     echo "$d"
 }
