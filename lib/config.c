@@ -208,6 +208,12 @@ static int set_one(const setting_t *s, char *err, size_t errlen)
     return -1;
 }
 
+/* The length of s's "https://" or "http://", or 0 when it starts with neither. */
+static size_t http_scheme_len(const char *s)
+{
+    return strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
+}
+
 /* CORS_ALLOWED_ORIGINS: comma-separated origins as browsers send them in Origin, "http(s)://host[:port]" with
  * no path, not even a trailing slash (then it would never match); spaces around the commas are allowed. */
 static int origins_valid(const char *list)
@@ -219,7 +225,7 @@ static int origins_valid(const char *list)
         size_t n = strcspn(p, ",");
         while (n && p[n - 1] == ' ')
             n--;
-        size_t scheme = strncmp(p, "https://", 8) == 0 ? 8 : strncmp(p, "http://", 7) == 0 ? 7 : 0;
+        size_t scheme = http_scheme_len(p);
         if (!scheme || n <= scheme)
             return 0;
         for (size_t i = scheme; i < n; i++)
@@ -237,7 +243,7 @@ static int origins_valid(const char *list)
  * ASCII with no query or fragment (a path is appended to it). */
 static int base_url_valid(const char *url)
 {
-    size_t scheme = strncmp(url, "https://", 8) == 0 ? 8 : strncmp(url, "http://", 7) == 0 ? 7 : 0;
+    size_t scheme = http_scheme_len(url);
     if (!scheme || url[scheme] == '\0' || url[scheme] == '/' || url[scheme] == ':')
         return 0;
     for (const char *c = url; *c; c++)
