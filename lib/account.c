@@ -110,13 +110,31 @@ static throttle_rule_t rule_otp_addr(void)
     return (throttle_rule_t){"otp_addr", DAY, g_config.otp_verify_addr_max_failures, 0, 0};
 }
 
-/* The longer wait of two subjects under their rules (subject2 may be NULL): 0 free, > 0 blocked, -1 down. */
-static long throttle_wait2(const throttle_rule_t *r1, const char *s1, const throttle_rule_t *r2, const char *s2)
+/* Take an event of s1 under r1 and one of s2 under r2 (s2 may be NULL) in a transaction of their own, before the
+ * slow part they guard (throttle_take): 0 both taken, > 0 the longer wait of a blocked one (then neither is
+ * counted), -1 down. */
+static long take_events(const throttle_rule_t *r1, const char *s1, throttle_claim_t *c1, const throttle_rule_t *r2,
+                        const char *s2, throttle_claim_t *c2)
 {
-    long w1 = throttle_wait(r1, s1), w2 = s2 ? throttle_wait(r2, s2) : 0;
-    if (w1 < 0 || w2 < 0)
+    if (db_begin() != 0)
         return -1;
-    return w1 > w2 ? w1 : w2;
+    long w1 = throttle_take(r1, s1, c1), w2 = s2 && w1 >= 0 ? throttle_take(r2, s2, c2) : 0;
+    long w = w1 < 0 || w2 < 0 ? -1 : w1 > w2 ? w1 : w2;
+    if (w != 0 || db_commit() != 0) {
+        db_rollback();
+        return w > 0 ? w : -1;
+    }
+    return 0;
+}
+
+/* Give back the events take_events took when the request is refused before the outcome (no Argon2 slot):
+ * best effort, the answer is already an error. */
+static void give_back(const throttle_rule_t *r1, const char *s1, const throttle_claim_t *c1, const throttle_rule_t *r2,
+                      const char *s2, const throttle_claim_t *c2)
+{
+    throttle_release(r1, s1, c1);
+    if (s2)
+        throttle_release(r2, s2, c2);
 }
 
 /* Hash a new password under an Argon2 slot. 0 ok; -1 answered (503 busy or down, 500). */
@@ -240,15 +258,18 @@ void account_signup(http_req_t *req)
         }
         PQclear(res);
         res = NULL;
-        if ((wait = throttle_wait(&rule, addr)) != 0 || throttle_count(&rule, addr) < 0) {
+        throttle_claim_t claim;
+        if ((wait = take_events(&rule, addr, &claim, NULL, NULL, NULL)) != 0) {
             if (wait > 0)
                 rate_limited(req, wait, "Too many signups from this address; wait before trying again.");
             else
                 http_db_failed(req);
             goto out;
         }
-        if (hash_new_password(req, pw, pwlen, hash) != 0)
+        if (hash_new_password(req, pw, pwlen, hash) != 0) {
+            give_back(&rule, addr, &claim, NULL, NULL, NULL);
             goto out;
+        }
     }
     const char *params[] = {mobile, has_name == 0 ? name : NULL, has_email == 0 ? email : NULL, pw ? hash : NULL};
     res = db_query(&ins, params);
@@ -371,6 +392,7 @@ static int consume_otp(http_req_t *req, const char *mobile, const char *purpose,
         DB_STMT("otp_wrong", "UPDATE otps SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2", 2);
     static db_stmt_t use = DB_STMT("otp_use", "UPDATE otps SET used_at = now() WHERE user_id = $1 AND purpose = $2", 2);
     throttle_rule_t by_user = rule_otp_user(), by_addr = rule_otp_addr();
+    throttle_claim_t of_addr, of_user;
     const char *addr = client_addr(req);
     long wait;
     int live = 0; /* a live code was compared and did not match: a guess at this number */
@@ -378,18 +400,20 @@ static int consume_otp(http_req_t *req, const char *mobile, const char *purpose,
     int rc = -1;
     const char *p1[] = {mobile};
 
+    /* Each try is taken (counted) first, address then number, and given back below unless it is a failure of
+     * that subject; the caller's transaction keeps both rows locked to its end, so parallel tries queue. Any
+     * other way out (429, 503) rolls the takes back with the transaction. */
+    uid[0] = '\0';
+    if ((wait = throttle_take(&by_addr, addr, &of_addr)) != 0)
+        goto limited;
     if (!(res = db_query(&find_user, p1)))
         goto dbfail;
-    if (PQntuples(res) != 1) {
-        uid[0] = '\0';
-        if ((wait = throttle_wait(&by_addr, addr)) != 0)
-            goto limited;
+    if (PQntuples(res) != 1)
         goto invalid;
-    }
     snprintf(uid, 24, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     res = NULL;
-    if ((wait = throttle_wait2(&by_addr, addr, &by_user, uid)) != 0)
+    if ((wait = throttle_take(&by_user, uid, &of_user)) != 0)
         goto limited;
     const char *p2[] = {uid, purpose};
     if (!(res = db_query(&find, p2)))
@@ -412,7 +436,8 @@ static int consume_otp(http_req_t *req, const char *mobile, const char *purpose,
         live = 1;
         goto invalid;
     }
-    if (!(res = db_query(&use, p2)))
+    if (!(res = db_query(&use, p2)) || throttle_release(&by_addr, addr, &of_addr) != 0 ||
+        throttle_release(&by_user, uid, &of_user) != 0)
         goto dbfail;
     rc = 0;
     goto out;
@@ -423,7 +448,7 @@ limited:
     goto out;
 invalid:
     /* Every failure counts for the address (guessing across numbers); a wrong live code also for the number. */
-    if (throttle_count(&by_addr, addr) < 0 || (live && throttle_count(&by_user, uid) < 0) || db_commit() != 0)
+    if ((uid[0] && !live && throttle_release(&by_user, uid, &of_user) != 0) || db_commit() != 0)
         goto dbfail;
     http_error(req, 401, "invalid_otp", "The code is wrong, expired or already used.");
     goto out;
@@ -500,13 +525,17 @@ void account_login(http_req_t *req)
         goto out;
     }
     /* Failures are counted per account (an unknown number has none: the address counts) and per client
-     * address; while either is blocked the password is not even checked. */
+     * address; while either is blocked the password is not even checked. Each try is taken as a failure before
+     * the hash, so parallel tries cannot pass the limits, and given back when the password was right. */
     throttle_rule_t by_user = rule_login_user(), by_addr = rule_login_addr();
-    const char *addr = client_addr(req);
+    throttle_claim_t of_addr, of_user;
+    const char *addr = client_addr(req), *user = NULL;
     char uid[24] = "";
-    if (PQntuples(res) == 1)
+    if (PQntuples(res) == 1) {
         snprintf(uid, sizeof uid, "%s", PQgetvalue(res, 0, 0));
-    long wait = throttle_wait2(&by_addr, addr, &by_user, uid[0] ? uid : NULL);
+        user = uid;
+    }
+    long wait = take_events(&by_addr, addr, &of_addr, &by_user, user, &of_user);
     if (wait != 0) {
         if (wait > 0)
             rate_limited(req, wait, "Too many failed logins; wait before trying again.");
@@ -514,21 +543,20 @@ void account_login(http_req_t *req)
             http_db_failed(req);
         goto out;
     }
-    if (hash_slot(req) != 0)
+    if (hash_slot(req) != 0) {
+        give_back(&by_addr, addr, &of_addr, &by_user, user, &of_user);
         goto out;
-    int found = PQntuples(res) == 1 && !PQgetisnull(res, 0, USER_NCOLS);
+    }
+    int found = user && !PQgetisnull(res, 0, USER_NCOLS);
     const char *hash = found ? PQgetvalue(res, 0, USER_NCOLS) : dummy_hash;
     int ok = password_verify(hash, pw, pwlen) == 1 && found;
     throttle_hash_release();
     if (!ok) {
-        if (throttle_count(&by_addr, addr) < 0 || (uid[0] && throttle_count(&by_user, uid) < 0)) {
-            http_db_failed(req);
-            goto out;
-        }
         http_error(req, 401, "invalid_credentials", "The mobile number or password is wrong.");
         goto out;
     }
-    if (throttle_reset(&by_user, uid) != 0) { /* a stale count would lock the owner out later */
+    /* A stale count would lock the owner out later. */
+    if (throttle_release(&by_addr, addr, &of_addr) != 0 || throttle_reset(&by_user, uid) != 0) {
         http_db_failed(req);
         goto out;
     }
@@ -658,28 +686,33 @@ void account_change_password(http_req_t *req)
         snprintf(mobile, sizeof mobile, "%s", PQgetvalue(res, 0, 2));
     } else {
         throttle_rule_t by_user = rule_login_user();
+        throttle_claim_t claim;
         long wait;
         if (!cur) {
             validation_error(req, "current_password is required to change an existing password.");
             goto out;
         }
-        /* A wrong current_password is a failed login of this account (a stolen token guessing it). */
-        if ((wait = throttle_wait(&by_user, uid)) != 0) {
+        /* A wrong current_password is a failed login of this account (a stolen token guessing it), taken before
+         * the hash like a login's. */
+        if ((wait = take_events(&by_user, uid, &claim, NULL, NULL, NULL)) != 0) {
             if (wait > 0)
                 rate_limited(req, wait, "Too many failed password checks; wait before trying again.");
             else
                 http_db_failed(req);
             goto out;
         }
-        if (hash_slot(req) != 0)
+        if (hash_slot(req) != 0) {
+            give_back(&by_user, uid, &claim, NULL, NULL, NULL);
             goto out;
+        }
         int ok = curlen <= 4 * PASSWORD_MAX_CHARS && password_verify(PQgetvalue(res, 0, 0), cur, curlen) == 1;
         throttle_hash_release();
         if (!ok) {
-            if (throttle_count(&by_user, uid) < 0)
-                http_db_failed(req);
-            else
-                http_error(req, 401, "invalid_credentials", "The current password is wrong.");
+            http_error(req, 401, "invalid_credentials", "The current password is wrong.");
+            goto out;
+        }
+        if (throttle_release(&by_user, uid, &claim) != 0) {
+            http_db_failed(req);
             goto out;
         }
         PQclear(res);

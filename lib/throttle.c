@@ -28,44 +28,35 @@ long throttle_block_seconds(const throttle_rule_t *rule, long count, long window
     return s < rule->backoff_max ? s : rule->backoff_max;
 }
 
-long throttle_wait(const throttle_rule_t *rule, const char *subject)
+long throttle_take(const throttle_rule_t *rule, const char *subject, throttle_claim_t *claim)
 {
-    static db_stmt_t q = DB_STMT("throttle_wait",
-                                 "SELECT GREATEST(0, COALESCE(max(ceil(extract(epoch FROM blocked_until - now()))), 0))"
-                                 "::bigint FROM auth_throttle WHERE scope = $1 AND subject = $2",
-                                 2);
-    const char *p[] = {rule->scope, subject};
-    PGresult *res = db_query(&q, p);
-    long rc = -1;
-
-    if (res && PQntuples(res) == 1)
-        rc = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return rc;
-}
-
-long throttle_count(const throttle_rule_t *rule, const char *subject)
-{
-    /* A new window starts with the first event after the old one is over. Returns the window's count and the
-     * seconds it still has to run. */
+    /* Counts the event unless the subject is blocked; the first event after a window is over starts a new one.
+     * A blocked subject's row is not updated (no row returned), but ON CONFLICT DO UPDATE locks it all the same.
+     * Returns the window's count, the seconds it still has to run and its start. */
     static db_stmt_t up = DB_STMT(
-        "throttle_count",
+        "throttle_take",
         "INSERT INTO auth_throttle AS t (scope, subject, count, window_start) VALUES ($1, $2, 1, now()) "
         "ON CONFLICT (scope, subject) DO UPDATE SET "
         "count = CASE WHEN t.window_start <= now() - make_interval(secs => $3::float8) THEN 1 ELSE t.count + 1 END, "
         "window_start = CASE WHEN t.window_start <= now() - make_interval(secs => $3::float8) THEN now() "
         "ELSE t.window_start END "
+        "WHERE t.blocked_until IS NULL OR t.blocked_until <= now() "
         "RETURNING count, GREATEST(1, ceil(extract(epoch FROM t.window_start + make_interval(secs => $3::float8) "
-        "- now())))::bigint",
+        "- now())))::bigint, window_start::text",
         3);
+    static db_stmt_t wait = DB_STMT("throttle_wait",
+                                    "SELECT GREATEST(1, ceil(extract(epoch FROM blocked_until - now())))::bigint "
+                                    "FROM auth_throttle WHERE scope = $1 AND subject = $2",
+                                    2);
     static db_stmt_t block = DB_STMT("throttle_block",
-                                     "UPDATE auth_throttle SET blocked_until = GREATEST(blocked_until, now() + "
-                                     "make_interval(secs => $3::float8)) WHERE scope = $1 AND subject = $2",
+                                     "UPDATE auth_throttle SET blocked_until = now() + make_interval(secs => "
+                                     "$3::float8) WHERE scope = $1 AND subject = $2 RETURNING blocked_until::text",
                                      3);
     static db_stmt_t purge = DB_STMT("throttle_purge",
                                      "DELETE FROM auth_throttle WHERE window_start < now() - make_interval(secs => "
                                      "$1::float8) AND (blocked_until IS NULL OR blocked_until < now())",
                                      1);
+    throttle_claim_t c = {"", ""};
     unsigned int dice = 0;
     char win[24], secs[24];
     PGresult *res = NULL;
@@ -73,18 +64,26 @@ long throttle_count(const throttle_rule_t *rule, const char *subject)
 
     snprintf(win, sizeof win, "%ld", rule->window);
     const char *p[] = {rule->scope, subject, win};
-    if (!(res = db_query(&up, p)) || PQntuples(res) != 1)
+    if (!(res = db_query(&up, p)))
         goto out;
+    if (PQntuples(res) != 1) { /* blocked: the row exists, locked */
+        PQclear(res);
+        if ((res = db_query(&wait, p)) && PQntuples(res) == 1)
+            rc = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        goto out;
+    }
     n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
     left = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+    snprintf(c.window_start, sizeof c.window_start, "%s", PQgetvalue(res, 0, 2));
     PQclear(res);
     res = NULL;
     s = throttle_block_seconds(rule, n, left);
     if (s > 0) {
         snprintf(secs, sizeof secs, "%ld", s);
         const char *pb[] = {rule->scope, subject, secs};
-        if (!(res = db_query(&block, pb)))
+        if (!(res = db_query(&block, pb)) || PQntuples(res) != 1)
             goto out;
+        snprintf(c.blocked_until, sizeof c.blocked_until, "%s", PQgetvalue(res, 0, 0));
         log_warn("throttle: %s cap reached for %s (%ld in %ld s, limit %ld): blocked for %ld s", rule->scope, subject,
                  n, rule->window, rule->max, s);
     }
@@ -95,8 +94,27 @@ long throttle_count(const throttle_rule_t *rule, const char *subject)
         if (!(res = db_query(&purge, pp)))
             goto out;
     }
-    rc = s;
+    if (claim)
+        *claim = c;
+    rc = 0;
 out:
+    PQclear(res);
+    return rc;
+}
+
+int throttle_release(const throttle_rule_t *rule, const char *subject, const throttle_claim_t *claim)
+{
+    /* Nothing when the window has restarted since (the event is no longer in the count). */
+    static db_stmt_t q = DB_STMT("throttle_release",
+                                 "UPDATE auth_throttle SET count = GREATEST(count - 1, 0), blocked_until = CASE WHEN "
+                                 "blocked_until = $4::timestamptz THEN NULL ELSE blocked_until END "
+                                 "WHERE scope = $1 AND subject = $2 AND window_start = $3::timestamptz",
+                                 4);
+    const char *p[] = {rule->scope, subject, claim->window_start,
+                       claim->blocked_until[0] ? claim->blocked_until : NULL};
+    PGresult *res = db_query(&q, p);
+    int rc = res ? 0 : -1;
+
     PQclear(res);
     return rc;
 }

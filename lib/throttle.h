@@ -8,7 +8,9 @@
  * A rule counts events in windows: the first event opens a window of `window` seconds, and the count restarts
  * with the first event after it. From the max-th event of a window on, each event blocks the subject: for
  * `backoff` seconds doubled per event beyond max (30, 60, 120, ... up to backoff_max), or, with backoff 0, until
- * the window ends (a daily cap). A blocked request is refused before it costs anything and is not counted. */
+ * the window ends (a daily cap). A blocked request is refused before it costs anything and is not counted.
+ * An event is taken before the work it guards (throttle_take) and given back when it turns out not to be a
+ * failure (throttle_release, or throttle_reset for a successful login). */
 #ifndef GB_THROTTLE_H
 #define GB_THROTTLE_H
 
@@ -24,14 +26,27 @@ typedef struct throttle_rule {
  * to run. 0 when count < rule->max. */
 long throttle_block_seconds(const throttle_rule_t *rule, long count, long window_left);
 
-/* Seconds subject must still wait before trying again under rule: 0 free, > 0 blocked, -1 PostgreSQL down. */
-long throttle_wait(const throttle_rule_t *rule, const char *subject);
+/* One event taken by throttle_take: what throttle_release needs to give it back. */
+typedef struct throttle_claim {
+    char window_start[48];  /* the window the event was counted in (timestamptz as text) */
+    char blocked_until[48]; /* the block this event started (timestamptz as text), "" none */
+} throttle_claim_t;
 
-/* Count one event of subject (outside or inside the caller's transaction: inside, it commits or rolls back
- * with it). Returns the seconds of the block this event started (0: none), -1 PostgreSQL down. When a block
- * starts it logs one warning line naming the scope, the subject (a user id or an address, never a number,
- * code or password) and the block. */
-long throttle_count(const throttle_rule_t *rule, const char *subject);
+/* Take one event of subject under rule before its outcome is known (a password about to be hashed, a code about
+ * to be compared): counted at once, as a failure, with the block it starts when it is the max-th. Must run inside
+ * a transaction: the subject's row stays locked until it ends, so concurrent takes of one subject queue, and each
+ * sees the counts and blocks of those before it. Parallel tries can then never get more events past the limit
+ * than one at a time would (checking first and counting after the slow part let every request in flight pass).
+ * A process that dies before the outcome leaves its event counted, which is the safe side.
+ * Returns 0 taken (claim filled; NULL claim: not needed), > 0 the seconds subject is still blocked (nothing
+ * counted; refuse with them), -1 PostgreSQL down. When a block starts it logs one warning line naming the scope,
+ * the subject (a user id or an address, never a number, code or password) and the block. */
+long throttle_take(const throttle_rule_t *rule, const char *subject, throttle_claim_t *claim);
+
+/* Give back an event taken by throttle_take that was not a failure (a right password, a request refused for
+ * another reason): one less in its window, and the block it started (if any, and still the same) lifted. Inside or
+ * outside a transaction. 0 ok, -1 PostgreSQL down (the event then stays counted). */
+int throttle_release(const throttle_rule_t *rule, const char *subject, const throttle_claim_t *claim);
 
 /* Forget subject's count under rule (a successful login). 0 ok, -1 PostgreSQL down. */
 int throttle_reset(const throttle_rule_t *rule, const char *subject);

@@ -22,6 +22,37 @@ from() {
 throttle_row() { psql_q "SELECT count || '/' || CASE WHEN blocked_until > now() THEN 'blocked' ELSE 'free' END FROM auth_throttle WHERE scope = '$1' AND subject = '$2'"; }
 seed() { psql_q "INSERT INTO auth_throttle (scope, subject, count) VALUES ('$1', '$2', $3) ON CONFLICT (scope, subject) DO UPDATE SET count = $3, window_start = now(), blocked_until = NULL" >/dev/null; }
 app_logs() { cat "$STACK_DIR"/*.log 2>/dev/null || true; }
+# burst N ADDR PATH JSON [curl args...]: N parallel POSTs of JSON to PATH from ADDR ("" a random address per
+# try); in JSON, %i becomes the try's number and %m a random mobile. Prints how many got each status: "401:5 429:11".
+burst() {
+    local n=$1 addr=$2 path=$3 json=$4 dir i body pids=()
+    shift 4
+    dir=$(mktemp -d)
+    for i in $(seq 1 "$n"); do
+        body=${json//%i/$i}
+        body=${body//%m/$(rand_mobile)}
+        curl -s -o /dev/null -w '%{http_code}\n' --interface "${addr:-$(rand_loopback)}" -XPOST "$BASE_URL$path" \
+            -H 'Content-Type: application/json' -d "$body" "$@" >"$dir/$i" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    cat "$dir"/* | sort | uniq -c | awk '{printf "%s%s:%s", sep, $2, $1; sep = " "}'
+    rm -rf "$dir"
+}
+# n_of STATUS TALLY: how many got STATUS in burst's tally
+n_of() { sed -n "s/.*\b$1:\([0-9]*\).*/\1/p" <<<"$2" | grep . || echo 0; }
+# parallel_limit DESC TALLY STATUS ALLOWED: exactly ALLOWED tries got STATUS and every other one 429. Only a 503
+# (no Argon2 slot in time, when the deployment runs more processes than slots) gives its try back late, when
+# others may already have been refused: then at most ALLOWED.
+parallel_limit() {
+    local desc=$1 t=$2 st=$3 allowed=$4 n
+    n=$(n_of "$st" "$t")
+    if (($(n_of 503 "$t") > 0)); then
+        check "$desc: at most $allowed x $st ($t)" test "$n" -le "$allowed"
+    else
+        check_eq "$t" "$st:$allowed 429:$(($(n_of "$st" "$t") + $(n_of 429 "$t") - allowed))" "$desc"
+    fi
+}
 
 # ---- 1. password login: per account ----
 ADDR=$(rand_loopback)
@@ -75,16 +106,56 @@ from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 
 check_status 429 "a blocked address stays blocked with Redis down (fails safe)"
 stack_redis_start
 
+# ---- 1. the limits hold under parallel tries: each is counted before its hash (or code check) ----
+ADDR=$(rand_loopback)
+MP=$(rand_mobile)
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$MP\",\"password\":\"right password 2\"}"
+UP=$(jget .id)
+t=$(burst 16 "$ADDR" /auth/login "{\"mobile\":\"$MP\",\"password\":\"wrong password %i\"}")
+parallel_limit "16 parallel wrong passwords for one account: $LOGIN_MAX x 401, the rest 429" "$t" 401 $LOGIN_MAX
+check_eq "$(throttle_row login_user "$UP")" "$(n_of 401 "$t")/blocked" "the account's count is the 401s, and it is blocked"
+ADDR=$(rand_loopback)
+seed login_addr "$ADDR" $((LOGIN_ADDR_MAX - 3))
+t=$(burst 12 "$ADDR" /auth/login '{"mobile":"%m","password":"any password %i"}')
+parallel_limit "12 parallel wrong logins from an address 3 short of its cap: 3 x 401, the rest 429" "$t" 401 3
+check_eq "$(throttle_row login_addr "$ADDR")" "$((LOGIN_ADDR_MAX - 3 + $(n_of 401 "$t")))/blocked" "the address's count is exact"
+ADDR=$(rand_loopback)
+seed login_addr "$ADDR" $((LOGIN_ADDR_MAX - 1))
+from "$ADDR" POST /auth/login "{\"mobile\":\"$MP\",\"password\":\"right password 2\"}"
+check_status 429 "the account blocked by the burst refuses the right password too"
+psql_q "DELETE FROM auth_throttle WHERE scope = 'login_user' AND subject = '$UP'" >/dev/null
+from "$ADDR" POST /auth/login "{\"mobile\":\"$MP\",\"password\":\"right password 2\"}"
+check_status 200 "the right password as try $LOGIN_ADDR_MAX of an address logs in"
+check_eq "$(throttle_row login_addr "$ADDR")" "$((LOGIN_ADDR_MAX - 1))/free" \
+    "and gives its try back: the address is not blocked by it"
+from "$ADDR" POST /auth/login "{\"mobile\":\"$MP\",\"password\":\"wrong password y\"}"
+check_status 401 "so the next wrong password from there is still checked"
+ADDR=$(rand_loopback)
+seed signup_addr "$ADDR" $((SIGNUP_ADDR_MAX - 2))
+t=$(burst 8 "$ADDR" /auth/signup '{"mobile":"%m","password":"password number %i"}')
+parallel_limit "8 parallel signups from an address 2 short of its cap: 2 x 201, the rest 429" "$t" 201 2
+signup_and_login
+TC=$TOKEN UC=$USER_ID
+auth_req "$TC" POST /auth/change-password '{"new_password":"current password 1"}'
+TC=$(jget .access_token)
+t=$(burst 10 "" /auth/change-password '{"current_password":"wrong current %i","new_password":"new password 9"}' \
+    -H "Authorization: Bearer $TC")
+parallel_limit "10 parallel wrong current passwords: $LOGIN_MAX x 401, the rest 429" "$t" 401 $LOGIN_MAX
+check_eq "$(throttle_row login_user "$UC")" "$(n_of 401 "$t")/blocked" "they count as failed logins of the account"
+
 # ---- 1. Argon2 slots: all busy -> 503 with Retry-After, nothing hashed; cheap refusals still answered ----
 ADDR=$(rand_loopback)
 MR=$(rand_mobile)
 from "$ADDR" POST /auth/signup "{\"mobile\":\"$MR\"}"
 from "$ADDR" POST /auth/forgot-password "{\"mobile\":\"$MR\"}"
 RCODE=$(jget .otp)
+before=$(throttle_row login_user "$UID1")
 hold_lock "another session holds every Argon2 slot" \
     "SELECT pg_advisory_lock($HASH_LOCK_CLASS, s) FROM generate_series(1, $HASH_SLOTS) s"
 from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
 check_eq "$STATUS/$(jget .error.code)/$(header Retry-After)" "503/unavailable/1" "login while every Argon2 slot is busy: 503, Retry-After: 1"
+check_eq "$(psql_q "SELECT COALESCE(sum(count), 0) FROM auth_throttle WHERE scope = 'login_addr' AND subject = '$ADDR'")/$(throttle_row login_user "$UID1")" "0/$before" \
+    "a login refused for want of a slot gives its try back (address and account)"
 from "$ADDR" POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"password\":\"some password\"}"
 check_status 503 "signup with a password while the slots are busy: 503"
 # reset-password checks the code first: a wrong code is refused without needing a slot (it used to hash first)
@@ -151,6 +222,29 @@ check_status 401 "wrong code $OTP_ADDR_MAX from one address (an unknown number) 
 from "$ADDR" POST /auth/verify-otp "{\"mobile\":\"$(rand_mobile)\",\"otp\":\"111111\"}"
 check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "then that address gets 429 for any number"
 check "the per-address cap is logged" grep -q "throttle: otp_addr cap reached for $ADDR " <<<"$(app_logs)"
+ADDR=$(rand_loopback)
+seed otp_addr "$ADDR" $((OTP_ADDR_MAX - 3))
+t=$(burst 12 "$ADDR" /auth/verify-otp '{"mobile":"%m","otp":"111111"}')
+parallel_limit "12 parallel wrong codes from an address 3 short of its cap: 3 x 401, the rest 429" "$t" 401 3
+check_eq "$(throttle_row otp_addr "$ADDR")" "$OTP_ADDR_MAX/blocked" "the address's count is exact"
+signup_and_login
+MO=$MOBILE UO=$USER_ID
+psql_q "DELETE FROM otp_sends WHERE user_id = $UO" >/dev/null
+req POST /auth/send-otp "{\"mobile\":\"$MO\"}"
+CODE=$(jget .otp)
+wrong=$(printf '%06d' $(((10#$CODE + 5) % 1000000)))
+seed otp_user "$UO" $((OTP_MAX - 2))
+t=$(burst 8 "" /auth/verify-otp "{\"mobile\":\"$MO\",\"otp\":\"$wrong\"}")
+parallel_limit "8 parallel wrong codes for a number 2 short of its cap: 2 x 401, the rest 429" "$t" 401 2
+check_eq "$(throttle_row otp_user "$UO")" "$OTP_MAX/blocked" "the number's count is exact"
+ADDR=$(rand_loopback)
+seed otp_addr "$ADDR" $((OTP_ADDR_MAX - 1))
+signup_and_login
+psql_q "DELETE FROM otp_sends WHERE user_id = $USER_ID" >/dev/null
+req POST /auth/send-otp "{\"mobile\":\"$MOBILE\"}"
+from "$ADDR" POST /auth/verify-otp "{\"mobile\":\"$MOBILE\",\"otp\":\"$(jget .otp)\"}"
+check_status 200 "the right code as try $OTP_ADDR_MAX of an address logs in"
+check_eq "$(throttle_row otp_addr "$ADDR")" "$((OTP_ADDR_MAX - 1))/free" "and gives its try back: the address is not blocked by it"
 
 b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 sign_jwt() { # HEADER_JSON PAYLOAD_JSON: HMAC-SHA256 with the server's secret, whatever the header says
