@@ -86,7 +86,7 @@ static void finding(FILE *out, const char *tag, const char *fmt, ...)
 static int check_provider(FILE *out)
 {
     int p = ai_provider_parse(g_config.ai_provider), rc = 0;
-    buf_t url = {0};
+    buf_t url = {0}, shown = {0};
     if (p == AI_PROVIDER_OFFLINE) {
         finding(out, "note", "AI_PROVIDER=offline: replies are the labelled local stand-in, not a model");
         return 0;
@@ -101,9 +101,11 @@ static int check_provider(FILE *out)
                 p == AI_PROVIDER_GEMINI ? "GEMINI_API_BASE" : "OPENAI_API_BASE");
         rc = 1;
     } else {
-        finding(out, "ok", "AI provider %s at %s", ai_provider_name((enum ai_provider)p), url.data);
+        url_for_log(&shown, url.data);
+        finding(out, "ok", "AI provider %s at %s", ai_provider_name((enum ai_provider)p), shown.data);
     }
     buf_free(&url);
+    buf_free(&shown);
     return rc;
 }
 

@@ -265,6 +265,25 @@ void fmt_rfc3339(int64_t unix_seconds, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+void url_for_log(buf_t *out, const char *url)
+{
+    const char *auth = strstr(url, "://");
+    if (!auth) {
+        buf_puts(out, url);
+        return;
+    }
+    auth += 3;
+    size_t authlen = strcspn(auth, "/?#");
+    const char *at = memrchr(auth, '@', authlen), *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon) {
+        buf_puts(out, url);
+        return;
+    }
+    buf_append(out, url, (size_t)(colon + 1 - url));
+    buf_puts(out, "***");
+    buf_puts(out, at);
+}
+
 void hex_encode(const unsigned char *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";

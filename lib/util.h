@@ -61,6 +61,10 @@ size_t utf8_decode(const char *s, size_t len, unsigned *cp);
  * U+2029, U+202F, U+205F, U+3000; not U+200B nor U+FEFF)? */
 int utf8_is_space(unsigned cp);
 
+/* url as it may be shown in a log line or --check's report: a password in its userinfo
+ * ("https://user:secret@host/...") becomes "***". Appended to out. */
+void url_for_log(buf_t *out, const char *url);
+
 /* Lower-case hex of in[0..n) into out (2n characters, then a NUL: out holds at least 2n+1 bytes). */
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* The value of one hex digit (either case), -1 for any other character. */

@@ -89,7 +89,10 @@ int upstream_init(void)
         fprintf(stderr, "worker: the %s API key holds spaces or control characters\n", ai_provider_name(U.provider));
         return -1;
     }
-    log_info("AI provider: %s at %s (model %s)", ai_provider_name(U.provider), U.url.data, U.model ? U.model : "-");
+    buf_t shown = {0};
+    url_for_log(&shown, U.url.data);
+    log_info("AI provider: %s at %s (model %s)", ai_provider_name(U.provider), shown.data, U.model ? U.model : "-");
+    buf_free(&shown);
     return 0;
 }
 

@@ -74,6 +74,11 @@ rc=0
 out=$(env -u OPENAI_MODEL AI_PROVIDER=openai timeout 20 "$bin_w" --check </dev/null 2>&1) || rc=$?
 check_eq "$rc" 1 "worker --check: AI_PROVIDER=openai without OPENAI_MODEL exits 1"
 check "worker --check names OPENAI_MODEL" grep -q OPENAI_MODEL <<<"$out"
+out=$(env AI_PROVIDER=openai OPENAI_MODEL=m OPENAI_API_BASE=https://proxyuser:s3cretpw@example.invalid/v1 \
+    timeout 20 "$bin_w" --check </dev/null 2>&1) || true
+check "worker --check shows the AI base URL with its password masked" \
+    grep -qF 'AI provider openai at https://proxyuser:***@example.invalid/v1/chat/completions' <<<"$out"
+check "... and never the password" sh -c '! grep -q s3cretpw' <<<"$out"
 out=$(GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET REQUEST_URI=/healthz "$bin" --check </dev/null 2>/dev/null)
 check "under CGI (GATEWAY_INTERFACE) argv is ignored: a request is answered" grep -q '^Status: 200' <<<"$out"
 

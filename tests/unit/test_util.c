@@ -149,6 +149,26 @@ static void test_hmac_sha256(void **state)
     }
 }
 
+static void test_url_for_log(void **state)
+{
+    (void)state;
+    static const char *cases[][2] = {
+        {"https://user:s3cret@example.com/v1beta", "https://user:***@example.com/v1beta"},
+        {"http://:pw@host:8080/x?y=a:b@c", "http://:***@host:8080/x?y=a:b@c"},
+        {"https://us:er:p@ss@host/", "https://us:***@host/"},
+        {"https://user@host/a:b@c", "https://user@host/a:b@c"}, /* no password; '@' and ':' past the host */
+        {"https://host:443/v1", "https://host:443/v1"},
+        {"http://127.0.0.1:9/x", "http://127.0.0.1:9/x"},
+        {"not a url", "not a url"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf_t b = {0};
+        url_for_log(&b, cases[i][0]);
+        assert_string_equal(b.data, cases[i][1]);
+        buf_free(&b);
+    }
+}
+
 static void test_capped(void **state)
 {
     (void)state;
@@ -167,9 +187,9 @@ static void test_capped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),         cmocka_unit_test(test_pool),       cmocka_unit_test(test_parse_ll),
-        cmocka_unit_test(test_rfc3339),     cmocka_unit_test(test_hex_random), cmocka_unit_test(test_capped),
-        cmocka_unit_test(test_hmac_sha256),
+        cmocka_unit_test(test_buf),         cmocka_unit_test(test_pool),        cmocka_unit_test(test_parse_ll),
+        cmocka_unit_test(test_rfc3339),     cmocka_unit_test(test_hex_random),  cmocka_unit_test(test_capped),
+        cmocka_unit_test(test_hmac_sha256), cmocka_unit_test(test_url_for_log),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
