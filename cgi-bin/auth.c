@@ -1,10 +1,11 @@
-/* auth: every /auth/... endpoint, GET /user/me, GET /healthz and GET /metrics (API.md "Authentication"). A route table
- * and thin handlers: authenticate where the endpoint needs it, hand over to lib/account.c (lib/health.c). */
+/* auth: every /auth/... endpoint and GET /user/me (API.md "Authentication"), and the JSON 404 of any path no
+ * program owns. A route table and thin handlers: authenticate where the endpoint needs it, hand over to
+ * lib/account.c. GET /healthz and /metrics are the chatroom program's: a login flood keeps every auth process
+ * busy with Argon2 (or waiting for a slot), and a load balancer's health check must not queue behind it. */
 #include <stdlib.h>
 
 #include "account.h"
 #include "auth.h"
-#include "health.h"
 #include "http.h"
 #include "keys.h"
 
@@ -50,8 +51,6 @@ static const http_route_t routes[] = {
     {"POST", "/auth/change-password", h_change_password},
     {"POST", "/auth/logout", h_logout},
     {"GET", "/user/me", h_me},
-    {"GET", "/healthz", health_respond},
-    {"GET", "/metrics", health_metrics_respond},
 };
 
 int main(void)

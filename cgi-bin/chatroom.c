@@ -1,9 +1,12 @@
-/* chatroom: the chatroom and message endpoints (API.md "Chatrooms and messages"). A route table and thin
- * handlers: authenticate, pick the {id}, hand over to lib/chat.c. */
+/* chatroom: the chatroom and message endpoints (API.md "Chatrooms and messages"), and GET /healthz and /metrics
+ * (lib/health.c): this program's processes only wait on PostgreSQL and Redis, so the operators' endpoints stay
+ * answered while a login flood keeps the auth processes hashing. A route table and thin handlers: authenticate,
+ * pick the {id}, hand over to lib/chat.c. */
 #include <stdlib.h>
 
 #include "auth.h"
 #include "chat.h"
+#include "health.h"
 #include "http.h"
 
 static void h_create(http_req_t *req)
@@ -62,6 +65,8 @@ static const http_route_t routes[] = {
     {"DELETE", "/chatroom/{id}", h_delete},
     {"POST", "/chatroom/{id}/message", h_post_message},
     {"GET", "/chatroom/{id}/messages", h_messages},
+    {"GET", "/healthz", health_respond},
+    {"GET", "/metrics", health_metrics_respond},
 };
 
 int main(void)

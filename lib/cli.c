@@ -36,8 +36,8 @@ static void help(const char *prog, FILE *out)
     static const struct {
         const char *name, *what;
     } programs[] = {
-        {"auth", "/auth/*, /user/me and /healthz"},
-        {"chatroom", "/chatroom/*"},
+        {"auth", "/auth/*, /user/me and the JSON 404 of unknown paths"},
+        {"chatroom", "/chatroom/*, /healthz and /metrics"},
         {"subscribe", "/subscribe/pro, /subscription/status and /payment/*"},
         {"webhook", "/webhook/stripe"},
         {"stream", "/chatroom/{id}/messages/{message_id} (long-poll) and its /stream (Server-Sent Events)"},

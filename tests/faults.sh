@@ -258,25 +258,6 @@ fl_pg_backend_crash() {
     until psql_q 'SELECT 1' >/dev/null 2>&1 || ((SECONDS > d)); do sleep 0.2; done
 }
 
-# The chatroom programs of the running deployment (pids, one a line): lighttpd's children, the spawn-fcgi'd ones
-# of STACK_DIR/web/*.pids, or (plain CGI) the children of fcgiwrap.
-fl_chatroom_pids() {
-    local p bin parents=() cands=()
-    bin=$(cat "$STACK_DIR/web.bin" 2>/dev/null) || return 0
-    parents=("$(cat "$STACK_DIR/web.pid" 2>/dev/null)")
-    if compgen -G "$STACK_DIR/web/*.pids" >/dev/null; then
-        mapfile -t -O 1 parents < <(cat "$STACK_DIR"/web/*.pids)
-    fi
-    cands=("${parents[@]}")
-    for p in "${parents[@]}"; do
-        [[ $p =~ ^[0-9]+$ ]] && mapfile -t -O "${#cands[@]}" cands < <(pgrep -P "$p" 2>/dev/null)
-    done
-    for p in "${cands[@]}"; do
-        [[ $p =~ ^[0-9]+$ && $(readlink "/proc/$p/exe" 2>/dev/null) == "$bin/chatroom" ]] && echo "$p"
-    done | sort -u
-    return 0
-}
-
 # ---- scenarios -------------------------------------------------------------------------------------------------
 
 fl_scenario() { # NAME: runs fault_NAME if it matches FAULTS_ONLY
@@ -332,7 +313,7 @@ fault_fcgi_kill() {
         lock=$!
         ((r == 0)) && sleep 0.2 && fl_load_start "$(fl_size 16 200)" "$(fl_size 0.3 0.1)"
         sleep 0.6 # the requests in flight wait for the lock, inside their transaction
-        mapfile -t pids < <(fl_chatroom_pids)
+        mapfile -t pids < <(stack_program_pids chatroom)
         for p in "${pids[@]}"; do # all of them: the ones waiting for the lock are among them
             kill -KILL "$p" 2>/dev/null && FL_FAULTS=$((FL_FAULTS + 1))
         done

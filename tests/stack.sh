@@ -116,6 +116,26 @@ _stack_urlenc() {
     printf '%s\n' "$out"
 }
 
+# stack_program_pids PROG: the processes of program PROG (auth, chatroom, ...) of the running deployment, one
+# pid a line: lighttpd's children, the spawn-fcgi'd ones of STACK_DIR/web/*.pids, or (plain CGI) the children
+# of fcgiwrap.
+stack_program_pids() {
+    local prog=$1 p bin parents=() cands=()
+    bin=$(cat "$STACK_DIR/web.bin" 2>/dev/null) || return 0
+    parents=("$(cat "$STACK_DIR/web.pid" 2>/dev/null)")
+    if compgen -G "$STACK_DIR/web/*.pids" >/dev/null; then
+        mapfile -t -O 1 parents < <(awk 1 "$STACK_DIR"/web/*.pids) # awk: each file's last line has no newline
+    fi
+    cands=("${parents[@]}")
+    for p in "${parents[@]}"; do
+        [[ $p =~ ^[0-9]+$ ]] && mapfile -t -O "${#cands[@]}" cands < <(pgrep -P "$p" 2>/dev/null)
+    done
+    for p in "${cands[@]}"; do
+        [[ $p =~ ^[0-9]+$ && $(readlink "/proc/$p/exe" 2>/dev/null) == "$bin/$prog" ]] && echo "$p"
+    done | sort -u
+    return 0
+}
+
 _stack_pid() { # NAME: print the pid from STACK_DIR/NAME.pid if that process is alive
     local f=$STACK_DIR/$1.pid pid
     [[ -s $f ]] || return 1

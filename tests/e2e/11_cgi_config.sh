@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The auth binary as plain CGI, and start-up refusal on a bad configuration.
+# The programs as plain CGI (auth, and chatroom for /healthz), and start-up refusal on a bad configuration.
 source "$(dirname "$0")/../lib.sh"
 
-bin="$BUILD_DIR/cgi-bin/auth"
-out=$(REQUEST_METHOD=GET REQUEST_URI=/healthz "$bin" </dev/null 2>/dev/null)
+bin="$BUILD_DIR/cgi-bin/auth" hbin="$BUILD_DIR/cgi-bin/chatroom"
+out=$(REQUEST_METHOD=GET REQUEST_URI=/healthz "$hbin" </dev/null 2>/dev/null)
 check "CGI: GET /healthz answers Status: 200" grep -q '^Status: 200' <<<"$out"
 check "CGI: the body is the health JSON" grep -q '"postgres":"ok"' <<<"$out"
-len=$(REQUEST_METHOD=GET REQUEST_URI=/healthz "$bin" </dev/null 2>/dev/null | tr -d '\r' | sed -n 's/^Content-Length: //p')
-head_out=$(REQUEST_METHOD=HEAD REQUEST_URI=/healthz "$bin" </dev/null 2>/dev/null | tr -d '\r')
+len=$(REQUEST_METHOD=GET REQUEST_URI=/healthz "$hbin" </dev/null 2>/dev/null | tr -d '\r' | sed -n 's/^Content-Length: //p')
+head_out=$(REQUEST_METHOD=HEAD REQUEST_URI=/healthz "$hbin" </dev/null 2>/dev/null | tr -d '\r')
 check "CGI: HEAD /healthz answers Status: 200" grep -q '^Status: 200' <<<"$head_out"
 check "CGI: HEAD carries the GET's Content-Length ($len)" grep -qx "Content-Length: $len" <<<"$head_out"
 check_eq "$(sed -n '/^$/,$p' <<<"$head_out" | tr -d '\n')" "" "CGI: HEAD writes no body after the headers"
@@ -79,7 +79,7 @@ out=$(env AI_PROVIDER=openai OPENAI_MODEL=m OPENAI_API_BASE=https://proxyuser:s3
 check "worker --check shows the AI base URL with its password masked" \
     grep -qF 'AI provider openai at https://proxyuser:***@example.invalid/v1/chat/completions' <<<"$out"
 check "... and never the password" sh -c '! grep -q s3cretpw' <<<"$out"
-out=$(GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET REQUEST_URI=/healthz "$bin" --check </dev/null 2>/dev/null)
+out=$(GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET REQUEST_URI=/healthz "$hbin" --check </dev/null 2>/dev/null)
 check "under CGI (GATEWAY_INTERFACE) argv is ignored: a request is answered" grep -q '^Status: 200' <<<"$out"
 
 # ---- production (APP_ENV=production): required settings stop every program at start, naming the variable ----

@@ -39,6 +39,20 @@ check "the heartbeat age is a few seconds" test "$(jget .worker_heartbeat_age)" 
 depth=$(psql_q "SELECT count(*) FROM messages WHERE status = 'pending' AND role = 'model'")
 check_eq "$(jget '.queue_depth | type')/$(jget .queue_depth)" "number/$depth" "queue_depth is the pending replies"
 
+# ---- every auth process stopped, as a login flood keeps them all busy hashing: /healthz and /metrics are the
+# chatroom program's and still answer (under plain CGI there are no standing processes to stop) ----
+mapfile -t auth_pids < <(stack_program_pids auth)
+if ((${#auth_pids[@]} > 0)); then
+    for p in "${auth_pids[@]}"; do
+        kill -STOP "$p" && PAUSED+=("$p")
+    done
+    req GET /healthz --max-time 5
+    check_eq "$STATUS/$(jget .postgres)" "200/ok" "with every auth process stopped (${#auth_pids[@]}), /healthz answers"
+    req GET /metrics --max-time 5
+    check "... and so does /metrics" grep -q '^# TYPE gemini_http_requests_total counter$' <<<"$BODY"
+    resume_all
+fi
+
 # ---- Redis paused: connections hang instead of failing ----
 redis_pid=$(_stack_pid redis)
 kill -STOP "$redis_pid"
