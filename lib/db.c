@@ -286,7 +286,8 @@ int db_ping_within(long timeout_ms)
     double deadline = now_ms() + (double)timeout_ms;
     int rc = -1;
     if (in_tx)
-        return -1; /* never disturb an open transaction */
+        return -1;  /* never disturb an open transaction */
+    drop_if_dead(); /* closed by a restart since this process last used it: reconnect, PostgreSQL is not down */
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
         drop_conn();
         const char *keys[] = {"connect_timeout", "dbname", NULL};

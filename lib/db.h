@@ -65,8 +65,9 @@ int db_statement_may_repeat(const char *sql, const char *sqlstate);
 /* SELECT 1 on the connection (reconnecting if needed): 0 ok, -1 down. */
 int db_ping(void);
 /* SELECT 1 within timeout_ms whatever the server does (down, paused, unreachable), connecting without
- * blocking if needed: 0 ok, -1 not answered in time or failed (the connection is dropped then; the next
- * statement reconnects). -1 at once inside a transaction. For health checks. */
+ * blocking if needed (also when the server closed this process's idle connection, as a restart does): 0 ok, -1
+ * not answered in time or failed (the connection is dropped then; the next statement reconnects). -1 at once
+ * inside a transaction. For health checks. */
 int db_ping_within(long timeout_ms);
 
 /* Why the last connect or db_ping_within failed, as one line (libpq's message: host and user, never the
