@@ -14,14 +14,22 @@ from_app() { test -n "$(header X-Request-Id)"; }
 
 # ---- routing: each prefix reaches its program, with and without a trailing slash; look-alikes do not ----------
 req GET /healthz
-check_eq "$STATUS/$(jget .status)" "200/ok" "[$DEPLOYMENT] /healthz reaches auth"
+check_eq "$STATUS/$(jget .status)" "200/ok" "[$DEPLOYMENT] /healthz reaches chatroom"
 req GET /healthz/
-check_status 200 "[$DEPLOYMENT] /healthz/ reaches auth"
+check_status 200 "[$DEPLOYMENT] /healthz/ reaches chatroom"
 for p in /auth/login /auth/login/ /user/me /user/me/ /chatroom /chatroom/ /chatroom/usage /subscription/status \
     /subscribe/pro /payment/cancel /webhook/stripe; do
     req GET "$p"
     check "[$DEPLOYMENT] GET $p is answered by the app (status $STATUS)" from_app
 done
+# A Range header never cuts an API answer (a 206 of JSON would be unparseable) nor turns a static file into the
+# server's HTML 416: ranges are off, the whole answer comes back.
+req GET /healthz -H 'Range: bytes=0-5'
+check_eq "$STATUS/$(jget .postgres)" "200/ok" "[$DEPLOYMENT] GET /healthz with Range: bytes=0-5 is the whole JSON"
+req GET /static/app.js -H 'Range: bytes=99999999-'
+check_eq "$STATUS/$(header Content-Type | grep -c html)" "200/0" \
+    "[$DEPLOYMENT] an unsatisfiable Range on a static file: the whole file, not an HTML 416"
+check "[$DEPLOYMENT] ... with an X-Request-Id" from_app
 # Which program answered: auth knows /user/me (401 without a token), chatroom knows /chatroom (401), subscribe
 # knows /payment/cancel (200), webhook knows /webhook/stripe (405 for GET, POST only).
 req GET /user/me

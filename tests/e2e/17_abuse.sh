@@ -291,6 +291,18 @@ req POST /auth/login "{\"mobile\":\"$MF\",\"password\":\"first password 1\"}"
 T_B=$(jget .access_token)
 auth_req "$T_B" GET /user/me
 check_status 200 "a second token of the same user works"
+auth_req "$T_A" POST /auth/logout 'not json at all'
+check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "logout with a body that is not JSON: 400 invalid_json"
+auth_req "$T_A" GET /user/me
+check_status 200 "... and nothing was revoked"
+auth_req "$T_A" POST /auth/logout '{}'
+check_status 204 "POST /auth/logout with an empty object is 204"
+auth_req "$T_B" GET /user/me
+check_status 401 "... and it revoked the tokens"
+req POST /auth/login "{\"mobile\":\"$MF\",\"password\":\"first password 1\"}"
+T_A=$(jget .access_token)
+req POST /auth/login "{\"mobile\":\"$MF\",\"password\":\"first password 1\"}"
+T_B=$(jget .access_token)
 auth_req "$T_A" POST /auth/logout
 check_status 204 "POST /auth/logout is 204"
 check_eq "$BODY" "" "logout has an empty body"
