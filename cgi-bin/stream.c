@@ -654,16 +654,16 @@ static void stream_start(conn_t *c, json_object *msg, int pending)
     snprintf(c->last_id, sizeof c->last_id, "%s", resume ? lei : "0-0");
     c->deadline = c->t0 + STREAM_CAP_MS;
     c->next_keepalive = now_ms() + KEEPALIVE_MS;
-    watch_attach(c, req->user_id, c->last_id);
+    /* A new watch reads the stream from its start; the catch-up below moves it to the newest entry. Never to
+     * the client's Last-Event-ID: a watch is shared, and an id past the newest entry (a bogus or future one)
+     * made the other clients of the reply miss deltas and wait for done. */
+    watch_attach(c, req->user_id, "0-0");
     /* What the stream already holds past the client's last event (everything for a new client). */
     redisReply *rr = NULL;
     if (replystream_range(c->msg_id, c->last_id, CATCHUP_MAX, &rr) != 0) {
         rd_drop("Redis is unreachable");
     } else {
-        watch_t *w = c->w;
-        if (replystream_id_cmp(c->last_id, w->last_id) > 0)
-            snprintf(w->last_id, sizeof w->last_id, "%s", c->last_id);
-        watch_entries(w, rr, 1); /* may finish c (and every client of w) */
+        watch_entries(c->w, rr, 1); /* may finish c (and every client of w) */
     }
     if (rr)
         freeReplyObject(rr);

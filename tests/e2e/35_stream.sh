@@ -103,6 +103,20 @@ check_eq "$(deltas_text "$OUT/s3a")$(deltas_text "$OUT/s3c")" "fake-gemini: $tex
     "resuming a finished reply replays what the client missed"
 check_eq "$(events "$OUT/s3c" | jq -rs '.[-1].event')" done "... and ends with done"
 
+# ---- a Last-Event-ID past the newest entry (bogus, or from the future) costs no other client of the reply
+# anything: the stream program shares one read of a reply's events among its clients ----
+text="[[delay:1000]] [[chunks:6]] [[chunkms:400]] shared $tag"
+post_msg "$ROOM" "$text"
+rshared=$REPLY_ID
+sse_get "$OUT/s10a" "/chatroom/$ROOM/messages/$rshared/stream" &
+shared_pid=$!
+sleep 1.5
+sse_get "$OUT/s10b" "/chatroom/$ROOM/messages/$rshared/stream" -H 'Last-Event-ID: 9999999999999-0'
+wait "$shared_pid" || true
+check_eq "$(deltas_text "$OUT/s10a")" "fake-gemini: $text" \
+    "a client whose neighbour resumed from a future Last-Event-ID still gets every delta"
+check_eq "$(done_field "$OUT/s10a" status)/$(done_field "$OUT/s10b" status)" completed/completed "both end with done"
+
 # ---- the model's stream cut short: the attempt is redone, the client sees restart ----
 text="[[cut:1]] [[chunks:3]] [[chunkms:300]] cut $tag"
 post_msg "$ROOM" "$text"
