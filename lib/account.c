@@ -233,6 +233,9 @@ void account_signup(http_req_t *req)
     size_t pwlen = 0;
     PGresult *res = NULL;
     int has_name, has_email;
+    throttle_rule_t rule = rule_signup_addr();
+    throttle_claim_t claim;
+    const char *addr = client_addr(req);
     json_object *body = body_with_mobile(req, mobile);
 
     if (!body)
@@ -244,9 +247,9 @@ void account_signup(http_req_t *req)
         goto out;
     }
     if (pw) {
-        /* The expensive part only for a number that is free, and counted per address before it is paid. */
-        throttle_rule_t rule = rule_signup_addr();
-        const char *addr = client_addr(req), *pm[] = {mobile};
+        /* The expensive part only for a number that is free, and counted per address before it is paid; given
+         * back when it is not paid (no Argon2 slot) or no account comes of it (another signup took the number). */
+        const char *pm[] = {mobile};
         long wait;
         if (!(res = db_query(&exists, pm))) {
             http_db_failed(req);
@@ -258,7 +261,6 @@ void account_signup(http_req_t *req)
         }
         PQclear(res);
         res = NULL;
-        throttle_claim_t claim;
         if ((wait = take_events(&rule, addr, &claim, NULL, NULL, NULL)) != 0) {
             if (wait > 0)
                 rate_limited(req, wait, "Too many signups from this address; wait before trying again.");
@@ -278,6 +280,8 @@ void account_signup(http_req_t *req)
         goto out;
     }
     if (PQntuples(res) != 1) {
+        if (pw)
+            give_back(&rule, addr, &claim, NULL, NULL, NULL);
         http_error(req, 409, "conflict", "An account with this mobile number already exists.");
         goto out;
     }
@@ -633,8 +637,9 @@ out:
  * transaction; inside it the user's row is locked and the change applies only if the token version is still
  * the caller's. Without one (an OTP-only account), an old token alone is not enough: the first password needs
  * a token issued within ACCOUNT_FIRST_PASSWORD_SECONDS (the user has just proved the number with a login code)
- * or a fresh reset code ("otp", from POST /auth/forgot-password), checked inside the transaction after the
- * token version and before the hash. A stolen day-old token cannot set the password. */
+ * or a fresh reset code ("otp", from POST /auth/forgot-password), consumed inside the transaction before the
+ * user's row is locked (reset-password's order, so the two cannot deadlock) and before the hash. A stolen
+ * day-old token cannot set the password. */
 void account_change_password(http_req_t *req)
 {
     static db_stmt_t q =
@@ -722,7 +727,22 @@ void account_change_password(http_req_t *req)
     }
     PQclear(res);
     res = NULL;
-    if (db_begin() != 0 || !(res = db_query(&lock, p))) {
+    if (db_begin() != 0) {
+        http_db_failed(req);
+        goto out;
+    }
+    if (first == 1) {
+        /* The code before the user's row, in reset-password's order (throttle rows, code, user): the two racing
+         * for one account queue instead of deadlocking. A failure below rolls the consumption back. */
+        char otp_uid[24];
+        if (consume_otp(req, mobile, ACCOUNT_OTP_RESET, code, otp_uid) != 0)
+            goto out;
+        if (strcmp(otp_uid, uid) != 0) { /* the number moved to another account meanwhile */
+            http_error(req, 401, "invalid_otp", "The code is wrong, expired or already used.");
+            goto out;
+        }
+    }
+    if (!(res = db_query(&lock, p))) {
         http_db_failed(req);
         goto out;
     }
@@ -732,23 +752,8 @@ void account_change_password(http_req_t *req)
     }
     if (strcmp(PQgetvalue(res, 0, 0), tv) != 0) /* changed meanwhile: what was checked above is stale */
         goto revoked;
-    if (first) {
-        char otp_uid[24];
-        if (first == 2) {
-            if (hash_new_password(req, pw, pwlen, hash) != 0)
-                goto out;
-            set_password_and_respond(req, uid, hash);
-            goto out;
-        }
-        if (consume_otp(req, mobile, ACCOUNT_OTP_RESET, code, otp_uid) != 0)
-            goto out;
-        if (strcmp(otp_uid, uid) != 0) { /* the number moved to another account meanwhile */
-            http_error(req, 401, "invalid_otp", "The code is wrong, expired or already used.");
-            goto out;
-        }
-        if (hash_new_password(req, pw, pwlen, hash) != 0)
-            goto out;
-    }
+    if (first && hash_new_password(req, pw, pwlen, hash) != 0)
+        goto out;
     set_password_and_respond(req, uid, hash);
     goto out;
 revoked:

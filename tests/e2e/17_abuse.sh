@@ -134,6 +134,10 @@ ADDR=$(rand_loopback)
 seed signup_addr "$ADDR" $((SIGNUP_ADDR_MAX - 2))
 t=$(burst 8 "$ADDR" /auth/signup '{"mobile":"%m","password":"password number %i"}')
 parallel_limit "8 parallel signups from an address 2 short of its cap: 2 x 201, the rest 429" "$t" 201 2
+ADDR=$(rand_loopback)
+t=$(burst 10 "$ADDR" /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"password\":\"same number %i\"}")
+check_eq "$t" "201:1 409:9" "10 parallel signups of one new number: one 201, nine 409"
+check_eq "$(throttle_row signup_addr "$ADDR")" "1/free" "only the signup that made an account counts for the address"
 signup_and_login
 TC=$TOKEN UC=$USER_ID
 auth_req "$TC" POST /auth/change-password '{"new_password":"current password 1"}'
@@ -319,6 +323,30 @@ check_eq "$STATUS/$(header Allow)" "405/POST" "GET /auth/logout is 405 with Allo
 req POST /auth/login "{\"mobile\":\"$MF\",\"password\":\"first password 1\"}"
 auth_req "$(jget .access_token)" GET /user/me
 check_status 200 "logging in again after logout works"
+
+# ---- 5. reset-password and a first password set with the same reset code, racing: one wins, never a 500
+# (they took the user's row and the counters in opposite orders and deadlocked) ----
+signup_and_login
+MD=$MOBILE TD=$TOKEN
+req POST /auth/forgot-password "{\"mobile\":\"$MD\"}"
+DCODE=$(jget .otp)
+tmp=$(mktemp -d)
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+    curl -s -o /dev/null -w '%{http_code}\n' --interface "$(rand_loopback)" -XPOST "$BASE_URL/auth/reset-password" \
+        -H 'Content-Type: application/json' \
+        -d "{\"mobile\":\"$MD\",\"otp\":\"$DCODE\",\"new_password\":\"reset password $i\"}" >"$tmp/r$i" &
+    pids+=($!)
+    curl -s -o /dev/null -w '%{http_code}\n' --interface "$(rand_loopback)" -XPOST "$BASE_URL/auth/change-password" \
+        -H 'Content-Type: application/json' -H "Authorization: Bearer $TD" \
+        -d "{\"otp\":\"$DCODE\",\"new_password\":\"first password $i\"}" >"$tmp/c$i" &
+    pids+=($!)
+done
+wait "${pids[@]}"
+codes=$(cat "$tmp"/* | sort | uniq -c | awk '{printf "%s%s:%s", sep, $2, $1; sep = " "}')
+rm -rf "$tmp"
+check "8 reset-passwords and 8 first passwords with one code: exactly one 200 ($codes)" test "$(n_of 200 "$codes")" = 1
+check "... and no 500 ($codes)" test "$(n_of 500 "$codes")" = 0
 
 # ---- 6. the header's alg must be exactly "HS256" ----
 signup_and_login
