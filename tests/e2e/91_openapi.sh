@@ -22,3 +22,6 @@ if ((rc == 0)); then
 else
     _lib_fail "openapi.yaml lints clean (@redocly/cli, recommended-strict)" "exit $rc: $(grep -v '^ *[║╔╚]' <<<"$out" | tail -n 40)"
 fi
+# Its server is the one it is served from: "Try it out" in /docs must call this server, not a fixed address.
+check_eq "$(sed -n '/^servers:/,/^[a-z]/p' "$root/openapi.yaml" | sed -n 's/^- url: //p')" "/" \
+    "openapi.yaml's server is relative (/), so /docs calls the server that serves it, whatever its address"
