@@ -40,6 +40,7 @@
 #include "db.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "replystream.h"
 #include "util.h"
 
@@ -172,14 +173,16 @@ static void out_raw(conn_t *c, const char *p, size_t n)
 static void watch_detach(conn_t *c);
 static void watch_free(watch_t *w);
 
-/* The request's log line (the route's pattern: the path holds ids only). */
+/* The request's log line and its /metrics count (the route's pattern: the path holds ids only). */
 static void log_end(const conn_t *c, int status)
 {
+    const char *method = c->head ? "HEAD" : "GET", *route = c->kind == K_STREAM
+                                                                ? "/chatroom/{id}/messages/{message_id}/stream"
+                                                                : "/chatroom/{id}/messages/{message_id}";
+    double ms = now_ms() - c->t0;
+    metrics_request(route, method, status, ms);
     log_set_context(c->request_id, 0);
-    log_request(c->head ? "HEAD" : "GET",
-                c->kind == K_STREAM ? "/chatroom/{id}/messages/{message_id}/stream"
-                                    : "/chatroom/{id}/messages/{message_id}",
-                status, now_ms() - c->t0);
+    log_request(method, route, status, ms);
     log_set_context(NULL, 0);
 }
 
@@ -1128,6 +1131,7 @@ int main(void)
         fprintf(stderr, "stream: configuration error: REDIS_URL is not a redis:// or unix:// URL\n");
         return 2;
     }
+    metrics_open(g_config.metrics_dir, "stream");
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);

@@ -59,6 +59,15 @@ check "gemini_replies_completed_total grew ($done_before -> $(sample gemini_repl
     test "$(sample gemini_replies_completed_total)" -gt "$done_before"
 check "upstream calls are timed" test "$(sample gemini_upstream_duration_seconds_count)" -gt 0
 check "the worker heartbeat age is reported" grep -Eq '^gemini_worker_heartbeat_age_seconds [0-9.]+$' <<<"$BODY"
+# The stream program's two endpoints (the message with ?wait=, its /stream) are counted too.
+kmsg='gemini_http_requests_total{route="/chatroom/{id}/messages/{message_id}",method="GET",status="200"}'
+kstream='gemini_http_requests_total{route="/chatroom/{id}/messages/{message_id}/stream",method="GET",status="200"}'
+bmsg=$(sample "$kmsg") bstream=$(sample "$kstream")
+auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$REPLY_ID?wait=1"
+curl -s -o /dev/null --max-time 10 -H "Authorization: Bearer $TOKEN" "$BASE_URL/chatroom/$ROOM/messages/$REPLY_ID/stream"
+req GET /metrics
+check "GET of a message and its /stream are counted under their routes ($bmsg -> $(sample "$kmsg"), $bstream -> $(sample "$kstream"))" \
+    test "$(sample "$kmsg")" -gt "$bmsg" -a "$(sample "$kstream")" -gt "$bstream"
 
 # A request relayed by a proxy on this host is not a local client: 404 like a path that does not exist.
 req GET /metrics "" -H 'X-Forwarded-For: 203.0.113.9'
