@@ -253,14 +253,24 @@ function renderMessage(m, li) {
   return li;
 }
 
+// The Idempotency-Key of the message being sent. Sending the same text to the same chat again (after an error,
+// e.g. a lost answer) reuses it, so the server answers with the first 202 instead of storing the message twice;
+// it is dropped once the message is stored.
+let sending = null;
+
 $("message-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const room = state.room;
   const content = $("message").value.trim();
   if (!room || !content) return;
-  guarded(ev.submitter, async () => {
+  if (!sending || sending.room !== room.id || sending.content !== content) {
     const key = (crypto.randomUUID && crypto.randomUUID()) || String(Date.now()) + Math.random();
+    sending = { room: room.id, content, key };
+  }
+  const { key } = sending;
+  guarded(ev.submitter, async () => {
     const posted = await api("POST", "/chatroom/" + room.id + "/message", { content }, { "Idempotency-Key": key });
+    sending = null;
     $("message").value = "";
     renderMessage(posted.message);
     const li = renderMessage(posted.reply);

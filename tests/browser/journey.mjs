@@ -87,6 +87,30 @@ try {
   await page.waitForFunction(() => /4 of 5/.test(document.querySelector("#usage").textContent));
   check("the allowance counts the message", true);
 
+  // A lost answer: the message is stored but the 202 never reaches the page (the connection is reset). Sending
+  // the same text again must not store it twice: the retry carries the first try's Idempotency-Key.
+  const cdp = await page.target().createCDPSession();
+  const keys = [];
+  cdp.on("Fetch.requestPaused", (e) => {
+    keys.push(e.request.headers["Idempotency-Key"]);
+    const reset = keys.length === 1;
+    cdp.send(reset ? "Fetch.failRequest" : "Fetch.continueRequest",
+      reset ? { requestId: e.requestId, errorReason: "ConnectionReset" } : { requestId: e.requestId }).catch(() => {});
+  });
+  await cdp.send("Fetch.enable", { patterns: [{ urlPattern: "*/message", requestStage: "Response" }] });
+  const submit = "#message-form button[type=submit]";
+  await page.type("#message", "sent twice, stored once");
+  await page.click(submit);
+  for (let i = 0; i < 100 && keys.length < 1; i++) await new Promise((r) => setTimeout(r, 50));
+  await page.waitForFunction((k) => !document.querySelector(k).disabled, {}, submit);
+  await page.click(submit);
+  await page.waitForFunction(() => !/4 of 5/.test(document.querySelector("#usage").textContent));
+  await cdp.send("Fetch.disable");
+  const usage = await page.$eval("#usage", (e) => e.textContent);
+  check("a retry after a lost answer reuses the Idempotency-Key", keys.length === 2 && keys[0] === keys[1],
+    JSON.stringify(keys));
+  check("... so the message is stored once (3 of 5 left)", /3 of 5/.test(usage), usage);
+
   // Phone-sized screen: nothing wider than the viewport.
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check("no horizontal overflow on a 390 px wide screen", overflow <= 0, overflow + " px");
