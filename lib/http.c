@@ -383,6 +383,7 @@ const char *http_server_error_code(int status)
     case 414: return "uri_too_long";
     case 431: return "headers_too_large";
     case 501: return "not_implemented";
+    case 505: return "http_version_not_supported";
     case 502:
     case 503:
     case 504: return "unavailable";
@@ -418,6 +419,7 @@ static const char *server_error_message(int status)
     case 414: return "The request URI is too long.";
     case 431: return "The request headers are too large.";
     case 501: return "This method is not supported.";
+    case 505: return "This HTTP version is not supported: use HTTP/1.1 (or 1.0).";
     case 502:
     case 503:
     case 504: return "A backing service is temporarily unavailable; try again shortly.";

@@ -30,6 +30,14 @@ req GET /static/app.js -H 'Range: bytes=99999999-'
 check_eq "$STATUS/$(header Content-Type | grep -c html)" "200/0" \
     "[$DEPLOYMENT] an unsatisfiable Range on a static file: the whole file, not an HTML 416"
 check "[$DEPLOYMENT] ... with an X-Request-Id" from_app
+# A request line of HTTP/2.0 (not spoken here in plain text) is refused with 505 in the JSON shape, as
+# http_version_not_supported, not as the app's internal_error (lighttpd, nginx); Apache serves it as HTTP/1.1.
+port=${BASE_URL##*:}
+raw=$(exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'GET /healthz HTTP/2.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 &&
+    timeout 5 cat <&3 | tr -d '\r') || true
+got="$(sed -n '1s/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p' <<<"$raw")/$(tail -n 1 <<<"$raw" | jq -r '.error.code // .status' 2>/dev/null || true)"
+[[ $DEPLOYMENT == apache* && $got == 200/* ]] || check_eq "$got" "505/http_version_not_supported" \
+    "[$DEPLOYMENT] GET ... HTTP/2.0: 505 http_version_not_supported in JSON"
 # Which program answered: auth knows /user/me (401 without a token), chatroom knows /chatroom (401), subscribe
 # knows /payment/cancel (200), webhook knows /webhook/stripe (405 for GET, POST only).
 req GET /user/me

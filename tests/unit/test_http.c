@@ -154,6 +154,7 @@ static void test_server_error_code(void **state)
 {
     (void)state;
     assert_string_equal(http_server_error_code(411), "length_required");
+    assert_string_equal(http_server_error_code(505), "http_version_not_supported"); /* not internal_error */
     assert_string_equal(http_server_error_code(413), "payload_too_large");
     assert_string_equal(http_server_error_code(404), "not_found");
     assert_string_equal(http_server_error_code(400), "validation_error");
