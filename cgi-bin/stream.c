@@ -704,7 +704,7 @@ static void handle(conn_t *c, char **envp)
         goto out;
     }
     if (r == -2) {
-        http_set_header(req, "Allow", "GET");
+        http_set_header(req, "Allow", "GET, HEAD");
         http_error(req, 405, "method_not_allowed", "This method is not allowed on this resource.");
         goto out;
     }

@@ -334,7 +334,10 @@ int http_route_match(const http_route_t *routes, size_t n, const char *method, c
         }
         path_found = 1;
         if (strstr(allow, routes[i].method) == NULL) { /* no duplicates in Allow */
-            int w = snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "", routes[i].method);
+            /* HEAD is served wherever GET is (the GET route, without the body), so Allow names it too. */
+            int get = strcmp(routes[i].method, "GET") == 0;
+            int w = snprintf(allow + used, allowlen - used, "%s%s%s", used ? ", " : "", routes[i].method,
+                             get ? ", HEAD" : "");
             if (w > 0 && (size_t)w < allowlen - used)
                 used += (size_t)w;
         }

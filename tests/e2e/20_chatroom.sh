@@ -131,7 +131,7 @@ allow_has() { # allow_has METHOD...: every method is listed in Allow
 auth_req "$A_TOKEN" PUT /chatroom '{}'
 check_status 405 "PUT /chatroom is 405"
 check_eq "$(jget .error.code)" method_not_allowed "405 code"
-check "PUT /chatroom: Allow lists GET and POST" allow_has GET POST
+check "PUT /chatroom: Allow lists GET, HEAD and POST" allow_has GET HEAD POST
 auth_req "$A_TOKEN" PATCH "/chatroom/$R1" '{}'
 check_status 405 "PATCH /chatroom/{id} is 405"
 check "PATCH /chatroom/{id}: Allow lists GET and DELETE" allow_has GET DELETE
@@ -143,10 +143,10 @@ check_status 405 "POST /chatroom/{id}/messages is 405"
 check "POST /chatroom/{id}/messages: Allow lists GET" allow_has GET
 auth_req "$A_TOKEN" POST /chatroom/usage '{}'
 check_status 405 "POST /chatroom/usage is 405"
-check_eq "$(header Allow)" GET "POST /chatroom/usage: Allow is GET only (usage is not an {id})"
+check_eq "$(header Allow)" "GET, HEAD" "POST /chatroom/usage: Allow is GET and HEAD only (usage is not an {id})"
 auth_req "$A_TOKEN" DELETE /chatroom/usage
 check_status 405 "DELETE /chatroom/usage is 405"
-check_eq "$(header Allow)" GET "DELETE /chatroom/usage: Allow is GET only"
+check_eq "$(header Allow)" "GET, HEAD" "DELETE /chatroom/usage: Allow is GET and HEAD only"
 # {id} is a run of digits: any other segment is no route at all (404), whatever the method
 for p in "POST /chatroom/abc" "PATCH /chatroom/abc" "POST /chatroom/usage/message" "GET /chatroom/usage/messages"; do
     auth_req "$A_TOKEN" ${p% *} "${p#* }"

@@ -70,9 +70,9 @@ static void test_routes(void **state)
     assert_int_equal(match(p, "GET", "/chatroom//message", params, &np, allow), -1);
     /* known path, other method: 405 with every allowed method once */
     assert_int_equal(match(p, "PUT", "/chatroom", params, &np, allow), -2);
-    assert_string_equal(allow, "GET, POST");
+    assert_string_equal(allow, "GET, HEAD, POST"); /* HEAD is served by the GET route */
     assert_int_equal(match(p, "PATCH", "/chatroom/3", params, &np, allow), -2);
-    assert_string_equal(allow, "GET, DELETE");
+    assert_string_equal(allow, "GET, HEAD, DELETE");
     assert_int_equal(match(p, "GET", "/chatroom/3/message", params, &np, allow), -2);
     assert_string_equal(allow, "POST");
     pool_free(p);
@@ -88,9 +88,9 @@ static void test_capture_digits(void **state)
     char allow[128];
     /* /chatroom/usage with another method: 405 naming only its own method */
     assert_int_equal(match(p, "DELETE", "/chatroom/usage", params, &np, allow), -2);
-    assert_string_equal(allow, "GET");
+    assert_string_equal(allow, "GET, HEAD");
     assert_int_equal(match(p, "POST", "/chatroom/usage", params, &np, allow), -2);
-    assert_string_equal(allow, "GET");
+    assert_string_equal(allow, "GET, HEAD");
     /* non-numeric segments are no route at all */
     static const char *bad[] = {"abc", "-1", "1.5", "00x1", "12a", "+3", " 1", "%31", "１"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -112,7 +112,7 @@ static void test_capture_digits(void **state)
     assert_int_equal(match(p, "GET", "/chatroom/99999999999999999999/messages", params, &np, allow), 6);
     assert_string_equal(params[0], "99999999999999999999");
     assert_int_equal(match(p, "PATCH", "/chatroom/0", params, &np, allow), -2);
-    assert_string_equal(allow, "GET, DELETE");
+    assert_string_equal(allow, "GET, HEAD, DELETE");
     pool_free(p);
 }
 
