@@ -29,14 +29,8 @@ static void h_logout(http_req_t *req)
 {
     if (auth_require(req) != 0)
         return;
-    /* No body is needed; one that is sent must still be a JSON object (API.md: otherwise 400, nothing written). */
-    if (req->body_len > 0) {
-        json_object *body = http_json_body(req);
-        if (!body)
-            return;
-        json_object_put(body);
-    }
-    account_logout(req);
+    if (http_json_body_optional(req) == 0)
+        account_logout(req);
 }
 
 static void h_me(http_req_t *req)

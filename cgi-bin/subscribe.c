@@ -30,15 +30,8 @@ static void h_subscribe_pro(http_req_t *req)
     stripe_call_result_t call;
     char missing[128], msg[256];
 
-    if (auth_require(req) != 0)
+    if (auth_require(req) != 0 || http_json_body_optional(req) != 0)
         return;
-    /* No body is needed; one that is sent must still be a JSON object (API.md conventions). */
-    if (req->body_len > 0) {
-        json_object *body = http_json_body(req);
-        if (!body)
-            return;
-        json_object_put(body);
-    }
     if (billing_stripe_missing(missing, sizeof missing) != 0) {
         snprintf(msg, sizeof msg, "Subscriptions are not available: the server is missing %s.", missing);
         http_error(req, 503, "unavailable", msg);

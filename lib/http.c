@@ -279,6 +279,17 @@ json_object *http_json_body(http_req_t *req)
     return obj;
 }
 
+int http_json_body_optional(http_req_t *req)
+{
+    if (req->body_len == 0)
+        return 0;
+    json_object *body = http_json_body(req);
+    if (!body)
+        return -1;
+    json_object_put(body);
+    return 0;
+}
+
 /* ---- routing ---- */
 
 static int all_digits(const char *s, size_t len)

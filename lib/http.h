@@ -83,6 +83,9 @@ void http_db_failed(http_req_t *req);
 /* Parse the body as a strict JSON object. NULL after answering 400 invalid_json (not JSON, trailing
  * garbage, not an object, invalid UTF-8). The caller owns the result (json_object_put). */
 json_object *http_json_body(http_req_t *req);
+/* For an endpoint that needs no body: 0 when there is none or it is a JSON object (ignored), -1 after answering
+ * 400 as http_json_body does (API.md: a body that is not a JSON object is refused, nothing written). */
+int http_json_body_optional(http_req_t *req);
 
 /* Route captured parameter {name} at index i as a positive id; 0 if it is not a positive integer. */
 long long http_param_id(http_req_t *req, int i);

@@ -94,8 +94,7 @@ long throttle_take(const throttle_rule_t *rule, const char *subject, throttle_cl
         if (!(res = db_query(&purge, pp)))
             goto out;
     }
-    if (claim)
-        *claim = c;
+    *claim = c;
     rc = 0;
 out:
     PQclear(res);

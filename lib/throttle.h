@@ -38,9 +38,9 @@ typedef struct throttle_claim {
  * sees the counts and blocks of those before it. Parallel tries can then never get more events past the limit
  * than one at a time would (checking first and counting after the slow part let every request in flight pass).
  * A process that dies before the outcome leaves its event counted, which is the safe side.
- * Returns 0 taken (claim filled; NULL claim: not needed), > 0 the seconds subject is still blocked (nothing
- * counted; refuse with them), -1 PostgreSQL down. When a block starts it logs one warning line naming the scope,
- * the subject (a user id or an address, never a number, code or password) and the block. */
+ * Returns 0 taken (claim filled), > 0 the seconds subject is still blocked (nothing counted; refuse with them),
+ * -1 PostgreSQL down. When a block starts it logs one warning line naming the scope, the subject (a user id or an
+ * address, never a number, code or password) and the block. */
 long throttle_take(const throttle_rule_t *rule, const char *subject, throttle_claim_t *claim);
 
 /* Give back an event taken by throttle_take that was not a failure (a right password, a request refused for
