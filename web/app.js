@@ -280,10 +280,13 @@ $("message-form").addEventListener("submit", (ev) => {
   });
 });
 
+// Enter sends, through the Send button: while it is disabled (a message on its way) a second Enter does nothing,
+// as a second click would not.
 $("message").addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey) {
     ev.preventDefault();
-    $("message-form").requestSubmit();
+    const send = $("send");
+    if (!send.disabled) $("message-form").requestSubmit(send);
   }
 });
 

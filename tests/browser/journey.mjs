@@ -111,6 +111,24 @@ try {
     JSON.stringify(keys));
   check("... so the message is stored once (3 of 5 left)", /3 of 5/.test(usage), usage);
 
+  // Enter pressed twice in a row sends the message once and shows it once (the second Enter finds Send disabled).
+  const twice = "[[chunks:2]] [[chunkms:300]] Enter pressed twice";
+  await page.type("#message", twice);
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => /2 of 5/.test(document.querySelector("#usage").textContent));
+  await page.waitForFunction((k) => !document.querySelector(k).disabled, { timeout: 60000 }, submit);
+  const shown = await page.$$eval("#messages li.user", (ls, t) => ls.filter((l) => l.textContent === t).length, twice);
+  check("Enter pressed twice sends the message once and shows it once", shown === 1, shown + " shown");
+
+  // The server counts characters (code points), the browser's maxlength UTF-16 units: the box must take 8000
+  // emoji, not stop at 4000.
+  await page.focus("#message");
+  await page.keyboard.sendCharacter("\u{1F600}".repeat(5000));
+  const typed = await page.$eval("#message", (e) => [...e.value].length);
+  check("the message box takes 5000 emoji (no UTF-16 maxlength)", typed === 5000, typed + " characters");
+  await page.$eval("#message", (e) => { e.value = ""; });
+
   // Phone-sized screen: nothing wider than the viewport.
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check("no horizontal overflow on a 390 px wide screen", overflow <= 0, overflow + " px");
