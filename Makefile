@@ -43,7 +43,7 @@ WWW        := $(BUILD)/www
 WWW_FILES  := $(WWW)/index.html $(WWW)/static/app.js $(WWW)/static/style.css $(WWW)/docs/index.html \
               $(WWW)/docs/swagger-ui-bundle.js $(WWW)/docs/swagger-ui.css $(WWW)/openapi.yaml
 # lighttpd.conf's mod_magnet script (X-Request-Id on the static files), found beside the web root.
-MAGNET     := $(BUILD)/lighttpd/request-id.lua
+MAGNET     := $(BUILD)/lighttpd/request-id.lua $(BUILD)/lighttpd/server-error.lua
 
 # The version --version prints: the VERSION file, plus git describe when this is a git checkout
 # ("1.0.0+g46a08b4-dirty"). Override with `make GB_VERSION=...` (a packaging build). build/version.h is
@@ -105,7 +105,7 @@ $(WWW)/docs/index.html: web/docs/index.html
 $(WWW)/openapi.yaml: openapi.yaml
 	@mkdir -p $(@D)
 	cp $< $@
-$(MAGNET): deploy/lighttpd/request-id.lua
+$(BUILD)/lighttpd/%.lua: deploy/lighttpd/%.lua
 	@mkdir -p $(@D)
 	cp $< $@
 $(WWW)/docs/swagger-%: $(SWAGGER)/swagger-%
@@ -234,7 +234,7 @@ install: $(PROGRAMS) $(WWW_FILES) $(MAGNET)
 	$(INSTALL) -m 0755 $(PROGRAMS) "$$D$(LIBEXECDIR)/"; \
 	rm -rf "$$D$(PKGDATADIR)/www"; cp -R $(WWW) "$$D$(PKGDATADIR)/www"; \
 	chmod -R u=rwX,go=rX "$$D$(PKGDATADIR)/www"; \
-	$(INSTALL) -D -m 0644 $(MAGNET) "$$D$(PKGDATADIR)/lighttpd/request-id.lua"; \
+	for f in $(MAGNET); do $(INSTALL) -D -m 0644 "$$f" "$$D$(PKGDATADIR)/lighttpd/$${f##*/}"; done; \
 	$(INSTALL) -m 0644 schema.sql "$$D$(PKGDATADIR)/schema.sql"; \
 	$(INSTALL) -m 0644 README.md LICENSE "$$D$(DOCDIR)/"; \
 	if [ -f docs/API.md ]; then $(INSTALL) -m 0644 docs/API.md "$$D$(DOCDIR)/API.md"; fi; \

@@ -318,7 +318,7 @@ fault_fcgi_kill() {
             kill -KILL "$p" 2>/dev/null && FL_FAULTS=$((FL_FAULTS + 1))
         done
         wait "$lock" || true
-        fl_respawn_fcgi
+        stack_respawn_program chatroom
         sleep 0.3
     done
     FL_FAULT_WHAT='chatroom FastCGI processes SIGKILL mid-transaction'
@@ -326,19 +326,6 @@ fault_fcgi_kill() {
     fl_report fcgi_kill
 }
 
-# lighttpd respawns its FastCGI programs itself, fcgiwrap runs a new process per request; spawn-fcgi (nginx,
-# Apache) does not: the chatroom programs are spawned anew on their socket, as their service manager would.
-fl_respawn_fcgi() {
-    [[ -f $STACK_DIR/web/chatroom.pids ]] || return 0
-    local alive=() p
-    while read -r p; do
-        [[ $p =~ ^[0-9]+$ ]] && kill -0 "$p" 2>/dev/null && alive+=("$p")
-    done <"$STACK_DIR/web/chatroom.pids"
-    ((${#alive[@]} >= WEB_FCGI_PROCS)) && return 0
-    _web_common_env || return 1
-    ((${#alive[@]} == 0)) || _stack_kill_pids TERM 10 "${alive[@]}"
-    _web_spawn chatroom "$WEB_FCGI_PROCS" "$WEB_BIN/chatroom"
-}
 
 # Redis FLUSHALL, then kill -9 and a restart (empty), while messages come in: the stream is lost, the
 # worker's recovery sweep finds every pending reply.

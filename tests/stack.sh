@@ -136,6 +136,22 @@ stack_program_pids() {
     return 0
 }
 
+# stack_respawn_program PROG: after its processes were killed, bring PROG's FastCGI pool back as its service
+# manager would. lighttpd respawns its programs itself and fcgiwrap runs a new process per request; spawn-fcgi
+# (nginx, Apache) does not: the program is spawned anew on its socket.
+stack_respawn_program() {
+    local prog=$1 alive=() p
+    [[ -f $STACK_DIR/web/$prog.pids ]] || return 0
+    while read -r p; do
+        # alive, and not a zombie that nobody has reaped yet (spawn-fcgi's children have no parent waiting)
+        [[ $p =~ ^[0-9]+$ && $(ps -o stat= -p "$p" 2>/dev/null) == [^Z]* ]] && alive+=("$p")
+    done < <(awk 1 "$STACK_DIR/web/$prog.pids")
+    ((${#alive[@]} >= WEB_FCGI_PROCS)) && return 0
+    _web_common_env || return 1
+    ((${#alive[@]} == 0)) || _stack_kill_pids TERM 10 "${alive[@]}"
+    _web_spawn "$prog" "$WEB_FCGI_PROCS" "$WEB_BIN/$prog"
+}
+
 _stack_pid() { # NAME: print the pid from STACK_DIR/NAME.pid if that process is alive
     local f=$STACK_DIR/$1.pid pid
     [[ -s $f ]] || return 1
