@@ -386,21 +386,27 @@ int cache_ping(void)
 
 int cache_ping_within(long timeout_ms)
 {
-    if (ensure() != 0)
-        return -1;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    redisSetTimeout(ctx, tv);
-    redisReply *r = redisCommand(ctx, "PING");
-    int rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
-    if (r)
-        freeReplyObject(r);
-    if (!r) {
+    /* As cache_cmd: a connection that Redis closed (a restart since this process last used it) is replaced and
+     * the PING sent again, so a Redis that is back is not reported down; a timeout is not retried. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (ensure() != 0)
+            return -1;
+        redisSetTimeout(ctx, tv);
+        redisReply *r = redisCommand(ctx, "PING");
+        if (r) {
+            int rc = r->type == REDIS_REPLY_STATUS ? 0 : -1;
+            freeReplyObject(r);
+            redisSetTimeout(ctx, command_tv);
+            return rc;
+        }
+        int again = worth_retrying(); /* before anything else touches errno */
         note_error("PING: ", ctx->errstr);
         drop(); /* a late reply would answer the next command */
-        return -1;
+        if (!again)
+            break;
     }
-    redisSetTimeout(ctx, command_tv);
-    return rc;
+    return -1;
 }
 
 redisContext *cache_connect_new(void)

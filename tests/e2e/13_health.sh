@@ -83,6 +83,21 @@ health
 check_eq "$(jget .worker)" ok "Redis stopped: the worker is reported ok"
 stack_redis_start
 
+# ---- Redis restarted while the processes sat idle: their connections are closed, Redis is not down ----
+burst_redis() { # 16 /healthz at once (so that every chatroom process answers some): their "redis" fields
+    local i
+    for i in $(seq 1 16); do curl -s --max-time 5 "$BASE_URL/healthz" | jq -r .redis & done
+    wait
+}
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    [[ $(burst_redis | sort -u) == ok ]] && break # every process has its connection to Redis again
+    sleep 0.3
+done
+stack_redis_stop
+stack_redis_start
+check_eq "$(burst_redis | sort | uniq -c | awk '{ printf "%s%s=%s", (NR > 1 ? " " : ""), $2, $1 }')" "ok=16" \
+    "Redis restarted while idle: no process reports it down (each replaces its closed connection)"
+
 # ---- PostgreSQL paused (the postmaster and every backend): the ping times out ----
 pm=$(head -n 1 "$STACK_DIR/pgdata/postmaster.pid")
 pg_pids=("$pm" $(pgrep -P "$pm" || true))
