@@ -37,9 +37,9 @@ static int restart(long long reply_id, int always, const char *text, size_t len)
     return rc;
 }
 
-int replystream_begin(long long reply_id)
+int replystream_begin(long long reply_id, int retry)
 {
-    return restart(reply_id, 0, NULL, 0);
+    return restart(reply_id, retry, NULL, 0);
 }
 
 int replystream_resume(long long reply_id, const char *text, size_t len)

@@ -31,9 +31,11 @@ enum replystream_type {
 /* ---- writer side (the worker) ---- */
 
 /* An attempt at reply_id begins. When the stream already holds entries (an earlier attempt published some),
- * a restart entry is appended and every entry before it trimmed away, in one step (a Lua script), so a reader
- * from the start sees only this attempt. 0 ok, -1 Redis down. */
-int replystream_begin(long long reply_id);
+ * or retry is set (this is not the reply's first attempt), a restart entry is appended and every entry before
+ * it trimmed away, in one step (a Lua script), so a reader from the start sees only this attempt. retry makes
+ * the restart come even when the stream is gone (Redis flushed or restarted empty since the earlier attempt):
+ * a reader may hold that attempt's pieces. 0 ok, -1 Redis down. */
+int replystream_begin(long long reply_id, int retry);
 /* Publishing an attempt resumes after it stopped (Redis was down when it began, or a write failed): a restart
  * entry, every entry before it trimmed away, then one delta with text[0..len), the whole text so far (none
  * when len is 0), in one step. The restart comes even when the stream is gone (Redis restarted empty), since a

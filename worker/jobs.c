@@ -287,7 +287,7 @@ void job_start(const reply_lease_t *lease, const char *stream_id)
         turns[i].len = (size_t)PQgetlength(res, i, 1);
     }
     long long reply_id = j->reply_id;
-    switch (upstream_start(j, reply_id, turns, (size_t)n, &j->call, &answer)) {
+    switch (upstream_start(j, reply_id, j->attempt > 1, turns, (size_t)n, &j->call, &answer)) {
     case UPSTREAM_STARTED:
         log_debug("reply %lld: calling %s (attempt %ld, %d history messages)", reply_id, upstream_name(), j->attempt,
                   n);

@@ -250,7 +250,7 @@ static int start_transfer(upstream_call_t *c)
     return 0;
 }
 
-int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t n, upstream_call_t **call,
+int upstream_start(job_t *j, long long reply_id, int retry, const ai_turn_t *turns, size_t n, upstream_call_t **call,
                    buf_t *answer)
 {
     *call = NULL;
@@ -279,7 +279,7 @@ int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t 
         return UPSTREAM_FAILED;
     }
     /* A new attempt: readers drop whatever an earlier one streamed (restart). */
-    c->publish = upkeep_redis_ready(now_ms()) && replystream_begin(reply_id) == 0;
+    c->publish = upkeep_redis_ready(now_ms()) && replystream_begin(reply_id, retry) == 0;
     if (!c->publish) {
         log_warn("reply %lld: not published as it is written (Redis down); trying again once it answers", reply_id);
         c->resume_at = now_ms() + RESUME_EVERY_MS;

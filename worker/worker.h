@@ -91,10 +91,10 @@ void upstream_cleanup(void);
 #define UPSTREAM_ANSWERED 1   /* offline: the answer is in *answer at once, no call */
 #define UPSTREAM_NOTHING (-2) /* the history holds no user message to answer */
 #define UPSTREAM_FAILED (-1)  /* the call could not be started */
-/* Start the call for reply_id of job j over the history turns[0..n) (oldest first). UPSTREAM_STARTED: *call
- * is set; when it ends job_call_done(j, ...) is called from upstream_reap. UPSTREAM_ANSWERED: answer holds
- * the offline stand-in's text (the caller frees it). */
-int upstream_start(job_t *j, long long reply_id, const ai_turn_t *turns, size_t n, upstream_call_t **call,
+/* Start the call for reply_id of job j over the history turns[0..n) (oldest first); retry: not the reply's
+ * first attempt. UPSTREAM_STARTED: *call is set; when it ends job_call_done(j, ...) is called from
+ * upstream_reap. UPSTREAM_ANSWERED: answer holds the offline stand-in's text (the caller frees it). */
+int upstream_start(job_t *j, long long reply_id, int retry, const ai_turn_t *turns, size_t n, upstream_call_t **call,
                    buf_t *answer);
 /* Abort (if still running) and free a call; accepts NULL. */
 void upstream_call_free(upstream_call_t *c);

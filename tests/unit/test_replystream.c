@@ -154,19 +154,23 @@ static const char *seen(long long reply_id)
 static void test_begin_and_pieces(void **state)
 {
     (void)state;
-    assert_int_equal(replystream_begin(1), 0);
+    assert_int_equal(replystream_begin(1, 0), 0);
     assert_string_equal(seen(1), ""); /* a first attempt: nothing to restart */
     assert_int_equal(replystream_delta(1, "ab", 2), 0);
     assert_int_equal(replystream_delta(1, "", 0), 0); /* nothing to add */
     assert_int_equal(replystream_delta(1, "c", 1), 0);
     assert_string_equal(seen(1), "delta:ab|delta:c");
-    assert_int_equal(replystream_begin(1), 0); /* a second attempt drops the first one's pieces */
+    assert_int_equal(replystream_begin(1, 1), 0); /* a second attempt drops the first one's pieces */
     assert_string_equal(seen(1), "restart");
     assert_int_equal(replystream_delta(1, "x", 1), 0);
     assert_int_equal(replystream_end(1, 1), 0);
     assert_string_equal(seen(1), "restart|delta:x|done");
     assert_int_equal(replystream_end(1, 0), 0);
     assert_string_equal(seen(1), "restart|delta:x|done|error");
+    /* a retry whose stream is gone (Redis flushed since the first attempt): the restart still comes, for
+     * readers holding the first attempt's pieces */
+    assert_int_equal(replystream_begin(5, 1), 0);
+    assert_string_equal(seen(5), "restart");
 }
 
 static void test_resume(void **state)
