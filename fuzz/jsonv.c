@@ -1,7 +1,8 @@
-/* Fuzz target: JSON request bodies as the handlers see them: jsonv_lone_surrogate and jsonv_not_text over the raw
- * bytes, json-c's strict parse (as http_json_body does it), then the field validators of lib/jsonv.c (jsonv_string with
- * and without trimming, jsonv_mobile) on the fields the API reads. Checked: what a validator accepts is valid UTF-8
- * within its bounds, trimmed when asked, and fits the caller's buffer; what it refuses has a message. */
+/* Fuzz target: JSON request bodies as the handlers see them: jsonv_lone_surrogate, jsonv_raw_control and
+ * jsonv_not_text over the raw bytes, json-c's strict parse (as http_json_body does it), then the field validators
+ * of lib/jsonv.c (jsonv_string with and without trimming, jsonv_mobile) on the fields the API reads. Checked: what
+ * a validator accepts is valid UTF-8 within its bounds, trimmed when asked, and fits the caller's buffer; what it
+ * refuses has a message. */
 #include "fuzz.h"
 
 #include <json-c/json.h>
@@ -57,7 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int lone = jsonv_lone_surrogate(s, size);
     FUZZ_CHECK(lone == 0 || lone == 1);
     const char *not_text = jsonv_not_text(s, size);
-    FUZZ_CHECK((not_text != NULL) == (!utf8_valid(s, size) || lone));
+    int raw = jsonv_raw_control(s, size);
+    FUZZ_CHECK(raw == 0 || raw == 1);
+    FUZZ_CHECK((not_text != NULL) == (!utf8_valid(s, size) || lone || raw));
 
     json_tokener *tok = json_tokener_new();
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);

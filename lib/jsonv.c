@@ -143,12 +143,31 @@ int jsonv_lone_surrogate(const char *buf, size_t len)
     return 0;
 }
 
+int jsonv_raw_control(const char *buf, size_t len)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (!in_string)
+            in_string = c == '"';
+        else if (c == '"')
+            in_string = 0;
+        else if (c == '\\')
+            i++; /* the escaped character, whatever it is, is not a raw one */
+        else if (c < 0x20)
+            return 1;
+    }
+    return 0;
+}
+
 const char *jsonv_not_text(const char *buf, size_t len)
 {
     if (!utf8_valid(buf, len))
         return "is not valid UTF-8";
     if (jsonv_lone_surrogate(buf, len))
         return "has a \\u escape of a lone surrogate, which is not text";
+    if (jsonv_raw_control(buf, len))
+        return "has an unescaped control character in a string";
     return NULL;
 }
 

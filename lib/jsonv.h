@@ -29,10 +29,15 @@ int mobile_normalize(const char *in, char out[17]);
  * json-c would silently turn those into U+FFFD; the API refuses them (400 invalid_json). Only escapes inside
  * strings count; a text that is not JSON at all is left to the parser (0). */
 int jsonv_lone_surrogate(const char *buf, size_t len);
+/* 1 if a string of the JSON text buf[0..len) holds a raw control character (U+0000..U+001F: a tab or a line
+ * break typed into the string), which RFC 8259 forbids and json-c's parser lets through, even in strict mode;
+ * else 0. */
+int jsonv_raw_control(const char *buf, size_t len);
 /* Why buf[0..len) is not text whatever its JSON syntax says, as the end of a sentence ("is not valid UTF-8", "has
- * a \u escape of a lone surrogate, which is not text"), or NULL when it is. json-c's own UTF-8 check lets
- * overlongs, encoded surrogates and code points past U+10FFFF through, and it turns lone surrogate escapes into
- * U+FFFD: every body the API parses goes through this first (400 invalid_json). */
+ * a \u escape of a lone surrogate, which is not text", "has an unescaped control character in a string"), or
+ * NULL when it is. json-c's own UTF-8 check lets overlongs, encoded surrogates and code points past U+10FFFF
+ * through, it turns lone surrogate escapes into U+FFFD, and it takes raw control characters in strings: every
+ * body the API parses goes through this first (400 invalid_json). */
 const char *jsonv_not_text(const char *buf, size_t len);
 
 /* Serialize without spaces and without escaping '/'. The string belongs to obj. */

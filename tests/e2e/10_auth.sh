@@ -99,6 +99,16 @@ for bad in '\xc0\xaf' '\xed\xa0\x80' '\xf4\x90\x80\x80' '\xff'; do
     req POST /auth/signup - --data-binary "$(printf "{\"mobile\":\"%s\",\"extra\":\"$bad\"}" "$(rand_mobile)")"
     check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "bytes $bad in an ignored member are invalid_json"
 done
+# A raw control character inside a string (a typed line break or tab; RFC 8259 wants it escaped) is not JSON,
+# though json-c takes it; between tokens, whitespace is fine.
+for raw in '\n' '\t' '\x01'; do
+    m=$(rand_mobile)
+    req POST /auth/signup - --data-binary "$(printf "{\"mobile\":\"%s\",\"extra\":\"a${raw}b\"}" "$m")"
+    check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "a raw $raw inside a string (an ignored member) is invalid_json"
+    check_eq "$(psql_q "SELECT count(*) FROM users WHERE mobile = '$m'")" 0 "... and nothing is stored"
+done
+req POST /auth/signup - --data-binary "$(printf '{\n\t"mobile": "%s",\r\n "name": "ab", "extra": "a\\nb"}\n' "$(rand_mobile)")"
+check_eq "$STATUS/$(jget .name)" "201/ab" "line breaks between tokens and an escaped one (\\n) in a string are fine"
 req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":\"\\\\ud800 \ud83d\ude00\"}"
 check_eq "$STATUS/$(jget .name)" "201/\\ud800 😀" "a surrogate pair is a character; an escaped backslash before ud800 is text"
 req GET /auth/signup

@@ -143,6 +143,19 @@ static void test_not_text(void **state)
     assert_string_equal(NOT_TEXT("{\"a\":\"\xf4\x90\x80\x80\"}"), "is not valid UTF-8");
     assert_string_equal(NOT_TEXT("{\"\xff\":1}"), "is not valid UTF-8");
     assert_string_equal(NOT_TEXT("{\"a\":\"\\udc00\"}"), "has a \\u escape of a lone surrogate, which is not text");
+    /* raw control characters inside strings (json-c takes them, even strict); escaped ones and whitespace
+     * between tokens are fine */
+    assert_string_equal(NOT_TEXT("{\"title\":\"nl\nhere\"}"), "has an unescaped control character in a string");
+    assert_string_equal(NOT_TEXT("{\"a\":\"tab\there\"}"), "has an unescaped control character in a string");
+    assert_string_equal(NOT_TEXT("{\"a\x01\":1}"), "has an unescaped control character in a string");
+    assert_null(NOT_TEXT("{\n\t\"a\" :\r\n \"x\\ny\\t\\u0001\\\\\"}\n"));
+    /* what json-c alone does with one */
+    json_tokener *tok = json_tokener_new();
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    json_object *o = json_tokener_parse_ex(tok, "{\"a\":\"x\ny\"}", 11);
+    assert_non_null(o);
+    json_object_put(o);
+    json_tokener_free(tok);
 }
 
 #define LONE(s) jsonv_lone_surrogate(s, sizeof(s) - 1)
