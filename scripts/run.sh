@@ -116,9 +116,11 @@ on_exit() {
     exit "$rc"
 }
 trap on_exit EXIT
-# A requested stop (Ctrl-C, SIGTERM) is a clean exit: status 0, so `make run` prints no "Error 130/143".
-trap 'say "interrupted"; exit 0' INT
-trap 'say "terminated"; exit 0' TERM
+# A requested stop (Ctrl-C, SIGTERM) is a clean exit: status 0, so `make run` prints no "Error 130/143". Further
+# signals are ignored from the first moment: a second SIGTERM (make forwards one besides the process group's)
+# landing before on_exit ignores them would end the shell inside its own exit, with nothing stopped.
+trap 'trap "" INT TERM; say "interrupted"; exit 0' INT
+trap 'trap "" INT TERM; say "terminated"; exit 0' TERM
 
 # FAKES=1: the bundled fakes, and the settings that point the app at them (after stack_services_start, which
 # creates ./var/secrets.env).

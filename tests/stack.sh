@@ -83,7 +83,9 @@ _stack_need_dir() {
     *) STACK_DIR=$(cd "$STACK_DIR" && pwd) || return 1 ;;
     esac
     mkdir -p "$STACK_DIR" || return 1
-    chmod o-rw "$STACK_DIR" 2>/dev/null || true # others may pass through (service accounts), never list or write
+    # Others may pass through (the postgres and web server accounts reach sockets in it), never list or write:
+    # made under make run's umask 027, or by mktemp, it would be closed to them.
+    chmod o-rw,o+x "$STACK_DIR" 2>/dev/null || true
     export STACK_DIR STACK_MODE=${STACK_MODE:-test}
 }
 

@@ -238,7 +238,9 @@ web_apache_stop() { _web_stop; }
 
 _web_nginx_prepare() {
     export GB_ERRORLOG=stderr
-    mkdir -p "$WEB_STATE/nginx-tmp" || return 1
+    # nginx's workers (GB_USER when started as root) write request bodies past 128 KiB under it: they must pass
+    # through it whatever the umask (make run's 027).
+    mkdir -p "$WEB_STATE/nginx-tmp" && chmod 711 "$WEB_STATE/nginx-tmp" || return 1
     _web_render "$GB_ROOT/$WEB_NGINX_CONF" "$WEB_STATE/$WEB_NGINX_CONF" || return 1
     [[ -z ${STACK_WEB_CONF_EXTRA:-} ]] && return 0
     # STACK_WEB_CONF_EXTRA (tests/stack.sh) at the top of the server block.
