@@ -16,7 +16,8 @@ static int in_tx;              /* a transaction is open on conn */
 static int no_retry;           /* db_query_once: a statement sent is never sent again */
 static int last_unavailable;
 static char last_sqlstate[6];
-static char last_error[256]; /* why the last connect or ping failed, one line */
+static char last_error[256];                  /* why the last connect or ping failed, one line */
+static long answer_ms = DB_ANSWER_MS_DEFAULT; /* the longest wait for the server's answer to one statement */
 
 static void note_error(const char *msg)
 {
@@ -32,11 +33,71 @@ void db_init(const char *conninfo)
     db_conninfo = xstrdup(conninfo ? conninfo : "");
 }
 
+void db_set_answer_timeout(long ms)
+{
+    answer_ms = ms > 0 ? ms : DB_ANSWER_MS_DEFAULT;
+}
+
 static void drop_conn(void)
 {
     PQfinish(conn);
     conn = NULL;
     in_tx = 0;
+}
+
+/* Wait until the connection's socket is ready for ev, or the deadline (now_ms() clock) passes. 0 ready. */
+static int wait_socket(short ev, double deadline)
+{
+    int fd = PQsocket(conn);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {.fd = fd, .events = ev};
+        int n = poll(&p, 1, (int)left + 1);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* The answer to the statement just sent with PQsend* (sent: what that returned), waiting at most answer_ms:
+ * its result (the caller clears it), or NULL when sending failed or the connection broke. A server that does
+ * not answer in time (paused, or unreachable with no reset: libpq alone would wait for ever) counts as gone: the
+ * connection is dropped and *late set, and the caller answers 503 rather than hold the request. The server
+ * aborts the statement once it sees the connection closed (client_connection_check_interval, set on connect),
+ * unless it already ran it. */
+static PGresult *await_answer(int sent, const char *what, int *late)
+{
+    double deadline = now_ms() + (double)answer_ms;
+    PGresult *last = NULL, *r;
+    *late = 0;
+    if (!sent)
+        return NULL;
+    for (;;) {
+        while (PQisBusy(conn) && PQstatus(conn) != CONNECTION_BAD) {
+            if (wait_socket(POLLIN, deadline) != 0) {
+                PQclear(last);
+                log_warn("postgres: no answer to %s within %ld ms; dropping the connection", what, answer_ms);
+                note_error("no answer in time");
+                drop_conn();
+                *late = 1;
+                return NULL;
+            }
+            if (!PQconsumeInput(conn))
+                break;
+        }
+        if (!(r = PQgetResult(conn)))
+            break;
+        PQclear(last);
+        last = r;
+        if (PQstatus(conn) == CONNECTION_BAD)
+            break;
+    }
+    return last;
 }
 
 static int ensure_conn(void)
@@ -57,7 +118,12 @@ static int ensure_conn(void)
         return -1;
     }
     conn_gen++;
-    return 0;
+    /* The server aborts a statement whose client is gone (a process killed, or one that gave up waiting) at the
+     * next check rather than run it to its end and commit it: a 503 then hides no commit. PostgreSQL 14 and
+     * later; an older server refuses the setting, which changes nothing else. */
+    int late;
+    PQclear(await_answer(PQsendQuery(conn, "SET client_connection_check_interval = 1000"), "SET", &late));
+    return late ? -1 : 0;
 }
 
 static int result_ok(const PGresult *res)
@@ -149,17 +215,23 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
             return NULL;
         }
         PGresult *res = NULL;
+        int late = 0;
         if (st && st->prepared_gen != conn_gen) {
-            res = PQprepare(conn, st->name, st->sql, st->nparams, NULL);
+            res = await_answer(PQsendPrepare(conn, st->name, st->sql, st->nparams, NULL), what, &late);
             if (result_ok(res)) {
                 st->prepared_gen = conn_gen;
                 PQclear(res);
                 res = NULL;
             }
         }
-        if (!res)
-            res = st ? PQexecPrepared(conn, st->name, st->nparams, params, NULL, NULL, 0)
-                     : PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+        if (!res && !late)
+            res = await_answer(st ? PQsendQueryPrepared(conn, st->name, st->nparams, params, NULL, NULL, 0)
+                                  : PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0),
+                               what, &late);
+        if (late) { /* the server may still run it: like a lost connection, but not tried again (it is stuck) */
+            last_unavailable = 1;
+            return NULL;
+        }
         if (result_ok(res))
             return res;
         int lost = note_failure(res, what);
@@ -223,8 +295,8 @@ void db_rollback(void)
         in_tx = 0;
         return;
     }
-    PGresult *res = PQexec(conn, "ROLLBACK");
-    PQclear(res);
+    int late;
+    PQclear(await_answer(PQsendQuery(conn, "ROLLBACK"), "ROLLBACK", &late));
     in_tx = 0;
 }
 
@@ -260,25 +332,6 @@ int db_ping(void)
 const char *db_last_error(void)
 {
     return last_error;
-}
-
-/* Wait until the connection's socket is ready for ev, or the deadline (now_ms() clock) passes. 0 ready. */
-static int wait_socket(short ev, double deadline)
-{
-    int fd = PQsocket(conn);
-    if (fd < 0)
-        return -1;
-    for (;;) {
-        double left = deadline - now_ms();
-        if (left <= 0)
-            return -1;
-        struct pollfd p = {.fd = fd, .events = ev};
-        int n = poll(&p, 1, (int)left + 1);
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
 }
 
 int db_ping_within(long timeout_ms)

@@ -1,6 +1,7 @@
 /* db: the process's one PostgreSQL connection. Lazy connect, reconnect after a server restart (a failed
  * statement outside a transaction is retried once on a fresh connection), parameterised and prepared
- * statements only. Results are PGresult owned by the caller: always PQclear. */
+ * statements only, each answered within a time limit (db_set_answer_timeout). Results are PGresult owned by the
+ * caller: always PQclear. */
 #ifndef GB_DB_H
 #define GB_DB_H
 
@@ -25,6 +26,11 @@ typedef struct db_stmt {
 
 /* Remember the connection string (no connection yet). */
 void db_init(const char *conninfo);
+/* The longest wait for the server's answer to one statement (default DB_ANSWER_MS_DEFAULT; ms <= 0: the
+ * default). Past it the connection is dropped and the statement fails as if the connection were lost (NULL,
+ * db_unavailable() set, not retried): a paused or unreachable server gives 503s, never requests that hang. */
+#define DB_ANSWER_MS_DEFAULT 5000
+void db_set_answer_timeout(long ms);
 
 /* Run a prepared statement with text parameters (NULL = SQL NULL). Returns a result with status
  * PGRES_TUPLES_OK or PGRES_COMMAND_OK, or NULL on failure (then see db_unavailable / db_sqlstate). An idle

@@ -172,6 +172,8 @@ int main(int argc, char **argv)
     if (upstream_init() != 0)
         return 2;
     db_init(g_config.database_url);
+    /* No client waits on the worker: its housekeeping deletes may take long on a large backlog. */
+    db_set_answer_timeout(60000);
     if (cache_init(g_config.redis_url) != 0) {
         fprintf(stderr, "worker: REDIS_URL is not a valid redis:// or unix:// URL\n");
         return 2;
