@@ -137,4 +137,6 @@ if command -v lighttpd >/dev/null 2>&1; then
     # lighttpd loads its mod_magnet script (the static files' X-Request-Id) per request, from beside the web root
     check "the X-Request-Id script is installed where lighttpd.conf looks for it" \
         cmp -s "$root/deploy/lighttpd/request-id.lua" "$P/usr/share/gemini-backend/www/../lighttpd/request-id.lua"
+    check "the error page script is installed beside it" \
+        cmp -s "$root/deploy/lighttpd/server-error.lua" "$P/usr/share/gemini-backend/www/../lighttpd/server-error.lua"
 fi
