@@ -24,6 +24,7 @@
 #   outbox_count [UID]   rows of the cache invalidation outbox (of user UID, or all)
 #   wait_outbox_empty SECS [UID]   until the worker has drained them: 0, or 1 after SECS seconds
 #   redis_cli ARGS...    redis-cli on the stack's socket
+#   pause PID... / pause_pg / resume_all   SIGSTOP processes (pause_pg: PostgreSQL), SIGCONT them all again
 #   stack_*              from tests/stack.sh (stack_pg_stop/start, stack_redis_stop/start, stack_worker_*)
 # Each check prints "ok - DESC" or "not ok - DESC" (with the status and a body excerpt) and appends "pass" or
 # "fail" to RESULTS_FILE.
@@ -307,4 +308,24 @@ wait_outbox_empty() { # SECS [USER_ID]
 
 redis_cli() {
     redis-cli -s "${STACK_DIR:?STACK_DIR is not set}/redis.sock" "$@"
+}
+
+# pause PID...: SIGSTOP them, remembered for resume_all. pause_pg: the postmaster and every backend (a server
+# that hangs without closing anything). resume_all: SIGCONT all of them; a script that pauses sets
+# `trap resume_all EXIT`, so that nothing paused outlives it.
+_LIB_PAUSED=()
+pause() {
+    local p
+    for p in "$@"; do kill -STOP "$p" && _LIB_PAUSED+=("$p"); done
+}
+pause_pg() {
+    local pm
+    pm=$(head -n 1 "${STACK_DIR:?STACK_DIR is not set}/pgdata/postmaster.pid")
+    # shellcheck disable=SC2046 # one pid per word
+    pause "$pm" $(pgrep -P "$pm" || true)
+}
+resume_all() {
+    local p
+    for p in "${_LIB_PAUSED[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
+    _LIB_PAUSED=()
 }

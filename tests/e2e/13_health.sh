@@ -7,12 +7,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # A paused server must never outlive this script.
-PAUSED=()
-resume_all() {
-    local p
-    for p in "${PAUSED[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
-    PAUSED=()
-}
 trap resume_all EXIT
 
 # health: GET /healthz, with its time in TIME (seconds).
@@ -43,9 +37,7 @@ check_eq "$(jget '.queue_depth | type')/$(jget .queue_depth)" "number/$depth" "q
 # chatroom program's and still answer (under plain CGI there are no standing processes to stop) ----
 mapfile -t auth_pids < <(stack_program_pids auth)
 if ((${#auth_pids[@]} > 0)); then
-    for p in "${auth_pids[@]}"; do
-        kill -STOP "$p" && PAUSED+=("$p")
-    done
+    pause "${auth_pids[@]}"
     req GET /healthz --max-time 5
     check_eq "$STATUS/$(jget .postgres)" "200/ok" "with every auth process stopped (${#auth_pids[@]}), /healthz answers"
     req GET /metrics --max-time 5
@@ -55,8 +47,7 @@ fi
 
 # ---- Redis paused: connections hang instead of failing ----
 redis_pid=$(_stack_pid redis)
-kill -STOP "$redis_pid"
-PAUSED+=("$redis_pid")
+pause "$redis_pid"
 health
 check_eq "$STATUS/$(jget .status)/$(jget .postgres)/$(jget .redis)" "200/degraded/ok/down" \
     "Redis paused: 200 degraded, Redis named"
@@ -99,10 +90,7 @@ check_eq "$(burst_redis | sort | uniq -c | awk '{ printf "%s%s=%s", (NR > 1 ? " 
     "Redis restarted while idle: no process reports it down (each replaces its closed connection)"
 
 # ---- PostgreSQL paused (the postmaster and every backend): the ping times out ----
-pm=$(head -n 1 "$STACK_DIR/pgdata/postmaster.pid")
-pg_pids=("$pm" $(pgrep -P "$pm" || true))
-kill -STOP "${pg_pids[@]}"
-PAUSED+=("${pg_pids[@]}")
+pause_pg
 health
 check_eq "$STATUS/$(jget .status)/$(jget .postgres)" "503/unavailable/down" "PostgreSQL paused: 503, PostgreSQL named"
 check "PostgreSQL paused: answered in under 1 s (${TIME} ms)" fast

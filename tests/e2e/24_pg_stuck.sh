@@ -10,12 +10,6 @@ set -euo pipefail
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-PAUSED=()
-resume_all() {
-    local p
-    for p in "${PAUSED[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
-    PAUSED=()
-}
 TMP=$(mktemp -d)
 trap 'resume_all; release_lock; rm -rf "$TMP"' EXIT
 
@@ -30,10 +24,7 @@ done
 wait
 
 # ---- paused: 503 in bounded time ----
-pm=$(head -n 1 "$STACK_DIR/pgdata/postmaster.pid")
-pg_pids=("$pm" $(pgrep -P "$pm" || true))
-kill -STOP "${pg_pids[@]}"
-PAUSED+=("${pg_pids[@]}")
+pause_pg
 for i in $(seq 1 6); do
     curl -s -o "$TMP/p$i.body" -w '%{http_code}\n' --max-time 15 -H "Authorization: Bearer $TOKEN" \
         "$BASE_URL/chatroom/usage" >"$TMP/p$i.code" &
