@@ -220,11 +220,13 @@ WEB_CONFS      := lighttpd.conf apache.conf nginx.conf nginx-cgi.conf
 # The committed files name the default install's places; these rewrite them to this install's.
 INSTALL_SED     = -e 's|/usr/local/lib/gemini-backend|$(LIBEXECDIR)|g' \
                   -e 's|/usr/local/share/gemini-backend|$(PKGDATADIR)|g' -e 's|/etc/gemini-backend|$(CONFDIR)|g'
-# nginx reads no environment: its ${GB_*} placeholders are filled in here (README, "nginx").
-NGINX_SED       = -e 's|$${GB_PORT}|$(GB_HTTP_PORT)|g' -e 's|$${GB_STATE_DIR}|$(GB_RUNDIR)|g' \
-                  -e 's|$${GB_ERRORLOG}|stderr|g' -e 's|$${GB_USER}|$(GB_WEB_USER)|g' \
-                  -e 's|$${GB_GROUP}|$(GB_WEB_USER)|g' -e 's|$${GB_BIN_DIR}|$(LIBEXECDIR)|g' \
-                  -e 's|$${GB_WWW_DIR}|$(PKGDATADIR)/www|g'
+# nginx reads no environment: its ${GB_*} placeholders are filled in here (README, "nginx"), on the lines that
+# are not comments (the header's own rendering example keeps its placeholders).
+NGX             = -e '/^[[:space:]]*\#/!s
+NGINX_SED       = $(NGX)|$${GB_PORT}|$(GB_HTTP_PORT)|g' $(NGX)|$${GB_STATE_DIR}|$(GB_RUNDIR)|g' \
+                  $(NGX)|$${GB_ERRORLOG}|stderr|g' $(NGX)|$${GB_USER}|$(GB_WEB_USER)|g' \
+                  $(NGX)|$${GB_GROUP}|$(GB_WEB_USER)|g' $(NGX)|$${GB_BIN_DIR}|$(LIBEXECDIR)|g' \
+                  $(NGX)|$${GB_WWW_DIR}|$(PKGDATADIR)/www|g'
 
 .PHONY: install uninstall
 install: $(PROGRAMS) $(WWW_FILES) $(MAGNET)
@@ -232,6 +234,9 @@ install: $(PROGRAMS) $(WWW_FILES) $(MAGNET)
 	$(INSTALL) -d -m 0755 "$$D$(LIBEXECDIR)" "$$D$(PKGDATADIR)/examples" "$$D$(DOCDIR)" "$$D$(SYSTEMDUNITDIR)" \
 	    "$$D$(CONFDIR)"; \
 	$(INSTALL) -m 0755 $(PROGRAMS) "$$D$(LIBEXECDIR)/"; \
+	fresh=' '; for f in $(WEB_CONFS); do \
+	    if [ -e "$$D$(CONFDIR)/$$f" ] && cmp -s "$$D$(CONFDIR)/$$f" "$$D$(PKGDATADIR)/examples/$$f"; then \
+	        fresh="$$fresh$$f "; fi; done; \
 	rm -rf "$$D$(PKGDATADIR)/www"; cp -R $(WWW) "$$D$(PKGDATADIR)/www"; \
 	chmod -R u=rwX,go=rX "$$D$(PKGDATADIR)/www"; \
 	for f in $(MAGNET); do $(INSTALL) -D -m 0644 "$$f" "$$D$(PKGDATADIR)/lighttpd/$${f##*/}"; done; \
@@ -243,8 +248,14 @@ install: $(PROGRAMS) $(WWW_FILES) $(MAGNET)
 	    sed $(NGINX_SED) $$f >"$$D$(PKGDATADIR)/examples/$$f"; chmod 0644 "$$D$(PKGDATADIR)/examples/$$f"; done; \
 	sed $(INSTALL_SED) deploy/env.example >"$$D$(PKGDATADIR)/examples/env"; chmod 0644 "$$D$(PKGDATADIR)/examples/env"; \
 	for f in $(WEB_CONFS); do \
-	    if [ -e "$$D$(CONFDIR)/$$f" ]; then echo "install: kept $(CONFDIR)/$$f (new one: $(PKGDATADIR)/examples/$$f)"; \
-	    else $(INSTALL) -m 0644 "$$D$(PKGDATADIR)/examples/$$f" "$$D$(CONFDIR)/$$f"; fi; done; \
+	    case "$$fresh" in \
+	    *" $$f "*) if ! cmp -s "$$D$(PKGDATADIR)/examples/$$f" "$$D$(CONFDIR)/$$f"; then \
+	            $(INSTALL) -m 0644 "$$D$(PKGDATADIR)/examples/$$f" "$$D$(CONFDIR)/$$f"; \
+	            echo "install: updated $(CONFDIR)/$$f (not edited since the last install)"; fi ;; \
+	    *) if [ -e "$$D$(CONFDIR)/$$f" ]; then \
+	            echo "install: kept the edited $(CONFDIR)/$$f (new one: $(PKGDATADIR)/examples/$$f)"; \
+	        else $(INSTALL) -m 0644 "$$D$(PKGDATADIR)/examples/$$f" "$$D$(CONFDIR)/$$f"; fi ;; \
+	    esac; done; \
 	if [ -e "$$D$(CONFDIR)/env" ]; then echo "install: kept $(CONFDIR)/env"; \
 	else $(INSTALL) -m 0600 "$$D$(PKGDATADIR)/examples/env" "$$D$(CONFDIR)/env"; \
 	    echo "install: wrote $(CONFDIR)/env (mode 0600): fill in its settings"; fi; \

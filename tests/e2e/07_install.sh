@@ -65,6 +65,8 @@ check "the lighttpd unit points GB_BIN_DIR at the installed programs" grep -q 'G
 check "no unit still names the build tree" test -z "$(grep -l "$root" "$D"/usr/local/lib/systemd/system/* || true)"
 for f in nginx.conf nginx-cgi.conf; do
     check "installed $f has every \${GB_*} placeholder filled in" test -z "$(grep -v '^ *#' "$D/etc/gemini-backend/$f" | grep '\${GB_' || true)"
+    # ... on its lines, not in the header's rendering example (a comment), which the install once mangled
+    check "... and its header still shows how to render it" grep -qF 'sed -e "s|\${GB_PORT}|8080|g"' "$D/etc/gemini-backend/$f"
 done
 check "installed nginx-cgi.conf runs the installed programs" \
     grep -q 'SCRIPT_FILENAME *//*usr/local/lib/gemini-backend/\$gb_program' "$D/etc/gemini-backend/nginx-cgi.conf"
@@ -84,13 +86,20 @@ out=$(env -i PATH="$PATH" ENV_FILE="$D/etc/gemini-backend/env" timeout 20 "$D/us
 check_eq "$rc" 1 "--check with the untouched settings template fails"
 check "... naming a required setting" grep -qE '(JWT_SECRET|DATABASE_URL|REDIS_URL)' <<<"$out"
 
-# A re-install keeps an edited settings file and an edited config; uninstall keeps them too, removes the rest.
+# A re-install keeps an edited settings file and an edited config, and updates a config nobody edited (here
+# lighttpd.conf as an older release installed it: its copy and the example both carry the old line); uninstall
+# keeps the edited ones, removes the rest.
 echo 'JWT_SECRET=edited' >>"$D/etc/gemini-backend/env"
 echo '# edited' >>"$D/etc/gemini-backend/nginx.conf"
+for f in "$D/etc/gemini-backend/lighttpd.conf" "$D/usr/local/share/gemini-backend/examples/lighttpd.conf"; do
+    echo '# an older release' >>"$f"
+done
 out=$(mk install DESTDIR="$D" 2>&1) || true
 check "a re-install keeps the edited settings file" grep -qx 'JWT_SECRET=edited' "$D/etc/gemini-backend/env"
 check "a re-install keeps an edited config" grep -qx '# edited' "$D/etc/gemini-backend/nginx.conf"
 check "... and says so" grep -q 'kept /etc/gemini-backend/env' <<<"$out"
+check "a re-install updates a config nobody edited" cmp -s "$root/lighttpd.conf" "$D/etc/gemini-backend/lighttpd.conf"
+check "... and says so" grep -q 'updated /etc/gemini-backend/lighttpd.conf' <<<"$out"
 rc=0
 out=$(mk uninstall DESTDIR="$D" 2>&1) || rc=$?
 check_eq "$rc" 0 "make uninstall DESTDIR=... succeeds"
