@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ai_provider.h"
 #include "cache.h"
@@ -125,6 +126,14 @@ int cli_check(const char *prog, FILE *out)
             g_config.development ? "development" : "production", g_config.ai_provider);
     if (!g_config.development && g_config.otp_in_response)
         finding(out, "note", "OTP_IN_RESPONSE=1 in production: one-time codes are returned in responses");
+    /* The settings file holds JWT_SECRET and the passwords of the servers: every other account must be shut out. */
+    const char *envfile = getenv("ENV_FILE");
+    struct stat st;
+    if (envfile && *envfile && stat(envfile, &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH))) {
+        finding(out, "FAIL", "ENV_FILE %s is %s by every account, and it holds the secrets: chmod o-rwx it", envfile,
+                st.st_mode & S_IWOTH ? "writable" : "readable");
+        problems++;
+    }
     if (!g_config.stripe_secret_key || !g_config.stripe_webhook_secret || !g_config.stripe_price_id)
         finding(out, "note",
                 "Stripe is not configured (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, STRIPE_PRICE_ID): "

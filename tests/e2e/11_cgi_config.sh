@@ -70,6 +70,17 @@ check_fails "an unreachable REDIS_URL" 'FAIL  Redis (REDIS_URL)' REDIS_URL=unix:
 check_fails "a bad REDIS_URL" 'REDIS_URL is not a' REDIS_URL=http://example
 check_fails "a missing secret" 'JWT_SECRET is required' -u JWT_SECRET
 check_fails "a bad number" 'BASIC_DAILY_LIMIT must be an integer' BASIC_DAILY_LIMIT=lots
+# the settings file holds the secrets: open to every account is a finding, shut (0640) passes
+envf=$(mktemp)
+echo '# settings' >"$envf"
+chmod 0644 "$envf"
+check_fails "a settings file every account can read" "FAIL  ENV_FILE $envf is readable by every account" \
+    ENV_FILE="$envf"
+chmod 0640 "$envf"
+rc=0
+out=$(ENV_FILE="$envf" timeout 20 "$bin" --check </dev/null 2>&1) || rc=$?
+check_eq "$rc" 0 "--check: a settings file shut to other accounts passes"
+rm -f "$envf"
 rc=0
 out=$(env -u OPENAI_MODEL AI_PROVIDER=openai timeout 20 "$bin_w" --check </dev/null 2>&1) || rc=$?
 check_eq "$rc" 1 "worker --check: AI_PROVIDER=openai without OPENAI_MODEL exits 1"
