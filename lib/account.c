@@ -577,6 +577,25 @@ static void user_gone(http_req_t *req)
     http_error(req, 401, "unauthorized", "The token's user no longer exists.");
 }
 
+/* The caller's user row through stmt (one parameter: the user id uid): 0 found, and its token version (column
+ * tv_col) is still the token's; 1 the version moved (the token was revoked meanwhile); -1 answered (503, or 401
+ * when the user is gone). *res is the caller's to clear in every case. */
+static int own_user_row(http_req_t *req, db_stmt_t *stmt, const char *uid, int tv_col, PGresult **res)
+{
+    char tv[16];
+    const char *p[] = {uid};
+    snprintf(tv, sizeof tv, "%d", req->token_version);
+    if (!(*res = db_query(stmt, p))) {
+        http_db_failed(req);
+        return -1;
+    }
+    if (PQntuples(*res) != 1) {
+        user_gone(req);
+        return -1;
+    }
+    return strcmp(PQgetvalue(*res, 0, tv_col), tv) != 0;
+}
+
 /* Set a new password and revoke every older token, committing the open transaction; answers with a fresh
  * token. */
 static void set_password_and_respond(http_req_t *req, const char *uid, const char *hash)
@@ -646,11 +665,11 @@ void account_change_password(http_req_t *req)
         DB_STMT("account_current_password", "SELECT password_hash, token_version, mobile FROM users WHERE id = $1", 1);
     static db_stmt_t lock =
         DB_STMT("account_lock_version", "SELECT token_version FROM users WHERE id = $1 FOR UPDATE", 1);
-    char uid[24], tv[16], mobile[17], code[OTP_DIGITS + 1], hash[PASSWORD_ENCODED_MAX], err[ACCOUNT_ERRLEN];
+    char uid[24], mobile[17], code[OTP_DIGITS + 1], hash[PASSWORD_ENCODED_MAX], err[ACCOUNT_ERRLEN];
     const char *cur, *pw;
     size_t curlen = 0, pwlen = 0;
     PGresult *res = NULL;
-    int first;
+    int first, row;
     json_object *body = http_json_body(req);
 
     if (!body)
@@ -661,17 +680,9 @@ void account_change_password(http_req_t *req)
         goto out;
     }
     snprintf(uid, sizeof uid, "%lld", req->user_id);
-    snprintf(tv, sizeof tv, "%d", req->token_version);
-    const char *p[] = {uid};
-    if (!(res = db_query(&q, p))) {
-        http_db_failed(req);
+    if ((row = own_user_row(req, &q, uid, 1, &res)) < 0)
         goto out;
-    }
-    if (PQntuples(res) != 1) {
-        user_gone(req);
-        goto out;
-    }
-    if (strcmp(PQgetvalue(res, 0, 1), tv) != 0)
+    if (row > 0)
         goto revoked;
     first = PQgetisnull(res, 0, 0);
     if (first) {
@@ -742,15 +753,9 @@ void account_change_password(http_req_t *req)
             goto out;
         }
     }
-    if (!(res = db_query(&lock, p))) {
-        http_db_failed(req);
+    if ((row = own_user_row(req, &lock, uid, 0, &res)) < 0)
         goto out;
-    }
-    if (PQntuples(res) != 1) {
-        user_gone(req);
-        goto out;
-    }
-    if (strcmp(PQgetvalue(res, 0, 0), tv) != 0) /* changed meanwhile: what was checked above is stale */
+    if (row > 0) /* changed meanwhile: what was checked above is stale */
         goto revoked;
     if (first && hash_new_password(req, pw, pwlen, hash) != 0)
         goto out;
