@@ -64,15 +64,14 @@ static int wait_socket(short ev, double deadline)
     }
 }
 
-/* The answer to the statement just sent with PQsend* (sent: what that returned), waiting at most answer_ms:
- * its result (the caller clears it), or NULL when sending failed or the connection broke. A server that does
- * not answer in time (paused, or unreachable with no reset: libpq alone would wait for ever) counts as gone: the
- * connection is dropped and *late set, and the caller answers 503 rather than hold the request. The server
- * aborts the statement once it sees the connection closed (client_connection_check_interval, set on connect),
- * unless it already ran it. */
-static PGresult *await_answer(int sent, const char *what, int *late)
+/* The answer to the statement just sent with PQsend* (sent: what that returned), waiting until deadline (now_ms()
+ * clock): its result (the caller clears it), or NULL when sending failed or the connection broke. A server that
+ * does not answer in time (paused, or unreachable with no reset: libpq alone would wait for ever) counts as
+ * gone: the connection is dropped, *late set and the reason noted, and the caller answers 503 rather than hold
+ * the request. The server aborts the statement once it sees the connection closed
+ * (client_connection_check_interval, set by conn_made), unless it already ran it. */
+static PGresult *await_answer(int sent, double deadline, int *late)
 {
-    double deadline = now_ms() + (double)answer_ms;
     PGresult *last = NULL, *r;
     *late = 0;
     if (!sent)
@@ -81,7 +80,6 @@ static PGresult *await_answer(int sent, const char *what, int *late)
         while (PQisBusy(conn) && PQstatus(conn) != CONNECTION_BAD) {
             if (wait_socket(POLLIN, deadline) != 0) {
                 PQclear(last);
-                log_warn("postgres: no answer to %s within %ld ms; dropping the connection", what, answer_ms);
                 note_error("no answer in time");
                 drop_conn();
                 *late = 1;
@@ -98,6 +96,28 @@ static PGresult *await_answer(int sent, const char *what, int *late)
             break;
     }
     return last;
+}
+
+/* await_answer within answer_ms for a statement of a request (what names it in the log). */
+static PGresult *answer(int sent, const char *what, int *late)
+{
+    PGresult *res = await_answer(sent, now_ms() + (double)answer_ms, late);
+    if (*late)
+        log_warn("postgres: no answer to %s within %ld ms; dropping the connection", what, answer_ms);
+    return res;
+}
+
+/* A new connection is up (by ensure_conn or db_ping_within): statements re-prepare on it, and its session is
+ * set. The server aborts a statement whose client is gone (a process killed, or one that gave up waiting) at
+ * the next check rather than run it to its end and commit it: a 503 then hides no commit. PostgreSQL 14 and
+ * later; an older server refuses the setting, which changes nothing else. 0 ok, -1 no answer by deadline (the
+ * connection is dropped). */
+static int conn_made(double deadline)
+{
+    int late;
+    conn_gen++;
+    PQclear(await_answer(PQsendQuery(conn, "SET client_connection_check_interval = 1000"), deadline, &late));
+    return late ? -1 : 0;
 }
 
 static int ensure_conn(void)
@@ -117,13 +137,11 @@ static int ensure_conn(void)
         drop_conn();
         return -1;
     }
-    conn_gen++;
-    /* The server aborts a statement whose client is gone (a process killed, or one that gave up waiting) at the
-     * next check rather than run it to its end and commit it: a 503 then hides no commit. PostgreSQL 14 and
-     * later; an older server refuses the setting, which changes nothing else. */
-    int late;
-    PQclear(await_answer(PQsendQuery(conn, "SET client_connection_check_interval = 1000"), "SET", &late));
-    return late ? -1 : 0;
+    if (conn_made(now_ms() + (double)answer_ms) != 0) {
+        log_warn("postgres: no answer within %ld ms on a new connection", answer_ms);
+        return -1;
+    }
+    return 0;
 }
 
 static int result_ok(const PGresult *res)
@@ -217,7 +235,7 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
         PGresult *res = NULL;
         int late = 0;
         if (st && st->prepared_gen != conn_gen) {
-            res = await_answer(PQsendPrepare(conn, st->name, st->sql, st->nparams, NULL), what, &late);
+            res = answer(PQsendPrepare(conn, st->name, st->sql, st->nparams, NULL), what, &late);
             if (result_ok(res)) {
                 st->prepared_gen = conn_gen;
                 PQclear(res);
@@ -225,9 +243,9 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
             }
         }
         if (!res && !late)
-            res = await_answer(st ? PQsendQueryPrepared(conn, st->name, st->nparams, params, NULL, NULL, 0)
-                                  : PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0),
-                               what, &late);
+            res = answer(st ? PQsendQueryPrepared(conn, st->name, st->nparams, params, NULL, NULL, 0)
+                            : PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0),
+                         what, &late);
         if (late) { /* the server may still run it: like a lost connection, but not tried again (it is stuck) */
             last_unavailable = 1;
             return NULL;
@@ -296,7 +314,7 @@ void db_rollback(void)
         return;
     }
     int late;
-    PQclear(await_answer(PQsendQuery(conn, "ROLLBACK"), "ROLLBACK", &late));
+    PQclear(answer(PQsendQuery(conn, "ROLLBACK"), "ROLLBACK", &late));
     in_tx = 0;
 }
 
@@ -337,7 +355,6 @@ const char *db_last_error(void)
 int db_ping_within(long timeout_ms)
 {
     double deadline = now_ms() + (double)timeout_ms;
-    int rc = -1;
     if (in_tx)
         return -1;  /* never disturb an open transaction */
     drop_if_dead(); /* closed by a restart since this process last used it: reconnect, PostgreSQL is not down */
@@ -358,26 +375,16 @@ int db_ping_within(long timeout_ms)
             }
             st = PQconnectPoll(conn);
         }
-        conn_gen++;
-    }
-    if (!PQsendQuery(conn, "SELECT 1"))
-        goto out;
-    while (PQisBusy(conn)) {
-        if (wait_socket(POLLIN, deadline) != 0) {
-            note_error("no answer in time");
+        if (conn_made(deadline) != 0)
             goto out_noted;
-        }
-        if (!PQconsumeInput(conn))
-            goto out;
     }
-    rc = 0;
-    PGresult *res;
-    while ((res = PQgetResult(conn))) {
-        if (!result_ok(res))
-            rc = -1;
-        PQclear(res);
-    }
-    if (rc == 0)
+    int late;
+    PGresult *res = await_answer(PQsendQuery(conn, "SELECT 1"), deadline, &late);
+    if (late)
+        goto out_noted;
+    int ok = result_ok(res);
+    PQclear(res);
+    if (ok)
         return 0;
 out:
     note_error(conn ? PQerrorMessage(conn) : "out of memory");
