@@ -134,6 +134,7 @@ static const char *status_text(int status)
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -689,6 +690,21 @@ static void served_log(const http_req_t *req, const served_t *sv)
     log_set_context(NULL, 0);
 }
 
+/* A body sent with a Content-Encoding other than identity (gzip, br, ...): none of the web servers decodes one,
+ * so the app would read compressed bytes as JSON and answer "not valid UTF-8"; RFC 9110 says 415. */
+static int encoded_body(http_req_t *req)
+{
+    const char *ce = http_header(req, "Content-Encoding");
+    if (!ce)
+        return 0;
+    while (*ce == ' ' || *ce == '\t')
+        ce++;
+    size_t n = strlen(ce);
+    while (n && (ce[n - 1] == ' ' || ce[n - 1] == '\t'))
+        n--;
+    return n && !(n == 8 && strncasecmp(ce, "identity", 8) == 0);
+}
+
 static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, buf_t *body, buf_t *wire, served_t *sv)
 {
     double t0 = now_ms();
@@ -714,6 +730,10 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
         route = route_label(routes, nroutes, req->path, req->pool);
     } else if (rb < 0) {
         http_error(req, 400, "invalid_json", "The request body could not be read.");
+        route = route_label(routes, nroutes, req->path, req->pool);
+    } else if (body->len && encoded_body(req)) {
+        http_error(req, 415, "unsupported_media_type",
+                   "Compressed request bodies are not accepted (Content-Encoding): send the body as plain JSON.");
         route = route_label(routes, nroutes, req->path, req->pool);
     } else {
         /* HEAD is served by the GET route; write_response leaves the body out. */

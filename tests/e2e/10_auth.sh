@@ -107,6 +107,16 @@ for raw in '\n' '\t' '\x01'; do
     check_eq "$STATUS/$(jget .error.code)" "400/invalid_json" "a raw $raw inside a string (an ignored member) is invalid_json"
     check_eq "$(psql_q "SELECT count(*) FROM users WHERE mobile = '$m'")" 0 "... and nothing is stored"
 done
+# A compressed body (Content-Encoding: gzip) is 415, not "not valid UTF-8": no server here decodes one.
+m=$(rand_mobile)
+gz=$(mktemp)
+printf '{"mobile":"%s"}' "$m" | gzip -c >"$gz"
+req POST /auth/signup - --data-binary @"$gz" -H 'Content-Encoding: gzip'
+rm -f "$gz"
+check_eq "$STATUS/$(jget .error.code)" "415/unsupported_media_type" "a gzip body is 415 unsupported_media_type"
+check_eq "$(psql_q "SELECT count(*) FROM users WHERE mobile = '$m'")" 0 "... and nothing is stored"
+req POST /auth/signup "{\"mobile\":\"$m\"}" -H 'Content-Encoding: identity'
+check_status 201 "Content-Encoding: identity is a plain body"
 req POST /auth/signup - --data-binary "$(printf '{\n\t"mobile": "%s",\r\n "name": "ab", "extra": "a\\nb"}\n' "$(rand_mobile)")"
 check_eq "$STATUS/$(jget .name)" "201/ab" "line breaks between tokens and an escaped one (\\n) in a string are fine"
 req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":\"\\\\ud800 \ud83d\ude00\"}"
