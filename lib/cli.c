@@ -112,12 +112,16 @@ static int check_provider(FILE *out)
 
 int cli_check(const char *prog, FILE *out)
 {
-    char err[256];
+    char err[CONFIG_ERR_MAX];
     int problems = 0;
     fprintf(out, "%s --check (gemini-backend %s)\n", prog, cli_version());
-    if (config_load(err, sizeof err) != 0) {
-        finding(out, "FAIL", "configuration: %s", err);
-        fprintf(out, "%s: 1 problem found\n", prog);
+    if (config_load(err, sizeof err) != 0) { /* every problem of the settings, then no connection is tried */
+        for (const char *line = err; *line; problems++) {
+            size_t n = strcspn(line, "\n");
+            finding(out, "FAIL", "configuration: %.*s", (int)n, line);
+            line += n + (line[n] == '\n');
+        }
+        fprintf(out, "%s: %d problem%s found\n", prog, problems, problems == 1 ? "" : "s");
         return 1;
     }
     /* the findings below say what failed; the libraries' own warnings would only repeat it */

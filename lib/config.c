@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -113,11 +114,34 @@ static int read_line(FILE *f, char *line, size_t cap)
     return c == EOF && n == 0 ? 0 : 1;
 }
 
-static int file_load(const char *path, char *err, size_t errlen)
+/* What config_load found wrong: every problem, one per line, so that a new install learns them all in one run. */
+typedef struct {
+    char *buf;
+    size_t cap, used;
+    int n;
+} problems_t;
+
+static void problem(problems_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(problems_t *p, const char *fmt, ...)
+{
+    p->n++;
+    if (!p->cap || p->used + 1 >= p->cap)
+        return;
+    if (p->used)
+        p->buf[p->used++] = '\n';
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = p->cap - p->used;
+    int w = vsnprintf(p->buf + p->used, room, fmt, ap);
+    va_end(ap);
+    p->used += w < 0 ? 0 : (size_t)w < room ? (size_t)w : room - 1; /* a cut message keeps its start */
+}
+
+static int file_load(const char *path, problems_t *err)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err, errlen, "ENV_FILE: cannot open %s: %s", path, strerror(errno));
+        problem(err, "ENV_FILE: cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     char *line = xmalloc(ENV_FILE_LINE_MAX);
@@ -125,8 +149,7 @@ static int file_load(const char *path, char *err, size_t errlen)
     while ((got = read_line(f, line, ENV_FILE_LINE_MAX)) != 0) {
         lineno++;
         if (got < 0) {
-            snprintf(err, errlen, "ENV_FILE %s line %d: %s", path, lineno,
-                     got == -1 ? "longer than 65535 bytes" : "a NUL byte");
+            problem(err, "ENV_FILE %s line %d: %s", path, lineno, got == -1 ? "longer than 65535 bytes" : "a NUL byte");
             rc = -1;
             break;
         }
@@ -142,7 +165,7 @@ static int file_load(const char *path, char *err, size_t errlen)
             s += 7;
         char *eq = strchr(s, '=');
         if (!eq || eq == s) {
-            snprintf(err, errlen, "ENV_FILE %s line %d: expected NAME=value", path, lineno);
+            problem(err, "ENV_FILE %s line %d: expected NAME=value", path, lineno);
             rc = -1;
             break;
         }
@@ -175,7 +198,7 @@ static const char *lookup(const char *name)
     return NULL;
 }
 
-static int set_one(const setting_t *s, char *err, size_t errlen)
+static int set_one(const setting_t *s, problems_t *err)
 {
     const char *v = lookup(s->name);
     if (!v)
@@ -186,7 +209,7 @@ static int set_one(const setting_t *s, char *err, size_t errlen)
     case C_LONG: {
         long long n;
         if (parse_ll(v, s->min, s->max, &n) != 0) {
-            snprintf(err, errlen, "%s must be an integer from %ld to %ld", s->name, s->min, s->max);
+            problem(err, "%s must be an integer from %ld to %ld", s->name, s->min, s->max);
             return -1;
         }
         *(long *)(base + s->off) = (long)n;
@@ -200,7 +223,7 @@ static int set_one(const setting_t *s, char *err, size_t errlen)
         else if (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0)
             *(int *)(base + s->off) = 0;
         else {
-            snprintf(err, errlen, "%s must be 1 or 0", s->name);
+            problem(err, "%s must be 1 or 0", s->name);
             return -1;
         }
         return 0;
@@ -299,8 +322,7 @@ static const char dev_metrics_dir[] = PROD_METRICS_DIR;
 
 /* A setting production cannot do without: 0 when set (or filled in with dev_default in development), else -1
  * with a message naming it. */
-static int require(const char **field, const char *name, const char *dev_default, const char *hint, char *err,
-                   size_t errlen)
+static int require(const char **field, const char *name, const char *dev_default, const char *hint, problems_t *err)
 {
     if (*field)
         return 0;
@@ -308,70 +330,59 @@ static int require(const char **field, const char *name, const char *dev_default
         *field = dev_default;
         return 0;
     }
-    snprintf(err, errlen, "%s is required%s (%s)", name,
-             g_config.development ? "" : " in production (APP_ENV=production)", hint);
+    problem(err, "%s is required%s (%s)", name, g_config.development ? "" : " in production (APP_ENV=production)",
+            hint);
     return -1;
 }
 
 int config_load(char *err, size_t errlen)
 {
     static char public_url[128];
+    problems_t e = {err, errlen, 0, 0};
+    if (errlen)
+        err[0] = '\0';
     file_clear();
     memset(&g_config, 0, sizeof g_config);
     const char *envfile = getenv("ENV_FILE");
-    if (envfile && *envfile && file_load(envfile, err, errlen) != 0)
-        return -1;
+    if (envfile && *envfile && file_load(envfile, &e) != 0)
+        return -1; /* what the file would have set is unknown: the rest would only mislead */
 
     const char *app_env = lookup("APP_ENV");
     if (!app_env || strcmp(app_env, "production") == 0)
         g_config.development = 0;
     else if (strcmp(app_env, "development") == 0)
         g_config.development = 1;
-    else {
-        snprintf(err, errlen, "APP_ENV must be production or development");
-        return -1;
-    }
+    else
+        problem(&e, "APP_ENV must be production or development"); /* the rest is checked as production */
     const char *lvl = lookup("LOG_LEVEL");
     g_config.log_level = lvl ? log_level_parse(lvl) : LOG_INFO;
-    if (g_config.log_level < 0) {
-        snprintf(err, errlen, "LOG_LEVEL must be debug, info, warn or error");
-        return -1;
-    }
+    if (g_config.log_level < 0)
+        problem(&e, "LOG_LEVEL must be debug, info, warn or error");
     const char *fmt = lookup("LOG_FORMAT"), *target = lookup("LOG_TARGET");
     g_config.log_format = fmt ? log_format_parse(fmt) : LOG_FORMAT_TEXT;
     g_config.log_target = target ? log_target_parse(target) : LOG_TARGET_STDERR;
-    if (g_config.log_format < 0 || g_config.log_target < 0) {
-        snprintf(err, errlen,
-                 g_config.log_format < 0 ? "LOG_FORMAT must be text or json" : "LOG_TARGET must be stderr or syslog");
-        return -1;
-    }
+    if (g_config.log_format < 0)
+        problem(&e, "LOG_FORMAT must be text or json");
+    if (g_config.log_target < 0)
+        problem(&e, "LOG_TARGET must be stderr or syslog");
 
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
-        if (set_one(&settings[i], err, errlen) != 0)
-            return -1;
+        set_one(&settings[i], &e);
 
-    if (require(&g_config.database_url, "DATABASE_URL", dev_database_url,
-                "a libpq connection string, e.g. postgresql://gemini@db.example/gemini", err, errlen) != 0 ||
-        require(&g_config.redis_url, "REDIS_URL", dev_redis_url,
-                "redis://[:password@]host:port/db or unix://[:password@]/path/to/redis.sock", err, errlen) != 0)
-        return -1;
+    require(&g_config.database_url, "DATABASE_URL", dev_database_url,
+            "a libpq connection string, e.g. postgresql://gemini@db.example/gemini", &e);
+    require(&g_config.redis_url, "REDIS_URL", dev_redis_url,
+            "redis://[:password@]host:port/db or unix://[:password@]/path/to/redis.sock", &e);
     if (g_config.otp_in_response < 0) /* SMS is mocked: the code in the body is a development convenience */
         g_config.otp_in_response = g_config.development;
 
-    if (!g_config.jwt_secret) {
-        if (!g_config.development) {
-            snprintf(err, errlen,
-                     "JWT_SECRET is required (at least 32 bytes of random data; "
-                     "generate one with: openssl rand -hex 32)");
-            return -1;
-        }
+    if (!g_config.jwt_secret && g_config.development)
         g_config.jwt_secret = dev_secret;
-    }
-    g_config.jwt_secret_len = strlen(g_config.jwt_secret);
-    if (g_config.jwt_secret_len < 32 && !g_config.development) {
-        snprintf(err, errlen, "JWT_SECRET is too weak: it must be at least 32 bytes (openssl rand -hex 32)");
-        return -1;
-    }
+    if (!g_config.jwt_secret)
+        problem(&e,
+                "JWT_SECRET is required (at least 32 bytes of random data; generate one with: openssl rand -hex 32)");
+    else if ((g_config.jwt_secret_len = strlen(g_config.jwt_secret)) < 32 && !g_config.development)
+        problem(&e, "JWT_SECRET is too weak: it must be at least 32 bytes (openssl rand -hex 32)");
 
     if (!g_config.metrics_dir)
         g_config.metrics_dir = g_config.development ? dev_metrics_dir : PROD_METRICS_DIR;
@@ -388,55 +399,40 @@ int config_load(char *err, size_t errlen)
                 {"GEMINI_API_BASE", &g_config.gemini_api_base},
                 {"OPENAI_API_BASE", &g_config.openai_api_base}};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++)
-        if (*urls[i].value && !base_url_valid(*urls[i].value)) {
-            snprintf(err, errlen, "%s must be an http:// or https:// URL like https://api.example.com (no query)",
-                     urls[i].name);
-            return -1;
-        }
-    if (g_config.metrics_allow_from && !addresses_valid(g_config.metrics_allow_from)) {
-        snprintf(err, errlen,
-                 "METRICS_ALLOW_FROM must be a comma-separated list of IP addresses as the web server passes them "
-                 "(e.g. 127.0.0.1,::1), or any");
-        return -1;
-    }
-    if (g_config.cors_allowed_origins && !origins_valid(g_config.cors_allowed_origins)) {
-        snprintf(err, errlen,
-                 "CORS_ALLOWED_ORIGINS must be a comma-separated list of origins like https://app.example.com "
-                 "(scheme, host, optional port; no path or trailing slash)");
-        return -1;
-    }
+        if (*urls[i].value && !base_url_valid(*urls[i].value))
+            problem(&e, "%s must be an http:// or https:// URL like https://api.example.com (no query)", urls[i].name);
+    if (g_config.metrics_allow_from && !addresses_valid(g_config.metrics_allow_from))
+        problem(&e, "METRICS_ALLOW_FROM must be a comma-separated list of IP addresses as the web server passes them "
+                    "(e.g. 127.0.0.1,::1), or any");
+    if (g_config.cors_allowed_origins && !origins_valid(g_config.cors_allowed_origins))
+        problem(&e, "CORS_ALLOWED_ORIGINS must be a comma-separated list of origins like https://app.example.com "
+                    "(scheme, host, optional port; no path or trailing slash)");
     if (!g_config.ai_provider) {
-        if (!g_config.gemini_api_key && !g_config.openai_api_key && !g_config.development) {
+        if (!g_config.gemini_api_key && !g_config.openai_api_key && !g_config.development)
             /* never answer users with the stand-in by accident */
-            snprintf(err, errlen,
-                     "AI_PROVIDER is not set and neither GEMINI_API_KEY nor OPENAI_API_KEY is: set a key, or "
-                     "AI_PROVIDER=offline for the labelled local stand-in");
-            return -1;
-        }
+            problem(&e, "AI_PROVIDER is not set and neither GEMINI_API_KEY nor OPENAI_API_KEY is: set a key, or "
+                        "AI_PROVIDER=offline for the labelled local stand-in");
         g_config.ai_provider = g_config.gemini_api_key ? "gemini" : g_config.openai_api_key ? "openai" : "offline";
-    }
-    if (strcmp(g_config.ai_provider, "gemini") != 0 && strcmp(g_config.ai_provider, "openai") != 0 &&
-        strcmp(g_config.ai_provider, "offline") != 0) {
-        snprintf(err, errlen, "AI_PROVIDER must be gemini, openai or offline");
-        return -1;
-    }
-    if (strcmp(g_config.ai_provider, "gemini") == 0 && !g_config.gemini_api_key) {
-        snprintf(err, errlen, "AI_PROVIDER=gemini needs GEMINI_API_KEY");
-        return -1;
-    }
-    if (strcmp(g_config.ai_provider, "openai") == 0 && !g_config.openai_api_key && !g_config.openai_model) {
+    } else if (strcmp(g_config.ai_provider, "gemini") != 0 && strcmp(g_config.ai_provider, "openai") != 0 &&
+               strcmp(g_config.ai_provider, "offline") != 0)
+        problem(&e, "AI_PROVIDER must be gemini, openai or offline");
+    if (strcmp(g_config.ai_provider, "gemini") == 0 && !g_config.gemini_api_key)
+        problem(&e, "AI_PROVIDER=gemini needs GEMINI_API_KEY");
+    if (strcmp(g_config.ai_provider, "openai") == 0 && !g_config.openai_api_key && !g_config.openai_model)
         /* local servers (Ollama, llama.cpp) need no key, but then say which model to use */
-        snprintf(err, errlen, "AI_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_MODEL");
-        return -1;
-    }
-    return 0;
+        problem(&e, "AI_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_MODEL");
+    return e.n ? -1 : 0;
 }
 
 void config_load_or_die(const char *prog)
 {
-    char err[256];
+    char err[CONFIG_ERR_MAX];
     if (config_load(err, sizeof err) != 0) {
-        fprintf(stderr, "%s: configuration error: %s\n", prog, err);
+        for (const char *line = err; *line;) {
+            size_t n = strcspn(line, "\n");
+            fprintf(stderr, "%s: configuration error: %.*s\n", prog, (int)n, line);
+            line += n + (line[n] == '\n');
+        }
         exit(2);
     }
     log_setup(prog, g_config.log_level, g_config.log_format, g_config.log_target);

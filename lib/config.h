@@ -57,8 +57,12 @@ typedef struct config {
 /* The process-wide configuration, valid after config_load succeeded. */
 extern config_t g_config;
 
-/* Load g_config. 0 ok; -1 with a message naming the variable in err. Safe to call again (tests). */
+/* Load g_config. 0 ok; -1 with every problem found in err, one line each ("\n" between them), each naming its
+ * variable. Safe to call again (tests). */
 int config_load(char *err, size_t errlen);
+
+/* A buffer for config_load's err that holds all its lines. */
+#define CONFIG_ERR_MAX 2048
 
 /* Start-up helper for programs: config_load, log_init(prog); on failure prints the message and exits 2. */
 void config_load_or_die(const char *prog);

@@ -70,6 +70,16 @@ check_fails "an unreachable REDIS_URL" 'FAIL  Redis (REDIS_URL)' REDIS_URL=unix:
 check_fails "a bad REDIS_URL" 'REDIS_URL is not a' REDIS_URL=http://example
 check_fails "a missing secret" 'JWT_SECRET is required' -u JWT_SECRET
 check_fails "a bad number" 'BASIC_DAILY_LIMIT must be an integer' BASIC_DAILY_LIMIT=lots
+# several mistakes: one run names them all, a FAIL line each, and counts them
+rc=0
+out=$(env -u JWT_SECRET BASIC_DAILY_LIMIT=lots LOG_LEVEL=loud timeout 20 "$bin" --check </dev/null 2>&1) || rc=$?
+check_eq "$rc/$(grep -c '^  FAIL  configuration: ' <<<"$out")" "1/3" "--check: three mistakes are three FAIL lines"
+check "--check: ... naming each" grep -q 'LOG_LEVEL must.*BASIC_DAILY_LIMIT must.*JWT_SECRET is required' \
+    <<<"$(tr '\n' ' ' <<<"$out")"
+check "--check: ... and counting them" grep -q '3 problems found' <<<"$out"
+rc=0
+out=$(env -u JWT_SECRET BASIC_DAILY_LIMIT=lots timeout 20 "$bin" </dev/null 2>&1) || rc=$?
+check_eq "$rc/$(grep -c '^auth: configuration error: ' <<<"$out")" "2/2" "a program started with two mistakes names both, exit 2"
 # the settings file holds the secrets: open to every account is a finding, shut (0640) passes
 envf=$(mktemp)
 echo '# settings' >"$envf"

@@ -153,6 +153,30 @@ static void test_secret_policy(void **state)
     assert_non_null(strstr(err, "APP_ENV"));
 }
 
+/* A new install learns every problem in one run: each on a line of its own, naming its variable; a small
+ * buffer keeps what fits, ended. */
+static void test_every_problem(void **state)
+{
+    (void)state;
+    char err[CONFIG_ERR_MAX];
+    setenv("BASIC_DAILY_LIMIT", "many", 1);
+    setenv("CORS_ALLOWED_ORIGINS", "https://app.example.com/", 1);
+    assert_int_equal(config_load(err, sizeof err), -1); /* production, nothing set */
+    const char *want[] = {"BASIC_DAILY_LIMIT", "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "CORS_ALLOWED_ORIGINS",
+                          "AI_PROVIDER is not set"};
+    int lines = 1;
+    for (const char *c = err; *c; c++)
+        lines += *c == '\n';
+    assert_int_equal(lines, 6);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        assert_non_null(strstr(err, want[i]));
+    char small[24];
+    memset(small, 'x', sizeof small);
+    assert_int_equal(config_load(small, sizeof small), -1);
+    assert_int_equal(strlen(small), sizeof small - 1);
+    assert_int_equal(strncmp(small, "BASIC_DAILY_LIMIT must", 22), 0);
+}
+
 static void test_bounds(void **state)
 {
     (void)state;
@@ -325,6 +349,7 @@ int main(void)
         cmocka_unit_test_setup(test_cors_origins, clean),
         cmocka_unit_test_setup(test_urls_and_addresses, clean),
         cmocka_unit_test_setup(test_abuse_limits, clean),
+        cmocka_unit_test_setup(test_every_problem, clean),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
