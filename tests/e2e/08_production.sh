@@ -129,6 +129,13 @@ check "step 3 writes DATABASE_URL" grep -qx "DATABASE_URL='postgresql:///gemini?
 check "step 3 writes REDIS_URL with step 2's password" \
     grep -qx "REDIS_URL=redis://:$(sed -n 's/^requirepass //p' "$T/redis.conf")@127.0.0.1:6379/0" "$env_file"
 check "step 3 sets AI_PROVIDER=offline" grep -qx 'AI_PROVIDER=offline' "$env_file"
+# Steps 2 and 3 run again (an upgrade, a retry after a typo) keep the one Redis password the settings hold.
+redis_url=$(grep '^REDIS_URL=' "$env_file")
+rc=0
+run_block dbset2 '# 2. database and Redis' "$(block '# 3. settings (run in the same shell as step 2, which set REDIS_PASSWORD)' | rewrite)" || rc=$?
+check_eq "$rc" 0 "steps 2 and 3 run again ($(tail -n 2 "$T/dbset2.out" | tr '\n' ' ' | cut -c1-200))"
+check_eq "$(grep -c '^requirepass ' "$T/redis.conf")/$(grep '^REDIS_URL=' "$env_file")" "1/$redis_url" \
+    "... and keep the one Redis password, the one REDIS_URL holds"
 # The test stack's servers in place of the local ones.
 grep -v -e '^DATABASE_URL=' -e '^REDIS_URL=' "$env_file" >"$T/env.new"
 printf "DATABASE_URL='%s'\nREDIS_URL=%s\n" "$DATABASE_URL" "$REDIS_URL" >>"$T/env.new"
