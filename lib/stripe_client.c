@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -169,6 +170,7 @@ const char *stripe_failure_sentence(int failure)
     switch (failure) {
     case STRIPE_FAIL_NONE: return "Stripe answered.";
     case STRIPE_FAIL_REFUSED: return "Stripe refused the request.";
+    case STRIPE_FAIL_BUSY: return "Stripe is failing or busy; try again shortly.";
     case STRIPE_FAIL_UNREACHABLE: return "Stripe is unreachable.";
     case STRIPE_FAIL_TIMEOUT: return "Stripe timed out.";
     default: return "Stripe answered unexpectedly.";
@@ -177,6 +179,15 @@ const char *stripe_failure_sentence(int failure)
 
 /* Retrying with less time than this left is not worth it: the last failure stands. */
 #define STRIPE_RETRY_MIN_MS 250
+/* The pause before retrying a 429 or 409: Stripe asks for a slower pace, or the key's first use still runs. */
+#define STRIPE_RETRY_PAUSE_MS 500
+
+/* A status worth one more try with the same Idempotency-Key: Stripe's own failure, its rate limit, or a
+ * conflict that passes (a concurrent request with the same key, a lock timeout). */
+static int stripe_status_transient(long status)
+{
+    return (status >= 500 && status < 600) || status == 429 || status == 409;
+}
 
 int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out,
                                    stripe_call_result_t *result)
@@ -228,6 +239,15 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
     for (int attempt = 0; attempt < 2; attempt++) {
         CURLcode cc;
         long left = (long)(deadline - now_ms());
+        if (attempt > 0 && (status == 429 || status == 409)) {
+            long pause =
+                left - STRIPE_RETRY_MIN_MS < STRIPE_RETRY_PAUSE_MS ? left - STRIPE_RETRY_MIN_MS : STRIPE_RETRY_PAUSE_MS;
+            if (pause > 0) {
+                struct timespec ts = {pause / 1000, (pause % 1000) * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+            left = (long)(deadline - now_ms());
+        }
         if (attempt > 0 && left < STRIPE_RETRY_MIN_MS)
             break; /* the first attempt's failure stands */
         if (left < 1)
@@ -285,8 +305,10 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
             goto out;
         }
         stripe_error_message(resp.b.data, resp.b.len, status, req->secret_key, result->detail, sizeof result->detail);
-        result->failure = status >= 400 && status < 600 ? STRIPE_FAIL_REFUSED : STRIPE_FAIL_UNEXPECTED;
-        if (status < 500 || status >= 600)
+        result->failure = stripe_status_transient(status) ? STRIPE_FAIL_BUSY
+                          : status >= 400 && status < 500 ? STRIPE_FAIL_REFUSED
+                                                          : STRIPE_FAIL_UNEXPECTED;
+        if (!stripe_status_transient(status))
             goto out;
     }
 out:

@@ -43,7 +43,8 @@ typedef struct stripe_checkout_session {
 /* Why a call to Stripe failed, in the classes our client is told about. */
 enum stripe_failure {
     STRIPE_FAIL_NONE = 0,
-    STRIPE_FAIL_REFUSED,     /* Stripe answered with an error status (4xx, 5xx) */
+    STRIPE_FAIL_REFUSED,     /* Stripe refused the request: a 4xx other than 409 and 429 */
+    STRIPE_FAIL_BUSY,        /* Stripe failed or asked us to slow down: a 5xx, 429 or 409, retried once */
     STRIPE_FAIL_UNREACHABLE, /* no answer: connection refused, name not resolved, TLS, reset (or not configured) */
     STRIPE_FAIL_TIMEOUT,     /* no answer before the deadline */
     STRIPE_FAIL_UNEXPECTED,  /* an answer we cannot use: a 2xx without id/url, another status, too large */
@@ -66,8 +67,10 @@ void stripe_checkout_form(const stripe_checkout_req_t *req, buf_t *out);
 
 /* POST {api_base}/v1/checkout/sessions. 0 ok with out filled; -1 on failure, with result->failure (the
  * caller answers 502 upstream_error with stripe_failure_sentence) and result->detail (for the log).
- * result is always filled. A 5xx or a failed connection is retried once with the same Idempotency-Key,
- * within what is left of the one req->timeout_ms budget (not at all with less than 250 ms left). */
+ * result is always filled. A 5xx, a failed connection, a 429 (rate limited) or a 409 (the same Idempotency-Key
+ * in use by a concurrent request, a lock timeout) is retried once with the same Idempotency-Key, a 429 or 409
+ * after a pause of 0.5 s, within what is left of the one req->timeout_ms budget (not at all with less than
+ * 250 ms left). */
 int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out,
                                    stripe_call_result_t *result);
 

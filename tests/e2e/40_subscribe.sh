@@ -163,11 +163,22 @@ fake_control '{"fail_next":{"status":500,"count":2}}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 502 "Stripe answering 500 (twice, retry included) gives 502"
 check_eq "$(jget .error.code)" upstream_error "the error code is upstream_error"
-check_eq "$(jget .error.message)" "Could not start a checkout: Stripe refused the request." \
-    "a 5xx (after the retry) is told as: Stripe refused the request"
+check_eq "$(jget .error.message)" "Could not start a checkout: Stripe is failing or busy; try again shortly." \
+    "a 5xx (after the retry) is told as: Stripe is failing or busy"
 fake_control '{"fail_next":{"status":503,"count":1}}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 200 "one Stripe 503 is retried with the same Idempotency-Key and succeeds"
+# Stripe's rate limit (429) and a concurrent use of the same key (409) pass: retried once, after a pause
+fake_control '{"fail_next":{"status":429,"count":1,"error":{"type":"rate_limit_error","message":"Too many requests"}}}'
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
+check_status 200 "one Stripe 429 is retried and succeeds"
+fake_control '{"fail_next":{"status":409,"count":1,"error":{"type":"idempotency_error","message":"in use"}}}'
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
+check_status 200 "one Stripe 409 is retried and succeeds"
+fake_control '{"fail_next":{"status":429,"count":2,"error":{"type":"rate_limit_error","message":"Too many requests"}}}'
+auth_req "$A_TOKEN" POST /subscribe/pro "{}"
+check_eq "$STATUS/$(jget .error.message)" "502/Could not start a checkout: Stripe is failing or busy; try again shortly." \
+    "two Stripe 429s give 502: Stripe is failing or busy"
 fake_control '{"prices":["price_other"]}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 502 "Stripe refusing the price (400 resource_missing) gives 502"

@@ -168,7 +168,8 @@ static void test_error_message(void **state)
 static void test_failure_sentences(void **state)
 {
     (void)state;
-    int classes[] = {STRIPE_FAIL_REFUSED, STRIPE_FAIL_UNREACHABLE, STRIPE_FAIL_TIMEOUT, STRIPE_FAIL_UNEXPECTED, 99};
+    int classes[] = {STRIPE_FAIL_REFUSED, STRIPE_FAIL_BUSY,       STRIPE_FAIL_UNREACHABLE,
+                     STRIPE_FAIL_TIMEOUT, STRIPE_FAIL_UNEXPECTED, 99};
     for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
         const char *m = stripe_failure_sentence(classes[i]);
         assert_non_null(m);
@@ -332,6 +333,22 @@ static void test_client_classes(void **state)
     assert_null(strstr(stripe_failure_sentence(r.failure), "price"));
     reap(pid);
 
+    /* Stripe's rate limit (429) and a concurrent use of the key (409): retried once after a pause */
+    canned_t limited[] = {{0, 429, "{\"error\":{\"type\":\"rate_limit_error\"}}"}, {0, 200, SESSION_OK}};
+    pid = serve(limited, 2, &port);
+    assert_int_equal(call(port, 5000, &s, &r, &ms), 0);
+    assert_int_equal(r.attempts, 2);
+    assert_true(ms >= 450);
+    reap(pid);
+    canned_t conflict[] = {{0, 409, "{\"error\":{\"type\":\"idempotency_error\"}}"},
+                           {0, 409, "{\"error\":{\"type\":\"idempotency_error\"}}"}};
+    pid = serve(conflict, 2, &port);
+    assert_int_equal(call(port, 5000, &s, &r, &ms), -1);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.failure, STRIPE_FAIL_BUSY);
+    assert_int_equal(r.http_status, 409);
+    reap(pid);
+
     /* a 2xx we cannot use */
     canned_t odd[] = {{0, 200, "<html>hello</html>"}};
     pid = serve(odd, 1, &port);
@@ -373,7 +390,7 @@ static void test_client_overall_deadline(void **state)
     pid = serve(late500, 1, &port);
     assert_int_equal(call(port, 1000, &s, &r, &ms), -1);
     assert_int_equal(r.attempts, 1);
-    assert_int_equal(r.failure, STRIPE_FAIL_REFUSED);
+    assert_int_equal(r.failure, STRIPE_FAIL_BUSY);
     assert_int_equal(r.http_status, 500);
     reap(pid);
     stripe_cleanup();
