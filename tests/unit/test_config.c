@@ -162,8 +162,8 @@ static void test_every_problem(void **state)
     setenv("BASIC_DAILY_LIMIT", "many", 1);
     setenv("CORS_ALLOWED_ORIGINS", "https://app.example.com/", 1);
     assert_int_equal(config_load(err, sizeof err), -1); /* production, nothing set */
-    const char *want[] = {"BASIC_DAILY_LIMIT", "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "CORS_ALLOWED_ORIGINS",
-                          "AI_PROVIDER is not set"};
+    const char *want[] = {"BASIC_DAILY_LIMIT", "DATABASE_URL",         "REDIS_URL",
+                          "JWT_SECRET",        "CORS_ALLOWED_ORIGINS", "AI_PROVIDER is not set"};
     int lines = 1;
     for (const char *c = err; *c; c++)
         lines += *c == '\n';
