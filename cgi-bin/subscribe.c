@@ -30,14 +30,15 @@ static void h_subscribe_pro(http_req_t *req)
     stripe_call_result_t call;
     char missing[128], msg[256];
 
-    if (auth_require(req) != 0 || http_json_body_optional(req) != 0)
+    const char *idem;
+    if (auth_require(req) != 0 || http_idem_key(req, &idem) != 0 || http_json_body_optional(req) != 0)
         return;
     if (billing_stripe_missing(missing, sizeof missing) != 0) {
         snprintf(msg, sizeof msg, "Subscriptions are not available: the server is missing %s.", missing);
         http_error(req, 503, "unavailable", msg);
         return;
     }
-    switch (billing_checkout(req->user_id, http_header(req, "Idempotency-Key"), &session, &call)) {
+    switch (billing_checkout(req->user_id, idem, &session, &call)) {
     case 0: break;
     case BILLING_NOT_FOUND: user_gone(req); return;
     case BILLING_ALREADY_PRO: http_error(req, 409, "conflict", "You already have a Pro subscription."); return;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nettle/sha2.h>
+
 #include "outbox.h"
 #include "config.h"
 #include "db.h"
@@ -42,27 +44,22 @@ int billing_stripe_missing(char *out, size_t outlen)
 /* ---------------------------------------------------------------------------------------------------- */
 /* checkout (billing_checkout itself, which calls Stripe, is in billing_checkout.c) */
 
-int billing_idem_key_valid(const char *s)
-{
-    size_t n = 0;
-    if (!s)
-        return 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (n >= BILLING_IDEM_KEY_MAX || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                                           c == '.' || c == '_' || c == ':' || c == '-'))
-            return 0;
-    }
-    return n > 0;
-}
-
 void billing_checkout_idem_key(long long user_id, const char *client_key, char *out, size_t outlen)
 {
     if (outlen == 0)
         return;
     out[0] = '\0';
-    if (billing_idem_key_valid(client_key))
-        snprintf(out, outlen, "gb-checkout-%lld-%s", user_id, client_key);
+    if (!client_key)
+        return;
+    /* hashed: a client key may be 255 bytes and hold any visible ASCII; Stripe's is at most 255 */
+    struct sha256_ctx ctx;
+    uint8_t md[SHA256_DIGEST_SIZE];
+    char hex[2 * SHA256_DIGEST_SIZE + 1];
+    sha256_init(&ctx);
+    sha256_update(&ctx, strlen(client_key), (const uint8_t *)client_key);
+    sha256_digest(&ctx, sizeof md, md);
+    hex_encode(md, sizeof md, hex);
+    snprintf(out, outlen, "gb-checkout-%lld-%s", user_id, hex);
 }
 
 int billing_session_id_valid(const char *s)

@@ -47,8 +47,6 @@
 #define BILLING_STRIPE_FAILED (-4)  /* the Stripe call failed: see the stripe_call_result_t */
 #define BILLING_NOT_CONFIGURED (-5) /* a Stripe setting is missing */
 
-#define BILLING_IDEM_KEY_MAX 100 /* a client Idempotency-Key we forward to Stripe: 1..100 of [A-Za-z0-9._:-] */
-
 /* ---- configuration ---- */
 
 /* Whether the Stripe settings subscriptions need (STRIPE_SECRET_KEY, STRIPE_PRICE_ID, STRIPE_WEBHOOK_SECRET
@@ -60,20 +58,17 @@ int billing_stripe_missing(char *out, size_t outlen);
 
 /* Start a Pro checkout for user_id: refuses a user who is pro already, then creates a subscription-mode Checkout
  * Session (stripe_create_checkout_session) with g_config's Stripe settings. client_key: the client's
- * Idempotency-Key header (NULL, or ignored unless billing_idem_key_valid), forwarded namespaced by user so a
- * retried POST gets the same session.
+ * Idempotency-Key header (NULL, or one http_idem_key took), forwarded namespaced by user so a retried POST gets
+ * the same session.
  * 0 with *session filled; BILLING_NOT_CONFIGURED, BILLING_NOT_FOUND, BILLING_ALREADY_PRO, BILLING_DB_FAILED,
  * or BILLING_STRIPE_FAILED with *call filled (call->detail is for the log only, stripe_failure_sentence for
  * the client). *call is always initialised. */
 int billing_checkout(long long user_id, const char *client_key, stripe_checkout_session_t *session,
                      stripe_call_result_t *call);
 
-/* 1 when key can be forwarded as part of Stripe's Idempotency-Key: 1..BILLING_IDEM_KEY_MAX bytes of
- * [A-Za-z0-9._:-]; else 0 (NULL included). */
-int billing_idem_key_valid(const char *key);
-
-/* The Idempotency-Key sent to Stripe for user_id's checkout: "gb-checkout-<uid>-<key>" when client_key is
- * valid, else "" (the client picks a random one). out holds at least 160 bytes. */
+/* The Idempotency-Key sent to Stripe for user_id's checkout: "gb-checkout-<uid>-<SHA-256 of client_key in
+ * hex>" (any key http_idem_key_valid takes fits Stripe's 255 bytes so), or "" when client_key is NULL (the
+ * client picks a random one). out holds at least 160 bytes. */
 void billing_checkout_idem_key(long long user_id, const char *client_key, char *out, size_t outlen);
 
 /* 1 when s looks like a Checkout Session id as Stripe makes them ("cs_" then [A-Za-z0-9_], at most 255

@@ -49,20 +49,6 @@ int chat_parse_before(const char *s, long long *out)
     return 0;
 }
 
-int chat_idem_key_valid(const char *key)
-{
-    size_t n = 0;
-
-    if (!key)
-        return 0;
-    for (; key[n]; n++) {
-        unsigned char c = (unsigned char)key[n];
-        if (c < 0x21 || c > 0x7e || n >= CHAT_IDEM_KEY_MAX)
-            return 0;
-    }
-    return n > 0;
-}
-
 long chat_seconds_to_midnight(time_t now)
 {
     long long t = (long long)now;
@@ -345,7 +331,7 @@ typedef struct {
  * malformed id is 404 before any key is looked at). 0 ok, -1 answered (404 / 400 / 413). */
 static int post_parse(http_req_t *req, long long room_id, post_t *p)
 {
-    const char *idem = http_header(req, "Idempotency-Key");
+    const char *idem;
     char *content = NULL;
     time_t now = time(NULL);
 
@@ -353,10 +339,8 @@ static int post_parse(http_req_t *req, long long room_id, post_t *p)
         not_found(req);
         return -1;
     }
-    if (idem && !chat_idem_key_valid(idem)) {
-        http_error(req, 400, "validation_error", "Idempotency-Key must be 1 to 255 visible ASCII characters.");
+    if (http_idem_key(req, &idem) != 0)
         return -1;
-    }
     p->body = http_json_body(req);
     if (!p->body)
         return -1;

@@ -19,7 +19,6 @@
 #define CHAT_ROOM_MESSAGES 50 /* messages embedded in GET /chatroom/{id} */
 #define CHAT_PAGE_DEFAULT 50
 #define CHAT_PAGE_MAX 100
-#define CHAT_IDEM_KEY_MAX 255
 /* The cached list: key names and lifetime are keys.h's; invalidation (tombstones) is outbox.h's. */
 #define CHAT_LIST_TTL KEYS_CHATROOMS_TTL        /* seconds the cached chatroom list lives */
 #define CHAT_CACHE_PREFIX KEYS_CHATROOMS_PREFIX /* + user id: the cached list (auth_require_cached reads it) */
@@ -63,8 +62,6 @@ int chat_message_load(long long user_id, long long room_id, long long message_id
 int chat_parse_limit(const char *s, long *out);
 /* Parse the ?before= value: NULL -> no bound (LLONG_MAX); else a positive message id. 0 ok, -1 invalid. */
 int chat_parse_before(const char *s, long long *out);
-/* Idempotency-Key: 1..CHAT_IDEM_KEY_MAX bytes, each visible ASCII (0x21..0x7e). 1 valid, 0 not. */
-int chat_idem_key_valid(const char *key);
 /* The fingerprint stored with an Idempotency-Key: SHA-256 over the room id in decimal, a NUL byte and the
  * trimmed content, as 64 lowercase hex digits (+ NUL) into out. A replay with another fingerprint is 409. */
 #define CHAT_FINGERPRINT_HEX 65

@@ -280,6 +280,29 @@ json_object *http_json_body(http_req_t *req)
     return obj;
 }
 
+int http_idem_key_valid(const char *key)
+{
+    size_t n = 0;
+    if (!key)
+        return 0;
+    for (; key[n]; n++) {
+        unsigned char c = (unsigned char)key[n];
+        if (c < 0x21 || c > 0x7e || n >= HTTP_IDEM_KEY_MAX)
+            return 0;
+    }
+    return n > 0;
+}
+
+int http_idem_key(http_req_t *req, const char **key)
+{
+    *key = http_header(req, "Idempotency-Key");
+    if (*key && !http_idem_key_valid(*key)) {
+        http_error(req, 400, "validation_error", "Idempotency-Key must be 1 to 255 visible ASCII characters.");
+        return -1;
+    }
+    return 0;
+}
+
 int http_json_body_optional(http_req_t *req)
 {
     if (req->body_len == 0)

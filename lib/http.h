@@ -87,6 +87,13 @@ json_object *http_json_body(http_req_t *req);
  * 400 as http_json_body does (API.md: a body that is not a JSON object is refused, nothing written). */
 int http_json_body_optional(http_req_t *req);
 
+/* An Idempotency-Key: 1..HTTP_IDEM_KEY_MAX bytes, each visible ASCII (0x21..0x7e). 1 valid, 0 not. */
+#define HTTP_IDEM_KEY_MAX 255
+int http_idem_key_valid(const char *key);
+/* The request's Idempotency-Key into *key (NULL when it sent none): 0 ok; -1 answered 400 validation_error
+ * (a key that is not valid). */
+int http_idem_key(http_req_t *req, const char **key);
+
 /* Route captured parameter {name} at index i as a positive id; 0 if it is not a positive integer. */
 long long http_param_id(http_req_t *req, int i);
 

@@ -157,6 +157,22 @@ auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
 first=$(jget .session_id)
 auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
 check_eq "$(jget .session_id)" "$first" "the same Idempotency-Key gives the same Checkout Session"
+# ... any key the message endpoint takes (1..255 visible ASCII) works here too; others are refused, not ignored
+key="r{\"}~$(rand_hex 6)$(printf 'k%.0s' {1..238})"
+auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
+first=$(jget .session_id)
+check_status 200 "a 255-byte key of any visible ASCII starts a checkout"
+check "... sent to Stripe within its 255 bytes" test "$(curl -s "$fake/__requests" | jq -r \
+    '[.[] | select(.path == "/v1/checkout/sessions")] | last | .headers["idempotency-key"] | length')" -le 255
+auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
+check_eq "$STATUS/$(jget .session_id)" "200/$first" "... and its retry gets the same session"
+n_before=$(curl -s "$fake/__requests" | jq '[.[] | select(.path == "/v1/checkout/sessions")] | length')
+for bad in 'has space' "$(printf 'k%.0s' {1..256})"; do
+    auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $bad"
+    check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "Idempotency-Key '${bad:0:12}' (${#bad} bytes) is 400"
+done
+check_eq "$(curl -s "$fake/__requests" | jq '[.[] | select(.path == "/v1/checkout/sessions")] | length')" "$n_before" \
+    "... and Stripe is not called"
 
 # Stripe failing: 502 upstream_error, never the key.
 fake_control '{"fail_next":{"status":500,"count":2}}'

@@ -60,29 +60,6 @@ static void test_before(void **state)
     }
 }
 
-static void test_idem_key(void **state)
-{
-    char k[CHAT_IDEM_KEY_MAX + 2];
-    (void)state;
-
-    assert_true(chat_idem_key_valid("a"));
-    assert_true(chat_idem_key_valid("3f1c2a9e-0b7d-4c3e-9a51-6b2f8f0e1d22"));
-    assert_true(chat_idem_key_valid("!~{}[]\"'"));
-    assert_false(chat_idem_key_valid(NULL));
-    assert_false(chat_idem_key_valid(""));
-    assert_false(chat_idem_key_valid("has space"));
-    assert_false(chat_idem_key_valid("tab\there"));
-    assert_false(chat_idem_key_valid("del\x7f"));
-    assert_false(chat_idem_key_valid("caf\xc3\xa9")); /* non-ASCII */
-
-    memset(k, 'x', CHAT_IDEM_KEY_MAX);
-    k[CHAT_IDEM_KEY_MAX] = '\0';
-    assert_true(chat_idem_key_valid(k)); /* exactly 255 */
-    k[CHAT_IDEM_KEY_MAX] = 'x';
-    k[CHAT_IDEM_KEY_MAX + 1] = '\0';
-    assert_false(chat_idem_key_valid(k)); /* 256 */
-}
-
 /* SHA-256 over "<room id>" NUL "<content>": the room and the content both tell requests apart, and the NUL
  * keeps room 5 + "1hello" apart from room 51 + "hello". */
 static void test_idem_fingerprint(void **state)
@@ -157,7 +134,6 @@ int main(void)
         cmocka_unit_test(test_limit_default_and_bounds),
         cmocka_unit_test(test_limit_invalid),
         cmocka_unit_test(test_before),
-        cmocka_unit_test(test_idem_key),
         cmocka_unit_test(test_idem_fingerprint),
         cmocka_unit_test(test_seconds_to_midnight),
         cmocka_unit_test(test_utc_day),

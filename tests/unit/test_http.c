@@ -223,13 +223,42 @@ static void test_query(void **state)
     pool_free(req.pool);
 }
 
+/* Idempotency-Key (POST message, POST /subscribe/pro): 1..255 visible ASCII. */
+static void test_idem_key(void **state)
+{
+    char k[HTTP_IDEM_KEY_MAX + 2];
+    (void)state;
+
+    assert_true(http_idem_key_valid("a"));
+    assert_true(http_idem_key_valid("3f1c2a9e-0b7d-4c3e-9a51-6b2f8f0e1d22"));
+    assert_true(http_idem_key_valid("!~{}[]\"'"));
+    assert_false(http_idem_key_valid(NULL));
+    assert_false(http_idem_key_valid(""));
+    assert_false(http_idem_key_valid("has space"));
+    assert_false(http_idem_key_valid("tab\there"));
+    assert_false(http_idem_key_valid("del\x7f"));
+    assert_false(http_idem_key_valid("caf\xc3\xa9")); /* non-ASCII */
+
+    memset(k, 'x', HTTP_IDEM_KEY_MAX);
+    k[HTTP_IDEM_KEY_MAX] = '\0';
+    assert_true(http_idem_key_valid(k)); /* exactly 255 */
+    k[HTTP_IDEM_KEY_MAX] = 'x';
+    k[HTTP_IDEM_KEY_MAX + 1] = '\0';
+    assert_false(http_idem_key_valid(k)); /* 256 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalize),      cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_capture_digits), cmocka_unit_test(test_param_id),
-        cmocka_unit_test(test_cors_allowed),   cmocka_unit_test(test_server_error_code),
-        cmocka_unit_test(test_url_decode),     cmocka_unit_test(test_query),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_idem_key),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_capture_digits),
+        cmocka_unit_test(test_param_id),
+        cmocka_unit_test(test_cors_allowed),
+        cmocka_unit_test(test_server_error_code),
+        cmocka_unit_test(test_url_decode),
+        cmocka_unit_test(test_query),
     };
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }
