@@ -597,9 +597,10 @@ static int own_user_row(http_req_t *req, db_stmt_t *stmt, const char *uid, int t
 }
 
 /* Set a new password and revoke every older token, committing the open transaction; answers with a fresh
- * token. */
+ * token. The password logins the old one blocked are forgiven: the caller has just proved the number. */
 static void set_password_and_respond(http_req_t *req, const char *uid, const char *hash)
 {
+    throttle_rule_t by_user = rule_login_user();
     static db_stmt_t upd = DB_STMT("account_set_password",
                                    "UPDATE users SET password_hash = $2, token_version = token_version + 1, "
                                    "updated_at = now() WHERE id = $1 RETURNING " USER_COLUMNS,
@@ -612,7 +613,7 @@ static void set_password_and_respond(http_req_t *req, const char *uid, const cha
         PQclear(res);
         return;
     }
-    if (!res || db_commit() != 0) {
+    if (!res || throttle_reset(&by_user, uid) != 0 || db_commit() != 0) {
         http_db_failed(req);
         PQclear(res);
         return;

@@ -23,7 +23,7 @@
 #define ACCOUNT_NAME_BUF 401               /* bytes: ACCOUNT_NAME_MAX code points of up to 4 bytes, and the NUL */
 #define ACCOUNT_EMAIL_MIN 3                /* characters after trimming */
 #define ACCOUNT_EMAIL_MAX 254              /* characters after trimming */
-#define ACCOUNT_EMAIL_BUF 255              /* bytes */
+#define ACCOUNT_EMAIL_BUF 1017             /* bytes: ACCOUNT_EMAIL_MAX code points of up to 4 bytes, and the NUL */
 #define ACCOUNT_FIRST_PASSWORD_SECONDS 300 /* a token this young sets a first password without a reset code */
 #define ACCOUNT_ERRLEN (JSONV_ERRLEN + 40) /* a field rule's message, for 400 validation_error */
 
@@ -87,7 +87,9 @@ int account_new_password_field(json_object *body, const char *field, int require
 /* "otp": required, a string of exactly OTP_DIGITS ASCII digits (surrounding whitespace trimmed). Never 1. */
 int account_otp_field(json_object *body, char code[OTP_DIGITS + 1], char *err);
 
-/* 1 when s has no C0 control character and no DEL (a name or email is shown and logged as one line), else 0. */
+/* 1 when the UTF-8 string s has no control character (C0, DEL, C1), no line or paragraph separator (U+2028,
+ * U+2029) and no bidirectional embedding, override or isolate (U+202A..202E, U+2066..2069: they reverse the
+ * text around a name where it is shown), else 0: a name or email is shown and logged as one plain line. */
 int account_printable(const char *s);
 /* 1 when s is local@domain: a non-empty local part, exactly one '@', a domain of at least two non-empty
  * dot-separated labels, no space and no control character anywhere; else 0. */

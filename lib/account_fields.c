@@ -6,12 +6,20 @@
 #include <string.h>
 
 #include "password.h"
+#include "util.h"
 
 int account_printable(const char *s)
 {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+    size_t left = strlen(s);
+    while (left) {
+        unsigned cp;
+        size_t n = utf8_decode(s, left, &cp);
+        if (n == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+            (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
             return 0;
+        s += n;
+        left -= n;
+    }
     return 1;
 }
 
@@ -37,7 +45,7 @@ int account_name_field(json_object *body, char out[ACCOUNT_NAME_BUF], char *err)
 {
     int rc = jsonv_string(body, "name", 0, 1, 1, ACCOUNT_NAME_MAX, out, ACCOUNT_NAME_BUF, err);
     if (rc == 0 && !account_printable(out)) {
-        snprintf(err, ACCOUNT_ERRLEN, "name must not contain control characters.");
+        snprintf(err, ACCOUNT_ERRLEN, "name must not contain control or text-direction characters.");
         return -1;
     }
     return rc;

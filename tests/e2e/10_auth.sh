@@ -63,6 +63,17 @@ for bad in 'a@b..c' 'a@b.' 'a@.b' 'a@b' 'a b@c.d' 'a@b.c\u007f'; do
 done
 req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"email\":\"x.y+tag@mail.example.co\"}"
 check_status 201 "a plain email with a dot and a plus is accepted"
+# C1 controls and text-direction overrides are refused in a name (they hide or reverse text where it is shown)
+for bad in '\u0085' '\u009b' '\u202e' '\u2066'; do
+    req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"name\":\"a${bad}b\"}"
+    check_eq "$STATUS/$(jget .error.code)" "400/validation_error" "a name with $bad is refused"
+done
+# The email's limit counts characters: 250 two-byte ones and "@b.c" (254 characters, 504 bytes) fit
+long=$(printf '\u00e9%.0s' {1..250})
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"email\":\"$long@b.c\"}"
+check_eq "$STATUS/$(jget '.email | length')" "201/254" "an email of 254 non-ASCII characters is accepted"
+req POST /auth/signup "{\"mobile\":\"$(rand_mobile)\",\"email\":\"e$long@b.c\"}"
+check_eq "$STATUS/$(jget .error.message)" "400/email must be 3 to 254 characters." "... 255 are refused"
 
 # ---- malformed requests ----
 req POST /auth/signup '{"mobile":'

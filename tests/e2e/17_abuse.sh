@@ -84,6 +84,18 @@ psql_q "UPDATE auth_throttle SET blocked_until = NULL WHERE scope = 'login_user'
 from "$ADDR" POST /auth/login "{\"mobile\":\"$M\",\"password\":\"right password 1\"}"
 check_status 200 "the right password after the block logs in"
 check_eq "$(throttle_row login_user "$UID1")" "" "a successful login forgets the account's failures"
+# A password reset (the owner proved the number) lifts the login block at once
+ADDR=$(rand_loopback)
+M2=$(rand_mobile)
+from "$ADDR" POST /auth/signup "{\"mobile\":\"$M2\",\"password\":\"forgotten password\"}"
+UID2=$(jget .id)
+seed login_user "$UID2" $LOGIN_MAX
+psql_q "UPDATE auth_throttle SET blocked_until = now() + interval '15 minutes' WHERE scope = 'login_user' AND subject = '$UID2'" >/dev/null
+from "$ADDR" POST /auth/forgot-password "{\"mobile\":\"$M2\"}"
+from "$ADDR" POST /auth/reset-password "{\"mobile\":\"$M2\",\"otp\":\"$(jget .otp)\",\"new_password\":\"new password 3\"}"
+check_status 200 "reset-password of a blocked account"
+from "$ADDR" POST /auth/login "{\"mobile\":\"$M2\",\"password\":\"new password 3\"}"
+check_eq "$STATUS/$(throttle_row login_user "$UID2")" "200/" "... lifts its login block: the new password logs in at once"
 
 # ---- 1. password login: per client address, and Redis down changes nothing ----
 ADDR=$(rand_loopback)

@@ -98,7 +98,18 @@ static void test_name_field(void **state)
     json_object_put(o);
     o = with("name", "\"Ada\\u0007\"");
     assert_int_equal(account_name_field(o, out, err), -1);
-    assert_string_equal(err, "name must not contain control characters.");
+    assert_string_equal(err, "name must not contain control or text-direction characters.");
+    json_object_put(o);
+    /* C1 controls (U+0085 NEL, U+009B CSI), a line separator and the bidi overrides and isolates: refused */
+    const char *bad[] = {"\"a\\u0085b\"", "\"a\\u009bb\"", "\"a\\u2028b\"", "\"a\\u202eb\"", "\"a\\u2067b\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        o = with("name", bad[i]);
+        assert_int_equal(account_name_field(o, out, err), -1);
+        json_object_put(o);
+    }
+    /* letters of any script, ZWJ emoji and a right-to-left name stay */
+    o = with("name", "\"\xd7\xa9\xd7\xa8\xd7\x94 \xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x92\xbb \xc3\xa9\u00a0x\"");
+    assert_int_equal(account_name_field(o, out, err), 0);
     json_object_put(o);
     o = with("name", "42");
     assert_int_equal(account_name_field(o, out, err), -1);
@@ -129,6 +140,17 @@ static void test_email_field(void **state)
     json_object_put(o);
     o = with("email", repeat("a", ACCOUNT_EMAIL_MAX + 1));
     assert_int_equal(account_email_field(o, out, err), -1);
+    json_object_put(o);
+    /* the limit counts characters: 250 of two bytes and "@b.c" are 254 characters (504 bytes) */
+    char long_email[600];
+    memset(long_email, 0, sizeof long_email);
+    long_email[0] = '"';
+    for (int i = 0; i < 250; i++)
+        memcpy(long_email + 1 + 2 * i, "\xc3\xa9", 2);
+    strcat(long_email, "@b.c\"");
+    o = with("email", long_email);
+    assert_int_equal(account_email_field(o, out, err), 0);
+    assert_int_equal(strlen(out), 504);
     json_object_put(o);
 }
 
