@@ -89,7 +89,9 @@ int account_new_password_field(json_object *body, const char *field, int require
     int rc = account_password_field(body, field, required, pw, len, err);
 
     if (rc == 0 && password_policy(*pw, *len, why, sizeof why) != 0) {
-        snprintf(err, ACCOUNT_ERRLEN, "%s: %s", field, why);
+        /* the policy says "password must ...": the field's own name in its place, as the other rules read */
+        const char *rest = strncmp(why, "password ", 9) == 0 ? why + 8 : why;
+        snprintf(err, ACCOUNT_ERRLEN, "%s%s%s.", field, rest == why ? ": " : "", rest);
         *pw = NULL;
         return -1;
     }
