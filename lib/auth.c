@@ -15,59 +15,28 @@
 #include "token.h"
 #include "util.h"
 
-/* The Redis mirror of users.token_version expires so that a write lost while Redis was down cannot keep a
- * revoked token alive for longer than this. */
-#define AUTHV_TTL 600
-
 static void unauthorized(http_req_t *req, const char *message, int invalid_token)
 {
     http_set_header(req, "WWW-Authenticate", invalid_token ? "Bearer error=\"invalid_token\"" : "Bearer");
     http_error(req, 401, "unauthorized", message);
 }
 
-/* Store a token version in the mirror, stamped with the epoch (mirror.h), only if it is newer than what the
- * mirror holds under that epoch (or holds nothing valid). Versions only grow, so whichever of two racing writers
- * (a reader mirroring what it read from PostgreSQL, a password change mirroring its new version) is older can
- * never overwrite the newer. ARGV[1]: the epoch the reader saw before it read PostgreSQL (the store is refused
- * when another is in force now), or '' for a writer that just committed: the epoch in force, whichever. */
-static const char authv_raise_lua[] =
-    "local e = redis.call('GET', KEYS[2]) "
-    "if not e or (ARGV[1] ~= '' and e ~= ARGV[1]) then return -1 end "
-    "local p = e .. '|' "
-    "local v = redis.call('GET', KEYS[1]) local cur = nil "
-    "if v and string.sub(v, 1, #p) == p then cur = tonumber(string.sub(v, #p + 1)) end "
-    "if cur == nil or cur < tonumber(ARGV[2]) then "
-    "redis.call('SET', KEYS[1], p .. ARGV[2], 'EX', ARGV[3]) return 1 end "
-    "return 0";
-
-/* 0 stored or a newer one is there, -1 Redis down or no epoch to store under. */
+/* outbox_authv_raise; every process's local copy of the older value goes before the client hears. 0 stored or a
+ * newer one is there, -1 Redis down or no epoch to store under. */
 static int authv_raise(long long uid, int token_version, const char *epoch)
 {
-    char key[KEYS_USER_MAX], val[16], ttl[16];
-    keys_authv(uid, key);
-    int n = snprintf(val, sizeof val, "%d", token_version), m = snprintf(ttl, sizeof ttl, "%d", AUTHV_TTL);
-    const char *argv[] = {"EVAL", authv_raise_lua, "2", key, KEYS_EPOCH, epoch ? epoch : "", val, ttl};
-    size_t lens[] = {
-        4,        sizeof authv_raise_lua - 1, 1, strlen(key), strlen(KEYS_EPOCH), epoch ? strlen(epoch) : 0, (size_t)n,
-        (size_t)m};
-    redisReply *r = cache_cmd(8, argv, lens);
-    int rc = r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0 ? 0 : -1;
-    if (rc == 0 && r->integer == 1)
-        cache_note_invalidation(); /* other processes' copies of the older value go before the client hears */
-    if (r && r->type == REDIS_REPLY_ERROR)
-        log_warn("redis: token version mirror refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
-    freeReplyObject(r);
-    return rc;
+    int rc = outbox_authv_raise(uid, token_version, epoch);
+    if (rc == 1)
+        cache_note_invalidation();
+    return rc < 0 ? -1 : 0;
 }
 
 void auth_token_version_changed(long long user_id, int token_version)
 {
-    char key[KEYS_USER_MAX];
-    keys_authv(user_id, key);
-    /* Neither write reached Redis: the mirror may still hold the old version (a Redis that refuses writes
-     * but serves reads, or one that comes back with its data). The outbox has the worker drop it as soon as
-     * Redis takes writes again. */
-    if (authv_raise(user_id, token_version, NULL) != 0 && cache_del(key) != 0)
+    /* The write did not reach Redis: the mirror may still hold the old version (a Redis that refuses writes
+     * but serves reads, or one that comes back with its data). The outbox has the worker raise it to what
+     * PostgreSQL holds as soon as Redis takes writes again. */
+    if (authv_raise(user_id, token_version, NULL) != 0)
         outbox_note(user_id);
     else
         cache_note_invalidation(); /* every process's local copy goes before the client hears of it */

@@ -13,8 +13,11 @@
 #define KEYS_CHATROOMS_PREFIX "chatrooms:"
 #define KEYS_CHATROOMS_TTL 600
 
-/* "authv:<uid>": the Redis mirror of users.token_version (auth.h), a decimal integer. */
+/* "authv:<uid>": the Redis mirror of users.token_version (auth.h), a decimal integer stamped with the epoch; it
+ * only ever moves up (outbox_authv_raise) and expires so that a write lost while Redis was down cannot keep a
+ * revoked token alive for longer than KEYS_AUTHV_TTL seconds. */
 #define KEYS_AUTHV_PREFIX "authv:"
+#define KEYS_AUTHV_TTL 600
 
 /* "me:<uid>": the cached GET /user/me body, stamped "<epoch>|<token_version>|<json>" (account.h), or a tombstone
  * written with the list's (outbox.h: every invalidation of a user's list invalidates it too). */

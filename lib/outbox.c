@@ -16,14 +16,73 @@ static db_stmt_t q_outbox_add = DB_STMT("outbox_add",
                                         "ON CONFLICT (user_id) DO UPDATE SET noted_at = clock_timestamp()",
                                         1);
 
+/* Each row with the user's token version now (NULL: the user is gone). */
 static db_stmt_t q_outbox_read =
-    DB_STMT("outbox_read", "SELECT user_id, noted_at::text FROM cache_invalidations ORDER BY noted_at LIMIT $1", 1);
+    DB_STMT("outbox_read",
+            "SELECT c.user_id, c.noted_at::text, u.token_version FROM cache_invalidations c "
+            "LEFT JOIN users u ON u.id = c.user_id ORDER BY c.noted_at LIMIT $1",
+            1);
 
 static db_stmt_t q_outbox_done = DB_STMT("outbox_done",
                                          "DELETE FROM cache_invalidations c USING unnest($1::bigint[], "
                                          "$2::timestamptz[]) AS d(user_id, noted_at) "
                                          "WHERE c.user_id = d.user_id AND c.noted_at = d.noted_at",
                                          2);
+
+/* Store a token version in the mirror, stamped with the epoch (mirror.h), only if it is newer than what the
+ * mirror holds under that epoch (or holds nothing valid). Versions only grow, so whichever of two racing writers
+ * (a reader mirroring what it read from PostgreSQL, a password change mirroring its new version, the outbox
+ * replaying what PostgreSQL holds now) is older can never overwrite the newer; and the mirror is never deleted
+ * (a deleted one would let a reader that read PostgreSQL before a change store the old version after it).
+ * ARGV[1]: the epoch the reader saw before it read PostgreSQL (the store is refused when another is in force
+ * now), or '' for a writer: the epoch in force, whichever. Returns 1 stored, 0 a newer one is there, -1 no
+ * epoch to store under. */
+static const char authv_raise_lua[] =
+    "local e = redis.call('GET', KEYS[2]) "
+    "if not e or (ARGV[1] ~= '' and e ~= ARGV[1]) then return -1 end "
+    "local p = e .. '|' "
+    "local v = redis.call('GET', KEYS[1]) local cur = nil "
+    "if v and string.sub(v, 1, #p) == p then cur = tonumber(string.sub(v, #p + 1)) end "
+    "if cur == nil or cur < tonumber(ARGV[2]) then "
+    "redis.call('SET', KEYS[1], p .. ARGV[2], 'EX', ARGV[3]) return 1 end "
+    "return 0";
+
+/* One EVAL of authv_raise_lua, its arguments in its own buffers. */
+typedef struct {
+    char key[KEYS_USER_MAX], val[16], ttl[16];
+    const char *argv[8];
+    size_t lens[8];
+} authv_cmd_t;
+
+static void authv_cmd(long long user_id, int token_version, const char *epoch, authv_cmd_t *c)
+{
+    keys_authv(user_id, c->key);
+    int n = snprintf(c->val, sizeof c->val, "%d", token_version);
+    int m = snprintf(c->ttl, sizeof c->ttl, "%d", KEYS_AUTHV_TTL);
+    const char *argv[] = {"EVAL", authv_raise_lua, "2", c->key, KEYS_EPOCH, epoch ? epoch : "", c->val, c->ttl};
+    size_t lens[] = {4,
+                     sizeof authv_raise_lua - 1,
+                     1,
+                     strlen(c->key),
+                     strlen(KEYS_EPOCH),
+                     epoch ? strlen(epoch) : 0,
+                     (size_t)n,
+                     (size_t)m};
+    memcpy(c->argv, argv, sizeof argv);
+    memcpy(c->lens, lens, sizeof lens);
+}
+
+int outbox_authv_raise(long long user_id, int token_version, const char *epoch)
+{
+    authv_cmd_t c;
+    authv_cmd(user_id, token_version, epoch, &c);
+    redisReply *r = cache_cmd(8, c.argv, c.lens);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -2;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn("redis: token version mirror refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
+    freeReplyObject(r);
+    return rc < -1 ? -1 : rc;
+}
 
 #define PENDING_MAX 32        /* this process's own lost invalidations (the outbox has them all anyway) */
 #define PENDING_RETRY_MS 1000 /* while Redis stays down, retry them at most this often */
@@ -204,15 +263,16 @@ int outbox_drain(int max)
         goto out;
     }
 
-    /* One pipelined round trip: for row i, command 3i writes the list's tombstone, 3i+1 drops the token
-     * version mirror (auth_token_version_changed records its lost writes here too; the next request reads
-     * the version from PostgreSQL) and 3i+2 writes the cached user's tombstone. The argument buffers of row i
-     * live in cmds[i]. */
+    /* One pipelined round trip: for row i, command 3i writes the list's tombstone, 3i+1 raises the token
+     * version mirror to the version PostgreSQL holds now (auth_token_version_changed records its lost writes
+     * here too; a user who is gone gets OUTBOX_AUTHV_GONE, which no token carries) and 3i+2 writes the cached
+     * user's tombstone. The argument buffers of row i live in cmds[i]. */
     struct tomb_cmd {
-        char key[KEYS_USER_MAX], ttl[16], tomb[OUTBOX_TOMB_SIZE], authv[KEYS_USER_MAX];
+        char key[KEYS_USER_MAX], ttl[16], tomb[OUTBOX_TOMB_SIZE];
         char me_key[KEYS_USER_MAX], me_ttl[16];
-        const char *argv[5], *del_argv[2], *me_argv[5];
-        size_t lens[5], del_lens[2], me_lens[5];
+        const char *argv[5], *me_argv[5];
+        size_t lens[5], me_lens[5];
+        authv_cmd_t authv;
     } *cmds = xcalloc((size_t)n, sizeof *cmds);
     int *argc = xcalloc(3 * (size_t)n, sizeof *argc);
     const char ***argv = xcalloc(3 * (size_t)n, sizeof *argv);
@@ -226,13 +286,14 @@ int outbox_drain(int max)
             ok = 0;
             break;
         }
+        long long tv = OUTBOX_AUTHV_GONE;
+        if (!PQgetisnull(res, i, 2))
+            parse_ll(PQgetvalue(res, i, 2), 0, OUTBOX_AUTHV_GONE, &tv); /* a database integer: well-formed */
         tomb_argv(uids[i], c->tomb, c->key, c->ttl, c->argv, c->lens);
-        keys_authv(uids[i], c->authv);
-        c->del_argv[0] = "DEL", c->del_argv[1] = c->authv;
-        c->del_lens[0] = 3, c->del_lens[1] = strlen(c->authv);
+        authv_cmd(uids[i], (int)tv, NULL, &c->authv);
         tomb_argv_of(1, uids[i], c->tomb, c->me_key, c->me_ttl, c->me_argv, c->me_lens);
         argc[3 * i] = 5, argv[3 * i] = c->argv, lens[3 * i] = c->lens;
-        argc[3 * i + 1] = 2, argv[3 * i + 1] = c->del_argv, lens[3 * i + 1] = c->del_lens;
+        argc[3 * i + 1] = 8, argv[3 * i + 1] = c->authv.argv, lens[3 * i + 1] = c->authv.lens;
         argc[3 * i + 2] = 5, argv[3 * i + 2] = c->me_argv, lens[3 * i + 2] = c->me_lens;
     }
     if (!ok) {

@@ -33,6 +33,15 @@ void outbox_invalidate_list(long long user_id);
  * (me:<uid>, GET /user/me), in the same round trip. */
 void outbox_invalidate_user(long long user_id);
 
+/* The token version mirror (authv:<uid>) of a user who no longer exists: above any version a token carries. */
+#define OUTBOX_AUTHV_GONE 2147483647
+
+/* Raise user_id's token version mirror to token_version, stamped with epoch (the epoch a reader saw before it
+ * read PostgreSQL; NULL for a writer that just committed: whichever is in force), unless it already holds a
+ * newer one under that epoch: the mirror only ever moves up and is never deleted. 1 stored, 0 a newer one is
+ * there, -1 Redis down or no epoch to store under (then no copy is trusted anyway). */
+int outbox_authv_raise(long long user_id, int token_version, const char *epoch);
+
 /* Record in the outbox that user_id's state in Redis (the cached list, the token version mirror) could not be
  * updated after a commit; outbox_drain replays it. Never fails (a failed insert is logged). */
 void outbox_note(long long user_id);
@@ -48,10 +57,10 @@ int outbox_retry(long long self, char self_tomb[OUTBOX_TOMB_SIZE]);
 #define OUTBOX_REDIS_DOWN (-1) /* outbox_drain: Redis did not take (all) the writes */
 #define OUTBOX_DB_FAILED (-2)  /* outbox_drain: a PostgreSQL statement failed */
 /* Replay up to max lost writes from cache_invalidations, oldest first, in one pipelined round trip: write each
- * user's list tombstone and drop the user's token version mirror (the next request reads the version from
- * PostgreSQL), then delete the rows whose writes went through (a row re-stamped meanwhile stays). Returns
- * the number replayed (0: the outbox is empty), OUTBOX_REDIS_DOWN (the rows stay; those that were written are
- * still removed) or OUTBOX_DB_FAILED (see db_unavailable). For the worker, once per loop turn. */
+ * user's list and user tombstones and raise the user's token version mirror to what PostgreSQL holds now
+ * (OUTBOX_AUTHV_GONE for a user who is gone), then delete the rows whose writes went through (a row re-stamped
+ * meanwhile stays). Returns the number replayed (0: the outbox is empty), OUTBOX_REDIS_DOWN (the rows stay; those that
+ * were written are still removed) or OUTBOX_DB_FAILED (see db_unavailable). For the worker, once per loop turn. */
 int outbox_drain(int max);
 
 #endif

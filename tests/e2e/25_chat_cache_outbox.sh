@@ -86,3 +86,15 @@ check "the revoked token is refused soon after the pause" revoked_soon
 check "the outbox row is gone" wait_outbox_empty 4 "$USER_ID"
 auth_req "$T_NEW" GET /user/me
 check_status 200 "the fresh token works"
+
+# An operator revokes every token of the user in SQL: the trigger's outbox row has the worker raise the mirror to
+# the version PostgreSQL holds, never delete it: a deleted mirror let a request that had read the old version
+# from PostgreSQL just before the change store it back after the drain, and the revoked tokens worked again for
+# the mirror's 10 minutes.
+tv=$(psql_q "SELECT token_version + 1 FROM users WHERE id = $USER_ID")
+psql_q "UPDATE users SET token_version = $tv WHERE id = $USER_ID" >/dev/null
+check "the SQL change's outbox row is drained" wait_outbox_empty 4 "$USER_ID"
+check_eq "$(redis_cli GET "authv:$USER_ID")" "$(redis_cli GET gb:epoch)|$tv" \
+    "the drain raised the mirror to PostgreSQL's version (it is never deleted)"
+auth_req "$T_NEW" GET /user/me
+check_eq "$STATUS/$(jget .error.code)" "401/unauthorized" "the token revoked in SQL is refused"

@@ -4,7 +4,8 @@
 # (POST /chatroom used to hit the foreign key) nor 404 / an empty list. While no worker runs, the token
 # version mirror in Redis still says the token is current, so each handler must notice the missing user
 # itself (the cached reads, GET /chatroom and GET /user/me, are served from their copies until then); with the
-# worker back, the delete's outbox row (schema step 7) drops the mirror and the cached list.
+# worker back, the delete's outbox row (schema step 7) raises the mirror past any version and drops the cached
+# list.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../worker_lib.sh"
 
@@ -73,7 +74,8 @@ check_eq "$(psql_q "SELECT count(*) FROM chatrooms WHERE user_id = $USER_ID")" 0
 check_eq "$(outbox_count "$USER_ID")" 1 \
     "the delete put the user into the outbox"
 
-# The worker drains the outbox: the cached list and the mirror go, so the cached list is refused too.
+# The worker drains the outbox: the cached list goes and the mirror refuses every version, so the cached list is
+# refused too.
 worker_restore
 trap - EXIT
 ok=''
@@ -85,7 +87,8 @@ done
 check_eq "${ok:+401}" 401 "GET /chatroom (cached before the delete) is 401 once the worker ran (~1 s)"
 auth_req "$TOKEN" GET /user/me
 expect_401 "GET /user/me (its cached copy went with the outbox too)"
-check_eq "$(redis_cli EXISTS "authv:$USER_ID")" 0 "the mirror of the deleted user is gone"
+check_eq "$(redis_cli GET "authv:$USER_ID" | sed 's/^.*|//')" 2147483647 \
+    "the mirror of the deleted user is raised past any token's version (never deleted)"
 
 # A database as it was before step 10: the keys' foreign key to users, no trigger. The step keeps every key
 # (its post still replays), and deleting a user still deletes its keys.
