@@ -247,9 +247,11 @@ static json_object *parse_json(const char *body, size_t len)
     return o;
 }
 
+/* API.md: 429, 5xx and timeouts are retried: every 5xx (proxies in front of OpenAI-compatible servers answer
+ * 520-524, Cloudflare's, and 529, overloaded, for what passes) but 501 and 505, which no retry changes. */
 static int is_transient_status(long st)
 {
-    return st == 408 || st == 429 || st == 500 || st == 502 || st == 503 || st == 504;
+    return st == 408 || st == 429 || (st >= 500 && st <= 599 && st != 501 && st != 505);
 }
 
 static void take_text(ai_result_t *r, buf_t *text, int truncated)

@@ -148,11 +148,14 @@ static void openai_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
     const char *finish = ai_json_str(c0, "finish_reason");
     if (!finish)
         return;
-    /* The finish reason comes before [DONE] (and a usage chunk may come between): note it, wait for [DONE]. */
+    /* The finish reason ends the answer: what may follow (a usage chunk, [DONE]) carries no text, and a server
+     * that then keeps the connection open or resets it must not cost the answer. */
     token_copy(s->reason, sizeof s->reason, finish);
     s->finished = 1;
     if (strcmp(finish, "content_filter") == 0)
         fail(s, AI_PERMANENT, "model stopped without an answer (finish_reason %s)", s->reason);
+    else
+        s->state = AI_STREAM_COMPLETE;
 }
 
 /* One complete event: its data lines joined in s->data. */
@@ -259,6 +262,11 @@ int ai_stream_feed(ai_stream_t *s, const char *data, size_t len, buf_t *delta)
         }
         i += n + 1;
     }
+    return s->state;
+}
+
+int ai_stream_state(const ai_stream_t *s)
+{
     return s->state;
 }
 

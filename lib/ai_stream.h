@@ -29,7 +29,7 @@ void ai_stream_free(ai_stream_t *s);
 
 /* ai_stream_feed results */
 #define AI_STREAM_MORE 0      /* go on feeding */
-#define AI_STREAM_COMPLETE 1  /* the answer is complete (finish reason or [DONE] seen): later bytes are ignored */
+#define AI_STREAM_COMPLETE 1  /* the answer is complete (a usable finish reason, or [DONE]): stop reading */
 #define AI_STREAM_FAILED (-1) /* the answer is unusable (an error chunk, a refusal, too large): stop the transfer */
 
 /* Feed data[0..len) (len 0 is fine), the next bytes of the body. The text that complete events add is appended
@@ -44,6 +44,10 @@ int ai_stream_feed(ai_stream_t *s, const char *data, size_t len, buf_t *delta);
  * error chunk. AI_TRANSIENT: a transient error chunk (overloaded, ...), a malformed chunk, or a body that ended
  * before the model said it was finished. */
 void ai_stream_finish(ai_stream_t *s, buf_t *delta, ai_result_t *r);
+
+/* Where the parser is: AI_STREAM_MORE, AI_STREAM_COMPLETE (the answer is whole, whatever the transport does
+ * now) or AI_STREAM_FAILED. */
+int ai_stream_state(const ai_stream_t *s);
 
 /* The text handed out so far (the concatenation of the deltas), *len bytes; valid until the next feed. */
 const char *ai_stream_text(const ai_stream_t *s, size_t *len);

@@ -143,8 +143,9 @@ static int is_event_stream(upstream_call_t *c)
 }
 
 /* The body seam: data[0..len) is the next piece of c's response body, split wherever the network split it.
- * 0 go on, -1 stop the transfer (curl then ends it with CURLE_WRITE_ERROR: a plain body too large, or a stream
- * the parser gave up on, whose own reason call_result then reports). */
+ * 0 go on, -1 stop the transfer (curl then ends it with CURLE_WRITE_ERROR: a plain body too large, a stream
+ * the parser gave up on, whose own reason call_result then reports, or a stream whose answer is complete:
+ * nothing the connection does after the finish reason may cost it). */
 static int call_body(upstream_call_t *c, const char *data, size_t len)
 {
     if (c->sse < 0) {
@@ -154,7 +155,7 @@ static int call_body(upstream_call_t *c, const char *data, size_t len)
     }
     if (!c->sse)
         return capped_write((char *)data, 1, len, &c->resp) == len ? 0 : -1;
-    return ai_stream_feed(c->stream, data, len, c->publish ? &c->delta : NULL) == AI_STREAM_FAILED ? -1 : 0;
+    return ai_stream_feed(c->stream, data, len, c->publish ? &c->delta : NULL) == AI_STREAM_MORE ? 0 : -1;
 }
 
 /* Publish what c's answer added since the last time. A Redis failure stops publishing for this call until
@@ -291,8 +292,10 @@ int upstream_start(job_t *j, long long reply_id, int retry, const ai_turn_t *tur
 /* The transfer of c ended with code: classify it into r (the caller frees it with ai_result_free). */
 static void call_result(upstream_call_t *c, CURLcode code, ai_result_t *r)
 {
-    if (c->sse == 1 && (code == CURLE_OK || code == CURLE_WRITE_ERROR)) {
-        /* the stream ended, or the parser stopped it: its own verdict (complete, refused, cut short, ...) */
+    if (c->sse == 1 &&
+        (code == CURLE_OK || code == CURLE_WRITE_ERROR || ai_stream_state(c->stream) == AI_STREAM_COMPLETE)) {
+        /* the stream ended, or the parser stopped it (or had the whole answer before the transport failed): its
+         * own verdict (complete, refused, cut short, ...) */
         resume(c);
         ai_stream_finish(c->stream, c->publish ? &c->delta : NULL, r);
         publish(c);

@@ -126,6 +126,22 @@ check_eq "$(count_events "$OUT/s4" restart)" 1 "a stream cut short: one restart 
 check_eq "$(deltas_text "$OUT/s4")" "fake-gemini: $text" "the text after the restart is the whole answer"
 check_eq "$(done_field "$OUT/s4" content)" "fake-gemini: $text" "done holds the answer of the second attempt"
 
+# ---- a whole answer (its finish reason sent) whose connection is then kept open or reset: stored at once, with
+# no retry (the worker used to wait out AI_TIMEOUT_MS or take the reset for a failure, and redo the answer) ----
+for how in linger rst; do
+    text="[[$how]] [[chunks:2]] finished then $how $tag"
+    post_msg "$ROOM" "$text"
+    r=$REPLY_ID
+    t0=$(now_ms)
+    sse_get "$OUT/s-$how" "/chatroom/$ROOM/messages/$r/stream"
+    ms=$(($(now_ms) - t0))
+    check_eq "$(count_events "$OUT/s-$how" restart)/$(done_field "$OUT/s-$how" content)" "0/fake-gemini: $text" \
+        "an answer then $how: done with it, no restart"
+    check "... at once (${ms} ms < 10000)" test "$ms" -lt 10000
+    check_eq "$(reply_field "$r" status)/$(psql_q "SELECT attempts FROM messages WHERE id = $r")" completed/1 \
+        "... stored after one attempt"
+done
+
 # ---- long-poll ----
 post_msg "$ROOM" "[[delay:1500]] long-poll $tag"
 r5=$REPLY_ID

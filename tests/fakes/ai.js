@@ -32,6 +32,9 @@
 //   [[chunkms:300]]   wait this long before each piece after the first (default 0, or the chunk_ms knob)
 //   [[cut:2]]         the first 2 requests with this exact text stop after the first piece, without a finish
 //                     reason (the stream ends early); later ones stream completely
+//   [[linger]]        the whole answer (OpenAI: up to the finish reason, without [DONE]), then the connection is
+//                     kept open without another byte (closed after 120 s)
+//   [[rst]]           the whole answer, then the connection is reset (no end of the chunked body)
 // Control:
 //   POST /__control {"latency_ms":500}   global latency for every model call
 //   POST /__control {"chunk_ms":50,"chunks":4}   default pacing and piece count of streamed answers
@@ -116,6 +119,11 @@ function cutFor(provider, text, d) {
   return n < d.cut;
 }
 
+// What a streamed answer's connection does after its last event ([[linger]], [[rst]]; '' it ends).
+function afterOf(d) {
+  return d.flags.has('linger') ? 'linger' : d.flags.has('rst') ? 'rst' : '';
+}
+
 // The answer in n pieces at word boundaries (each piece keeps its trailing space), concatenating back to it.
 function pieces(text, n) {
   const words = text.match(/\S+\s*|\s+/g) || [text];
@@ -125,8 +133,9 @@ function pieces(text, n) {
   return out.length ? out : [text];
 }
 
-// Send events (objects, or the raw string '[DONE]') as Server-Sent Events, chunkMs apart after the first.
-function streamOut(rec, res, events, chunkMs, crlf) {
+// Send events (objects, or the raw string '[DONE]') as Server-Sent Events, chunkMs apart after the first; then
+// end the response, or (after) keep it open ('linger') or reset the connection ('rst').
+function streamOut(rec, res, events, chunkMs, crlf, after) {
   const gone = () => res.destroyed || res.writableEnded || (res.socket && res.socket.destroyed);
   if (gone()) { if (rec) rec.status = 'client_gone'; return; }
   if (rec) rec.status = 200;
@@ -135,7 +144,11 @@ function streamOut(rec, res, events, chunkMs, crlf) {
   let i = 0;
   const next = () => {
     if (gone()) { if (rec) rec.status = 'client_gone'; return; }
-    if (i >= events.length) return res.end();
+    if (i >= events.length) {
+      if (after === 'linger') return setTimeout(() => res.end(), 120000).unref();
+      if (after === 'rst') return setTimeout(() => res.socket && res.socket.destroy(), 50);
+      return res.end();
+    }
     const ev = events[i++];
     res.write('data: ' + (typeof ev === 'string' ? ev : JSON.stringify(ev)) + eol + eol);
     if (chunkMs > 0 && i < events.length) setTimeout(next, chunkMs);
@@ -277,7 +290,8 @@ function gemini(req, res, rec, model, body, streamed) {
         if (i === ps.length - 1) c.finishReason = 'STOP';
         return Object.assign({ candidates: [c] }, i === ps.length - 1 ? base : { modelVersion: model, responseId: base.responseId });
       });
-      return streamOut(rec, res, cut ? events.slice(0, 1).map((e) => { delete e.candidates[0].finishReason; return e; }) : events, d.chunkMs, true);
+      return streamOut(rec, res, cut ? events.slice(0, 1).map((e) => { delete e.candidates[0].finishReason; return e; }) : events, d.chunkMs, true,
+        afterOf(d));
     }
     finish(rec, res, 200, Object.assign({
       candidates: [{ content: { parts: [{ text: answer }], role: 'model' }, finishReason: 'STOP', index: 0 }],
@@ -352,8 +366,9 @@ function openai(req, res, rec, body) {
       const events = [chunk({ role: 'assistant', content: '' }, null)];
       for (const p of content ? pieces(content, d.chunks) : []) events.push(chunk({ content: p }, null));
       if (cutFor('openai', text, d)) return streamOut(rec, res, events.slice(0, 2), 0, false);
-      events.push(chunk({}, reason), '[DONE]');
-      return streamOut(rec, res, events, d.chunkMs, false);
+      events.push(chunk({}, reason));
+      if (!d.flags.has('linger')) events.push('[DONE]');
+      return streamOut(rec, res, events, d.chunkMs, false, afterOf(d));
     }
     finish(rec, res, 200, {
       id: 'chatcmpl-' + crypto.randomBytes(12).toString('hex'),

@@ -365,7 +365,7 @@ static void test_gemini_errors(void **state)
     assert_null(strstr(r.error, "API key not valid"));
     ai_result_free(&r);
 
-    long transient[] = {408, 429, 500, 502, 503, 504};
+    long transient[] = {408, 429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524, 529, 599};
     for (size_t i = 0; i < sizeof transient / sizeof *transient; i++) {
         parse_str(AI_PROVIDER_GEMINI, transient[i], "<html>busy</html>", NULL, &r);
         assert_int_equal(r.status, AI_TRANSIENT);

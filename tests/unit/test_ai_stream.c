@@ -238,11 +238,13 @@ static void test_openai_failures(void **state)
     buf_t deltas = {0};
     ai_result_t r;
     int st;
-    /* finish_reason without [DONE] (llama.cpp and others stop there): complete */
+    /* finish_reason without [DONE] (llama.cpp and others stop there): complete at once, so that a connection
+     * kept open or reset after it costs nothing (the worker stops reading when the feed says COMPLETE) */
     run(AI_PROVIDER_OPENAI,
         "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\r\n\r\n"
         "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\r\n\r\n",
         1, &deltas, &r, &st);
+    assert_int_equal(st, AI_STREAM_COMPLETE);
     assert_int_equal(r.status, AI_OK);
     assert_true(r.truncated);
     ai_result_free(&r);
