@@ -49,7 +49,7 @@
 #define WAIT_MAX_S 30
 #define DB_POLL_MS 10000.0     /* a waited-for reply is read from PostgreSQL this often */
 #define DB_POLL_FAST_MS 1000.0 /* ... while the XREAD connection is down */
-#define OUT_MAX (1u << 20)     /* unsent bytes a client may owe us; past that it is too slow and dropped */
+#define OUT_MAX (1u << 20)     /* unsent bytes a client may owe us beyond its largest single piece (out_big) */
 #define PARAMS_MAX 65536       /* FastCGI parameters of one request */
 #define CATCHUP_MAX 100000     /* entries read back at once for a (re)connecting client */
 #define XREAD_BLOCK "10000"
@@ -91,8 +91,10 @@ struct conn {
     /* output */
     buf_t out;
     size_t out_off;
-    int closing; /* close once out is written */
-    int dead;    /* closed: free at the end of the loop turn */
+    size_t out_big; /* the largest single piece queued since out was last empty (a reply of up to 2 MiB of text
+                     * is one response or one done event): owed on top of OUT_MAX, never a reason to drop */
+    int closing;    /* close once out is written */
+    int dead;       /* closed: free at the end of the loop turn */
     /* the request, once it waits */
     enum kind kind;
     int head;
@@ -159,6 +161,8 @@ static void fcgi_record(buf_t *b, int type, unsigned id, const char *p, size_t n
 /* Response bytes: FCGI_STDOUT records, or as they are in CGI mode. */
 static void out_raw(conn_t *c, const char *p, size_t n)
 {
+    if (n > c->out_big)
+        c->out_big = n;
     if (c->fd < 0) {
         buf_append(&c->out, p, n);
         return;
@@ -219,7 +223,7 @@ static void conn_close(conn_t *c)
     c->dead = 1;
 }
 
-/* Write what c owes. A client that went away (or falls OUT_MAX behind) is closed. */
+/* Write what c owes. A client that went away (or falls OUT_MAX behind, beyond its largest piece) is closed. */
 static void flush(conn_t *c)
 {
     int fd = c->fd >= 0 ? c->fd : 1;
@@ -232,7 +236,7 @@ static void flush(conn_t *c)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (c->out.len - c->out_off > OUT_MAX)
+            if (c->out.len - c->out_off > OUT_MAX + c->out_big)
                 conn_close(c);
             return;
         }
@@ -243,6 +247,7 @@ static void flush(conn_t *c)
         return;
     buf_reset(&c->out);
     c->out_off = 0;
+    c->out_big = 0;
     if (c->out.cap > 65536)
         buf_free(&c->out);
     if (c->closing)

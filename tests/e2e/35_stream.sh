@@ -142,6 +142,19 @@ for how in linger rst; do
         "... stored after one attempt"
 done
 
+# ---- a reply past the stream program's 1 MiB slow-client allowance (1.5 MB; the worker takes up to 2 MiB) comes
+# back whole as one response: the long-poll, the plain read and the stream's done (they were cut off) ----
+text="[[pad:1500000]] big $tag"
+post_msg "$ROOM" "$text"
+rbig=$REPLY_ID
+REQ_TIMEOUT=40 auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$rbig?wait=30"
+check_eq "$STATUS/$(jget .status)/$(jget '.content | length')" "200/completed/$((1500001 + 13 + ${#text}))" \
+    "a 1.5 MB reply: the long-poll gets it whole"
+auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$rbig"
+check_eq "$STATUS/$(jget '.content | length')" "200/$((1500001 + 13 + ${#text}))" "... so does a plain read"
+sse_get "$OUT/sbig" "/chatroom/$ROOM/messages/$rbig/stream"
+check_eq "$(done_field "$OUT/sbig" content | wc -c)" "$((1500001 + 13 + ${#text} + 1))" "... and the stream's done"
+
 # ---- long-poll ----
 post_msg "$ROOM" "[[delay:1500]] long-poll $tag"
 r5=$REPLY_ID

@@ -27,6 +27,7 @@
 //   [[empty]]         Gemini: finishReason MAX_TOKENS with no content; OpenAI: content null
 //   [[garbage]]       200 with a body that is not JSON
 //   [[huge]]          200 with a 3 MiB body (over the worker's ceiling)
+//   [[pad:1500000]]   the answer ends with a space and that many "x" (one word: one piece when streamed)
 // Streamed answers (the text is cut into pieces at word boundaries, one event each):
 //   [[chunks:5]]      this many pieces (default 3, or the chunks knob)
 //   [[chunkms:300]]   wait this long before each piece after the first (default 0, or the chunk_ms knob)
@@ -82,7 +83,8 @@ function safeHeaders(h) {
 }
 
 function directives(text) {
-  const d = { fail: [], delay: 0, retryDelay: '1s', flags: new Set(), chunks: knobs.chunks, chunkMs: knobs.chunk_ms, cut: 0 };
+  const d = { fail: [], delay: 0, retryDelay: '1s', flags: new Set(), chunks: knobs.chunks, chunkMs: knobs.chunk_ms, cut: 0,
+    pad: 0 };
   const re = /\[\[([a-z]+)(?::([^\]]*))?\]\]/g;
   let m;
   while ((m = re.exec(text || '')) !== null) {
@@ -92,6 +94,7 @@ function directives(text) {
     else if (m[1] === 'chunks') d.chunks = Math.max(1, Math.min(1000, parseInt(m[2], 10) || 1));
     else if (m[1] === 'chunkms') d.chunkMs = Math.max(0, Math.min(60000, parseInt(m[2], 10) || 0));
     else if (m[1] === 'cut') d.cut = Math.max(0, Math.min(100, parseInt(m[2], 10) || 1));
+    else if (m[1] === 'pad') d.pad = Math.max(0, Math.min(4 * 1024 * 1024, parseInt(m[2], 10) || 0));
     else d.flags.add(m[1]);
   }
   return d;
@@ -279,7 +282,7 @@ function gemini(req, res, rec, model, body, streamed) {
       usage.thoughtsTokenCount = 4090;
       return out(Object.assign({ candidates: [{ content: { role: 'model' }, finishReason: 'MAX_TOKENS', index: 0 }] }, base));
     }
-    const answer = 'fake-gemini: ' + text;
+    const answer = 'fake-gemini: ' + text + (d.pad ? ' ' + 'x'.repeat(d.pad) : '');
     usage.candidatesTokenCount = words(answer);
     usage.totalTokenCount = usage.promptTokenCount + usage.candidatesTokenCount;
     if (streamed) {
@@ -356,7 +359,7 @@ function openai(req, res, rec, body) {
       if (body.stream) return streamOut(rec, res, [chunk({ content: 'x'.repeat(3 * 1024 * 1024) }, 'stop'), '[DONE]'], 0, false);
       return finish(rec, res, 200, { choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(3 * 1024 * 1024) }, finish_reason: 'stop' }] });
     }
-    let content = 'fake-openai: ' + text;
+    let content = 'fake-openai: ' + text + (d.pad ? ' ' + 'x'.repeat(d.pad) : '');
     let reason = 'stop';
     if (d.flags.has('safety')) { content = null; reason = 'content_filter'; }
     if (d.flags.has('empty')) { content = null; reason = 'length'; }
