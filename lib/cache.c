@@ -155,13 +155,15 @@ unsigned long cache_generation(void)
     return conn_gen;
 }
 
-static int ensure(void)
+/* A connection to use: 0 ok, -1 none (Redis unreachable, or within the back-off after a slow connect or a
+ * timeout, unless probe: a PING is how a process learns that Redis is back). */
+static int ensure_for(int probe)
 {
     if (ctx && !ctx->err)
         return 0;
     drop();
     double t0 = now_ms();
-    if (t0 < retry_after_ms)
+    if (t0 < retry_after_ms && !probe)
         return -1;
     ctx = target.path ? redisConnectUnixWithTimeout(target.path, connect_tv)
                       : redisConnectWithTimeout(target.host ? target.host : "127.0.0.1", target.port, connect_tv);
@@ -193,12 +195,22 @@ static int ensure(void)
     return 0;
 }
 
+static int ensure(void)
+{
+    return ensure_for(0);
+}
+
 /* After a failed command: may it be sent again on a new connection? Yes when the connection was found closed
  * (Redis restarted while it sat idle: the command never ran), not after a timeout, when Redis may well have
- * run it (an XADD sent twice would append a reply's piece twice). */
+ * run it (an XADD sent twice would append a reply's piece twice). A timeout also holds off new connections for
+ * BACKOFF_MS, as a slow connect does: a Redis that accepts connections but answers nothing (paused, its host
+ * gone without a reset) would otherwise cost every command of every request its whole timeout (the worker's
+ * loop and the stream program's, which serve many clients, a second per command). */
 static int worth_retrying(void)
 {
     int timed_out = ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ETIMEDOUT);
+    if (timed_out)
+        retry_after_ms = now_ms() + BACKOFF_MS;
     return !timed_out;
 }
 
@@ -390,7 +402,7 @@ int cache_ping_within(long timeout_ms)
     /* As cache_cmd: a connection that Redis closed (a restart since this process last used it) is replaced and
      * the PING sent again, so a Redis that is back is not reported down; a timeout is not retried. */
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (ensure() != 0)
+        if (ensure_for(1) != 0)
             return -1;
         redisSetTimeout(ctx, tv);
         redisReply *r = redisCommand(ctx, "PING");

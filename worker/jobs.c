@@ -163,8 +163,10 @@ static int store(job_t *j)
     upkeep_db_up();
     /* Readers of the reply's event stream learn that it is stored (they read it from PostgreSQL). Without
      * Redis they find out by reading PostgreSQL themselves. */
-    if (rc == REPLY_STORED && upkeep_redis_ready(now_ms()) && replystream_end(j->reply_id, ok) != 0)
+    if (rc == REPLY_STORED && upkeep_redis_ready(now_ms()) && replystream_end(j->reply_id, ok) != 0) {
         log_warn("reply %lld: cannot publish its end to its event stream (Redis)", j->reply_id);
+        upkeep_redis_down(); /* the next ends and pieces do not wait on it too */
+    }
     double ms = now_ms() - j->started_ms;
     if (rc == REPLY_NOT_PENDING)
         log_info("reply %lld is no longer pending (finished elsewhere or deleted); result dropped", j->reply_id);

@@ -159,14 +159,20 @@ static int call_body(upstream_call_t *c, const char *data, size_t len)
 }
 
 /* Publish what c's answer added since the last time. A Redis failure stops publishing for this call until
- * resume() starts it again (readers meanwhile wait, and get the stored reply at the end in any case); the
- * answer itself is not affected. */
+ * resume() starts it again (readers meanwhile wait, and get the stored reply at the end in any case), and tells
+ * the whole worker that Redis is down (upkeep), so that no other call waits on it meanwhile; the answer itself
+ * is not affected. */
 static void publish(upstream_call_t *c)
 {
     if (!c->publish || !c->delta.len)
         return;
-    if (replystream_delta(c->reply_id, c->delta.data, c->delta.len) != 0) {
-        log_warn("reply %lld: cannot publish to its event stream (Redis); trying again once it answers", c->reply_id);
+    int ready = upkeep_redis_ready(now_ms());
+    if (!ready || replystream_delta(c->reply_id, c->delta.data, c->delta.len) != 0) {
+        if (ready) {
+            log_warn("reply %lld: cannot publish to its event stream (Redis); trying again once it answers",
+                     c->reply_id);
+            upkeep_redis_down();
+        }
         c->publish = 0;
         c->resume_at = now_ms() + RESUME_EVERY_MS;
     }
@@ -280,7 +286,10 @@ int upstream_start(job_t *j, long long reply_id, int retry, const ai_turn_t *tur
         return UPSTREAM_FAILED;
     }
     /* A new attempt: readers drop whatever an earlier one streamed (restart). */
-    c->publish = upkeep_redis_ready(now_ms()) && replystream_begin(reply_id, retry) == 0;
+    int ready = upkeep_redis_ready(now_ms());
+    c->publish = ready && replystream_begin(reply_id, retry) == 0;
+    if (ready && !c->publish)
+        upkeep_redis_down(); /* the other calls do not wait on it too */
     if (!c->publish) {
         log_warn("reply %lld: not published as it is written (Redis down); trying again once it answers", reply_id);
         c->resume_at = now_ms() + RESUME_EVERY_MS;

@@ -75,6 +75,29 @@ stack_redis_start
 post_msg "$ROOM" "redis is back $tag"
 check "after Redis is back a reply completes within 30 s" wait_replies 30 "$REPLY_ID"
 
+# ---- Redis hung (SIGSTOP: it accepts connections, answers nothing) while replies stream: the first command
+# that times out tells the whole worker (and the process's Redis client backs off), so the calls in flight
+# finish and are stored at once. Each publish used to wait out its own 1 s timeout, every loop turn, for every
+# call: 8 streaming replies stalled the worker until Redis came back. ----
+trap resume_all EXIT
+hung=()
+for i in 1 2 3 4 5 6 7 8; do
+    post_msg "$ROOM" "[[delay:300]] [[chunks:6]] [[chunkms:250]] redis hung $i $tag"
+    hung+=("$REPLY_ID")
+done
+sleep 0.5
+pause "$(cat "$STACK_DIR/redis.pid")"
+check "with Redis hung, 8 streaming replies complete within 8 s (it stays hung for 20)" wait_replies 8 "${hung[@]}"
+for i in 0 7; do
+    check_eq "$(reply_field "${hung[$i]}" content)" "fake-gemini: [[delay:300]] [[chunks:6]] [[chunkms:250]] redis hung $((i + 1)) $tag" \
+        "hung reply $((i + 1)): the whole answer"
+done
+sleep $((20 - 8))
+resume_all
+trap - EXIT
+post_msg "$ROOM" "redis answers again $tag"
+check "after Redis answers again a reply completes within 30 s" wait_replies 30 "$REPLY_ID"
+
 # ---- PostgreSQL restart under the worker ----
 stack_pg_stop
 sleep 2
