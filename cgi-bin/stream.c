@@ -1114,12 +1114,19 @@ static void loop(void)
         }
         reap();
     }
-    /* shutdown: every open request ends now (streams are reconnected by their clients) */
+    /* shutdown: every open request ends now (streams are reconnected by their clients; a long-poll, whose
+     * answer has not begun, gets a whole 503 to retry on, not an empty one the web server would call a 502) */
     for (conn_t *c = S.conns; c; c = c->next) {
         if (c->dead)
             continue;
-        if (c->kind != K_NONE)
+        if (c->kind == K_WAIT) {
+            late_req(c);
+            http_unavailable(&S.req);
+            http_set_header(&S.req, "Retry-After", "1");
+            respond(c);
+        } else if (c->kind != K_NONE) {
             end_request(c, 503);
+        }
         c->closing = 1;
         flush(c);
     }

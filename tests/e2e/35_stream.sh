@@ -255,6 +255,27 @@ post_msg "$ROOM" "$text"
 sse_get "$OUT/s11" "/chatroom/$ROOM/messages/$REPLY_ID/stream"
 check_eq "$(deltas_text "$OUT/s11")" "fake-gemini: $text" "the first stream after a Redis restart gets every delta"
 
+# ---- the stream program stopped (SIGTERM: a restart, a deploy) while a long-poll waits: the client gets a whole
+# JSON 503 with Retry-After to ask again on (it got an empty answer, which the web server turned into a 502) ----
+mapfile -t spids < <(stack_program_pids stream)
+if ((${#spids[@]} > 0)); then
+    post_msg "$ROOM" "[[delay:15000]] waiting at shutdown $tag"
+    curl -s --max-time 30 -D "$OUT/w.h" -o "$OUT/w.b" -H "Authorization: Bearer $TOKEN" -H 'X-Request-Id: wait-down' \
+        "$BASE_URL/chatroom/$ROOM/messages/$REPLY_ID?wait=25" &
+    wpid=$!
+    sleep 1
+    kill -TERM "${spids[@]}"
+    wait "$wpid" || true
+    st=$(awk 'NR == 1 { print $2 }' "$OUT/w.h")
+    ra=$(awk -F': ' 'tolower($1) == "retry-after" { sub(/\r$/, "", $2); print $2 }' "$OUT/w.h")
+    rid=$(awk -F': ' 'tolower($1) == "x-request-id" { sub(/\r$/, "", $2); print $2 }' "$OUT/w.h")
+    check_eq "$st/$(jq -r .error.code "$OUT/w.b" 2>/dev/null)/$ra/$rid" "503/unavailable/1/wait-down" \
+        "a long-poll waiting when the stream program stops: 503 unavailable, Retry-After: 1, its request id"
+    stack_respawn_program stream
+    REQ_TIMEOUT=40 auth_req "$TOKEN" GET "/chatroom/$ROOM/messages/$REPLY_ID?wait=25"
+    check_eq "$STATUS/$(jget .status)" 200/completed "... and asked again, it gets the reply"
+fi
+
 # ---- what follows tests the worker and the stream program, not the web server: under the core deployments
 # only (tests/run.sh) ----
 if [[ ${E2E_CORE:-1} != 1 ]]; then
