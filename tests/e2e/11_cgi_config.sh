@@ -70,6 +70,21 @@ check_fails "an unreachable REDIS_URL" 'FAIL  Redis (REDIS_URL)' REDIS_URL=unix:
 check_fails "a bad REDIS_URL" 'REDIS_URL is not a' REDIS_URL=http://example
 check_fails "a missing secret" 'JWT_SECRET is required' -u JWT_SECRET
 check_fails "a bad number" 'BASIC_DAILY_LIMIT must be an integer' BASIC_DAILY_LIMIT=lots
+# A Redis password holding '@' and ':' (redis://:p@ss:w@rd@host:port/0): the last '@' ends it
+if command -v redis-server >/dev/null; then
+    rport=$(_stack_free_port)
+    redis-server --port "$rport" --bind 127.0.0.1 --requirepass 'p@ss:w@rd' --save '' --appendonly no \
+        --daemonize no --logfile '' >/dev/null 2>&1 &
+    rpid=$!
+    for _ in $(seq 1 50); do redis-cli -p "$rport" -a 'p@ss:w@rd' --no-auth-warning PING >/dev/null 2>&1 && break; sleep 0.1; done
+    rc=0
+    out=$(env REDIS_URL="redis://:p@ss:w@rd@127.0.0.1:$rport/0" timeout 20 "$bin" --check </dev/null 2>&1) || rc=$?
+    check "--check: a Redis password with '@' and ':' is read whole ($(grep -F 'Redis' <<<"$out" | tr -s ' ' | cut -c1-80))" \
+        grep -q '^  ok    Redis (REDIS_URL)' <<<"$out"
+    kill "$rpid" 2>/dev/null || true
+    wait "$rpid" 2>/dev/null || true
+fi
+
 # several mistakes: one run names them all, a FAIL line each, and counts them
 rc=0
 out=$(env -u JWT_SECRET BASIC_DAILY_LIMIT=lots LOG_LEVEL=loud timeout 20 "$bin" --check </dev/null 2>&1) || rc=$?
