@@ -49,6 +49,7 @@
 #define WAIT_MAX_S 30
 #define DB_POLL_MS 10000.0     /* a waited-for reply is read from PostgreSQL this often */
 #define DB_POLL_FAST_MS 1000.0 /* ... while the XREAD connection is down */
+#define RD_UNBLOCK_AGAIN_MS 5  /* the wait before an UNBLOCK that found the XREAD not yet blocking is sent again */
 #define OUT_MAX (1u << 20)     /* unsent bytes a client may owe us beyond its largest single piece (out_big) */
 #define PARAMS_MAX 65536       /* FastCGI parameters of one request */
 #define CATCHUP_MAX 100000     /* entries read back at once for a (re)connecting client */
@@ -564,7 +565,11 @@ static void rd_send(void)
     S.rd_dirty = 0;
 }
 
-/* A stream was added while an XREAD blocks without it: make that XREAD return now (it answers nil). */
+/* A stream was added while an XREAD blocks without it: make that XREAD return now (it answers nil, and the
+ * next XREAD names every stream). UNBLOCK answers 0 while the XREAD is still on its way to Redis (not blocking
+ * yet): then it is asked again at the next loop turn, a few ms later (the loop's wait is cut short while
+ * rd_dirty stays), not left to block up to 10 s without the new stream. No answer at all (the main
+ * connection failed): the XREAD connection is dropped and rebuilt, the replies polled in PostgreSQL meanwhile. */
 static void rd_interrupt(void)
 {
     if (!S.rd || !S.rd_blocked || !S.rd_dirty)
@@ -574,9 +579,14 @@ static void rd_interrupt(void)
     const char *argv[] = {"CLIENT", "UNBLOCK", id};
     size_t lens[] = {6, 7, strlen(id)};
     redisReply *r = cache_cmd(3, argv, lens);
-    if (r)
-        freeReplyObject(r);
-    S.rd_dirty = 0; /* the nil answer comes back and the next XREAD names every stream */
+    if (!r) {
+        rd_drop("CLIENT UNBLOCK got no answer");
+        return;
+    }
+    int not_yet = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+    freeReplyObject(r);
+    if (!not_yet)
+        S.rd_dirty = 0;
 }
 
 static void rd_readable(void)
@@ -1060,6 +1070,8 @@ static void loop(void)
         rd_interrupt();
         rd_send();
         int timeout = timers();
+        if (S.rd && S.rd_blocked && S.rd_dirty && timeout > RD_UNBLOCK_AGAIN_MS)
+            timeout = RD_UNBLOCK_AGAIN_MS; /* an UNBLOCK that came too early is sent again soon */
         for (conn_t *c = S.conns; c; c = c->next)
             if (!c->dead && c->out_off < c->out.len)
                 flush(c);
