@@ -9,13 +9,15 @@
 
 struct ai_stream {
     enum ai_provider provider;
-    int state;       /* AI_STREAM_* */
-    int skip_lf;     /* the last byte was a CR: a following LF belongs to the same line end */
-    size_t fed;      /* bytes fed, for the ceiling */
-    buf_t line;      /* the line being read */
-    buf_t data;      /* the data lines of the event being read, joined by LF */
-    int has_data;    /* the event has at least one data line */
-    buf_t text;      /* the whole text so far (sanitised) */
+    int state;     /* AI_STREAM_* */
+    int skip_lf;   /* the last byte was a CR: a following LF belongs to the same line end */
+    size_t fed;    /* bytes fed, for the ceiling */
+    buf_t line;    /* the line being read */
+    buf_t data;    /* the data lines of the event being read, joined by LF */
+    int has_data;  /* the event has at least one data line */
+    buf_t text;    /* the whole text so far (sanitised) */
+    char carry[4]; /* the start of a UTF-8 sequence that a piece ended in, completed by the next piece */
+    size_t ncarry;
     char reason[48]; /* the finish reason, "" while none */
     int finished;    /* a finish reason or [DONE] was seen */
     int refused;     /* OpenAI: a refusal delta came */
@@ -73,15 +75,44 @@ static void token_copy(char *dst, size_t cap, const char *src)
     dst[k] = '\0';
 }
 
-/* Add a piece of text: sanitised, appended to the whole text and to delta. */
+/* How many bytes at the end of p[0..len) start a UTF-8 sequence that is not complete yet (a lead byte and fewer
+ * continuation bytes than it announces): 0 to 3. */
+static size_t open_tail(const char *p, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    for (size_t back = 1; back <= 3 && back <= len; back++) {
+        unsigned char c = u[len - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* a continuation byte: its lead is further back */
+        size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+        return need > back ? back : 0;
+    }
+    return 0;
+}
+
+/* Add a piece of text: sanitised, appended to the whole text and to delta. A multi-byte character that a server
+ * split across two pieces (they are bytes to some servers) is held back until the next piece completes it,
+ * instead of becoming two U+FFFD. */
 static void add_text(ai_stream_t *s, const char *p, size_t len, buf_t *delta)
 {
     if (len == 0)
         return;
+    buf_t joined = {0};
+    if (s->ncarry) {
+        buf_append(&joined, s->carry, s->ncarry);
+        buf_append(&joined, p, len);
+        p = joined.data;
+        len = joined.len;
+        s->ncarry = 0;
+    }
+    size_t tail = open_tail(p, len);
     size_t before = s->text.len;
-    ai_text_sanitise(p, len, &s->text);
+    ai_text_sanitise(p, len - tail, &s->text);
+    memcpy(s->carry, p + len - tail, tail);
+    s->ncarry = tail;
     if (delta)
         buf_append(delta, s->text.data + before, s->text.len - before);
+    buf_free(&joined);
 }
 
 /* An {"error":{...}} chunk: classified as an HTTP answer with the error's own code (500 when it has none, so
@@ -287,6 +318,13 @@ void ai_stream_finish(ai_stream_t *s, buf_t *delta, ai_result_t *r)
         r->text = NULL; /* an error result has no text: nothing is shared with s */
         r->text_len = 0;
         return;
+    }
+    if (s->ncarry) { /* a character the answer never completed */
+        size_t before = s->text.len;
+        ai_text_sanitise(s->carry, s->ncarry, &s->text);
+        if (delta)
+            buf_append(delta, s->text.data + before, s->text.len - before);
+        s->ncarry = 0;
     }
     r->http_status = 200;
     const char *reason = s->reason[0] ? s->reason : "none";

@@ -295,6 +295,38 @@ static void test_sanitised_and_unterminated(void **state)
     buf_free(&deltas);
 }
 
+/* A character split across two pieces (raw bytes: some servers cut their byte buffers anywhere) is whole, at
+ * every split of the body too; one the answer never completes ends it as U+FFFD. */
+static void test_split_character(void **state)
+{
+    (void)state;
+    buf_t deltas = {0}, whole = {0};
+    ai_result_t r;
+    int st;
+    const char *body = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"smile \xF0\x9F\"}]}}]}\n\n"
+                       "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\x98\x80 \xC3\"}]}}]}\n\n"
+                       "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\xA9 done\"}]},"
+                       "\"finishReason\":\"STOP\"}]}\n\n";
+    for (size_t step = 0; step < 12; step++) {
+        run(AI_PROVIDER_GEMINI, body, step, &deltas, &r, &st);
+        join(&deltas, &whole);
+        assert_int_equal(r.status, AI_OK);
+        assert_string_equal(r.text, "smile \xF0\x9F\x98\x80 \xC3\xA9 done");
+        assert_string_equal(whole.data, r.text);
+        ai_result_free(&r);
+    }
+    run(AI_PROVIDER_OPENAI,
+        "data: {\"choices\":[{\"delta\":{\"content\":\"x \xE2\x82\"}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        0, &deltas, &r, &st);
+    assert_string_equal(r.text, "x \xEF\xBF\xBD\xEF\xBF\xBD"); /* a U+FFFD per byte, as in any piece */
+    join(&deltas, &whole);
+    assert_string_equal(whole.data, r.text);
+    ai_result_free(&r);
+    buf_free(&deltas);
+    buf_free(&whole);
+}
+
 static void test_ceiling(void **state)
 {
     (void)state;
@@ -344,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_openai_ok_and_splits),
         cmocka_unit_test(test_openai_failures),
         cmocka_unit_test(test_sanitised_and_unterminated),
+        cmocka_unit_test(test_split_character),
         cmocka_unit_test(test_ceiling),
         cmocka_unit_test(test_stream_urls_and_bodies),
     };
