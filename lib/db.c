@@ -13,6 +13,9 @@ static char *db_conninfo;
 static PGconn *conn;
 static unsigned long conn_gen; /* bumped on every new connection; statements re-prepare when it moves */
 static int in_tx;              /* a transaction is open on conn */
+static int tx_lost;            /* the connection of an open transaction was lost: every statement and COMMIT
+                                * fails (unavailable) until db_rollback or db_begin, so nothing after it runs
+                                * outside the transaction on a new connection and reports success */
 static int no_retry;           /* db_query_once: a statement sent is never sent again */
 static int last_unavailable;
 static char last_sqlstate[6];
@@ -42,6 +45,8 @@ static void drop_conn(void)
 {
     PQfinish(conn);
     conn = NULL;
+    if (in_tx)
+        tx_lost = 1;
     in_tx = 0;
 }
 
@@ -222,6 +227,11 @@ static void drop_if_dead(void)
 static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *const *params)
 {
     const char *what = st ? st->name : "statement";
+    if (tx_lost) {
+        last_unavailable = 1;
+        snprintf(last_sqlstate, sizeof last_sqlstate, "08006"); /* connection_failure */
+        return NULL;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         int was_tx = in_tx;
         last_unavailable = 0;
@@ -289,6 +299,7 @@ PGresult *db_query_once(db_stmt_t *stmt, const char *const *params)
 
 int db_begin(void)
 {
+    tx_lost = 0;
     PGresult *res = run(NULL, "BEGIN", 0, NULL);
     if (!res)
         return -1;
@@ -309,6 +320,7 @@ int db_commit(void)
 
 void db_rollback(void)
 {
+    tx_lost = 0;
     if (!conn || PQtransactionStatus(conn) == PQTRANS_IDLE) {
         in_tx = 0;
         return;

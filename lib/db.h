@@ -45,7 +45,9 @@ PGresult *db_query_once(db_stmt_t *stmt, const char *const *params);
 PGresult *db_exec(const char *sql, int nparams, const char *const *params);
 
 /* Transactions on the process connection. 0 ok, -1 failure. db_rollback is safe to call at any time
- * (no-op without an open transaction). A lost connection inside a transaction is not retried. */
+ * (no-op without an open transaction). A lost connection inside a transaction is not retried, and until
+ * db_rollback (or the next db_begin) every statement and db_commit fails as unavailable: nothing a caller runs
+ * after the loss lands outside the transaction on a new connection. */
 int db_begin(void);
 int db_commit(void);
 void db_rollback(void);
