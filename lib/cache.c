@@ -72,7 +72,7 @@ int cache_init(const char *url)
         return -1;
     const char *p = url + 8;
     const char *at = strrchr(p, '@'); /* the last: a password may hold '@' (host, port and db never do) */
-    if (at) { /* [user]:password@ */
+    if (at) {                         /* [user]:password@ */
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *pw = colon ? colon + 1 : p;
         if (at > pw)

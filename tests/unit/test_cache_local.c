@@ -23,6 +23,7 @@
 #include "keys.h"
 #include "mirror.h"
 #include "private_redis.h"
+#include "util.h"
 
 static char dir[] = "/tmp/gb-cache-local.XXXXXX";
 static char sock[64];
@@ -267,7 +268,8 @@ static long long other_get(const char *key)
 }
 
 /* A connection Redis closed (a restart while it sat idle) is replaced and the command sent again; a command
- * that timed out is not (Redis may have run it: an XADD or INCR would happen twice). */
+ * that timed out is not (Redis may have run it: an XADD or INCR would happen twice), and for a second after it
+ * no command waits on Redis again (a hung Redis costs one timeout a second, not one per command). */
 static void test_retry_only_when_not_run(void **state)
 {
     (void)state;
@@ -284,6 +286,11 @@ static void test_retry_only_when_not_run(void **state)
         sleep_ms(10);
     sleep_ms(100);
     assert_int_equal(other_get("k7"), 3); /* it ran once, when Redis woke up */
+    double t0 = now_ms();
+    assert_int_equal(incr("k7"), -1); /* within the second after the timeout: refused at once */
+    assert_true(now_ms() - t0 < 100);
+    assert_int_equal(other_get("k7"), 3);
+    assert_int_equal(cache_ping_within(500), 0); /* /healthz's PING still probes: Redis is back, and used again */
     assert_int_equal(incr("k7"), 4);
 }
 
