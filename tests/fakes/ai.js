@@ -145,8 +145,11 @@ function streamOut(rec, res, events, chunkMs, crlf, after) {
   res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
   const eol = crlf ? '\r\n' : '\n';
   let i = 0;
+  // the events that carry the answer: a caller that hangs up after them (a worker stops reading at the finish
+  // reason, before an OpenAI [DONE]) got it whole
+  const answered = events.length - (events[events.length - 1] === '[DONE]' ? 1 : 0);
   const next = () => {
-    if (gone()) { if (rec) rec.status = 'client_gone'; return; }
+    if (gone()) { if (rec && i < answered) rec.status = 'client_gone'; return; }
     if (i >= events.length) {
       if (after === 'linger') return setTimeout(() => res.end(), 120000).unref();
       if (after === 'rst') return setTimeout(() => res.socket && res.socket.destroy(), 50);
