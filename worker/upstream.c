@@ -40,6 +40,7 @@ struct upstream_call {
     buf_t delta;          /* sse: text not yet published */
     int publish;          /* publishing to the reply's event stream works (Redis answered begin) */
     double resume_at;     /* !publish: not before this is publishing tried again */
+    double complete_at;   /* sse: when the parser had the whole answer; 0 not yet */
     struct upstream_call *prev, *next; /* the calls in flight */
 };
 
@@ -143,9 +144,10 @@ static int is_event_stream(upstream_call_t *c)
 }
 
 /* The body seam: data[0..len) is the next piece of c's response body, split wherever the network split it.
- * 0 go on, -1 stop the transfer (curl then ends it with CURLE_WRITE_ERROR: a plain body too large, a stream
- * the parser gave up on, whose own reason call_result then reports, or a stream whose answer is complete:
- * nothing the connection does after the finish reason may cost it). */
+ * 0 go on, -1 stop the transfer (curl then ends it with CURLE_WRITE_ERROR: a plain body too large, or a stream
+ * the parser gave up on, whose own reason call_result then reports). A stream whose answer is complete is read
+ * on to its end, so that the connection is reused (a new TLS handshake per reply otherwise); the time it is
+ * complete is noted, and upstream_perform ends a transfer that then lingers (AFTER_FINISH_MS). */
 static int call_body(upstream_call_t *c, const char *data, size_t len)
 {
     if (c->sse < 0) {
@@ -155,7 +157,10 @@ static int call_body(upstream_call_t *c, const char *data, size_t len)
     }
     if (!c->sse)
         return capped_write((char *)data, 1, len, &c->resp) == len ? 0 : -1;
-    return ai_stream_feed(c->stream, data, len, c->publish ? &c->delta : NULL) == AI_STREAM_MORE ? 0 : -1;
+    int st = ai_stream_feed(c->stream, data, len, c->publish ? &c->delta : NULL);
+    if (st == AI_STREAM_COMPLETE && !c->complete_at)
+        c->complete_at = now_ms();
+    return st == AI_STREAM_FAILED ? -1 : 0;
 }
 
 /* Publish what c's answer added since the last time. A Redis failure stops publishing for this call until
@@ -324,6 +329,10 @@ static void call_result(upstream_call_t *c, CURLcode code, ai_result_t *r)
         log_warn("reply %lld: %s%s%s", c->reply_id, r->error, r->detail[0] ? ": " : "", r->detail);
 }
 
+/* How long a transfer may go on after its answer is complete (the server keeps the connection open without
+ * ending the response) before it is ended and the answer taken. */
+#define AFTER_FINISH_MS 1000
+
 void upstream_perform(void)
 {
     int running = 0;
@@ -331,6 +340,17 @@ void upstream_perform(void)
     for (upstream_call_t *c = U.calls; c; c = c->next) {
         resume(c);
         publish(c);
+    }
+    double now = now_ms();
+    for (upstream_call_t *c = U.calls, *next; c; c = next) {
+        next = c->next;
+        if (!c->complete_at || now - c->complete_at < AFTER_FINISH_MS)
+            continue;
+        log_info("reply %lld: the answer is whole but the upstream keeps the connection open; ending it", c->reply_id);
+        ai_result_t r;
+        call_result(c, CURLE_OK, &r);
+        job_call_done(c->job, &r); /* frees c */
+        ai_result_free(&r);
     }
     CURLMsg *m;
     int left;
