@@ -503,7 +503,7 @@ int http_cors_allowed(const char *list, const char *origin)
 
 /* The request headers a browser may send cross-origin, and the response headers its script may read. */
 #define CORS_ALLOW_HEADERS "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
-#define CORS_EXPOSE_HEADERS "X-Request-Id, Retry-After, X-Cache, Idempotent-Replayed"
+#define CORS_EXPOSE_HEADERS "X-Request-Id, Retry-After, X-Cache, Idempotent-Replayed, WWW-Authenticate"
 #define CORS_MAX_AGE "600"
 
 /* The request's Origin when CORS_ALLOWED_ORIGINS lists it, else NULL. */

@@ -215,7 +215,7 @@ check "[$DEPLOYMENT] ... and is not a 204 ($STATUS)" test "$STATUS" != 204
 auth_req "$TOKEN" GET /chatroom "" -H "Origin: $allowed"
 check_eq "$STATUS/$(header Access-Control-Allow-Origin)" "200/$allowed" "[$DEPLOYMENT] a GET from an allowed origin carries ACAO"
 check_eq "$(header Vary)" Origin "[$DEPLOYMENT] ... and Vary: Origin"
-for h in X-Request-Id Retry-After X-Cache; do
+for h in X-Request-Id Retry-After X-Cache Idempotent-Replayed WWW-Authenticate; do
     check "[$DEPLOYMENT] ... and exposes $h" grep -q "$h" <<<"$(header Access-Control-Expose-Headers)"
 done
 req GET /nope "" -H "Origin: $allowed"
