@@ -18,6 +18,7 @@ struct ai_stream {
     buf_t text;    /* the whole text so far (sanitised) */
     char carry[4]; /* the start of a UTF-8 sequence that a piece ended in, completed by the next piece */
     size_t ncarry;
+    unsigned high;   /* a high surrogate (\uD800-\uDBFF) an event's text ended in, paired by the next; 0 none */
     char reason[48]; /* the finish reason, "" while none */
     int finished;    /* a finish reason or [DONE] was seen */
     int refused;     /* OpenAI: a refusal delta came */
@@ -189,6 +190,85 @@ static void openai_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
         s->state = AI_STREAM_COMPLETE;
 }
 
+/* The value of the 4 hex digits at p, or -1. */
+static long hex4(const char *p)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = hex_digit((unsigned char)p[i]);
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* The offset in d[0..n) of the first \u escape of a high surrogate that ends a JSON string (the escape's
+ * backslash not itself escaped), with the code unit in *cu; -1 none. */
+static long ending_high(const char *d, size_t n, unsigned *cu)
+{
+    for (size_t i = 0; i + 7 <= n; i++) {
+        long v;
+        if (d[i] != '\\' || d[i + 1] != 'u' || d[i + 6] != '"' || (v = hex4(d + i + 2)) < 0xD800 || v > 0xDBFF)
+            continue;
+        size_t bs = 0;
+        while (bs < i && d[i - 1 - bs] == '\\')
+            bs++;
+        if (bs % 2 == 0) {
+            *cu = (unsigned)v;
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* The offset in d[0..n) of the first \u escape of a low surrogate that starts a JSON value string (its quote
+ * after ':', ',' or '['), with the code unit in *cu; -1 none. */
+static long starting_low(const char *d, size_t n, unsigned *cu)
+{
+    for (size_t i = 1; i + 8 <= n; i++) {
+        long v;
+        if (d[i] != '"' || d[i + 1] != '\\' || d[i + 2] != 'u' || (v = hex4(d + i + 3)) < 0xDC00 || v > 0xDFFF)
+            continue;
+        size_t k = i;
+        while (k > 0 && isspace((unsigned char)d[k - 1]))
+            k--;
+        if (k > 0 && (d[k - 1] == ':' || d[k - 1] == ',' || d[k - 1] == '[')) {
+            *cu = (unsigned)v;
+            return (long)i + 1;
+        }
+    }
+    return -1;
+}
+
+/* A character some servers cut between two events as UTF-16 halves ("...\ud83d" then "\ude00..."), which
+ * json-c would turn into two U+FFFD: the high half is taken out of the event that ends in it and put back,
+ * paired, as UTF-8 into the next one's first value (or as U+FFFD when that does not start with the low half). */
+static void pair_surrogates(ai_stream_t *s, buf_t *d, buf_t *delta)
+{
+    unsigned cu;
+    long at;
+    if (s->high) {
+        if ((at = starting_low(d->data, d->len, &cu)) >= 0) {
+            unsigned cp = 0x10000 + ((s->high - 0xD800) << 10) + (cu - 0xDC00);
+            char u8[4] = {(char)(0xF0 | (cp >> 18)), (char)(0x80 | ((cp >> 12) & 0x3F)),
+                          (char)(0x80 | ((cp >> 6) & 0x3F)), (char)(0x80 | (cp & 0x3F))};
+            memcpy(d->data + at, u8, 4); /* 6 bytes of escape become 4 of UTF-8 */
+            memmove(d->data + at + 4, d->data + at + 6, d->len - (size_t)at - 6);
+            d->len -= 2;
+        } else {
+            add_text(s, "\xEF\xBF\xBD", 3, delta);
+        }
+        s->high = 0;
+    }
+    if ((at = ending_high(d->data, d->len, &cu)) >= 0) {
+        memmove(d->data + at, d->data + at + 6, d->len - (size_t)at - 6);
+        d->len -= 6;
+        s->high = cu;
+    }
+    d->data[d->len] = '\0';
+}
+
 /* One complete event: its data lines joined in s->data. */
 static void dispatch(ai_stream_t *s, buf_t *delta)
 {
@@ -207,6 +287,10 @@ static void dispatch(ai_stream_t *s, buf_t *delta)
         s->state = AI_STREAM_COMPLETE;
         goto out;
     }
+    size_t lead = (size_t)(p - s->data.data);
+    pair_surrogates(s, &s->data, delta);
+    p = s->data.data + lead;
+    len = s->data.len - lead;
     json_tokener *tok = json_tokener_new();
     json_object *root = json_tokener_parse_ex(tok, p, (int)len);
     int bad =
@@ -318,6 +402,10 @@ void ai_stream_finish(ai_stream_t *s, buf_t *delta, ai_result_t *r)
         r->text = NULL; /* an error result has no text: nothing is shared with s */
         r->text_len = 0;
         return;
+    }
+    if (s->high) { /* a high surrogate the answer never paired */
+        add_text(s, "\xEF\xBF\xBD", 3, delta);
+        s->high = 0;
     }
     if (s->ncarry) { /* a character the answer never completed */
         size_t before = s->text.len;

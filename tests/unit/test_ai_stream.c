@@ -323,6 +323,30 @@ static void test_split_character(void **state)
     join(&deltas, &whole);
     assert_string_equal(whole.data, r.text);
     ai_result_free(&r);
+
+    /* ... and one cut as UTF-16 halves, escaped: "\ud83d" ends one event, "\ude00" starts the next */
+    const char *halves = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"smile \\ud83d\"}]}}]}\n\n"
+                         "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\\ude00 a\\\\ud83d\"}]},"
+                         "\"finishReason\":\"STOP\"}]}\n\n";
+    for (size_t step = 0; step < 12; step++) {
+        run(AI_PROVIDER_GEMINI, halves, step, &deltas, &r, &st);
+        join(&deltas, &whole);
+        assert_int_equal(r.status, AI_OK);
+        assert_string_equal(r.text, "smile \xF0\x9F\x98\x80 a\\ud83d"); /* an escaped backslash stays text */
+        assert_string_equal(whole.data, r.text);
+        ai_result_free(&r);
+    }
+    /* a high half the next event does not pair, or that ends the answer: U+FFFD, in its place */
+    run(AI_PROVIDER_OPENAI,
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\\ud83d\"}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"content\":\"b\\ud83d\"}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        0, &deltas, &r, &st);
+    assert_string_equal(r.text, "a\xEF\xBF\xBD"
+                                "b\xEF\xBF\xBD");
+    join(&deltas, &whole);
+    assert_string_equal(whole.data, r.text);
+    ai_result_free(&r);
     buf_free(&deltas);
     buf_free(&whole);
 }
