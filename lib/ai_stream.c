@@ -190,32 +190,19 @@ static void openai_chunk(ai_stream_t *s, json_object *root, buf_t *delta)
         s->state = AI_STREAM_COMPLETE;
 }
 
-/* The value of the 4 hex digits at p, or -1. */
-static long hex4(const char *p)
-{
-    long v = 0;
-    for (int i = 0; i < 4; i++) {
-        int d = hex_digit((unsigned char)p[i]);
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
 /* The offset in d[0..n) of the first \u escape of a high surrogate that ends a JSON string (the escape's
  * backslash not itself escaped), with the code unit in *cu; -1 none. */
 static long ending_high(const char *d, size_t n, unsigned *cu)
 {
     for (size_t i = 0; i + 7 <= n; i++) {
-        long v;
-        if (d[i] != '\\' || d[i + 1] != 'u' || d[i + 6] != '"' || (v = hex4(d + i + 2)) < 0xD800 || v > 0xDBFF)
+        unsigned v;
+        if (d[i] != '\\' || d[i + 1] != 'u' || d[i + 6] != '"' || hex4(d + i + 2, &v) != 0 || v < 0xD800 || v > 0xDBFF)
             continue;
         size_t bs = 0;
         while (bs < i && d[i - 1 - bs] == '\\')
             bs++;
         if (bs % 2 == 0) {
-            *cu = (unsigned)v;
+            *cu = v;
             return (long)i;
         }
     }
@@ -227,14 +214,14 @@ static long ending_high(const char *d, size_t n, unsigned *cu)
 static long starting_low(const char *d, size_t n, unsigned *cu)
 {
     for (size_t i = 1; i + 8 <= n; i++) {
-        long v;
-        if (d[i] != '"' || d[i + 1] != '\\' || d[i + 2] != 'u' || (v = hex4(d + i + 3)) < 0xDC00 || v > 0xDFFF)
+        unsigned v;
+        if (d[i] != '"' || d[i + 1] != '\\' || d[i + 2] != 'u' || hex4(d + i + 3, &v) != 0 || v < 0xDC00 || v > 0xDFFF)
             continue;
         size_t k = i;
         while (k > 0 && isspace((unsigned char)d[k - 1]))
             k--;
         if (k > 0 && (d[k - 1] == ':' || d[k - 1] == ',' || d[k - 1] == '[')) {
-            *cu = (unsigned)v;
+            *cu = v;
             return (long)i + 1;
         }
     }

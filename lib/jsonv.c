@@ -96,18 +96,6 @@ int mobile_normalize(const char *in, char out[17])
     return digits >= 8 ? 0 : -1;
 }
 
-static int hex4(const char *s, unsigned *v)
-{
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        int d = hex_digit((unsigned char)s[i]);
-        if (d < 0)
-            return -1;
-        *v = *v << 4 | (unsigned)d;
-    }
-    return 0;
-}
-
 int jsonv_lone_surrogate(const char *buf, size_t len)
 {
     int in_string = 0;

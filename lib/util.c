@@ -302,6 +302,18 @@ int hex_digit(int c)
                                   : -1;
 }
 
+int hex4(const char *s, unsigned *v)
+{
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = hex_digit((unsigned char)s[i]);
+        if (d < 0)
+            return -1;
+        *v = *v << 4 | (unsigned)d;
+    }
+    return 0;
+}
+
 int random_bytes(void *out, size_t n)
 {
     unsigned char *p = out;

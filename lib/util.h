@@ -69,6 +69,8 @@ void url_for_log(buf_t *out, const char *url);
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* The value of one hex digit (either case), -1 for any other character. */
 int hex_digit(int c);
+/* The value of the 4 hex digits at s (a JSON \u escape's) into *v: 0, or -1 when one is not a hex digit. */
+int hex4(const char *s, unsigned *v);
 /* n bytes from the kernel's CSPRNG (getrandom(2), which OpenSSL's RAND_bytes seeds from) into out. Not
  * RAND_bytes: it would load OpenSSL 3's provider tables into the chatroom processes (token.c); otp.c and
  * password.c draw with RAND_bytes in the auth program, which has them loaded anyway. 0 ok, -1 none available

@@ -295,60 +295,52 @@ static void test_sanitised_and_unterminated(void **state)
     buf_free(&deltas);
 }
 
+/* Fed in pieces of step bytes (0: whole), body's answer is want, and its deltas join to it. */
+static void expect_text(enum ai_provider p, const char *body, size_t step, const char *want)
+{
+    buf_t deltas = {0}, whole = {0};
+    ai_result_t r;
+    int st;
+    run(p, body, step, &deltas, &r, &st);
+    join(&deltas, &whole);
+    assert_int_equal(r.status, AI_OK);
+    assert_string_equal(r.text, want);
+    assert_string_equal(whole.data, r.text);
+    ai_result_free(&r);
+    buf_free(&deltas);
+    buf_free(&whole);
+}
+
 /* A character split across two pieces (raw bytes: some servers cut their byte buffers anywhere) is whole, at
  * every split of the body too; one the answer never completes ends it as U+FFFD. */
 static void test_split_character(void **state)
 {
     (void)state;
-    buf_t deltas = {0}, whole = {0};
-    ai_result_t r;
-    int st;
     const char *body = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"smile \xF0\x9F\"}]}}]}\n\n"
                        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\x98\x80 \xC3\"}]}}]}\n\n"
                        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\xA9 done\"}]},"
                        "\"finishReason\":\"STOP\"}]}\n\n";
-    for (size_t step = 0; step < 12; step++) {
-        run(AI_PROVIDER_GEMINI, body, step, &deltas, &r, &st);
-        join(&deltas, &whole);
-        assert_int_equal(r.status, AI_OK);
-        assert_string_equal(r.text, "smile \xF0\x9F\x98\x80 \xC3\xA9 done");
-        assert_string_equal(whole.data, r.text);
-        ai_result_free(&r);
-    }
-    run(AI_PROVIDER_OPENAI,
-        "data: {\"choices\":[{\"delta\":{\"content\":\"x \xE2\x82\"}}]}\n\n"
-        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-        0, &deltas, &r, &st);
-    assert_string_equal(r.text, "x \xEF\xBF\xBD\xEF\xBF\xBD"); /* a U+FFFD per byte, as in any piece */
-    join(&deltas, &whole);
-    assert_string_equal(whole.data, r.text);
-    ai_result_free(&r);
+    for (size_t step = 0; step < 12; step++)
+        expect_text(AI_PROVIDER_GEMINI, body, step, "smile \xF0\x9F\x98\x80 \xC3\xA9 done");
+    expect_text(AI_PROVIDER_OPENAI,
+                "data: {\"choices\":[{\"delta\":{\"content\":\"x \xE2\x82\"}}]}\n\n"
+                "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+                0, "x \xEF\xBF\xBD\xEF\xBF\xBD"); /* a U+FFFD per byte, as in any piece */
 
     /* ... and one cut as UTF-16 halves, escaped: "\ud83d" ends one event, "\ude00" starts the next */
     const char *halves = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"smile \\ud83d\"}]}}]}\n\n"
                          "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\\ude00 a\\\\ud83d\"}]},"
                          "\"finishReason\":\"STOP\"}]}\n\n";
-    for (size_t step = 0; step < 12; step++) {
-        run(AI_PROVIDER_GEMINI, halves, step, &deltas, &r, &st);
-        join(&deltas, &whole);
-        assert_int_equal(r.status, AI_OK);
-        assert_string_equal(r.text, "smile \xF0\x9F\x98\x80 a\\ud83d"); /* an escaped backslash stays text */
-        assert_string_equal(whole.data, r.text);
-        ai_result_free(&r);
-    }
+    for (size_t step = 0; step < 12; step++) /* an escaped backslash before "ud83d" stays text */
+        expect_text(AI_PROVIDER_GEMINI, halves, step, "smile \xF0\x9F\x98\x80 a\\ud83d");
     /* a high half the next event does not pair, or that ends the answer: U+FFFD, in its place */
-    run(AI_PROVIDER_OPENAI,
-        "data: {\"choices\":[{\"delta\":{\"content\":\"a\\ud83d\"}}]}\n\n"
-        "data: {\"choices\":[{\"delta\":{\"content\":\"b\\ud83d\"}}]}\n\n"
-        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-        0, &deltas, &r, &st);
-    assert_string_equal(r.text, "a\xEF\xBF\xBD"
-                                "b\xEF\xBF\xBD");
-    join(&deltas, &whole);
-    assert_string_equal(whole.data, r.text);
-    ai_result_free(&r);
-    buf_free(&deltas);
-    buf_free(&whole);
+    expect_text(AI_PROVIDER_OPENAI,
+                "data: {\"choices\":[{\"delta\":{\"content\":\"a\\ud83d\"}}]}\n\n"
+                "data: {\"choices\":[{\"delta\":{\"content\":\"b\\ud83d\"}}]}\n\n"
+                "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+                0,
+                "a\xEF\xBF\xBD"
+                "b\xEF\xBF\xBD");
 }
 
 static void test_ceiling(void **state)
