@@ -15,6 +15,7 @@
 
 #define AI_MAX_RESPONSE_BYTES (2u * 1024u * 1024u) /* ceiling on an upstream response body */
 #define AI_MAX_OUTPUT_TOKENS 4096                  /* thinking models spend part of it: keep >= 2048 */
+#define AI_HISTORY_MAX_BYTES_S "524288"            /* the history sent upstream: newest turns up to 512 KiB */
 #define AI_ERROR_MAX 200                           /* the stored error of a failed reply, in bytes */
 #define AI_OFFLINE_ECHO_CHARS 200                  /* code points of the user text the offline stand-in echoes */
 #define AI_BACKOFF_BASE_MS 1000L                   /* first retry waits up to this */

@@ -49,17 +49,21 @@ static struct {
     long long completed, failed, retried;
 } J;
 
-/* The conversation up to the reply: the last $3 finished messages before it, oldest first. A user message
- * whose own reply (the next message of the room: the API inserts the two together under the room's lock)
- * failed is left out with it, so one refused or blocked prompt is not sent again with every later one. */
+/* The conversation up to the reply: the last $3 finished messages before it, oldest first, cut where the
+ * newest ones reach $4 bytes (a model turn may hold 2 MiB: twenty of them would make a 40 MB request, held
+ * for the whole call by each of WORKER_CONCURRENCY calls). The newest user message, at most 8000 characters,
+ * always fits. A user message whose own reply (the next message of the room: the API inserts the two
+ * together under the room's lock) failed is left out with it, so one refused or blocked prompt is not sent
+ * again with every later one. */
 static db_stmt_t q_history =
-    DB_STMT("worker_history",
-            "SELECT role, content FROM (SELECT m.id, m.role, m.content FROM messages m "
+    DB_STMT("worker_history_capped",
+            "SELECT role, content FROM (SELECT m.id, m.role, m.content, "
+            "sum(octet_length(m.content)) OVER (ORDER BY m.id DESC) AS upto FROM messages m "
             "WHERE m.chatroom_id = $1 AND m.id < $2 AND m.status = 'completed' AND (m.role <> 'user' OR "
             "(SELECT n.status FROM messages n WHERE n.chatroom_id = $1 AND n.id > m.id ORDER BY n.id LIMIT 1) "
             "IS DISTINCT FROM 'failed') "
-            "ORDER BY m.id DESC LIMIT $3) h ORDER BY id",
-            3);
+            "ORDER BY m.id DESC LIMIT $3) h WHERE upto <= $4::bigint ORDER BY id",
+            4);
 
 static uint64_t random64(void)
 {
@@ -274,7 +278,7 @@ void job_start(const reply_lease_t *lease, const char *stream_id)
     snprintf(room, sizeof room, "%lld", j->chatroom_id);
     snprintf(rid, sizeof rid, "%lld", j->reply_id);
     snprintf(lim, sizeof lim, "%ld", g_config.ai_history_messages);
-    const char *params[] = {room, rid, lim};
+    const char *params[] = {room, rid, lim, AI_HISTORY_MAX_BYTES_S};
     res = db_query(&q_history, params);
     if (!res) {
         upkeep_db_failed("loading the history");
