@@ -1155,7 +1155,7 @@ int main(void)
         fprintf(stderr, "stream: configuration error: REDIS_URL is not a redis:// or unix:// URL\n");
         return 2;
     }
-    metrics_open(g_config.metrics_dir, "stream");
+    metrics_open(g_config.metrics_dir, "stream", 0);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);

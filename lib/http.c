@@ -881,7 +881,6 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
     }
     if (getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state)
         rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    metrics_open(g_config.metrics_dir, prog);
     if (init)
         init();
 
@@ -896,6 +895,7 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
         log_error("FCGX_Init failed");
         return 1;
     }
+    metrics_open(g_config.metrics_dir, prog, FCGX_IsCGI()); /* CGI: one request per process, one file per program */
     served_t sv;
     if (FCGX_IsCGI()) {
         handle(&req, routes, nroutes, &body, &wire, &sv);

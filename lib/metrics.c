@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,10 +42,19 @@ typedef struct mfile {
     series_t series[METRICS_SLOTS];
 } mfile_t;
 
-static mfile_t *g_file; /* NULL: metrics off */
+static mfile_t *g_file;    /* NULL: metrics off */
+static int g_lock_fd = -1; /* a shared file's descriptor: slot claims are made under flock on it */
 static int g_tried;
 
-int metrics_open(const char *dir, const char *prog)
+static int lock(int op)
+{
+    int rc;
+    while ((rc = flock(g_lock_fd, op)) != 0 && errno == EINTR)
+        ;
+    return rc;
+}
+
+int metrics_open(const char *dir, const char *prog, int shared)
 {
     if (g_tried)
         return g_file ? 0 : -1;
@@ -56,7 +66,8 @@ int metrics_open(const char *dir, const char *prog)
         return -1;
     }
     char path[4096];
-    int n = snprintf(path, sizeof path, "%s/%s.%ld.metrics", dir, prog, (long)getpid());
+    int n = shared ? snprintf(path, sizeof path, "%s/%s.shared.metrics", dir, prog)
+                   : snprintf(path, sizeof path, "%s/%s.%ld.metrics", dir, prog, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof path)
         return -1;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -64,19 +75,28 @@ int metrics_open(const char *dir, const char *prog)
         log_warn("metrics off: cannot open %s: %s", path, strerror(errno));
         return -1;
     }
+    g_lock_fd = shared ? fd : -1;
     struct stat st;
     void *p = MAP_FAILED;
-    if (fstat(fd, &st) == 0 && (st.st_size == (off_t)sizeof(mfile_t) || ftruncate(fd, sizeof(mfile_t)) == 0))
+    if ((!shared || lock(LOCK_EX) == 0) && fstat(fd, &st) == 0 &&
+        (st.st_size == (off_t)sizeof(mfile_t) || ftruncate(fd, sizeof(mfile_t)) == 0))
         p = mmap(NULL, sizeof(mfile_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) {
+    if (p != MAP_FAILED) {
+        g_file = p;
+        if (memcmp(g_file->magic, MAGIC, sizeof g_file->magic) != 0 || st.st_size != (off_t)sizeof(mfile_t)) {
+            memset(g_file, 0, sizeof *g_file);
+            memcpy(g_file->magic, MAGIC, sizeof g_file->magic);
+        }
+    }
+    if (shared)
+        lock(LOCK_UN);
+    if (!shared || !g_file) {
+        close(fd);
+        g_lock_fd = -1;
+    }
+    if (!g_file) {
         log_warn("metrics off: cannot map %s", path);
         return -1;
-    }
-    g_file = p;
-    if (memcmp(g_file->magic, MAGIC, sizeof g_file->magic) != 0 || st.st_size != (off_t)sizeof(mfile_t)) {
-        memset(g_file, 0, sizeof *g_file);
-        memcpy(g_file->magic, MAGIC, sizeof g_file->magic);
     }
     return 0;
 }
@@ -125,14 +145,22 @@ void metrics_request(const char *route, const char *method, int status, double m
     uint32_t h = hash(route, method, status);
     for (uint32_t i = 0; i < METRICS_SLOTS; i++) {
         series_t *s = &g_file->series[(h + i) % METRICS_SLOTS];
-        if (!s->used) { /* this process is the file's only writer: claim the slot */
-            s->status = (uint16_t)status;
-            snprintf(s->method, sizeof s->method, "%s", method);
-            snprintf(s->route, sizeof s->route, "%s", route);
-            __atomic_store_n(&s->used, 1, __ATOMIC_RELEASE);
-        } else if (s->status != status || strcmp(s->method, method) != 0 || strcmp(s->route, route) != 0) {
-            continue;
+        if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE)) {
+            /* Claim the slot: at once when this process is the file's only writer, else under the file's lock
+             * (another process may claim it first, for these labels or others). */
+            if (g_lock_fd >= 0 && lock(LOCK_EX) != 0)
+                return;
+            if (!s->used) {
+                s->status = (uint16_t)status;
+                snprintf(s->method, sizeof s->method, "%s", method);
+                snprintf(s->route, sizeof s->route, "%s", route);
+                __atomic_store_n(&s->used, 1, __ATOMIC_RELEASE);
+            }
+            if (g_lock_fd >= 0)
+                lock(LOCK_UN);
         }
+        if (s->status != status || strcmp(s->method, method) != 0 || strcmp(s->route, route) != 0)
+            continue;
         observe(&s->h, ms);
         return;
     }

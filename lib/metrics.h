@@ -1,8 +1,11 @@
 /* metrics: Prometheus counters shared by every process of the suite without a network round trip.
- * Each process maps a file of its own, <dir>/<prog>.<pid>.metrics (a fixed-layout table), and is its only
- * writer; readers (GET /metrics, any process) sum every *.metrics file of the directory. Files of processes
- * that ended stay, so every counter only ever grows (a new process with a recycled pid continues the old
- * file). Updating a counter is a few memory writes: no lock, no system call.
+ * A long-lived process maps a file of its own, <dir>/<prog>.<pid>.metrics (a fixed-layout table), and is its
+ * only writer; readers (GET /metrics, any process) sum every *.metrics file of the directory. Files of
+ * processes that ended stay, so every counter only ever grows (a new process with a recycled pid continues the
+ * old file). Updating a counter is a few memory writes: no lock, no system call. A process that serves one
+ * request or one run (plain CGI, worker --once) shares <dir>/<prog>.shared.metrics with the others of its
+ * program instead, so the directory does not gain a file per request: its counters are atomic adds too, and
+ * the first use of a series takes the file's lock (flock) to claim its slot.
  * Everything here is best effort: when the directory cannot be used metrics are off and nothing fails. */
 #ifndef GB_METRICS_H
 #define GB_METRICS_H
@@ -16,9 +19,10 @@
 /* Worker counters (the worker process records them). */
 enum metrics_counter { METRICS_REPLIES_COMPLETED, METRICS_REPLIES_FAILED, METRICS_REPLIES_RETRIED, METRICS_NCOUNTERS };
 
-/* Open (create if needed, mode 0600, the directory 0700) this process's file under dir. 0 ok, -1 metrics off
- * (the reason is logged once). Call once at start; calling again is a no-op. */
-int metrics_open(const char *dir, const char *prog);
+/* Open (create if needed, mode 0600, the directory 0700) this process's file under dir, or with shared set the
+ * program's shared file. 0 ok, -1 metrics off (the reason is logged once). Call once at start; calling again
+ * is a no-op. */
+int metrics_open(const char *dir, const char *prog, int shared);
 
 /* One answered HTTP request: route is the matched route's pattern ("unmatched" for none), ms its duration. */
 void metrics_request(const char *route, const char *method, int status, double ms);

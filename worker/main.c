@@ -179,7 +179,7 @@ int main(int argc, char **argv)
         return 2;
     }
     intake_init();
-    metrics_open(g_config.metrics_dir, "worker");
+    metrics_open(g_config.metrics_dir, "worker", g_worker.once); /* cron runs share one file */
     log_info("worker %s started: concurrency %ld, lease %ld ms, recover after %ld s%s", g_worker.consumer,
              g_worker.concurrency, g_worker.lease_ms, g_config.worker_recover_seconds, g_worker.once ? ", --once" : "");
 

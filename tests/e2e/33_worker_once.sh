@@ -38,6 +38,9 @@ check_eq "$(psql_q "SELECT count(*) FROM messages WHERE id IN ($(
     IFS=,
     echo "${ids[*]}"
 )) AND status = 'pending'")" 4 "four replies wait while no worker runs"
+nworker_files() { find "$METRICS_DIR" -name 'worker.*.metrics' | wc -l; }
+rm -f "$METRICS_DIR/worker.shared.metrics"
+wfiles0=$(nworker_files)
 run_once
 check_eq "$ONCE_RC" 0 "worker --once exits 0"
 for i in 0 1 2 3; do
@@ -47,6 +50,10 @@ done
 check_eq "$(reply_field "${ids[3]}" attempts)" 2 "--once waited for the retry of the 503"
 run_once
 check_eq "$ONCE_RC/$((ONCE_SECS <= 5))" 0/1 "--once with nothing to do exits 0 at once (${ONCE_SECS} s)"
+# Each run counts into the one shared metrics file of `worker --once` runs, not a file per run (a cron job
+# every minute added 1,440 files of 21 KB a day).
+check_eq "$(($(nworker_files) - wfiles0))/$(ls "$METRICS_DIR" | grep -c '^worker\.shared\.metrics$')" 1/1 \
+    "two --once runs added one metrics file, the shared one"
 
 # ---- offline provider: a clearly labelled stand-in ----
 long=$(printf 'x%.0s' $(seq 1 250))

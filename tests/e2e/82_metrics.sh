@@ -47,6 +47,17 @@ check "the 413 counts under route=\"/auth/signup\", POST ($b413 -> $(sample "$ke
 check "the 405 counts under route=\"/healthz\", DELETE ($b405 -> $(sample "$key405"))" \
     test "$(sample "$key405")" -gt "$b405"
 
+# Every process keeps its counters in a file of METRICS_DIR: a FastCGI process one of its own, a plain CGI run
+# (one request per process) and `worker --once` one shared file per program, so the directory does not gain a
+# file per request (it gained one, 21 KB of tmpfs, for ever).
+nfiles() { find "$METRICS_DIR" -name '*.metrics' | wc -l; }
+req GET /healthz
+req GET /payment/cancel # a program a web server may start on its first request (Apache's mod_fcgid)
+f0=$(nfiles)
+for _ in 1 2 3 4 5 6 7 8; do req GET /healthz; done
+req GET /payment/cancel
+check_eq "$(nfiles)" "$f0" "nine more requests add no metrics file ($(ls "$METRICS_DIR" | tr '\n' ' '))"
+
 # Worker: a completed reply and an upstream call are counted.
 worker_user
 new_room

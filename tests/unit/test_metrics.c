@@ -1,5 +1,6 @@
-/* Unit tests for metrics.c: series per (route, method, status), histograms, worker counters, and the sum of
- * several processes' files (a forked child writes a file of its own). */
+/* Unit tests for metrics.c: series per (route, method, status), histograms, worker counters, the sum of
+ * several processes' files (a forked child writes a file of its own), and one shared file written by many
+ * processes at once (plain CGI). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "metrics.h"
@@ -42,7 +44,7 @@ static void test_render(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        if (metrics_open(dir, "child") != 0)
+        if (metrics_open(dir, "child", 0) != 0)
             _exit(1);
         metrics_request("/chatroom", "GET", 200, 3.0);
         metrics_add(METRICS_REPLIES_FAILED, 2);
@@ -52,7 +54,7 @@ static void test_render(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
-    assert_int_equal(metrics_open(dir, "test"), 0);
+    assert_int_equal(metrics_open(dir, "test", 0), 0);
     metrics_request("/chatroom", "GET", 200, 7.0);     /* 0.01 bucket */
     metrics_request("/chatroom", "GET", 404, 30000.0); /* over every bucket */
     metrics_request("/auth/login", "POST", 401, 0.2);
@@ -98,9 +100,66 @@ static void test_render(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Plain CGI: 16 processes at once, each one request of its own program run, record into one shared file; every
+ * series is claimed once and every count lands, and the directory holds that one file. */
+static void test_shared(void **state)
+{
+    (void)state;
+    char sdir[] = "/tmp/gb-metrics-shared.XXXXXX";
+    assert_non_null(mkdtemp(sdir));
+    enum { PROCS = 16, EACH = 300 };
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            if (metrics_open(sdir, "cgi", 1) != 0)
+                _exit(1);
+            for (int i = 0; i < EACH; i++) /* 10 series, claimed by whichever process comes first */
+                metrics_request(i % 2 ? "/chatroom" : "/user/me", "GET", 200 + i % 5, 1.0);
+            metrics_add(METRICS_REPLIES_COMPLETED, 1);
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++) {
+        int st;
+        assert_int_equal(waitpid(pids[p], &st, 0), pids[p]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    int files = 0;
+    DIR *d = opendir(sdir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        files += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(files, 1);
+
+    buf_t out = {0};
+    assert_int_equal(metrics_render(sdir, NULL, &out), 0);
+    /* Each (route, status) pair gets EACH / 10 requests of every process, on one line. */
+    char line[160];
+    for (int i = 0; i < 10; i++) {
+        snprintf(line, sizeof line, "gemini_http_requests_total{route=\"%s\",method=\"GET\",status=\"%d\"} %d",
+                 i % 2 ? "/chatroom" : "/user/me", 200 + i % 5, PROCS * EACH / 10);
+        assert_true(has_line(out.data, line));
+    }
+    const char *first =
+        strstr(out.data, "gemini_http_requests_total{route=\"/chatroom\",method=\"GET\",status=\"201\"}");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "gemini_http_requests_total{route=\"/chatroom\",method=\"GET\",status=\"201\"}"));
+    snprintf(line, sizeof line, "gemini_replies_completed_total %d", PROCS);
+    assert_true(has_line(out.data, line));
+    buf_free(&out);
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", sdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shared), /* first: its children must not inherit test_render's open file */
         cmocka_unit_test(test_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
