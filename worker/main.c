@@ -172,8 +172,6 @@ int main(int argc, char **argv)
     if (upstream_init() != 0)
         return 2;
     db_init(g_config.database_url);
-    /* No client waits on the worker: its housekeeping deletes may take long on a large backlog. */
-    db_set_answer_timeout(60000);
     if (cache_init(g_config.redis_url) != 0) {
         fprintf(stderr, "worker: REDIS_URL is not a valid redis:// or unix:// URL\n");
         return 2;
@@ -188,7 +186,8 @@ int main(int argc, char **argv)
     int stopping = 0;
     double last_once_check = 0;
     for (;;) {
-        health_worker_beat();
+        if (upkeep_db_ready(now_ms()))
+            health_worker_beat();
         if (g_stop && !stopping) {
             stopping = 1;
             stop_deadline = now_ms() + (double)g_config.worker_grace_seconds * 1000.0;

@@ -16,7 +16,8 @@
 #define DOWN_BACKOFF_MAX_MS 5000  /* PostgreSQL */
 #define REDIS_BACKOFF_MAX_MS 1000 /* Redis */
 #define OUTBOX_BATCH 256
-#define CONSUMER_IDLE_MS 3600000LL /* housekeeping: a consumer idle this long with nothing pending is dead */
+#define CONSUMER_IDLE_MS 3600000LL    /* housekeeping: a consumer idle this long with nothing pending is dead */
+#define HOUSEKEEPING_ANSWER_MS 60000L /* housekeeping's deletes: the longest wait for their answer */
 
 static struct {
     double redis_retry_at, db_retry_at;
@@ -128,7 +129,14 @@ int upkeep_housekeeping(void)
         else if (n > 0)
             log_info("housekeeping removed %d dead stream consumers", n);
     }
+    /* Its deletes may take long on a large backlog (a scan of 24 h of idempotency keys), so they may wait
+     * HOUSEKEEPING_ANSWER_MS for an answer; every other statement keeps the 5 s limit, so a hung PostgreSQL holds
+     * the loop (transfers, SIGTERM) at most that long. Never the probe of a PostgreSQL that was down. */
+    if (upkeep_db_down_now())
+        return TIMER_INTERVAL;
+    db_set_answer_timeout(HOUSEKEEPING_ANSWER_MS);
     PGresult *res = db_query(&q_housekeeping, NULL);
+    db_set_answer_timeout(DB_ANSWER_MS_DEFAULT);
     if (!res) {
         upkeep_db_failed("housekeeping");
         return TIMER_INTERVAL;

@@ -107,6 +107,23 @@ post_msg "$ROOM" "postgres is back $tag"
 check "after PostgreSQL is back a reply completes within 30 s" wait_replies 30 "$REPLY_ID"
 check_eq "$(reply_field "$REPLY_ID" content)" "fake-gemini: postgres is back $tag" "completed after the restart"
 
+# ---- PostgreSQL hung (paused): SIGTERM still stops the worker soon. A statement waits at most 5 s for its
+# answer (DB_ANSWER_MS_DEFAULT; only housekeeping's deletes longer), not 60 s for each ----
+trap 'resume_all; worker_restore' EXIT
+sleep 1.5 # the heartbeat of a second ago is answered; the next one meets the pause
+pause_pg
+sleep 1.5
+wpid=$(_stack_pid worker)
+t0=$(date +%s%3N)
+kill -TERM "$wpid"
+_stack_wait_gone 70 "$wpid" || true
+ms=$(($(date +%s%3N) - t0))
+resume_all
+check "SIGTERM stopped the worker within 12 s while PostgreSQL hung (${ms} ms)" test "$ms" -lt 12000
+rm -f "$STACK_DIR/worker.pid"
+stack_worker_start
+trap worker_restore EXIT
+
 # ---- PostgreSQL down while a call is in flight: the answer is stored when it comes back ----
 post_msg "$ROOM" "[[delay:1500]] answer while postgres is down $tag"
 rp=$REPLY_ID
