@@ -41,6 +41,7 @@ struct upstream_call {
     int publish;          /* publishing to the reply's event stream works (Redis answered begin) */
     double resume_at;     /* !publish: not before this is publishing tried again */
     double complete_at;   /* sse: when the parser had the whole answer; 0 not yet */
+    double started_at;    /* when the transfer was started (an ended lingering call's duration for /metrics) */
     struct upstream_call *prev, *next; /* the calls in flight */
 };
 
@@ -286,6 +287,7 @@ int upstream_start(job_t *j, long long reply_id, int retry, const ai_turn_t *tur
         upstream_call_free(c);
         return UPSTREAM_NOTHING;
     }
+    c->started_at = now_ms();
     if (start_transfer(c) != 0) {
         upstream_call_free(c);
         return UPSTREAM_FAILED;
@@ -347,6 +349,7 @@ void upstream_perform(void)
         if (!c->complete_at || now - c->complete_at < AFTER_FINISH_MS)
             continue;
         log_info("reply %lld: the answer is whole but the upstream keeps the connection open; ending it", c->reply_id);
+        metrics_upstream(c->complete_at - c->started_at); /* ended here, curl never reports it */
         ai_result_t r;
         call_result(c, CURLE_OK, &r);
         job_call_done(c->job, &r); /* frees c */

@@ -128,8 +128,10 @@ check_eq "$(done_field "$OUT/s4" content)" "fake-gemini: $text" "done holds the 
 
 # ---- a whole answer (its finish reason sent) whose connection is then kept open or reset: stored at once, with
 # no retry (the worker used to wait out AI_TIMEOUT_MS or take the reset for a failure, and redo the answer) ----
+upstream_calls() { curl -s "$BASE_URL/metrics" | awk '$1 == "gemini_upstream_duration_seconds_count" { print $2 }'; }
 for how in linger rst; do
     text="[[$how]] [[chunks:2]] finished then $how $tag"
+    calls0=$(upstream_calls)
     post_msg "$ROOM" "$text"
     r=$REPLY_ID
     t0=$(now_ms)
@@ -140,6 +142,7 @@ for how in linger rst; do
     check "... at once (${ms} ms < 10000)" test "$ms" -lt 10000
     check_eq "$(reply_field "$r" status)/$(psql_q "SELECT attempts FROM messages WHERE id = $r")" completed/1 \
         "... stored after one attempt"
+    check "... and its call is timed in /metrics ($calls0 -> $(upstream_calls))" test "$(upstream_calls)" -gt "$calls0"
 done
 
 # ---- a reply past the stream program's 1 MiB slow-client allowance (1.5 MB; the worker takes up to 2 MiB) comes
