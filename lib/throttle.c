@@ -52,9 +52,12 @@ long throttle_take(const throttle_rule_t *rule, const char *subject, throttle_cl
                                      "UPDATE auth_throttle SET blocked_until = now() + make_interval(secs => "
                                      "$3::float8) WHERE scope = $1 AND subject = $2 RETURNING blocked_until::text",
                                      3);
-    static db_stmt_t purge = DB_STMT("throttle_purge",
-                                     "DELETE FROM auth_throttle WHERE window_start < now() - make_interval(secs => "
-                                     "$1::float8) AND (blocked_until IS NULL OR blocked_until < now())",
+    /* Rows another transaction holds are skipped, not waited for: the caller's transaction holds rows of its
+     * own, and two purges each waiting on the other's would be a deadlock. */
+    static db_stmt_t purge = DB_STMT("throttle_purge_skip_locked",
+                                     "DELETE FROM auth_throttle WHERE (scope, subject) IN (SELECT scope, subject FROM "
+                                     "auth_throttle WHERE window_start < now() - make_interval(secs => $1::float8) "
+                                     "AND (blocked_until IS NULL OR blocked_until < now()) FOR UPDATE SKIP LOCKED)",
                                      1);
     throttle_claim_t c = {"", ""};
     unsigned int dice = 0;
