@@ -1133,8 +1133,7 @@ static void loop(void)
             continue;
         if (c->kind == K_WAIT) {
             late_req(c);
-            http_unavailable(&S.req);
-            http_set_header(&S.req, "Retry-After", "1");
+            http_unavailable(&S.req); /* with Retry-After: 1 */
             respond(c);
         } else if (c->kind != K_NONE) {
             end_request(c, 503);

@@ -74,7 +74,9 @@ static int wait_socket(short ev, double deadline)
  * does not answer in time (paused, or unreachable with no reset: libpq alone would wait for ever) counts as
  * gone: the connection is dropped, *late set and the reason noted, and the caller answers 503 rather than hold
  * the request. The server aborts the statement once it sees the connection closed
- * (client_connection_check_interval, set by conn_made), unless it already ran it. */
+ * (client_connection_check_interval, set by conn_made), unless it already ran it, or, paused, runs it when it
+ * resumes before it looks (the statement is in its socket): a 503 after a timeout may hide a commit, which
+ * only an Idempotency-Key's replay tells. */
 static PGresult *await_answer(int sent, double deadline, int *late)
 {
     PGresult *last = NULL, *r;
@@ -114,7 +116,8 @@ static PGresult *answer(int sent, const char *what, int *late)
 
 /* A new connection is up (by ensure_conn or db_ping_within): statements re-prepare on it, and its session is
  * set. The server aborts a statement whose client is gone (a process killed, or one that gave up waiting) at
- * the next check rather than run it to its end and commit it: a 503 then hides no commit. PostgreSQL 14 and
+ * the next check rather than run it to its end and commit it (a statement that has not started by then may
+ * still run: see await_answer). PostgreSQL 14 and
  * later; an older server refuses the setting, which changes nothing else. 0 ok, -1 no answer by deadline (the
  * connection is dropped). */
 static int conn_made(double deadline)
@@ -348,6 +351,11 @@ int db_unique_violation(void)
 int db_foreign_key_violation(void)
 {
     return strcmp(last_sqlstate, "23503") == 0;
+}
+
+int db_conflict(void)
+{
+    return strncmp(last_sqlstate, "40", 2) == 0 || strcmp(last_sqlstate, "55P03") == 0;
 }
 
 int db_ping(void)

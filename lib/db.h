@@ -60,6 +60,9 @@ const char *db_sqlstate(void);
 int db_unique_violation(void);
 /* 1 if the last failure was a foreign key violation (23503): e.g. the user a row points to was deleted. */
 int db_foreign_key_violation(void);
+/* 1 if the last failure was a conflict with concurrent work that a retry may not meet again (class 40:
+ * serialization failure, deadlock detected; 55P03 lock not available): 503, not a defect. */
+int db_conflict(void);
 
 /* Exposed for unit tests: 1 when SQLSTATE state says the server is unreachable or going away (class 08, 57P0x:
  * fast stop, crash, starting up or recovering; 53300 too many connections), so the answer is 503, else 0. */

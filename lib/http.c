@@ -205,6 +205,7 @@ void http_error(http_req_t *req, int status, const char *code, const char *messa
 
 void http_unavailable(http_req_t *req)
 {
+    http_set_header(req, "Retry-After", "1");
     http_error(req, 503, "unavailable", "A backing service is temporarily unavailable; try again shortly.");
 }
 
@@ -215,7 +216,7 @@ void http_internal(http_req_t *req)
 
 void http_db_failed(http_req_t *req)
 {
-    if (db_unavailable())
+    if (db_unavailable() || db_conflict())
         http_unavailable(req);
     else
         http_internal(req);
@@ -745,6 +746,8 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
     if ((server_status == 405 || server_status == 501) && static_path(req->path)) {
         static_method_refused(req); /* nginx's and Apache's own 405 (or 501) of a static file */
     } else if (server_status) {
+        if (server_status == 503) /* a program that is down (restarting, crashed): soon back */
+            http_set_header(req, "Retry-After", "1");
         http_error(req, server_status, http_server_error_code(server_status), server_error_message(server_status));
     } else if (rb == 1) {
         char msg[80];

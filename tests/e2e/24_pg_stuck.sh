@@ -26,13 +26,14 @@ wait
 # ---- paused: 503 in bounded time ----
 pause_pg
 for i in $(seq 1 6); do
-    curl -s -o "$TMP/p$i.body" -w '%{http_code}\n' --max-time 15 -H "Authorization: Bearer $TOKEN" \
-        "$BASE_URL/chatroom/usage" >"$TMP/p$i.code" &
+    curl -s -o "$TMP/p$i.body" -D "$TMP/p$i.head" -w '%{http_code}\n' --max-time 15 \
+        -H "Authorization: Bearer $TOKEN" "$BASE_URL/chatroom/usage" >"$TMP/p$i.code" &
 done
 wait
 codes=$(cat "$TMP"/p*.code | sort | uniq -c | awk '{ printf "%s%s×%s", (NR > 1 ? " " : ""), $1, $2 }')
 check_eq "$codes" "6×503" "PostgreSQL paused: 6 requests at once all get 503 (none hangs past 15 s: 000)"
 check_eq "$(cat "$TMP"/p*.body | jq -r .error.code | sort -u)" unavailable "... with the code unavailable"
+check_eq "$(grep -il '^retry-after: 1' "$TMP"/p*.head | wc -l)" 6 "... and Retry-After: 1"
 resume_all
 ok=0
 for _ in $(seq 1 50); do

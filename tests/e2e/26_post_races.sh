@@ -173,3 +173,35 @@ check_eq "$(psql_q "SELECT used FROM daily_usage WHERE user_id = $L_ID AND day =
     "the last message is counted once"
 check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $LR")" 2 "one message and its reply"
 check_eq "$(waiters)" 0 "no post is left waiting"
+
+# a post that PostgreSQL aborts as a deadlock (another session holds the day's count and then waits for the
+# room the post holds) is a transient conflict: 503 with Retry-After, nothing stored, never a 500
+signup_and_login
+D_TOKEN=$TOKEN D_ID=$USER_ID
+auth_req "$D_TOKEN" POST /chatroom '{}'
+DR=$(jget .id)
+psql_q "INSERT INTO daily_usage (user_id, day, used) VALUES ($D_ID, '$TODAY', 0)" >/dev/null
+mkfifo "$TMP/dl.in"
+# the other session waits 30 s before its own deadlock check, so the post's backend (1 s) is the one aborted
+PGAPPNAME=gb-deadlock psql -X -q -d "$DATABASE_URL" <"$TMP/dl.in" >/dev/null 2>&1 &
+dl_psql=$!
+exec 7>"$TMP/dl.in"
+echo "BEGIN; SET LOCAL deadlock_timeout = '30s';
+      SELECT 1 FROM daily_usage WHERE user_id = $D_ID AND day = '$TODAY' FOR UPDATE;" >&7
+for _ in $(seq 1 100); do
+    [[ $(psql_q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gb-deadlock'
+                 AND state = 'idle in transaction'") == 1 ]] && break
+    sleep 0.05
+done
+post_bg "$D_TOKEN" "$DR" "deadlocked" "$TMP/dead"
+check "the post holds the room and waits for the day's count" wait_waiters 1
+echo "SELECT 1 FROM chatrooms WHERE id = $DR FOR UPDATE;" >&7
+wait "$(jobs -p | grep -vx "$dl_psql" | tail -n 1)" 2>/dev/null || true
+sleep 0.2
+echo "ROLLBACK;" >&7
+exec 7>&-
+wait "$dl_psql" 2>/dev/null || true
+check_eq "$(cat "$TMP/dead.code")/$(jq -r .error.code "$TMP/dead.body")" 503/unavailable \
+    "a post aborted as a deadlock: 503 unavailable"
+check "... with Retry-After: 1" grep -qi '^retry-after: 1' "$TMP/dead.hdr"
+check_eq "$(psql_q "SELECT count(*) FROM messages WHERE chatroom_id = $DR")" 0 "... and nothing stored"

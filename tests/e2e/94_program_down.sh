@@ -46,14 +46,18 @@ for i in $(seq 1 16); do
     grep -qi '<html' "$dir/$i.body" && html=$((html + 1))
     case $st in
     200) jq -e '.access_token | strings' "$dir/$i.body" >/dev/null 2>&1 || bad+=("$i: 200 without a token") ;;
-    503) [[ $(jq -r '.error.code' "$dir/$i.body" 2>/dev/null) == unavailable ]] || bad+=("$i: 503 $(head -c 80 "$dir/$i.body")") ;;
+    503)
+        [[ $(jq -r '.error.code' "$dir/$i.body" 2>/dev/null) == unavailable ]] || bad+=("$i: 503 $(head -c 80 "$dir/$i.body")")
+        grep -qi '^retry-after: 1' "$dir/$i.head" || bad+=("$i: 503 without Retry-After: 1")
+        ;;
     *) bad+=("$i: status ${st:-none} $(head -c 80 "$dir/$i.body")") ;;
     esac
     [[ $ct == application/json* ]] || bad+=("$i: Content-Type ${ct:-none}")
     [[ $id == "down-$i" ]] || bad+=("$i: X-Request-Id ${id:-none}")
 done
 check_eq "$html" 0 "no answer is the web server's HTML page"
-check_eq "${bad[*]:-}" "" "every answer is a login (200) or 503 unavailable, in JSON, with the client's X-Request-Id"
+check_eq "${bad[*]:-}" "" \
+    "every answer is a login (200) or 503 unavailable (Retry-After: 1), in JSON, with the client's X-Request-Id"
 
 stack_respawn_program auth
 for _ in $(seq 1 50); do
