@@ -34,11 +34,14 @@ static int authv_raise(long long uid, int token_version, const char *epoch)
 void auth_token_version_changed(long long user_id, int token_version)
 {
     /* The write did not reach Redis: the mirror may still hold the old version (a Redis that refuses writes
-     * but serves reads, or one that comes back with its data). The outbox has the worker raise it to what
-     * PostgreSQL holds as soon as Redis takes writes again. */
-    if (authv_raise(user_id, token_version, NULL) != 0)
+     * but serves reads, or one that comes back with its data). Reads refuse it: Redis refuses them as it
+     * refuses writes, and once the local copies read before have aged out (cache_wait_out_copies) the old
+     * token is refused everywhere. The outbox has the worker raise it to what PostgreSQL holds as soon as
+     * Redis takes writes again. */
+    if (authv_raise(user_id, token_version, NULL) != 0) {
         outbox_note(user_id);
-    else
+        cache_wait_out_copies();
+    } else
         cache_note_invalidation(); /* every process's local copy goes before the client hears of it */
 }
 

@@ -1,9 +1,11 @@
 #include "cache.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "cache_local.h"
 #include "log.h"
@@ -272,10 +274,15 @@ void cache_use_local_copies(int on)
     drop(); /* the next connection is made with tracking (or without) */
 }
 
+/* MGET, as a script Redis refuses whenever it refuses writes (cache.h). */
+static const char read_lua[] = "#!lua\nreturn redis.call('MGET', unpack(KEYS))";
+static double writable_at; /* when the last read_lua Redis ran was sent (now_ms clock); 0 never */
+
 int cache_mget(int n, const char *const *keys, char **vals, size_t *lens)
 {
-    const char *argv[1 + CACHE_MGET_MAX];
-    size_t argvlen[1 + CACHE_MGET_MAX];
+    const char *argv[3 + CACHE_MGET_MAX];
+    size_t argvlen[3 + CACHE_MGET_MAX];
+    char nkeys[8];
     int hits = 0, sync = cache_local_sync();
 
     if (n < 1 || n > CACHE_MGET_MAX)
@@ -289,6 +296,8 @@ int cache_mget(int n, const char *const *keys, char **vals, size_t *lens)
         if (rc != 0 && ctx->err)
             drop();
     }
+    if (now_ms() - writable_at >= CACHE_WRITABLE_MS)
+        sync = 0; /* Redis may refuse writes since: read from it */
     for (int i = 0; i < n; i++) {
         const char *v;
         vals[i] = NULL;
@@ -304,18 +313,25 @@ int cache_mget(int n, const char *const *keys, char **vals, size_t *lens)
         free(vals[i]);
         vals[i] = NULL;
         lens[i] = 0;
-        argv[1 + i] = keys[i];
-        argvlen[1 + i] = strlen(keys[i]);
+        argv[3 + i] = keys[i];
+        argvlen[3 + i] = strlen(keys[i]);
     }
-    argv[0] = "MGET";
+    snprintf(nkeys, sizeof nkeys, "%d", n);
+    argv[0] = "EVAL";
     argvlen[0] = 4;
-    redisReply *r = cache_cmd(n + 1, argv, argvlen);
+    argv[1] = read_lua;
+    argvlen[1] = sizeof read_lua - 1;
+    argv[2] = nkeys;
+    argvlen[2] = strlen(nkeys);
+    double sent = now_ms();
+    redisReply *r = cache_cmd(n + 3, argv, argvlen);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
         if (r && r->type == REDIS_REPLY_ERROR)
-            log_warn("redis: MGET refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
+            log_warn("redis: read refused: %.*s", (int)(r->len < 200 ? r->len : 200), r->str);
         freeReplyObject(r);
         return -1;
     }
+    writable_at = sent;
     for (int i = 0; i < n; i++) {
         const redisReply *e = r->element[i];
         int str = e->type == REDIS_REPLY_STRING;
@@ -327,6 +343,13 @@ int cache_mget(int n, const char *const *keys, char **vals, size_t *lens)
     }
     freeReplyObject(r);
     return 0;
+}
+
+void cache_wait_out_copies(void)
+{
+    struct timespec ts = {0, (long)((CACHE_WRITABLE_MS + 25.0) * 1e6)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 void cache_note_invalidation(void)

@@ -22,10 +22,18 @@ int cache_pipeline(int n, const int *argc, const char ***argv, const size_t **ar
 void cache_use_local_copies(int on);
 
 /* MGET of n keys (1 <= n <= CACHE_MGET_MAX), served from the process's local copies when every key has a
- * valid one (cache_local.h), else by one MGET. 0: vals[i] is a malloc'd, NUL-terminated copy (the caller
- * frees each) or NULL for a missing key, lens[i] its length; -1 Redis down or refusing (all NULL). */
+ * valid one (cache_local.h), else by one round trip. 0: vals[i] is a malloc'd, NUL-terminated copy (the caller
+ * frees each) or NULL for a missing key, lens[i] its length; -1 Redis down or refusing (all NULL).
+ * What is read may be trusted only while Redis takes writes: a writer whose invalidation Redis refuses (out of
+ * memory, a failed save, a read-only replica) leaves the old copies there. So the read is a script Redis runs
+ * only when it would run a write (a "#!lua" script without flags), and local copies are served only within
+ * CACHE_WRITABLE_MS of such a read that succeeded; a writer whose write was refused waits that long
+ * (cache_wait_out_copies) before its client may act on it. */
 #define CACHE_MGET_MAX 8
+#define CACHE_WRITABLE_MS 125.0
 int cache_mget(int n, const char *const *keys, char **vals, size_t *lens);
+/* Wait until no process serves a local copy read before now (CACHE_WRITABLE_MS and a margin). */
+void cache_wait_out_copies(void);
 
 /* The caller just wrote something other processes may hold a local copy of (a revocation, an invalidation)
  * and will answer its client: cache_settle, before the answer, makes one more round trip unless another

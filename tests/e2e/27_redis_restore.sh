@@ -108,3 +108,45 @@ redis_cli SET "authv:$U" 0 EX 600 >/dev/null
 check_eq "$(not_401 5 "$T_NEW" /user/me)" 0 "an unstamped mirror value does not revive a revoked token"
 redis_cli SET "authv:$U" "stale.0123|0" EX 600 >/dev/null
 check_eq "$(not_401 5 "$T_NEW" /user/me)" 0 "a mirror value of another epoch does not revive a revoked token"
+
+# ---- Redis refusing writes while it still serves reads: out of memory (it still takes a DEL), and refusing
+# every write (as with a failed save or too few replicas; min-replicas-to-write here). A logout's raise of the
+# mirror is refused, and the old copies (in Redis and the processes' local ones) must not keep the token
+# valid; a new message's invalidation is refused, and the cached list must not hide it ----
+policy=$(redis_cli CONFIG GET maxmemory-policy | tail -n 1)
+writes() { # refuse-oom | refuse-all | take
+    case $1 in
+    refuse-oom) redis_cli CONFIG SET maxmemory-policy noeviction >/dev/null && redis_cli CONFIG SET maxmemory 1 ;;
+    refuse-all) redis_cli CONFIG SET min-replicas-to-write 1 ;;
+    take)
+        redis_cli CONFIG SET maxmemory 0 >/dev/null && redis_cli CONFIG SET min-replicas-to-write 0 >/dev/null &&
+            redis_cli CONFIG SET maxmemory-policy "$policy"
+        ;;
+    esac >/dev/null
+}
+trap 'writes take; rm -rf "$TMP"' EXIT
+for mode in refuse-oom refuse-all; do
+    signup_and_login
+    T_REF=$TOKEN
+    auth_req "$T_REF" POST /chatroom '{"title":"before the refusal"}'
+    R_REF=$(jget .id)
+    for _ in 1 2 3 4; do
+        auth_req "$T_REF" GET /user/me
+        auth_req "$T_REF" GET /chatroom
+    done
+    check_eq "$STATUS/$(header X-Cache)" 200/HIT "$mode: the user and the list are cached"
+    writes "$mode"
+    check "$mode: Redis refuses writes now" grep -Eq 'OOM|NOREPLICAS' <<<"$(redis_cli SET gb:probe 1 2>&1)"
+    check "... and still serves reads" test "$(redis_cli EXISTS gb:epoch)" = 1
+    auth_req "$T_REF" POST "/chatroom/$R_REF/message" '{"content":"while Redis refuses writes"}'
+    check_status 202 "$mode: a message is taken"
+    auth_req "$T_REF" GET /chatroom
+    check_eq "$STATUS/$(jget '.chatrooms[0].message_count')" 200/2 "... and the list shows it (not the cached copy)"
+    auth_req "$T_REF" POST /auth/logout
+    check_status 204 "$mode: logout"
+    check_eq "$(not_401 20 "$T_REF" /user/me)" 0 "... the logged-out token is 401 on /user/me (20 of 20)"
+    check_eq "$(not_401 20 "$T_REF" /chatroom)" 0 "... and on the cached list (20 of 20)"
+    writes take
+    wait_outbox_empty 8 || true
+    check_eq "$(not_401 10 "$T_REF" /user/me)" 0 "... and once Redis takes writes again"
+done
