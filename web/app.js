@@ -4,7 +4,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem("gb_token"), rooms: [], room: null, mobile: "" };
+// view: the AbortController of the open chat; opening another chat, deleting it or logging out aborts it, which
+// stops what was started for it (its GET, the replies it follows), so nothing of one chat lands in another.
+const state = { token: localStorage.getItem("gb_token"), rooms: [], room: null, view: null, mobile: "" };
 
 // ---- API -----------------------------------------------------------------------------------------------------
 
@@ -17,10 +19,10 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body, extraHeaders) {
+async function api(method, path, body, extraHeaders, signal) {
   const headers = Object.assign({}, extraHeaders);
   if (state.token) headers.Authorization = "Bearer " + state.token;
-  const init = { method, headers };
+  const init = { method, headers, signal };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -29,6 +31,7 @@ async function api(method, path, body, extraHeaders) {
   try {
     res = await fetch(path, init);
   } catch (e) {
+    if (e.name === "AbortError") throw e;
     throw new ApiError(0, "network", "The server cannot be reached. Check your connection and try again.");
   }
   if (res.status === 204) return null;
@@ -38,6 +41,7 @@ async function api(method, path, body, extraHeaders) {
   } catch (e) {
     /* not JSON: handled below */
   }
+  if (signal) signal.throwIfAborted();
   if (!res.ok) {
     const err = (data && data.error) || {};
     if (res.status === 401 && path !== "/auth/verify-otp") logout(false);
@@ -56,6 +60,12 @@ function notify(text, kind) {
   n.hidden = !text;
 }
 
+// Shows what went wrong; an AbortError is no error (the user left the chat it was for). A 401 has already shown the
+// sign-in form (api).
+function showError(e) {
+  if (e.name !== "AbortError") notify(explain(e));
+}
+
 function explain(e) {
   if (!(e instanceof ApiError)) return String(e);
   let text = e.message;
@@ -72,7 +82,7 @@ async function guarded(button, fn) {
     notify("");
     await fn();
   } catch (e) {
-    notify(explain(e));
+    showError(e);
   } finally {
     if (button) button.disabled = false;
   }
@@ -136,7 +146,7 @@ $("otp-back").addEventListener("click", showLogin);
 function logout(callServer) {
   const token = state.token;
   state.token = null;
-  state.room = null;
+  leaveRoom();
   localStorage.removeItem("gb_token");
   if (callServer && token) {
     fetch("/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + token } }).catch(() => {});
@@ -183,7 +193,6 @@ async function loadRooms(before) {
     const b = document.createElement("button");
     b.type = "button";
     b.dataset.id = r.id;
-    b.className = state.room && state.room.id === r.id ? "active" : "";
     b.textContent = r.title;
     const small = document.createElement("small");
     small.textContent = r.message_count + " messages";
@@ -202,6 +211,14 @@ async function loadRooms(before) {
     li.append(more);
     ul.append(li);
   }
+  markOpenRoom();
+}
+
+function markOpenRoom() {
+  for (const b of $("room-list").querySelectorAll("button[data-id]")) {
+    if (state.room && b.dataset.id === String(state.room.id)) b.setAttribute("aria-current", "true");
+    else b.removeAttribute("aria-current");
+  }
 }
 
 $("room-form").addEventListener("submit", (ev) => {
@@ -219,34 +236,59 @@ $("room-delete").addEventListener("click", (ev) => {
   if (!state.room || !window.confirm("Delete this chat and all its messages?")) return;
   guarded(ev.currentTarget, async () => {
     await api("DELETE", "/chatroom/" + state.room.id);
-    state.room = null;
-    $("chat-view").hidden = true;
-    $("chat-empty").hidden = false;
+    leaveRoom();
+    showNoChat();
     await loadRooms();
   });
 });
 
+function leaveRoom() {
+  if (state.view) state.view.abort();
+  state.view = null;
+  state.room = null;
+}
+
+function showNoChat() {
+  $("chat-view").hidden = true;
+  $("chat-empty").hidden = false;
+}
+
+// While the GET is on its way no chat is open (state.room is null): Send does nothing.
 async function openRoom(id) {
-  const room = await api("GET", "/chatroom/" + id);
+  leaveRoom();
+  const view = (state.view = new AbortController());
+  let room;
+  try {
+    room = await api("GET", "/chatroom/" + id, undefined, undefined, view.signal);
+  } catch (e) {
+    if (view === state.view) showNoChat(); // not the chat shown before, which is closed
+    throw e;
+  }
   state.room = room;
   $("chat-empty").hidden = true;
   $("chat-view").hidden = false;
   $("chat-title").textContent = room.title;
   $("messages").replaceChildren();
+  $("status").textContent = "";
   for (const m of room.messages) {
     const li = renderMessage(m);
-    if (m.status === "pending") followReply(room.id, m, li);
+    if (m.status === "pending") followReply(room.id, m, li, view.signal).catch(showError);
   }
-  for (const b of $("room-list").querySelectorAll("button")) b.classList.toggle("active", b.dataset.id === String(id));
+  markOpenRoom();
   $("message").focus();
 }
 
+// Draws a message: into li if given (an update; li may have left the page with its chat), else as a new bubble at
+// the end of the open chat.
 function renderMessage(m, li) {
+  const added = !li;
   li = li || document.createElement("li");
   li.className = m.role + " " + m.status;
   li.dataset.id = m.id;
   li.textContent = m.status === "failed" ? "The reply failed: " + (m.error || "unknown error") : m.content;
-  if (!li.parentNode) {
+  if (m.status === "pending") li.setAttribute("aria-busy", "true");
+  else li.removeAttribute("aria-busy");
+  if (added) {
     $("messages").append(li);
     li.scrollIntoView({ block: "end" });
   }
@@ -268,21 +310,25 @@ $("message-form").addEventListener("submit", (ev) => {
     sending = { room: room.id, content, key };
   }
   const { key } = sending;
+  const view = state.view;
+  // Send is busy until the message is stored (202); the reply is followed in the background, so another message
+  // can be sent meanwhile, here or in another chat.
   guarded(ev.submitter, async () => {
     const posted = await api("POST", "/chatroom/" + room.id + "/message", { content }, { "Idempotency-Key": key });
     sending = null;
-    $("message").value = "";
+    if ($("message").value.trim() === content) $("message").value = "";
+    refreshAccount().catch(() => {});
+    if (view !== state.view) return; // the user left the chat: it shows both when opened again
     renderMessage(posted.message);
     const li = renderMessage(posted.reply);
-    refreshAccount().catch(() => {});
-    await followReply(room.id, posted.reply, li);
-    loadRooms().catch(() => {});
+    followReply(room.id, posted.reply, li, view.signal).then(() => loadRooms().catch(() => {}), showError);
   });
 });
 
 // Enter sends, through the Send button: while it is disabled (a message on its way) a second Enter does nothing,
-// as a second click would not.
+// as a second click would not. Enter that ends an IME composition (Japanese, Chinese, ...) only ends it.
 $("message").addEventListener("keydown", (ev) => {
+  if (ev.isComposing || ev.keyCode === 229) return;
   if (ev.key === "Enter" && !ev.shiftKey) {
     ev.preventDefault();
     const send = $("send");
@@ -292,29 +338,35 @@ $("message").addEventListener("keydown", (ev) => {
 
 // ---- replies: stream, else long-poll -------------------------------------------------------------------------
 
-async function followReply(roomId, reply, li) {
+// Follows a pending reply into li until it is done, then announces it (#status); rejects with an AbortError
+// when signal (the chat's view) is aborted, with an ApiError when the server cannot tell.
+async function followReply(roomId, reply, li, signal) {
   const base = "/chatroom/" + roomId + "/messages/" + reply.id;
+  let m = null;
   try {
-    if (window.ReadableStream && (await streamReply(base, li))) return;
+    if (window.ReadableStream) m = await streamReply(base, li, signal);
   } catch (e) {
+    if (signal.aborted) throw e;
     /* fall back to long-poll */
   }
-  for (let i = 0; i < 20; i++) {
-    const m = await api("GET", base + "?wait=30");
-    renderMessage(m, li);
-    if (m.status !== "pending") return;
+  for (let i = 0; !m && i < 20; i++) {
+    const got = await api("GET", base + "?wait=30", undefined, undefined, signal);
+    renderMessage(got, li);
+    if (got.status !== "pending") m = got;
   }
+  if (m) $("status").textContent = m.status === "failed" ? "The reply failed." : "Reply: " + m.content;
 }
 
-// Read the SSE stream; resolves true once a done/error event was shown, false if the stream was not available.
-async function streamReply(base, li) {
+// Read the SSE stream; resolves with the message once a done/error event was shown, null if the stream was not
+// available.
+async function streamReply(base, li, signal) {
   let lastId = null;
   let text = "";
   for (let attempt = 0; attempt < 10; attempt++) {
     const headers = { Authorization: "Bearer " + state.token, Accept: "text/event-stream" };
     if (lastId) headers["Last-Event-ID"] = lastId;
-    const res = await fetch(base + "/stream", { headers });
-    if (!res.ok || !res.body) return false;
+    const res = await fetch(base + "/stream", { headers, signal });
+    if (!res.ok || !res.body) return null;
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = "";
     for (;;) {
@@ -334,14 +386,15 @@ async function streamReply(base, li) {
           text = ""; // the reply is being generated again: drop what we have
           li.textContent = "";
         } else if (ev.event === "done" || ev.event === "error") {
-          renderMessage(JSON.parse(ev.data), li);
-          return true;
+          const m = JSON.parse(ev.data);
+          renderMessage(m, li);
+          return m;
         }
       }
     }
     // The server ends a stream after 120 s: reconnect and continue after the last event.
   }
-  return false;
+  return null;
 }
 
 function parseEvent(block) {

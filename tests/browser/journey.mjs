@@ -1,5 +1,7 @@
 // The web client (web/) in a real headless Chromium (Debian's chromium, driven by puppeteer-core): a full
-// journey from signup to a streamed reply on a phone-sized screen, an error case, and the /docs page.
+// journey from signup to a streamed reply on a phone-sized screen, an error case, and the /docs page; then a second
+// user switching chats while replies are pending (each reply in its own chat, once; Send free meanwhile; errors of
+// a followed reply shown), a 200-character title, Enter in an IME composition, aria-current and the status region.
 // Usage: node tests/browser/journey.mjs BASE_URL   (prints one "ok - ..." / "not ok - ... [detail]" per check;
 // exit status 0 even when checks fail: the caller counts the lines; non-zero when the browser cannot run).
 import puppeteer from "puppeteer-core";
@@ -156,6 +158,153 @@ try {
   check("/docs renders openapi.yaml with Swagger UI", /gemini/i.test(title), title);
   const ops = await docs.$$eval(".opblock-summary-path", (es) => es.map((e) => e.textContent));
   check("/docs lists the endpoints", ops.some((p) => p.includes("/chatroom")) && ops.length >= 15, ops.length + " paths");
+
+  // A second user (its own allowance) on a wide screen: several chats, replies pending while the user moves on.
+  const ctx = await browser.createBrowserContext();
+  const p2 = await ctx.newPage();
+  await p2.setViewport({ width: 1024, height: 768 });
+  const p2Errors = [];
+  p2.on("pageerror", (e) => p2Errors.push(String(e)));
+  p2.setDefaultTimeout(20000);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  // Waits for fn(arg) in the page; false after ms, so one failing check does not stop the others.
+  const until = (fn, arg, ms) => p2.waitForFunction(fn, { timeout: ms || 10000 }, arg).then(() => true, () => false);
+  const ids = {};
+  const open = async (title) => {
+    await p2.click("#room-list button[data-id=\"" + ids[title] + "\"]");
+    return until((t) => document.querySelector("#chat-title").textContent === t, title);
+  };
+  const say = async (text) => {
+    await p2.$eval("#message", (e, t) => { e.value = t; }, text);
+    await p2.click("#send");
+  };
+  const bubbles = (sel) => p2.$$eval("#messages li" + (sel || ""), (ls) => ls.map((l) => l.textContent));
+  // Until the server has finished every reply of a chat (the page may still be following them).
+  const settled = (title) => until(async (id) => {
+    const auth = { Authorization: "Bearer " + localStorage.getItem("gb_token") };
+    const r = await fetch("/chatroom/" + id, { headers: auth });
+    return (await r.json()).messages.every((m) => m.status !== "pending");
+  }, ids[title], 40000);
+  // The replies' requests (/chatroom/ID/messages/ID/stream, ...?wait=) pass, or get what net says.
+  const cdp2 = await p2.target().createCDPSession();
+  let net = "pass";
+  const unauthorized = { responseCode: 401, responseHeaders: [{ name: "Content-Type", value: "application/json" }],
+    body: Buffer.from(JSON.stringify({ error: { code: "invalid_token", message: "Sign in again." } })).toString("base64") };
+  cdp2.on("Fetch.requestPaused", (e) => {
+    const send = net === "refuse" ? ["Fetch.failRequest", { errorReason: "ConnectionRefused" }]
+      : net === "401" ? ["Fetch.fulfillRequest", unauthorized]
+      : net === "no stream" && e.request.url.endsWith("/stream") ? ["Fetch.fulfillRequest", { responseCode: 404 }]
+      : ["Fetch.continueRequest", {}];
+    cdp2.send(send[0], Object.assign({ requestId: e.requestId }, send[1])).catch(() => {});
+  });
+  await cdp2.send("Fetch.enable", { patterns: [{ urlPattern: "*/messages/*", requestStage: "Request" }] });
+
+  await p2.goto(base + "/", { waitUntil: "networkidle0" });
+  await p2.type("#mobile", "+1555" + String(Math.floor(Math.random() * 1e8)).padStart(8, "0"));
+  await p2.click("#mobile-form button[type=submit]");
+  await p2.waitForSelector("#otp-form:not([hidden])");
+  await p2.click("#otp-form button[type=submit]");
+  await p2.waitForSelector("#app:not([hidden])");
+  for (const title of ["L".repeat(200), "Room C", "Room D"]) {
+    await p2.type("#room-title", title);
+    await p2.click("#room-form button[type=submit]");
+    await until((t) => document.querySelector("#chat-title").textContent === t, title);
+    ids[title] = await p2.$$eval("#room-list button",
+      (bs, t) => bs.find((b) => b.firstChild.textContent === t).dataset.id, title);
+    if (title.length === 200) {
+      // A title without spaces wraps: nothing wider than the screen, "Delete chat" on it, wide and phone-sized.
+      for (const width of [1024, 390]) {
+        await p2.setViewport({ width, height: 768 });
+        const fit = await p2.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth,
+          Math.ceil(document.querySelector("#room-delete").getBoundingClientRect().right)]);
+        check("a 200-character title without spaces fits a " + width + " px screen, Delete chat on it",
+          fit[0] <= fit[1] && fit[2] <= fit[1], "scrollWidth, innerWidth, Delete's right edge: " + fit);
+      }
+      await p2.setViewport({ width: 1024, height: 768 });
+    }
+  }
+  const a11y = await p2.evaluate(() => ({
+    current: [...document.querySelectorAll("#room-list [aria-current]")]
+      .map((b) => b.firstChild.textContent + "=" + b.getAttribute("aria-current")),
+    live: [...document.querySelectorAll("[aria-live], [role=status]")]
+      .filter((e) => e.contains(document.querySelector("#messages"))).length,
+    status: !!document.querySelector("#chat-view [role=status], #chat-view [aria-live]"),
+  }));
+  check("the open chat, and only it, is aria-current", a11y.current.join() === "Room D=true", a11y.current.join());
+  check("no live region around the messages, a status region for replies", a11y.live === 0 && a11y.status,
+    JSON.stringify(a11y));
+
+  // Enter that ends an IME composition (keyCode 229, isComposing) does not send.
+  await p2.$eval("#message", (e) => {
+    e.value = "ime composition";
+    e.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", isComposing: true, bubbles: true, cancelable: true }));
+    e.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", keyCode: 229, bubbles: true, cancelable: true }));
+  });
+  await sleep(1000);
+  const ime = await bubbles();
+  check("Enter during an IME composition does not send", ime.length === 0, ime.length + " bubbles");
+  await p2.$eval("#message", (e) => { e.value = ""; });
+
+  // Send is free again once the message is stored: a second message goes while the first reply is pending (12 s:
+  // still pending when the user leaves the chat, even after the old code's 6 s of failed waits here).
+  await say("[[delay:12000]] slow one");
+  const freed = await until(() => !document.querySelector("#send").disabled
+    && document.querySelector("#messages li.model.pending"), null, 3000);
+  check("Send is enabled again while the reply is pending", freed);
+  check("the pending reply is aria-busy",
+    (await p2.$$eval("#messages li.model", (ls) => ls.map((l) => l.getAttribute("aria-busy")))).join() === "true");
+  net = "no stream"; // this one is followed by long-poll
+  await say("second while pending");
+  const second = await until(() => [...document.querySelectorAll("#messages li.user")]
+    .some((l) => l.textContent === "second while pending"), null, 3000);
+  check("a second message can be sent while the first reply is pending", second);
+  await sleep(500);
+  // Switch chats while both replies are being written: they must not land in the other chat.
+  await open("Room C");
+  net = "pass";
+  await settled("Room D");
+  await sleep(1500);
+  const inC = await bubbles();
+  check("replies finished after the user left their chat are not shown in the open one (stream, long-poll)",
+    inC.length === 0, JSON.stringify(inC));
+  await open("Room D");
+  await until(() => document.querySelectorAll("#messages li.model.completed").length === 2, null, 5000);
+  const inD = await bubbles(".model");
+  check("... and are in their own chat, once each", inD.length === 2 && inD.some((t) => /slow one/.test(t))
+    && inD.some((t) => /second while pending/.test(t)), JSON.stringify(inD));
+
+  // Leave a chat and come back before its reply is done: one bubble, which is announced when done.
+  await open("Room C");
+  await say("[[delay:5000]] twice?");
+  await p2.waitForSelector("#messages li.model.pending");
+  await open("Room D");
+  await open("Room C");
+  await until(() => document.querySelector("#messages li.model.completed"), null, 30000);
+  await sleep(1500);
+  const once = await bubbles(".model");
+  check("a reply left and come back to is shown once", once.length === 1, JSON.stringify(once));
+  const said = await p2.$eval("#chat-view", (v) => (v.querySelector("[role=status]") || {}).textContent);
+  check("the finished reply is announced in the status region", /twice\?/.test(said || ""), said);
+
+  // A reply followed on opening a chat whose server cannot be reached: the error is shown (not an unhandled
+  // rejection); a 401 there shows the sign-in form.
+  await open("Room D");
+  await say("[[delay:9000]] cut off");
+  await p2.waitForSelector("#messages li.model.pending");
+  await open("Room C");
+  net = "refuse";
+  await open("Room D");
+  const shownErr = await until(() => /cannot be reached/
+    .test(document.querySelector("#notice:not([hidden])")?.textContent), null, 5000);
+  check("a network error while following a reply on opening a chat is shown", shownErr,
+    await p2.$eval("#notice", (n) => n.hidden + " " + n.textContent));
+  net = "401";
+  await open("Room C");
+  await open("Room D");
+  check("a 401 while following a reply on opening a chat shows the sign-in form",
+    await until(() => !document.querySelector("#login").hidden, null, 5000));
+  check("no script errors (unhandled rejections) on the second page", p2Errors.length === 0, p2Errors.join("; "));
+  await cdp2.send("Fetch.disable");
 } catch (e) {
   check("the browser journey ran to the end", false, String(e).split("\n")[0]);
 } finally {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The web client at / and the API reference at /docs in a real headless Chromium (tests/browser/journey.mjs,
 # puppeteer-core from tests/package.json, Debian's chromium): signup to a streamed reply, a wrong code, a phone-
-# sized screen, /docs rendering openapi.yaml. Each "ok"/"not ok" line of the journey is one check. Runs on the
-# first deployment of DEPLOYMENTS only (WEB_CLIENT_DEPLOYMENT overrides); the static files themselves are
-# checked with curl on every deployment.
+# sized screen, /docs rendering openapi.yaml, chats switched while replies are pending. Each "ok"/"not ok" line of
+# the journey is one check. Runs on the first deployment of DEPLOYMENTS only (WEB_CLIENT_DEPLOYMENT overrides); the
+# static files themselves are checked with curl on every deployment.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
