@@ -106,10 +106,10 @@ int health_metrics_allowed(const char *list, const char *addr)
 
 void health_metrics_respond(http_req_t *req)
 {
-    /* A request relayed by a proxy on this host (X-Forwarded-For, Forwarded) arrives from a loopback address
-     * but comes from elsewhere: only "any" admits it. Others get the 404 of a path that does not exist. */
+    /* A request relayed by a proxy on this host (X-Forwarded-For, Forwarded, X-Real-IP) arrives from a loopback
+     * address but comes from elsewhere: only "any" admits it. Others get the 404 of a path that does not exist. */
     const char *list = g_config.metrics_allow_from, *addr = http_param(req, "REMOTE_ADDR");
-    int relayed = http_header(req, "X-Forwarded-For") || http_header(req, "Forwarded");
+    int relayed = http_header(req, "X-Forwarded-For") || http_header(req, "Forwarded") || http_header(req, "X-Real-IP");
     if (!health_metrics_allowed(list, relayed ? "any" : addr)) {
         http_not_found(req);
         return;

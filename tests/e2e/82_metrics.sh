@@ -85,3 +85,5 @@ req GET /metrics "" -H 'X-Forwarded-For: 203.0.113.9'
 check_eq "$STATUS/$(jget .error.code)" "404/not_found" "a relayed request (X-Forwarded-For) gets 404"
 req GET /metrics "" -H 'Forwarded: for=203.0.113.9'
 check_status 404 "a relayed request (Forwarded) gets 404"
+req GET /metrics "" -H 'X-Real-IP: 203.0.113.9'
+check_status 404 "a relayed request (X-Real-IP, nginx's usual proxy header) gets 404"
