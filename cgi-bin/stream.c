@@ -102,6 +102,8 @@ struct conn {
     long long msg_id, room_id;
     char last_id[REPLYSTREAM_ID_MAX]; /* K_STREAM: the last entry sent */
     char request_id[65];
+    char method[16];   /* the request's, for its log line and /metrics (cut: metrics count it as OTHER anyway) */
+    const char *route; /* its route's pattern (routes[]), or "unmatched" */
     double t0, deadline, next_keepalive;
     watch_t *w;
     conn_t *wprev, *wnext; /* the clients of w */
@@ -181,13 +183,11 @@ static void watch_free(watch_t *w);
 /* The request's log line and its /metrics count (the route's pattern: the path holds ids only). */
 static void log_end(const conn_t *c, int status)
 {
-    const char *method = c->head ? "HEAD" : "GET", *route = c->kind == K_STREAM
-                                                                ? "/chatroom/{id}/messages/{message_id}/stream"
-                                                                : "/chatroom/{id}/messages/{message_id}";
     double ms = now_ms() - c->t0;
-    metrics_request(route, method, status, ms);
+    const char *route = c->route ? c->route : "unmatched";
+    metrics_request(route, c->method, status, ms);
     log_set_context(c->request_id, 0);
-    log_request(method, route, status, ms);
+    log_request(c->method, route, status, ms);
     log_set_context(NULL, 0);
 }
 
@@ -700,6 +700,8 @@ static void handle(conn_t *c, char **envp)
     c->t0 = now_ms();
     c->handled = 1;
     c->head = strcmp(req->method, "HEAD") == 0;
+    snprintf(c->method, sizeof c->method, "%s", req->method);
+    c->route = http_route_label(routes, sizeof routes / sizeof routes[0], req->path, req->pool); /* a pattern */
     char allow[64];
     int r = http_route_match(routes, sizeof routes / sizeof routes[0], c->head ? "GET" : req->method, req->path,
                              req->params, &req->nparams, allow, sizeof allow, req->pool);

@@ -381,9 +381,7 @@ int http_route_match(const http_route_t *routes, size_t n, const char *method, c
     return path_found ? -2 : -1;
 }
 
-/* The metrics label of a request no handler ran (its body over the limit, a method the path does not allow): the
- * pattern of the first route its path names, so that it counts under its endpoint, else "unmatched". */
-static const char *route_label(const http_route_t *routes, size_t n, const char *path, pool_t *pool)
+const char *http_route_label(const http_route_t *routes, size_t n, const char *path, pool_t *pool)
 {
     for (size_t i = 0; i < n; i++)
         if (pattern_match(routes[i].pattern, path, NULL, NULL, pool))
@@ -753,14 +751,14 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
         char msg[80];
         snprintf(msg, sizeof msg, "The request body is larger than %zu bytes.", max_body);
         http_error(req, 413, "payload_too_large", msg);
-        route = route_label(routes, nroutes, req->path, req->pool);
+        route = http_route_label(routes, nroutes, req->path, req->pool);
     } else if (rb < 0) {
         http_error(req, 400, "invalid_json", "The request body could not be read.");
-        route = route_label(routes, nroutes, req->path, req->pool);
+        route = http_route_label(routes, nroutes, req->path, req->pool);
     } else if (body->len && encoded_body(req)) {
         http_error(req, 415, "unsupported_media_type",
                    "Compressed request bodies are not accepted (Content-Encoding): send the body as plain JSON.");
-        route = route_label(routes, nroutes, req->path, req->pool);
+        route = http_route_label(routes, nroutes, req->path, req->pool);
     } else {
         /* HEAD is served by the GET route; write_response leaves the body out. */
         const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
@@ -777,7 +775,7 @@ static void handle(http_req_t *req, const http_route_t *routes, size_t nroutes, 
         else if (r == -2) {
             http_set_header(req, "Allow", allow);
             http_error(req, 405, "method_not_allowed", "This method is not allowed on this resource.");
-            route = route_label(routes, nroutes, req->path, req->pool);
+            route = http_route_label(routes, nroutes, req->path, req->pool);
         } else {
             route = routes[r].pattern;
             routes[r].fn(req);

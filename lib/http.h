@@ -128,6 +128,9 @@ void http_response_wire(http_req_t *req, buf_t *wire, int streamed);
  * path match with another method (then allow is filled with "GET, POST"). */
 int http_route_match(const http_route_t *routes, size_t n, const char *method, const char *path, const char **params,
                      int *nparams, char *allow, size_t allowlen, pool_t *pool);
+/* The metrics label of a request: the pattern of the first route its path names, whatever its method (a
+ * refused one counts under its endpoint too), else "unmatched". */
+const char *http_route_label(const http_route_t *routes, size_t n, const char *path, pool_t *pool);
 /* Exposed for unit tests: is origin (an Origin header value) one of list (CORS_ALLOWED_ORIGINS: comma-separated,
  * spaces around commas allowed; NULL or "" allows none)? Exact match, ASCII case-insensitive. 1 yes, 0 no. */
 int http_cors_allowed(const char *list, const char *origin);

@@ -80,6 +80,15 @@ req GET /metrics
 check "GET of a message and its /stream are counted under their routes ($bmsg -> $(sample "$kmsg"), $bstream -> $(sample "$kstream"))" \
     test "$(sample "$kmsg")" -gt "$bmsg" -a "$(sample "$kstream")" -gt "$bstream"
 
+# ... under their own method and route, also when refused: a POST (405) and a CORS preflight of /stream
+kpost='gemini_http_requests_total{route="/chatroom/{id}/messages/{message_id}/stream",method="POST",status="405"}'
+kget405='gemini_http_requests_total{route="/chatroom/{id}/messages/{message_id}/stream",method="GET",status="405"}'
+bpost=$(sample "$kpost") bget405=$(sample "$kget405")
+curl -s -o /dev/null -X POST -d '' "$BASE_URL/chatroom/$ROOM/messages/$REPLY_ID/stream"
+req GET /metrics
+check_eq "$(($(sample "$kpost") - bpost))/$(($(sample "$kget405") - bget405))" 1/0 \
+    "a POST of /stream counts as POST 405 under the /stream route (not as a GET)"
+
 # A request relayed by a proxy on this host is not a local client: 404 like a path that does not exist.
 req GET /metrics "" -H 'X-Forwarded-For: 203.0.113.9'
 check_eq "$STATUS/$(jget .error.code)" "404/not_found" "a relayed request (X-Forwarded-For) gets 404"
