@@ -2,6 +2,7 @@
  * Checkout sends the browser back to, GET /payment/success and GET /payment/cancel. A route table and thin
  * handlers over lib/billing.c; the tier itself only changes through the signed webhook (cgi-bin/webhook.c). */
 #include <stdio.h>
+#include <string.h>
 
 #include <curl/curl.h>
 
@@ -72,26 +73,62 @@ static void h_status(http_req_t *req)
     }
 }
 
+/* Whether the client asked for a page rather than JSON: a browser back from Stripe Checkout sends
+ * "text/html,...", an API client "application/json", "*" "/" "*" or nothing. Listing text/html before any
+ * application/json is asking for a page. */
+static int wants_html(http_req_t *req)
+{
+    const char *a = http_header(req, "Accept");
+    const char *html = a ? strcasestr(a, "text/html") : NULL, *json = a ? strcasestr(a, "application/json") : NULL;
+    return html && (!json || html < json);
+}
+
+/* The two pages Stripe sends the browser back to: the JSON (status, message, and for the success its
+ * session_id: sid, NULL for cancel), or for a browser a short fixed page (nothing of the request in it) with a
+ * link to the web client. */
+static void payment_page(http_req_t *req, const char *status, const char *message, json_object *sid, const char *title,
+                         const char *text)
+{
+    http_set_header(req, "Vary", "Accept");
+    if (wants_html(req)) {
+        json_object_put(sid);
+        buf_t page = {0};
+        buf_printf(&page,
+                   "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+                   "<title>%s</title>\n</head>\n<body>\n<h1>%s</h1>\n<p>%s</p>\n"
+                   "<p><a href=\"/\">Back to the chat</a></p>\n</body>\n</html>\n",
+                   title, title, text);
+        http_set_header(req, "Content-Security-Policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none'");
+        http_set_header(req, "X-Content-Type-Options", "nosniff");
+        http_raw(req, 200, "text/html; charset=utf-8", page.data, page.len);
+        buf_free(&page);
+        return;
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "status", json_object_new_string(status));
+    json_object_object_add(o, "message", json_object_new_string(message));
+    if (strcmp(status, "processing") == 0)
+        json_object_object_add(o, "session_id", sid);
+    http_json(req, 200, o);
+}
+
 static void h_payment_success(http_req_t *req)
 {
     const char *sid = http_query(req, "session_id");
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "status", json_object_new_string("processing"));
-    json_object_object_add(o, "message",
-                           json_object_new_string("Thank you! Your payment is being confirmed; Pro is enabled as "
-                                                  "soon as Stripe confirms it. Check GET /subscription/status."));
-    json_object_object_add(o, "session_id", billing_session_id_valid(sid) ? json_object_new_string(sid) : NULL);
-    http_json(req, 200, o);
+    payment_page(req, "processing",
+                 "Thank you! Your payment is being confirmed; Pro is enabled as soon as Stripe confirms it. Check "
+                 "GET /subscription/status.",
+                 billing_session_id_valid(sid) ? json_object_new_string(sid) : NULL, "Thank you!",
+                 "Your payment is being confirmed: Pro is enabled as soon as Stripe confirms it, usually within a "
+                 "few seconds.");
 }
 
 static void h_payment_cancel(http_req_t *req)
 {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "status", json_object_new_string("canceled"));
-    json_object_object_add(o, "message",
-                           json_object_new_string("Checkout was canceled; you have not been charged. "
-                                                  "You can subscribe again at any time."));
-    http_json(req, 200, o);
+    payment_page(req, "canceled",
+                 "Checkout was canceled; you have not been charged. You can subscribe again at any time.", NULL,
+                 "Checkout canceled", "You have not been charged. You can subscribe again at any time.");
 }
 
 static const http_route_t routes[] = {

@@ -95,6 +95,20 @@ req GET /payment/cancel
 check_status 200 "GET /payment/cancel answers 200 without auth"
 req GET /payment/cancel/
 check_status 200 "GET /payment/cancel/ (trailing slash) answers 200"
+# A browser back from Stripe Checkout (Accept: text/html first) gets a short page with a way back to the web
+# client, not JSON; a client that lists application/json first keeps the JSON.
+browser_accept='text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'
+for p in "/payment/success?session_id=cs_test_a1B2c3" /payment/cancel; do
+    req GET "$p" "" -H "Accept: $browser_accept"
+    check_eq "$STATUS/$(header Content-Type)" "200/text/html; charset=utf-8" "a browser gets $p as a page"
+    check "... linking back to the web client" grep -q '<a href="/">' <<<"$BODY"
+    check "... framed by nobody, scripts off" grep -q "default-src 'none'" <<<"$(header Content-Security-Policy)"
+    req GET "$p" "" -H 'Accept: application/json, text/html'
+    check_eq "$STATUS/$(jget .status)" "200/$([[ $p == /payment/cancel ]] && echo canceled || echo processing)" \
+        "... a client asking for JSON first gets JSON"
+done
+req GET "/payment/success?session_id=%3Cscript%3E" "" -H "Accept: $browser_accept"
+check_eq "$(grep -c script <<<"$BODY" || true)" 0 "the page holds nothing of the request"
 
 # ---------------------------------------------------------------------------------------------------------
 # Status of a new user, and checkout.
