@@ -347,7 +347,8 @@ int cache_mget(int n, const char *const *keys, char **vals, size_t *lens)
 
 void cache_wait_out_copies(void)
 {
-    struct timespec ts = {0, (long)((CACHE_WRITABLE_MS + 25.0) * 1e6)};
+    double ms = CACHE_WRITABLE_MS + 50.0;
+    struct timespec ts = {(time_t)(ms / 1000.0), (long)((ms - 1000.0 * (double)(time_t)(ms / 1000.0)) * 1e6)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }

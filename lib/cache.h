@@ -30,7 +30,7 @@ void cache_use_local_copies(int on);
  * CACHE_WRITABLE_MS of such a read that succeeded; a writer whose write was refused waits that long
  * (cache_wait_out_copies) before its client may act on it. */
 #define CACHE_MGET_MAX 8
-#define CACHE_WRITABLE_MS 125.0
+#define CACHE_WRITABLE_MS 1000.0
 int cache_mget(int n, const char *const *keys, char **vals, size_t *lens);
 /* Wait until no process serves a local copy read before now (CACHE_WRITABLE_MS and a margin). */
 void cache_wait_out_copies(void);

@@ -58,7 +58,7 @@ static struct {
 static db_stmt_t q_history =
     DB_STMT("worker_history_capped",
             "SELECT role, content FROM (SELECT m.id, m.role, m.content, "
-            "sum(octet_length(m.content)) OVER (ORDER BY m.id DESC) AS upto FROM messages m "
+            "sum(octet_length(m.content)) OVER (ORDER BY m.id DESC ROWS UNBOUNDED PRECEDING) AS upto FROM messages m "
             "WHERE m.chatroom_id = $1 AND m.id < $2 AND m.status = 'completed' AND (m.role <> 'user' OR "
             "(SELECT n.status FROM messages n WHERE n.chatroom_id = $1 AND n.id > m.id ORDER BY n.id LIMIT 1) "
             "IS DISTINCT FROM 'failed') "

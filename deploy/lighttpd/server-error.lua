@@ -13,6 +13,7 @@ end
 local code, message
 if status >= 500 then
     status, code, message = 503, "unavailable", "A backing service is temporarily unavailable; try again shortly."
+    r.resp_header["Retry-After"] = "1" -- as the app's 503s: the program is being restarted
 else
     code, message = "bad_request", "The request is malformed."
 end

@@ -58,4 +58,11 @@ plan "a room with its messages" cgi-bin/chatroom 'FROM messages mm WHERE mm.chat
 plan "a page of messages" cgi-bin/chatroom 'FROM messages mm WHERE mm.chatroom_id = c.id AND mm.id <' \
     "$quiet, $uid, 9223372036854775807, 50" 50
 plan "the worker's history" worker/worker "FROM messages m WHERE m.chatroom_id = \$1 AND m.id < \$2" \
-    "$quiet, 9223372036854775807, 20" 20
+    "$quiet, 9223372036854775807, 20, 524288" 20
+# Its byte cap (a running sum over the newest first) must not read the whole room: in a room of 20,000 messages
+# no step of the plan handles more than a few rows past the 20 it returns.
+hsql=$(strings -n 30 "$build/worker/worker" | grep -F -- "FROM messages m WHERE m.chatroom_id = \$1 AND m.id < \$2" | sed -n 1p)
+hout=$(pq -c "PREPARE h AS $hsql" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE h($busy, 9223372036854775807, 20, 524288)" 2>&1) || true
+hmax=$(grep -o 'actual rows=[0-9]*' <<<"$hout" | cut -d= -f2 | sort -n | tail -n 1)
+check "plans: the worker's history in a room of 20,000 reads at most 25 rows in any step (${hmax:-none})" \
+    test "${hmax:-99999}" -le 25
