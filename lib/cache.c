@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 
 #include "cache_local.h"
 #include "log.h"
@@ -347,10 +346,7 @@ int cache_mget(int n, const char *const *keys, char **vals, size_t *lens)
 
 void cache_wait_out_copies(void)
 {
-    double ms = CACHE_WRITABLE_MS + 50.0;
-    struct timespec ts = {(time_t)(ms / 1000.0), (long)((ms - 1000.0 * (double)(time_t)(ms / 1000.0)) * 1e6)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    sleep_ms((long)CACHE_WRITABLE_MS + 50);
 }
 
 void cache_note_invalidation(void)

@@ -117,9 +117,8 @@ static PGresult *answer(int sent, const char *what, int *late)
 /* A new connection is up (by ensure_conn or db_ping_within): statements re-prepare on it, and its session is
  * set. The server aborts a statement whose client is gone (a process killed, or one that gave up waiting) at
  * the next check rather than run it to its end and commit it (a statement that has not started by then may
- * still run: see await_answer). PostgreSQL 14 and
- * later; an older server refuses the setting, which changes nothing else. 0 ok, -1 no answer by deadline (the
- * connection is dropped). */
+ * still run: see await_answer). PostgreSQL 14 and later; an older server refuses the setting, which changes
+ * nothing else. 0 ok, -1 no answer by deadline (the connection is dropped). */
 static int conn_made(double deadline)
 {
     int late;

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -242,10 +241,7 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
         if (attempt > 0 && (status == 429 || status == 409)) {
             long pause =
                 left - STRIPE_RETRY_MIN_MS < STRIPE_RETRY_PAUSE_MS ? left - STRIPE_RETRY_MIN_MS : STRIPE_RETRY_PAUSE_MS;
-            if (pause > 0) {
-                struct timespec ts = {pause / 1000, (pause % 1000) * 1000000L};
-                nanosleep(&ts, NULL);
-            }
+            sleep_ms(pause);
             left = (long)(deadline - now_ms());
         }
         if (attempt > 0 && left < STRIPE_RETRY_MIN_MS)

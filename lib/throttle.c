@@ -2,7 +2,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "config.h"
 #include "db.h"
@@ -166,8 +165,7 @@ int throttle_hash_acquire(void)
         PQclear(res);
         if (rc == 1 || tries * HASH_WAIT_STEP_MS >= HASH_WAIT_MS)
             return rc;
-        struct timespec ts = {0, HASH_WAIT_STEP_MS * 1000000L};
-        nanosleep(&ts, NULL);
+        sleep_ms(HASH_WAIT_STEP_MS);
     }
 }
 

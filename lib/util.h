@@ -99,5 +99,7 @@ size_t capped_write(char *data, size_t size, size_t nmemb, void *capped);
 
 /* Monotonic milliseconds, for durations. */
 double now_ms(void);
+/* Sleep ms milliseconds (ms <= 0: not at all), the whole time even when a signal interrupts it. */
+void sleep_ms(long ms);
 
 #endif

@@ -30,12 +30,6 @@ static char sock[64];
 static pid_t redis_pid;
 static redisContext *other; /* another client: the writer */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static long long mget_calls(void)
 {
     redisReply *r = redisCommand(other, "INFO commandstats");
