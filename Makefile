@@ -41,7 +41,7 @@ HDRS       := $(wildcard lib/*.h)
 SWAGGER    := web/node_modules/swagger-ui-dist
 WWW        := $(BUILD)/www
 WWW_FILES  := $(WWW)/index.html $(WWW)/static/app.js $(WWW)/static/style.css $(WWW)/docs/index.html \
-              $(WWW)/docs/swagger-ui-bundle.js $(WWW)/docs/swagger-ui.css $(WWW)/openapi.yaml
+              $(WWW)/docs/init.js $(WWW)/docs/swagger-ui-bundle.js $(WWW)/docs/swagger-ui.css $(WWW)/openapi.yaml
 # lighttpd.conf's mod_magnet script (X-Request-Id on the static files), found beside the web root.
 MAGNET     := $(BUILD)/lighttpd/request-id.lua $(BUILD)/lighttpd/server-error.lua
 
@@ -99,7 +99,7 @@ $(WWW)/index.html: web/index.html
 $(WWW)/static/%: web/%
 	@mkdir -p $(@D)
 	cp $< $@
-$(WWW)/docs/index.html: web/docs/index.html
+$(WWW)/docs/index.html $(WWW)/docs/init.js: $(WWW)/docs/%: web/docs/%
 	@mkdir -p $(@D)
 	cp $< $@
 $(WWW)/openapi.yaml: openapi.yaml

@@ -2,6 +2,7 @@
 // journey from signup to a streamed reply on a phone-sized screen, an error case, and the /docs page; then a second
 // user switching chats while replies are pending (each reply in its own chat, once; Send free meanwhile; errors of
 // a followed reply shown), a 200-character title, Enter in an IME composition, aria-current and the status region.
+// Every page is served with a Content-Security-Policy and none of them breaks it.
 // Usage: node tests/browser/journey.mjs BASE_URL   (prints one "ok - ..." / "not ok - ... [detail]" per check;
 // exit status 0 even when checks fail: the caller counts the lines; non-zero when the browser cannot run).
 import puppeteer from "puppeteer-core";
@@ -14,6 +15,23 @@ const check = (desc, ok, detail) => {
   console.log((ok ? "ok - " : "not ok - ") + desc + (ok || !detail ? "" : " [" + detail + "]"));
 };
 
+// The Content-Security-Policy violations of every document a page loads (README, "Web client, API reference,
+// metrics"): its securitypolicyviolation events, and the console's own CSP messages.
+const watchCsp = async (p) => {
+  const seen = [];
+  await p.exposeFunction("gbCspViolation", (v) => seen.push(v));
+  await p.evaluateOnNewDocument(() => {
+    document.addEventListener("securitypolicyviolation", (e) => window.gbCspViolation(e.effectiveDirective + " "
+      + (e.blockedURI || "?") + " at " + e.sourceFile + ":" + e.lineNumber + " " + (e.sample || "")));
+  });
+  p.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) seen.push("console: " + m.text().slice(0, 160));
+  });
+  return seen;
+};
+// A page's answer carries the policy the web server configurations give the static files.
+const hasCsp = (res) => /^default-src 'self';.*frame-ancestors 'none'/.test(res?.headers()["content-security-policy"]);
+
 const browser = await puppeteer.launch({
   executablePath: browserPath,
   headless: true,
@@ -24,10 +42,12 @@ try {
   await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true });
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
+  const pageCsp = await watchCsp(page);
   page.setDefaultTimeout(20000);
 
-  await page.goto(base + "/", { waitUntil: "networkidle0" });
+  const home = await page.goto(base + "/", { waitUntil: "networkidle0" });
   check("GET / shows the sign-in form", await page.$eval("#login", (e) => !e.hidden));
+  check("GET / is served with a Content-Security-Policy", hasCsp(home), JSON.stringify(home?.headers()));
 
   // Error case: a wrong code shows the API's message and keeps the user on the code form.
   const mobile = "+1555" + String(Math.floor(Math.random() * 1e8)).padStart(8, "0");
@@ -149,15 +169,31 @@ try {
   check("a chat can be deleted", true);
 
   check("no script errors on the page", pageErrors.length === 0, pageErrors.join("; "));
+  check("no Content-Security-Policy violations on the page", pageCsp.length === 0, pageCsp.join("; "));
 
-  // The API reference.
+  // The API reference: rendered, an operation opened and tried (its request and the highlighted answer), all
+  // within the policy (no inline script; Swagger UI's icons are data: images).
   const docs = await browser.newPage();
-  await docs.goto(base + "/docs", { waitUntil: "networkidle0" });
-  await docs.waitForSelector(".swagger-ui .info .title", { timeout: 20000 });
-  const title = await docs.$eval(".swagger-ui .info .title", (e) => e.textContent);
+  const docsCsp = await watchCsp(docs);
+  const docsRes = await docs.goto(base + "/docs", { waitUntil: "networkidle0" });
+  check("GET /docs is served with a Content-Security-Policy", hasCsp(docsRes), JSON.stringify(docsRes?.headers()));
+  await docs.waitForSelector(".swagger-ui .info .title", { timeout: 20000 }).catch(() => {});
+  const title = await docs.$eval(".swagger-ui .info .title", (e) => e.textContent).catch((e) => String(e));
   check("/docs renders openapi.yaml with Swagger UI", /gemini/i.test(title), title);
   const ops = await docs.$$eval(".opblock-summary-path", (es) => es.map((e) => e.textContent));
   check("/docs lists the endpoints", ops.some((p) => p.includes("/chatroom")) && ops.length >= 15, ops.length + " paths");
+  const tried = await (async () => {
+    const op = "#operations-Operations-healthz";
+    for (const button of [" .opblock-summary-control", " .try-out__btn", " .execute"]) {
+      await docs.waitForSelector(op + button, { timeout: 5000 });
+      await docs.click(op + button);
+    }
+    await docs.waitForSelector(op + " .live-responses-table .response-col_status", { timeout: 10000 });
+    return docs.$eval(op + " .live-responses-table", (t) => t.textContent);
+  })().catch((e) => String(e));
+  check("/docs: Try it out on GET /healthz shows the answer", /200/.test(tried) && /"status"/.test(tried),
+    tried.slice(0, 200));
+  check("no Content-Security-Policy violations on /docs", docsCsp.length === 0, docsCsp.join("; "));
 
   // A second user (its own allowance) on a wide screen: several chats, replies pending while the user moves on.
   const ctx = await browser.createBrowserContext();
@@ -165,6 +201,7 @@ try {
   await p2.setViewport({ width: 1024, height: 768 });
   const p2Errors = [];
   p2.on("pageerror", (e) => p2Errors.push(String(e)));
+  const p2Csp = await watchCsp(p2);
   p2.setDefaultTimeout(20000);
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   // Waits for fn(arg) in the page; false after ms, so one failing check does not stop the others.
@@ -304,6 +341,7 @@ try {
   check("a 401 while following a reply on opening a chat shows the sign-in form",
     await until(() => !document.querySelector("#login").hidden, null, 5000));
   check("no script errors (unhandled rejections) on the second page", p2Errors.length === 0, p2Errors.join("; "));
+  check("no Content-Security-Policy violations on the second page", p2Csp.length === 0, p2Csp.join("; "));
   await cdp2.send("Fetch.disable");
 } catch (e) {
   check("the browser journey ran to the end", false, String(e).split("\n")[0]);

@@ -3,7 +3,7 @@
 # nginx.conf, nginx-cgi.conf): exact prefix routing to the right program, every other path answered by the app
 # (JSON 404), the servers' own errors answered by the app (JSON, X-Request-Id), Authorization reaching the app,
 # request headers and the query string passed through, bodies past the app's caps reaching the app (its JSON
-# 413, not the server's), a POST without any body, and CORS.
+# 413, not the server's), a POST without any body, CORS, and the static files' browser security headers.
 set -euo pipefail
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -76,6 +76,26 @@ for p in / /docs /docs/ /openapi.yaml /static/app.js /docs/swagger-ui.css; do
         test -n "$rid" -a "$rid" != 'not sane <id>' -a "$(grep -ci '^X-Request-Id:' <<<"$HEADERS")" = 1
     req HEAD "$p"
     check_eq "$STATUS/$(header X-Request-Id | grep -c .)" "200/1" "[$DEPLOYMENT] HEAD $p: 200 with an X-Request-Id"
+done
+# README, "Web client, API reference, metrics": every static answer, GET and HEAD, carries the same browser
+# security headers, once each (the policy is explained in lighttpd.conf; tests/browser/journey.mjs checks that
+# the pages break none of it). An add_header in an nginx location drops the inherited ones: each path is checked.
+csp="default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+security_want="Content-Security-Policy=$csp x1; X-Content-Type-Options=nosniff x1; Referrer-Policy=no-referrer x1; X-Frame-Options=DENY x1; "
+# The four headers of the last answer as NAME=VALUE xCOUNT, on one line.
+security_headers() {
+    local h out=''
+    for h in Content-Security-Policy X-Content-Type-Options Referrer-Policy X-Frame-Options; do
+        out+="$h=$(header "$h") x$(grep -ci "^$h:" <<<"$HEADERS" || true); "
+    done
+    printf '%s' "$out"
+}
+for p in / /docs /docs/ /docs/init.js /docs/swagger-ui-bundle.js /docs/swagger-ui.css /static/app.js /static/style.css \
+    /openapi.yaml; do
+    for m in GET HEAD; do
+        req "$m" "$p"
+        check_eq "$STATUS/$(security_headers)" "200/$security_want" "[$DEPLOYMENT] $m $p carries the browser security headers"
+    done
 done
 for m in POST PUT DELETE PATCH OPTIONS; do
     for p in / /docs /static/app.js /openapi.yaml; do

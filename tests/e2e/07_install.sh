@@ -39,7 +39,8 @@ for f in lighttpd.conf apache.conf nginx.conf nginx-cgi.conf; do
     check "config $f installed in /etc/gemini-backend and as an example" \
         cmp -s "$D/etc/gemini-backend/$f" "$D/usr/local/share/gemini-backend/examples/$f"
 done
-check "the web root is installed (index.html, /docs, openapi.yaml)" test -s "$D/usr/local/share/gemini-backend/www/index.html" \
+check "the web root is installed (index.html, /docs and its init.js, openapi.yaml)" \
+    test -s "$D/usr/local/share/gemini-backend/www/index.html" -a -s "$D/usr/local/share/gemini-backend/www/docs/init.js" \
     -a -s "$D/usr/local/share/gemini-backend/www/docs/index.html" -a -s "$D/usr/local/share/gemini-backend/www/openapi.yaml"
 check "schema.sql is installed" cmp -s "$root/schema.sql" "$D/usr/local/share/gemini-backend/schema.sql"
 check "README and LICENSE are installed in /usr/local/share/doc/gemini-backend" \

@@ -19,6 +19,11 @@ check_status 200 "GET /static/app.js"
 req GET /docs
 check_status 200 "GET /docs serves the API reference page"
 check "GET /docs loads Swagger UI" grep -q 'swagger-ui-bundle.js' <<<"$BODY"
+# The static files' Content-Security-Policy runs no inline script: Swagger UI is started from /docs/init.js.
+check_eq "$(grep -c '<script' <<<"$BODY")/$(grep -c '<script src="/docs/' <<<"$BODY")" 2/2 \
+    "GET /docs has only scripts from files (no inline <script>)"
+req GET /docs/init.js
+check_status 200 "GET /docs/init.js"
 req GET /docs/
 check_status 200 "GET /docs/ serves the API reference page"
 req GET /docs/swagger-ui-bundle.js
