@@ -212,6 +212,7 @@ static int allowed_header(const char *name, size_t n)
                                         "Content-Length",
                                         "Allow",
                                         "Vary",
+                                        "Retry-After",
                                         "WWW-Authenticate",
                                         "Idempotent-Replayed",
                                         "X-Echo",
