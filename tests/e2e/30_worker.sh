@@ -136,24 +136,21 @@ check_eq "$(jq -r '[.body.contents[] | .parts[] | .text] | join("|")' <<<"$req_j
     "$ok1|fake-gemini: $ok1|$clean" "the prompts whose replies failed are left out of the history"
 
 # ---- the history stops where the newest turns reach 512 KiB: a 600 kB answer is not sent again ----
+# after_answer N: an answer of about N bytes, then a prompt after it; sets ROLES to the roles upstream got for it
+after_answer() {
+    post_msg "$ROOM" "[[pad:$1]] an answer of $1 $tag"
+    check "the $1-byte answer completes" wait_replies 30 "$REPLY_ID"
+    local after="after the answer of $1 $tag"
+    post_msg "$ROOM" "$after"
+    check "the next reply completes" wait_replies 30 "$REPLY_ID"
+    ROLES=$(curl -s "$FAKE_AI_URL/__requests" |
+        jq -c "[.[] | select(.body.contents[-1].parts[-1].text == \"$after\")][0] | [.body.contents[] | .role]")
+}
 new_room
-post_msg "$ROOM" "[[pad:600000]] a long answer $tag"
-check "the long answer completes" wait_replies 30 "$REPLY_ID"
-after="after the long answer $tag"
-post_msg "$ROOM" "$after"
-check "the next reply completes" wait_replies 30 "$REPLY_ID"
-sel="select(.body.contents[-1].parts[-1].text == \"$after\")"
-req_json=$(curl -s "$FAKE_AI_URL/__requests" | jq -c "[.[] | $sel][0]")
-check_eq "$(jq -c '[.body.contents[] | .role]' <<<"$req_json")" '["user"]' \
-    "past 512 KiB of history only the newest turns go upstream"
-post_msg "$ROOM" "[[pad:300000]] a shorter answer $tag"
-check "a 300 kB answer completes" wait_replies 30 "$REPLY_ID"
-after="after the shorter answer $tag"
-post_msg "$ROOM" "$after"
-check "the next reply completes" wait_replies 30 "$REPLY_ID"
-sel="select(.body.contents[-1].parts[-1].text == \"$after\")"
-req_json=$(curl -s "$FAKE_AI_URL/__requests" | jq -c "[.[] | $sel][0]")
-check_eq "$(jq -c '[.body.contents[] | .role]' <<<"$req_json")" '["user","model","user","model","user"]' \
+after_answer 600000
+check_eq "$ROLES" '["user"]' "past 512 KiB of history only the newest turns go upstream"
+after_answer 300000
+check_eq "$ROLES" '["user","model","user","model","user"]' \
     "within 512 KiB the turns before go too (the 600 kB one is cut off)"
 ROOM=$main_room
 
