@@ -427,3 +427,20 @@ check_eq "$STATUS/$(jget '.chatrooms | length')" "200/0" "before= another user's
 auth_req "$LT" POST /chatroom '{"title":"newest"}'
 auth_req "$LT" GET /chatroom
 check_eq "$(header X-Cache)/$(jget '.chatrooms[0].title')" "MISS/newest" "a create still makes the next first page fresh"
+
+# ---- the throttle's purge of expired rows (1 call in 100): it deletes what expired, keeps the rest, and skips
+# a row another transaction holds instead of waiting for it (the caller's transaction holds rows of its own, and
+# two purges waiting on each other's were a deadlock). Run as the auth program has it, from its binary. ----
+purge_sql=$(strings -n 30 "$(_stack_abs "$BUILD_DIR")/cgi-bin/auth" | grep -F 'DELETE FROM auth_throttle WHERE (scope, subject)' | sed -n 1p)
+check "the purge statement is in the auth program" test -n "$purge_sql"
+ptag=purge-$RANDOM-$$
+psql_q "INSERT INTO auth_throttle (scope, subject, count, window_start) VALUES
+        ('$ptag', 'old', 1, now() - interval '3 days'), ('$ptag', 'held', 1, now() - interval '3 days'),
+        ('$ptag', 'new', 1, now())" >/dev/null
+hold_lock "another transaction holds an expired row" \
+    "SELECT 1 FROM auth_throttle WHERE scope = '$ptag' AND subject = 'held' FOR UPDATE"
+out=$(psql -X -A -t -q -d "$DATABASE_URL" -c "SET lock_timeout = '2s'" -c "PREPARE p AS $purge_sql" \
+    -c "EXECUTE p(172800)" 2>&1) || true
+release_lock
+check_eq "$(psql_q "SELECT string_agg(subject, ',' ORDER BY subject) FROM auth_throttle WHERE scope = '$ptag'")" \
+    "held,new" "the purge deleted the expired row, skipped the held one without waiting${out:+ ($out)}, kept the new one"
