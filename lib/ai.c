@@ -254,11 +254,18 @@ static int is_transient_status(long st)
     return st == 408 || st == 429 || (st >= 500 && st <= 599 && st != 501 && st != 505);
 }
 
-static void take_text(ai_result_t *r, buf_t *text, int truncated)
+/* The answer text, sanitised; an answer with nothing left (only NULs) is no answer: finish names the finish
+ * reason's field and reason its value, for the error. */
+static void take_text(ai_result_t *r, buf_t *text, int truncated, const char *finish, const char *reason)
 {
     buf_t clean = {0};
     ai_text_sanitise(text->data, text->len, &clean);
     buf_free(text);
+    if (clean.len == 0) {
+        buf_free(&clean);
+        set_error(r, AI_PERMANENT, "model returned no text (%s %s)", finish, reason);
+        return;
+    }
     r->status = AI_OK;
     r->text = clean.data;
     r->text_len = clean.len;
@@ -318,7 +325,7 @@ static void gemini_ok(json_object *root, ai_result_t *r)
         set_error(r, AI_PERMANENT, "model returned no text (finishReason %s)", reason);
         goto out;
     }
-    take_text(r, &text, finish && strcmp(finish, "MAX_TOKENS") == 0);
+    take_text(r, &text, finish && strcmp(finish, "MAX_TOKENS") == 0, "finishReason", reason);
 out:
     buf_free(&text);
 }
@@ -350,7 +357,7 @@ static void openai_ok(json_object *root, ai_result_t *r)
     }
     buf_t text = {0};
     buf_append(&text, json_object_get_string(content), (size_t)json_object_get_string_len(content));
-    take_text(r, &text, finish && strcmp(finish, "length") == 0);
+    take_text(r, &text, finish && strcmp(finish, "length") == 0, "finish_reason", reason);
 }
 
 /* Read {"error":{...}} of either provider into r->error / r->detail / hints. Returns 1 for a Gemini daily

@@ -643,6 +643,18 @@ static void test_sanitise(void **state)
     assert_int_equal(r.text_len, 2 + 3 + 1);
     assert_memory_equal(r.text, "ab" FFFD "(", 6);
     ai_result_free(&r);
+
+    /* an answer of NULs only is no answer (it was "completed" with empty text; found by fuzzing ai_openai) */
+    const char *nuls[] = {"{\"choices\":[{\"message\":{\"content\":\"\\u0000\"},\"finish_reason\":\"stop\"}]}",
+                          "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\\u0000\"},{\"text\":\"\\u0000\"}]},"
+                          "\"finishReason\":\"STOP\"}]}"};
+    for (int i = 0; i < 2; i++) {
+        ai_parse_response(i ? AI_PROVIDER_GEMINI : AI_PROVIDER_OPENAI, 200, nuls[i], strlen(nuls[i]), NULL, &r);
+        assert_int_equal(r.status, AI_PERMANENT);
+        assert_null(r.text);
+        assert_non_null(strstr(r.error, "no text"));
+        ai_result_free(&r);
+    }
 }
 #undef S
 
