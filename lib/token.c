@@ -202,6 +202,19 @@ static int verify_static(const unsigned char *key, size_t keylen, const char *to
         goto out;
     c.token_version = (int)v;
 
+    /* RFC 7519's nbf, when present, is honoured (token_verify); RFC 7515's crit names header extensions a
+     * recipient must understand, and this one understands none. */
+    char *js = jwt_get_grants_json(j, "nbf");
+    int has = js != NULL;
+    free(js);
+    if (has && (grant_int(j, "nbf", &c.nbf) != 0 || c.nbf < 0))
+        goto out;
+    js = jwt_get_headers_json(j, "crit");
+    has = js != NULL;
+    free(js);
+    if (has)
+        goto out;
+
     s = grant_str(j, "jti");
     if (!s || strlen(s) != 2 * TOKEN_JTI_BYTES)
         goto out;
@@ -274,7 +287,7 @@ int token_verify(const unsigned char *key, size_t keylen, const char *token, tim
             memcpy(slot->token, token, len);
         }
     }
-    if (c.iat - TOKEN_IAT_LEEWAY > t || t >= c.exp)
+    if (c.iat - TOKEN_IAT_LEEWAY > t || t >= c.exp || c.nbf - TOKEN_IAT_LEEWAY > t)
         return -1;
     *out = c;
     return 0;

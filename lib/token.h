@@ -17,6 +17,7 @@ typedef struct token_claims {
     int token_version;
     long long iat;
     long long exp;
+    long long nbf; /* "not before", 0 when absent (tokens we issue carry none) */
     char jti[33];
 } token_claims_t;
 
@@ -25,9 +26,10 @@ typedef struct token_claims {
 char *token_issue(const unsigned char *key, size_t keylen, long long user_id, int token_version, time_t now, long ttl);
 
 /* Verify: signature with key (HMAC-SHA256), alg pinned to HS256 (the header's "alg" exactly "HS256": "hs256",
- * none, HS384, HS512, RS* refused), exp present and in the
- * future (no leeway), iat present and not in the future (60 s leeway), sub a positive integer string,
- * tv present. 0 ok (claims filled), -1 invalid. Does not check revocation (the caller compares tv). */
+ * none, HS384, HS512, RS* refused), exp present and in the future (no leeway), iat present and not in the
+ * future (60 s leeway), nbf when present not in the future (60 s leeway), no "crit" header, sub a positive
+ * integer string, tv present. 0 ok (claims filled), -1 invalid. Does not check revocation (the caller compares
+ * tv). */
 int token_verify(const unsigned char *key, size_t keylen, const char *token, time_t now, token_claims_t *out);
 
 /* Extract the token from an "Authorization: Bearer <t>" value (scheme case-insensitive). NULL if malformed

@@ -523,6 +523,13 @@ static void test_hand_made_tokens(void **state)
         free(th);
     }
 
+    /* a "crit" header names extensions the recipient must understand: none is, so any is refused */
+    char *ch = b64url_str("{\"alg\":\"HS256\",\"typ\":\"JWT\",\"crit\":[\"exp\"]}");
+    t = hand_sign(ch, p, KEY, sizeof KEY);
+    assert_int_equal(verify(t), -1);
+    free(t);
+    free(ch);
+
     /* padded segments, correctly signed over the padded text */
     size_t hl = strlen(h), pl = strlen(p);
     char *hp = malloc(hl + 4), *pp = malloc(pl + 4);
@@ -700,6 +707,24 @@ static void test_iat(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (verify_claims_json(claims_with(GOOD_SUB, bad[i], GOOD_EXP, GOOD_TV, GOOD_USE, GOOD_JTI)) != -1)
             fail_msg("iat %s accepted", bad[i] ? bad[i] : "(missing)");
+}
+
+/* nbf ("not before"): absent is fine (token_issue writes none); present, the token waits for it (60 s leeway) */
+static void test_nbf(void **state)
+{
+    (void)state;
+    const struct {
+        const char *nbf;
+        int rc;
+    } cases[] = {{"1799990000", 0}, {"1800000060", 0}, {"1800000061", -1},   {"1900000000", -1},
+                 {"\"1\"", -1},     {"-1", -1},        {"1800000000.5", -1}, {"null", -1}};
+    char json[1200];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *c = GOOD_CLAIMS;
+        snprintf(json, sizeof json, "%.*s,\"nbf\":%s}", (int)strlen(c) - 1, c, cases[i].nbf);
+        if (verify_claims_json(json) != cases[i].rc)
+            fail_msg("nbf %s: want %d", cases[i].nbf, cases[i].rc);
+    }
 }
 
 static void test_sub(void **state)
@@ -942,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_alg_exact_case),
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_iat),
+        cmocka_unit_test(test_nbf),
         cmocka_unit_test(test_sub),
         cmocka_unit_test(test_tv),
         cmocka_unit_test(test_typ_use_and_jti),
