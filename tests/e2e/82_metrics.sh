@@ -80,7 +80,7 @@ req GET /metrics
 check "GET of a message and its /stream are counted under their routes ($bmsg -> $(sample "$kmsg"), $bstream -> $(sample "$kstream"))" \
     test "$(sample "$kmsg")" -gt "$bmsg" -a "$(sample "$kstream")" -gt "$bstream"
 
-# ... under their own method and route, also when refused: a POST (405) and a CORS preflight of /stream
+# ... under their own method and route, also when refused: a POST of /stream (405)
 kpost='gemini_http_requests_total{route="/chatroom/{id}/messages/{message_id}/stream",method="POST",status="405"}'
 kget405='gemini_http_requests_total{route="/chatroom/{id}/messages/{message_id}/stream",method="GET",status="405"}'
 bpost=$(sample "$kpost") bget405=$(sample "$kget405")
