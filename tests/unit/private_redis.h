@@ -9,8 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "util.h"
 
 /* Start it in a directory made from the mkdtemp template dir; its socket path goes to sock. SIGPIPE is ignored
  * from here on, as in every program of ours (a closed connection is an error, not the end). Returns its pid once
@@ -33,8 +34,7 @@ static pid_t private_redis_start(char *dir, char *sock, size_t socklen)
         redisFree(c);
         if (up)
             return pid;
-        struct timespec ts = {0, 25 * 1000000L};
-        nanosleep(&ts, NULL);
+        sleep_ms(25);
     }
     return -1;
 }
