@@ -14,10 +14,11 @@
 # each as requests/s, its ratio to the do-nothing rate, p50/p99 and the non-2xx count (wrk's "Non-2xx or 3xx"):
 # the median of BENCH_ROUNDS rounds (each round runs every endpoint once), with the lowest and highest rate;
 # the memory of the chatroom FastCGI processes (max RSS, PSS, private over the processes, KiB) after a short
-# warm-up and after all the runs; and the worker's replies/s at 500 ms upstream latency with the default
-# WORKER_CONCURRENCY (bench/worker.sh). Appended to bench/results.txt; bench/chart.sh draws bench/results.svg
-# from the last run. Then, each in a stack of its own: 1000 open reply streams (bench/stream.sh, per server) and
-# the memory of one chatroom process over a million requests of every kind (bench/soak.sh).
+# warm-up and after all the runs, and of the auth processes after 40 password logins (Argon2id, 19 MiB each);
+# the worker's replies/s at 500 ms upstream latency with the default WORKER_CONCURRENCY (bench/worker.sh).
+# Appended to bench/results.txt; bench/chart.sh draws bench/results.svg from the last run. Then, each in a stack
+# of its own: 1000 open reply streams (bench/stream.sh, per server) and the memory of one chatroom process over a
+# million requests of every kind (bench/soak.sh).
 # Knobs: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_USERS (32),
 # BENCH_SERVERS ("lighttpd nginx"), BENCH_FCGI_PROCS (8: spawn-fcgi processes per program under nginx;
 # lighttpd.conf says its own).
@@ -69,16 +70,29 @@ wrk_run() {
         /Requests\/sec/ {r = $2} /^ +50%/ {p50 = ms($2)} /^ +99%/ {p99 = ms($2)} /Non-2xx/ {n = $NF}
         END {printf "%.0f %.2f %.2f %d\n", r, p50, p99, n}' <<<"$out"
 }
-# Memory of the running chatroom FastCGI processes of bin dir $1: max RSS, PSS, private (KiB) over them.
+# Memory of the running FastCGI processes of program $2 (default chatroom) of bin dir $1: max RSS, PSS, private
+# (KiB) over them.
 fcgi_mem_kb() {
     local pid rss pss priv mr=0 mp=0 mv=0
-    for pid in $(bench_pids "$(realpath "$1/cgi-bin/chatroom")"); do
+    for pid in $(bench_pids "$(realpath "$1/cgi-bin/${2:-chatroom}")"); do
         read -r rss pss priv < <(bench_proc_mem "$pid")
         ((rss > mr)) && mr=$rss
         ((pss > mp)) && mp=$pss
         ((priv > mv)) && mv=$priv
     done
     echo "$mr $mp $mv"
+}
+
+# 40 password logins of one user (Argon2id, 19 MiB each), spread over the auth processes; fails on a non-200.
+password_logins() {
+    local m=+1998$(date +%s%N | tail -c 9) i code
+    curl -sf -XPOST "$BASE_URL/auth/signup" -d "{\"mobile\":\"$m\",\"password\":\"bench password\"}" >/dev/null ||
+        { echo "bench: signup with a password failed" >&2; return 1; }
+    for ((i = 0; i < 40; i++)); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -XPOST "$BASE_URL/auth/login" \
+            -d "{\"mobile\":\"$m\",\"password\":\"bench password\"}")
+        [[ $code == 200 ]] || { echo "bench: password login answered $code" >&2; return 1; }
+    done
 }
 
 # BENCH_USERS pro users, each with 5 chatrooms, their lists cached: "token room" lines in $STACK_DIR/users.
@@ -187,6 +201,10 @@ for server in $SERVERS; do
         add_run "$server.post-key" "$(wrk_run "$BASE_URL" -s "$STACK_DIR/post-key.lua")"
         add_run "$server.mixed" "$(wrk_run "$BASE_URL" -s "$STACK_DIR/mixed.lua")"
         read -r rss1 pss1 priv1 < <(fcgi_mem_kb "${bin%/cgi-bin}")
+        if ((round == 1)); then
+            password_logins
+            read -r arss apss apriv < <(fcgi_mem_kb "${bin%/cgi-bin}" auth)
+        fi
         stack_web_stop >/dev/null
     done
     BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
@@ -194,6 +212,7 @@ for server in $SERVERS; do
     read -r nrss npss npriv < <(fcgi_mem_kb "$NOOP_BUILD")
     stack_web_stop >/dev/null
     mem+="$server chatroom process: RSS $rss0 KiB, PSS $pss0 KiB, private $priv0 KiB after a 1 s warm-up; after all runs RSS $rss1, PSS $pss1, private $priv1 KiB (do-nothing: RSS $nrss, PSS $npss, private $npriv)"$'\n'
+    mem+="$server auth process after 40 password logins: RSS $arss KiB, PSS $apss KiB, private $apriv KiB"$'\n'
 done
 stack_stop >/dev/null 2>&1 || true
 

@@ -1,4 +1,5 @@
 /* password: policy check and Argon2id hashing (REFERENCE.md 7.1, 7.3). */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,19 @@
 #define PW_HASH_LEN 32
 /* 128 code points are at most 512 bytes; longer input is refused before any work. */
 #define PW_MAX_BYTES (PASSWORD_MAX_CHARS * 4)
+
+/* Argon2 allocates its PW_M_COST_KIB (19 MiB) in one block per hash. glibc serves a block that large with mmap
+ * and returns it on free, but then raises its mmap threshold past it (the dynamic threshold), so the next hash
+ * comes from the heap and stays resident: an auth process would keep 19 MiB after its second password. A fixed
+ * threshold keeps every block this large mapped, and unmapped on free. */
+static void hash_memory_returned(void)
+{
+    static int set;
+    if (!set) {
+        mallopt(M_MMAP_THRESHOLD, 1 << 20);
+        set = 1;
+    }
+}
 
 static void set_err(char *err, size_t errlen, const char *msg)
 {
@@ -65,6 +79,7 @@ int password_hash(const char *pw, size_t len, char *out, size_t outlen)
         goto out;
     if (RAND_bytes(salt, (int)sizeof salt) != 1)
         goto out;
+    hash_memory_returned();
     if (argon2id_hash_encoded(PW_T_COST, PW_M_COST_KIB, PW_PARALLELISM, pw ? pw : "", len, salt, sizeof salt,
                               PW_HASH_LEN, out, outlen) != ARGON2_OK) {
         out[0] = '\0';
@@ -88,6 +103,7 @@ int password_verify(const char *encoded, const char *pw, size_t len)
         return -1;
     if (len > PW_MAX_BYTES)
         return 0; /* never hashed: password_hash refuses it */
+    hash_memory_returned();
     r = argon2id_verify(encoded, pw ? pw : "", len);
     if (r == ARGON2_OK)
         return 1;
