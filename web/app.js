@@ -44,9 +44,15 @@ async function api(method, path, body, extraHeaders, signal) {
   if (signal) signal.throwIfAborted();
   if (!res.ok) {
     const err = (data && data.error) || {};
-    if (res.status === 401 && path !== "/auth/verify-otp") logout(false);
-    throw new ApiError(res.status, err.code || "http_" + res.status,
+    const e = new ApiError(res.status, err.code || "http_" + res.status,
       err.message || "The server answered " + res.status + ".", res.headers.get("Retry-After"));
+    if (res.status === 401 && path !== "/auth/verify-otp") {
+      // The token expired or was revoked: back to the sign-in form, saying why (showError leaves this notice).
+      e.sessionEnded = true;
+      logout(false);
+      notify("Your session has ended. Sign in again.", "info");
+    }
+    throw e;
   }
   return data;
 }
@@ -61,9 +67,9 @@ function notify(text, kind) {
 }
 
 // Shows what went wrong; an AbortError is no error (the user left the chat it was for). A 401 has already shown the
-// sign-in form (api).
+// sign-in form and said why (api).
 function showError(e) {
-  if (e.name !== "AbortError") notify(explain(e));
+  if (e.name !== "AbortError" && !e.sessionEnded) notify(explain(e));
 }
 
 function explain(e) {

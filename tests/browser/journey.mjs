@@ -1,7 +1,8 @@
 // The web client (web/) in a real headless Chromium (Debian's chromium, driven by puppeteer-core): a full
-// journey from signup to a streamed reply on a phone-sized screen, an error case, and the /docs page; then a second
-// user switching chats while replies are pending (each reply in its own chat, once; Send free meanwhile; errors of
-// a followed reply shown), a 200-character title, Enter in an IME composition, aria-current and the status region.
+// journey from signup to a streamed reply on a phone-sized screen, an error case, an ended session, and the /docs
+// page; then a second user switching chats while replies are pending (each reply in its own chat, once; Send free
+// meanwhile; errors of a followed reply shown), a 200-character title, Enter in an IME composition, aria-current
+// and the status region.
 // Every page is served with a Content-Security-Policy and none of them breaks it.
 // Usage: node tests/browser/journey.mjs BASE_URL   (prints one "ok - ..." / "not ok - ... [detail]" per check;
 // exit status 0 even when checks fail: the caller counts the lines; non-zero when the browser cannot run).
@@ -167,6 +168,13 @@ try {
   await page.click("#room-delete");
   await page.waitForFunction(() => document.querySelectorAll("#room-list button").length === 0);
   check("a chat can be deleted", true);
+
+  // A stored token the server no longer takes (expired, revoked): the page shows the sign-in form and says why.
+  await page.evaluate(() => localStorage.setItem("gb_token", "eyJhbGciOiJIUzI1NiJ9.e30.expired"));
+  await page.reload({ waitUntil: "networkidle0" });
+  await page.waitForSelector("#login:not([hidden])");
+  const ended = await page.$eval("#notice", (n) => (n.hidden ? "(hidden)" : n.textContent));
+  check("an ended session shows the sign-in form and says the session ended", /session/i.test(ended), ended);
 
   check("no script errors on the page", pageErrors.length === 0, pageErrors.join("; "));
   check("no Content-Security-Policy violations on the page", pageCsp.length === 0, pageCsp.join("; "));
@@ -340,6 +348,8 @@ try {
   await open("Room D");
   check("a 401 while following a reply on opening a chat shows the sign-in form",
     await until(() => !document.querySelector("#login").hidden, null, 5000));
+  const why = await p2.$eval("#notice", (n) => (n.hidden ? "(hidden)" : n.textContent));
+  check("... and says the session ended", /session/i.test(why), why);
   check("no script errors (unhandled rejections) on the second page", p2Errors.length === 0, p2Errors.join("; "));
   check("no Content-Security-Policy violations on the second page", p2Csp.length === 0, p2Csp.join("; "));
   await cdp2.send("Fetch.disable");
