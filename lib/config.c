@@ -302,8 +302,21 @@ static int addresses_valid(const char *list)
     return items > 0;
 }
 
-/* A development-only signing key, used when APP_ENV=development and no JWT_SECRET is set. */
+/* A development-only signing key, used when APP_ENV=development and no JWT_SECRET is set. It is in the public
+ * source, so production refuses it as a JWT_SECRET. */
 static const char dev_secret[] = "development-only-secret-never-use-in-production!";
+
+/* How many different bytes S holds: a key typed by hand ("aaaa...", "changeme" repeated) has few; 64 digits of
+ * `openssl rand -hex 32` have fewer than 8 different ones with a chance below 1e-18. */
+static int distinct_bytes(const char *s)
+{
+    unsigned char seen[256] = {0};
+    int n = 0;
+    for (; *s; s++)
+        if (!seen[(unsigned char)*s]++)
+            n++;
+    return n;
+}
 
 /* The servers `make run` starts under the build tree's var/: development defaults only. In production nothing
  * falls back to a path of the machine the binaries were built on. */
@@ -383,6 +396,11 @@ int config_load(char *err, size_t errlen)
                 "JWT_SECRET is required (at least 32 bytes of random data; generate one with: openssl rand -hex 32)");
     else if ((g_config.jwt_secret_len = strlen(g_config.jwt_secret)) < 32 && !g_config.development)
         problem(&e, "JWT_SECRET is too weak: it must be at least 32 bytes (openssl rand -hex 32)");
+    else if (!g_config.development && strcmp(g_config.jwt_secret, dev_secret) == 0)
+        problem(&e,
+                "JWT_SECRET is the built-in development key, which is public: generate one with openssl rand -hex 48");
+    else if (!g_config.development && distinct_bytes(g_config.jwt_secret) < 8)
+        problem(&e, "JWT_SECRET is too weak: it has fewer than 8 different characters (openssl rand -hex 32)");
 
     if (!g_config.metrics_dir)
         g_config.metrics_dir = g_config.development ? dev_metrics_dir : PROD_METRICS_DIR;

@@ -140,6 +140,18 @@ static void test_secret_policy(void **state)
     setenv("JWT_SECRET", "short", 1);
     assert_int_equal(config_load(err, sizeof err), -1);
     assert_non_null(strstr(err, "JWT_SECRET"));
+    /* long enough, but the public development key or typed by hand */
+    setenv("JWT_SECRET", "development-only-secret-never-use-in-production!", 1);
+    assert_int_equal(config_load(err, sizeof err), -1);
+    assert_non_null(strstr(err, "JWT_SECRET is the built-in development key"));
+    setenv("JWT_SECRET", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1);
+    assert_int_equal(config_load(err, sizeof err), -1);
+    assert_non_null(strstr(err, "JWT_SECRET is too weak"));
+    setenv("JWT_SECRET", "changemechangemechangemechangeme", 1);
+    assert_int_equal(config_load(err, sizeof err), -1);
+    setenv("JWT_SECRET", "abcdefghabcdefghabcdefghabcdefgh", 1); /* 8 different: accepted */
+    assert_int_equal(config_load(err, sizeof err), 0);
+    setenv("JWT_SECRET", "short", 1);
     setenv("APP_ENV", "development", 1); /* development tolerates a weak or missing secret */
     assert_int_equal(config_load(err, sizeof err), 0);
     unsetenv("JWT_SECRET");
