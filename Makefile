@@ -209,7 +209,8 @@ PKGDATADIR     ?= $(PREFIX)/share/gemini-backend
 DOCDIR         ?= $(PREFIX)/share/doc/gemini-backend
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 CONFDIR        ?= $(SYSCONFDIR)/gemini-backend
-# The state directory, port and web server account written into the rendered nginx configurations.
+# The state directory, port and web server account written into the rendered nginx configurations; the port
+# and the account into the systemd units too (their state directory stays /run/gemini-backend).
 GB_RUNDIR      ?= /run/gemini-backend
 GB_HTTP_PORT   ?= 8080
 GB_WEB_USER    ?= www-data
@@ -222,6 +223,10 @@ INSTALL_SED     = -e 's|/usr/local/lib/gemini-backend|$(LIBEXECDIR)|g' \
                   -e 's|/usr/local/share/gemini-backend|$(PKGDATADIR)|g' -e 's|/etc/gemini-backend|$(CONFDIR)|g'
 # nginx reads no environment: its ${GB_*} placeholders are filled in here (README, "nginx"), on the lines that
 # are not comments (the header's own rendering example keeps its placeholders).
+# The units take the same port and web server account as the nginx configurations (on their lines, not comments).
+UNIT_SED        = $(NGX)|GB_PORT=8080 |GB_PORT=$(GB_HTTP_PORT) |' \
+                  $(NGX)|-U www-data -G www-data|-U $(GB_WEB_USER) -G $(GB_WEB_USER)|' \
+                  $(NGX)|GB_USER=www-data GB_GROUP=www-data|GB_USER=$(GB_WEB_USER) GB_GROUP=$(GB_WEB_USER)|'
 NGX             = -e '/^[[:space:]]*\#/!s
 NGINX_SED       = $(NGX)|$${GB_PORT}|$(GB_HTTP_PORT)|g' $(NGX)|$${GB_STATE_DIR}|$(GB_RUNDIR)|g' \
                   $(NGX)|$${GB_ERRORLOG}|stderr|g' $(NGX)|$${GB_USER}|$(GB_WEB_USER)|g' \
@@ -260,7 +265,7 @@ install: $(PROGRAMS) $(WWW_FILES) $(MAGNET)
 	else $(INSTALL) -m 0600 "$$D$(PKGDATADIR)/examples/env" "$$D$(CONFDIR)/env"; \
 	    echo "install: wrote $(CONFDIR)/env (mode 0600): fill in its settings"; fi; \
 	for u in $(UNITS); do \
-	    sed $(INSTALL_SED) $$u >"$$D$(SYSTEMDUNITDIR)/$${u##*/}"; chmod 0644 "$$D$(SYSTEMDUNITDIR)/$${u##*/}"; done; \
+	    sed $(INSTALL_SED) $(UNIT_SED) $$u >"$$D$(SYSTEMDUNITDIR)/$${u##*/}"; chmod 0644 "$$D$(SYSTEMDUNITDIR)/$${u##*/}"; done; \
 	echo "install: programs in $(LIBEXECDIR), settings in $(CONFDIR), units in $(SYSTEMDUNITDIR)"
 
 uninstall:

@@ -109,6 +109,22 @@ check_eq "$left" "./etc/gemini-backend/env ./etc/gemini-backend/nginx.conf " \
     "uninstall leaves only the settings file and the edited config"
 check "uninstall says it kept the settings file" grep -q 'kept /etc/gemini-backend/env' <<<"$out"
 
+# ---- GB_HTTP_PORT and GB_WEB_USER reach every web server's files, not only nginx's ----
+D2=$tmp/dest-port
+rc=0
+out=$(mk install DESTDIR="$D2" GB_HTTP_PORT=8181 GB_WEB_USER=nginx 2>&1) || rc=$?
+check_eq "$rc" 0 "make install GB_HTTP_PORT=8181 GB_WEB_USER=nginx succeeds"
+U2=$D2/usr/local/lib/systemd/system
+check "... nginx.conf listens on 8181" grep -q 'listen *127.0.0.1:8181;' "$D2/etc/gemini-backend/nginx.conf"
+for u in gemini-lighttpd gemini-apache; do
+    check "... the $u unit serves on 8181 too" grep -q '^Environment=GB_PORT=8181 ' "$U2/$u.service"
+done
+for u in gemini-fcgi@ gemini-fcgiwrap; do
+    check "... the $u unit gives its socket to nginx" grep -q -- '-U nginx -G nginx' "$U2/$u.service"
+done
+check "... the apache unit runs its workers as nginx" grep -q 'GB_USER=nginx GB_GROUP=nginx' "$U2/gemini-apache.service"
+check "... no unit line still names www-data" test -z "$(grep -v '^#' "$U2"/*.service | grep www-data || true)"
+
 # ---- real paths under a temporary PREFIX: systemd-analyze verify, the servers' syntax checks ----
 P=$tmp/prefix
 mkdir -p "$P/run"
