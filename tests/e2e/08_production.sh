@@ -129,6 +129,10 @@ check "step 3 writes DATABASE_URL" grep -qx "DATABASE_URL='postgresql:///gemini?
 check "step 3 writes REDIS_URL with step 2's password" \
     grep -qx "REDIS_URL=redis://:$(sed -n 's/^requirepass //p' "$T/redis.conf")@127.0.0.1:6379/0" "$env_file"
 check "step 3 sets AI_PROVIDER=offline" grep -qx 'AI_PROVIDER=offline' "$env_file"
+# Without systemd (step 5's by-hand case: a container) systemctl cannot start the servers: step 2 names the way.
+step2=$(block '# 2. database and Redis')
+check "step 2 says how to start PostgreSQL without systemd" grep -q '# without systemd: pg_ctlcluster 15 main start$' <<<"$step2"
+check "step 2 says how to start Redis without systemd" grep -q '# without systemd: service redis-server restart$' <<<"$step2"
 # Steps 2 and 3 run again (an upgrade, a retry after a typo) keep the one Redis password the settings hold.
 redis_url=$(grep '^REDIS_URL=' "$env_file")
 rc=0
