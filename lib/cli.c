@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "ai_provider.h"
@@ -83,6 +84,20 @@ static void finding(FILE *out, const char *tag, const char *fmt, ...)
     fputc('\n', out);
 }
 
+/* Whether URL (http:// or https://, as config_load checked) names this machine's loopback: PUBLIC_URL's
+ * default, http://127.0.0.1:$PORT, is one. */
+static int loopback_url(const char *url)
+{
+    const char *host = strstr(url, "://");
+    if (!host)
+        return 0;
+    host += 3;
+    const char *at = strchr(host, '@'), *end = host + strcspn(host, "/?#");
+    if (at && at < end)
+        host = at + 1;
+    return strncmp(host, "127.", 4) == 0 || strncasecmp(host, "localhost", 9) == 0 || strncmp(host, "[::1]", 5) == 0;
+}
+
 /* The worker's own start-up conditions on the AI provider. 0 ok. */
 static int check_provider(FILE *out)
 {
@@ -142,6 +157,11 @@ int cli_check(const char *prog, FILE *out)
         finding(out, "note",
                 "Stripe is not configured (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, STRIPE_PRICE_ID): "
                 "/subscribe/pro and /webhook/stripe answer 503");
+    else if (!g_config.development && loopback_url(g_config.public_url))
+        finding(out, "note",
+                "PUBLIC_URL is %s, this machine's loopback: Stripe's success and cancel pages send paying users "
+                "there (set it to the public https:// address)",
+                g_config.public_url);
     if (strstr(prog, "worker"))
         problems += check_provider(out);
 

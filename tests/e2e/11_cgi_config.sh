@@ -115,6 +115,12 @@ out=$(env AI_PROVIDER=openai OPENAI_MODEL=m OPENAI_API_BASE=https://proxyuser:s3
 check "worker --check shows the AI base URL with its password masked" \
     grep -qF 'AI provider openai at https://proxyuser:***@example.invalid/v1/chat/completions' <<<"$out"
 check "... and never the password" sh -c '! grep -q s3cretpw' <<<"$out"
+# production with Stripe: a loopback PUBLIC_URL (its default, http://127.0.0.1:$PORT) would send paying users there
+out=$(env PUBLIC_URL=http://127.0.0.1:8080 timeout 20 "$bin" --check </dev/null 2>&1) || true
+check "--check: production with Stripe notes a loopback PUBLIC_URL" \
+    grep -q '^  note  PUBLIC_URL is http://127.0.0.1:8080, this machine.s loopback' <<<"$out"
+out=$(env PUBLIC_URL=https://api.example.com timeout 20 "$bin" --check </dev/null 2>&1) || true
+check "--check: ... and not a public one" sh -c '! grep -q "note  PUBLIC_URL"' <<<"$out"
 out=$(GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET REQUEST_URI=/healthz "$hbin" --check </dev/null 2>/dev/null)
 check "under CGI (GATEWAY_INTERFACE) argv is ignored: a request is answered" grep -q '^Status: 200' <<<"$out"
 
