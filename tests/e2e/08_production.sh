@@ -227,3 +227,32 @@ if command -v apache2 >/dev/null 2>&1 && command -v spawn-fcgi >/dev/null 2>&1; 
     sleep 0.5
     check "their request log is in /var/log/gemini-backend/auth.log, not /dev/null" grep -q 'POST /auth/signup 201' "$T/log/auth.log"
 fi
+
+# ---- fcgiwrap + nginx-cgi.conf by hand (Deployment, nginx, "Plain CGI with fcgiwrap") ----
+if command -v nginx >/dev/null 2>&1 && command -v fcgiwrap >/dev/null 2>&1 && command -v spawn-fcgi >/dev/null 2>&1; then
+    body=$(block '# plain CGI by hand (without systemd)')
+    check "README has the by-hand fcgiwrap block" grep -q 'fcgiwrap' <<<"$body"
+    # the Apache block above stopped as its comment says: Apache, then the programs
+    for f in "$T"/run/gemini-backend/*.pid; do [[ -f $f ]] && { xargs kill <"$f" 2>/dev/null || true; rm -f "$f"; }; done
+    for _ in $(seq 1 50); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$BASE_URL/healthz" || true) == 000 ]] && break
+        sleep 0.2
+    done
+    { cat "$T/preamble.sh"; rewrite <<<"$body"; } >"$T/cgi.sh"
+    (cd "$T" && exec env -i PATH="$PATH" HOME=/root bash -e "$T/cgi.sh") >"$T/cgi.out" 2>&1 &
+    BG_PIDS+=($!)
+    code=000
+    for _ in $(seq 1 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE_URL/healthz" || true)
+        [[ $code != 000 ]] && break
+        sleep 0.2
+    done
+    check_eq "$code" 200 "fcgiwrap + nginx-cgi by hand: /healthz is 200 ($(tail -n 2 "$T/cgi.out" | tr '\n' ' '))"
+    M=$(rand_mobile)
+    req POST /auth/signup "{\"mobile\":\"$M\"}"
+    check_status 201 "fcgiwrap + nginx-cgi by hand signs a user up"
+    users=$(xargs ps -o user= -p <"$T/run/gemini-backend/fcgiwrap.pid" | sort -u | tr '\n' ' ')
+    check_eq "$users" "$TUSER " "fcgiwrap runs as the account"
+    sleep 0.5
+    check "the programs' request log is in /var/log/gemini-backend/cgi.log" grep -q 'POST /auth/signup 201' "$T/log/cgi.log"
+fi
