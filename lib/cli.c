@@ -95,7 +95,9 @@ static int loopback_url(const char *url)
     const char *at = strchr(host, '@'), *end = host + strcspn(host, "/?#");
     if (at && at < end)
         host = at + 1;
-    return strncmp(host, "127.", 4) == 0 || strncasecmp(host, "localhost", 9) == 0 || strncmp(host, "[::1]", 5) == 0;
+    size_t len = strcspn(host, ":/?#"); /* the host name, without a port */
+    return strncmp(host, "127.", 4) == 0 || (len == 9 && strncasecmp(host, "localhost", 9) == 0) ||
+           strncmp(host, "[::1]", 5) == 0;
 }
 
 /* The worker's own start-up conditions on the AI provider. 0 ok. */

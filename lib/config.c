@@ -398,7 +398,7 @@ int config_load(char *err, size_t errlen)
         problem(&e, "JWT_SECRET is too weak: it must be at least 32 bytes (openssl rand -hex 32)");
     else if (!g_config.development && strcmp(g_config.jwt_secret, dev_secret) == 0)
         problem(&e,
-                "JWT_SECRET is the built-in development key, which is public: generate one with openssl rand -hex 48");
+                "JWT_SECRET is the built-in development key, which is public: generate one with openssl rand -hex 32");
     else if (!g_config.development && distinct_bytes(g_config.jwt_secret) < 8)
         problem(&e, "JWT_SECRET is too weak: it has fewer than 8 different characters (openssl rand -hex 32)");
 

@@ -119,8 +119,12 @@ check "... and never the password" sh -c '! grep -q s3cretpw' <<<"$out"
 out=$(env PUBLIC_URL=http://127.0.0.1:8080 timeout 20 "$bin" --check </dev/null 2>&1) || true
 check "--check: production with Stripe notes a loopback PUBLIC_URL" \
     grep -q '^  note  PUBLIC_URL is http://127.0.0.1:8080, this machine.s loopback' <<<"$out"
-out=$(env PUBLIC_URL=https://api.example.com timeout 20 "$bin" --check </dev/null 2>&1) || true
-check "--check: ... and not a public one" sh -c '! grep -q "note  PUBLIC_URL"' <<<"$out"
+out=$(env PUBLIC_URL=http://LocalHost:8080/app timeout 20 "$bin" --check </dev/null 2>&1) || true
+check "--check: ... localhost too" grep -q '^  note  PUBLIC_URL is http://LocalHost:8080/app, this machine.s loopback' <<<"$out"
+for url in https://api.example.com https://localhost.example.com; do
+    out=$(env PUBLIC_URL=$url timeout 20 "$bin" --check </dev/null 2>&1) || true
+    check "--check: ... and not a public one ($url)" sh -c '! grep -q "note  PUBLIC_URL"' <<<"$out"
+done
 out=$(GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET REQUEST_URI=/healthz "$hbin" --check </dev/null 2>/dev/null)
 check "under CGI (GATEWAY_INTERFACE) argv is ignored: a request is answered" grep -q '^Status: 200' <<<"$out"
 
