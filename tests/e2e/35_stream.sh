@@ -262,7 +262,7 @@ check_eq "$(deltas_text "$OUT/s11")" "fake-gemini: $text" "the first stream afte
 # JSON 503 with Retry-After to ask again on (it got an empty answer, which the web server turned into a 502) ----
 mapfile -t spids < <(stack_program_pids stream)
 if ((${#spids[@]} > 0)); then
-    post_msg "$ROOM" "[[delay:15000]] waiting at shutdown $tag"
+    post_msg "$ROOM" "[[delay:6000]] waiting at shutdown $tag" # still pending when the program stops, 1 s in
     curl -s --max-time 30 -D "$OUT/w.h" -o "$OUT/w.b" -H "Authorization: Bearer $TOKEN" -H 'X-Request-Id: wait-down' \
         "$BASE_URL/chatroom/$ROOM/messages/$REPLY_ID?wait=25" &
     wpid=$!
