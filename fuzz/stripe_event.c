@@ -1,8 +1,9 @@
 /* Fuzz target: Stripe webhook events (lib/stripe_event.c: stripe_event_parse), the payload a signed delivery
  * hands to billing, and the per-subscription decision (stripe_sub_change) on what was parsed, against every
  * kind of row on record. Checked: a parsed event has an id, a type and a kind that matches the type; a user id
- * is one of the places a user id may come from, read whole (a JSON integer, or a string of digits only); every
- * decision names a reason, and a status to store is never empty. */
+ * is one of the places a user id may come from, read whole (a JSON integer, or a string of digits only); only a
+ * checkout event names a session, and only such an event closes one, naming it; every decision names a reason,
+ * and a status to store is never empty (an expired checkout never has one). */
 #include "fuzz.h"
 
 #include <limits.h>
@@ -18,6 +19,7 @@ static const char *const kinds[] = {
     "invoice.payment_failed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
+    "checkout.session.expired",
 };
 
 /* Is v (a member of a JSON object) user id id: a JSON integer equal to it, or a string of nothing but digits whose
@@ -88,6 +90,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(strlen(ev.status) < sizeof ev.status && strlen(ev.mode) < sizeof ev.mode);
     FUZZ_CHECK(strlen(ev.payment_status) < sizeof ev.payment_status);
     FUZZ_CHECK(strlen(ev.billing_reason) < sizeof ev.billing_reason);
+    int checkout = ev.kind == STRIPE_EV_CHECKOUT_COMPLETED || ev.kind == STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED ||
+                   ev.kind == STRIPE_EV_CHECKOUT_ASYNC_FAILED || ev.kind == STRIPE_EV_CHECKOUT_EXPIRED;
+    FUZZ_CHECK(strlen(ev.session) < sizeof ev.session && (checkout || ev.session[0] == '\0'));
+    FUZZ_CHECK(stripe_event_closes_checkout(&ev) == (checkout && ev.session[0] != '\0'));
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         for (long long d = -1; d <= 1; d++) {
             const char *status = NULL, *why = NULL;
@@ -98,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(!status || status[0] != '\0');
             FUZZ_CHECK(status || why[0] != '\0');
             FUZZ_CHECK(tracked == 1 || status == NULL);
+            FUZZ_CHECK(ev.kind != STRIPE_EV_CHECKOUT_EXPIRED || tracked == 0);
             if (status)
                 FUZZ_CHECK(stripe_status_rank(status) >= 0 && stripe_status_rank(status) <= 4);
         }

@@ -42,7 +42,7 @@ void stripe_form_add(buf_t *out, const char *key, const char *value)
 
 void stripe_checkout_form(const stripe_checkout_req_t *req, buf_t *out)
 {
-    char uid[24];
+    char uid[24], expires[24];
     const char *base = req->public_url ? req->public_url : "";
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/')
@@ -63,6 +63,12 @@ void stripe_checkout_form(const stripe_checkout_req_t *req, buf_t *out)
     stripe_form_add(out, "client_reference_id", uid);
     stripe_form_add(out, "metadata[user_id]", uid);
     stripe_form_add(out, "subscription_data[metadata][user_id]", uid);
+    if (req->customer && req->customer[0])
+        stripe_form_add(out, "customer", req->customer);
+    if (req->expires_at > 0) {
+        snprintf(expires, sizeof expires, "%lld", req->expires_at);
+        stripe_form_add(out, "expires_at", expires);
+    }
     buf_free(&success);
     buf_free(&cancel);
 }
@@ -87,6 +93,9 @@ int stripe_parse_checkout_session(const char *body, size_t len, stripe_checkout_
         snprintf(err, errlen, "Stripe returned a Checkout Session without an id or url.");
         goto out;
     }
+    json_object *exp = stripe_json_get(root, "expires_at");
+    if (exp && json_object_is_type(exp, json_type_int))
+        out->expires_at = stripe_period_end(json_object_get_int64(exp));
     rc = 0;
 out:
     json_object_put(root);

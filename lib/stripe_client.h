@@ -31,6 +31,9 @@ typedef struct stripe_checkout_req {
     const char *price_id;   /* price_... */
     const char *public_url; /* base of success_url and cancel_url */
     long long user_id;
+    const char *customer;        /* cus_... to reuse (sent as customer, never with customer_email); NULL: none */
+    long long expires_at;        /* Unix seconds for the session's expires_at (Stripe: 30 min to 24 h ahead); 0: not
+                                  * sent (Stripe's default, 24 h) */
     const char *idempotency_key; /* NULL or "": a random one */
     long timeout_ms;             /* the whole call, retry included; 0: 10000 (one connect at most 5000) */
 } stripe_checkout_req_t;
@@ -38,6 +41,7 @@ typedef struct stripe_checkout_req {
 typedef struct stripe_checkout_session {
     char id[STRIPE_ID_MAX]; /* cs_... */
     char url[2048];         /* hosted Checkout page */
+    long long expires_at;   /* Unix seconds when Stripe expires it; 0 when the response did not say */
 } stripe_checkout_session_t;
 
 /* Why a call to Stripe failed, in the classes our client is told about. */
@@ -74,7 +78,8 @@ void stripe_checkout_form(const stripe_checkout_req_t *req, buf_t *out);
 int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_checkout_session_t *out,
                                    stripe_call_result_t *result);
 
-/* Parse a Checkout Session response body (exposed for tests). 0 ok; -1 with err when id/url are missing. */
+/* Parse a Checkout Session response body (exposed for tests). 0 ok; -1 with err when id/url are missing.
+ * expires_at is taken when it is an integer within 1..STRIPE_TIMESTAMP_MAX, else 0. */
 int stripe_parse_checkout_session(const char *body, size_t len, stripe_checkout_session_t *out, char *err,
                                   size_t errlen);
 

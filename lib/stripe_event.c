@@ -103,6 +103,7 @@ static const struct {
     {"invoice.payment_failed", STRIPE_EV_INVOICE_PAYMENT_FAILED},
     {"checkout.session.async_payment_succeeded", STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED},
     {"checkout.session.async_payment_failed", STRIPE_EV_CHECKOUT_ASYNC_FAILED},
+    {"checkout.session.expired", STRIPE_EV_CHECKOUT_EXPIRED},
 };
 
 int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *err, size_t errlen)
@@ -167,10 +168,12 @@ int stripe_event_parse(const char *body, size_t len, stripe_event_t *ev, char *e
     case STRIPE_EV_CHECKOUT_COMPLETED:
     case STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED:
     case STRIPE_EV_CHECKOUT_ASYNC_FAILED:
+    case STRIPE_EV_CHECKOUT_EXPIRED:
         ev->user_id = user_id_of(stripe_json_get(obj, "client_reference_id"));
         if (!ev->user_id)
             ev->user_id = user_id_of(stripe_json_get(stripe_json_get(obj, "metadata"), "user_id"));
-        if (stripe_json_copy(obj, "subscription", ev->subscription, sizeof ev->subscription) < 0 ||
+        if (stripe_json_copy(obj, "id", ev->session, sizeof ev->session) < 0 ||
+            stripe_json_copy(obj, "subscription", ev->subscription, sizeof ev->subscription) < 0 ||
             stripe_json_copy(obj, "mode", ev->mode, sizeof ev->mode) < 0 ||
             stripe_json_copy(obj, "payment_status", ev->payment_status, sizeof ev->payment_status) < 0) {
             snprintf(err, errlen, "The checkout session has an invalid field.");
@@ -264,6 +267,17 @@ const char *stripe_checkout_status(const char *payment_status)
     return "active";
 }
 
+int stripe_event_closes_checkout(const stripe_event_t *ev)
+{
+    switch (ev->kind) {
+    case STRIPE_EV_CHECKOUT_COMPLETED:
+    case STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED:
+    case STRIPE_EV_CHECKOUT_ASYNC_FAILED:
+    case STRIPE_EV_CHECKOUT_EXPIRED: return ev->session[0] != '\0';
+    default: return 0;
+    }
+}
+
 int stripe_sub_change(const stripe_event_t *ev, const char *row_status, long long row_last, const char **status,
                       const char **why)
 {
@@ -271,6 +285,10 @@ int stripe_sub_change(const stripe_event_t *ev, const char *row_status, long lon
 
     *status = NULL;
     *why = "";
+    if (ev->kind == STRIPE_EV_CHECKOUT_EXPIRED) {
+        *why = "an expired checkout session starts no subscription";
+        return 0;
+    }
     if (!ev->subscription[0]) {
         *why = "it names no subscription";
         return 0;

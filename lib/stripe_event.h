@@ -22,6 +22,7 @@ enum stripe_event_kind {
     STRIPE_EV_INVOICE_PAYMENT_FAILED,
     STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED, /* checkout.session.async_payment_succeeded (delayed payment methods) */
     STRIPE_EV_CHECKOUT_ASYNC_FAILED,    /* checkout.session.async_payment_failed */
+    STRIPE_EV_CHECKOUT_EXPIRED,         /* checkout.session.expired (abandoned): closes the session, nothing else */
 };
 
 /* What we need of one event. Strings are "" when absent; user_id and current_period_end 0 when absent. */
@@ -33,6 +34,7 @@ typedef struct stripe_event {
     long long user_id;                /* our user id: client_reference_id, else metadata.user_id (positive) */
     char customer[STRIPE_ID_MAX];     /* cus_... */
     char subscription[STRIPE_ID_MAX]; /* sub_... */
+    char session[STRIPE_ID_MAX];      /* the Checkout Session's id (cs_...), checkout events only */
     char status[32];                  /* the subscription status (subscription events); "" otherwise */
     char mode[32];                    /* checkout session mode ("subscription") */
     char payment_status[32];          /* checkout session: "paid", "unpaid", "no_payment_required" */
@@ -46,9 +48,9 @@ typedef struct stripe_event {
  * lacks its data.object. Ids longer than STRIPE_ID_MAX-1 bytes are refused. Unknown types need only the
  * envelope.
  * Fields by kind:
- *   checkout.session.completed, checkout.session.async_payment_succeeded / _failed (data.object is the
- *     Checkout Session): user_id from client_reference_id, else metadata.user_id; customer; subscription;
- *     mode; payment_status.
+ *   checkout.session.completed, checkout.session.async_payment_succeeded / _failed, checkout.session.expired
+ *     (data.object is the Checkout Session): session = its id; user_id from client_reference_id, else
+ *     metadata.user_id; customer; subscription; mode; payment_status.
  *   customer.subscription.*: subscription = object id; customer; status; metadata.user_id;
  *     current_period_end from items.data[0] first, then the top level (bounded, see stripe_period_end).
  *   invoice.payment_failed: subscription from parent.subscription_details.subscription, else the top-level
@@ -90,21 +92,17 @@ const char *stripe_checkout_status(const char *payment_status);
 /* What event ev does to the status of the subscription it is about (ev->subscription), given the row on
  * record: row_status NULL when there is none yet (row_last is then unused), else its status and
  * last_event_created.
- * Returns 0 when the event is not about a subscription we track (no subscription id, a checkout in another
- * mode, a subscription event without a status, an event type we ignore): record it and do nothing; *why
- * says why. Returns 1 when it is: *status is the status to store (for a new row: its first status, stored
- * with last_event_created = ev->created; for a row: the new status, last_event_created becoming the larger
- * of the two), or NULL when the row keeps its status, with the reason in *why. Static strings, or
- * ev->status.
- * The rules (per subscription):
- *   customer.subscription.created/updated/deleted (deleted means canceled): no row -> its status; a terminal
- *     row -> kept; ev->created < row_last -> kept; same second and a lower rank than the row's -> kept;
- *     else its status.
- *   checkout.session.completed: stripe_checkout_status(payment_status) for a new row; a row keeps its
- *     status, except that an incomplete row takes a derived status other than incomplete (a paid checkout
- *     completes it: incomplete is only ever an initial state).
- *   checkout.session.async_payment_succeeded (the delayed payment of a checkout went through): like
- *     checkout.session.completed with payment_status paid: active for a new row; an incomplete row becomes
+ * Returns 0 when the event is not about a subscription we track (checkout.session.expired, no subscription id, a
+ * checkout in another mode, a subscription event without a status, an event type we ignore): record it and do nothing;
+ * *why says why. Returns 1 when it is: *status is the status to store (for a new row: its first status, stored with
+ * last_event_created = ev->created; for a row: the new status, last_event_created becoming the larger of the two), or
+ * NULL when the row keeps its status, with the reason in *why. Static strings, or ev->status. The rules (per
+ * subscription): customer.subscription.created/updated/deleted (deleted means canceled): no row -> its status; a
+ * terminal row -> kept; ev->created < row_last -> kept; same second and a lower rank than the row's -> kept; else its
+ * status. checkout.session.completed: stripe_checkout_status(payment_status) for a new row; a row keeps its status,
+ * except that an incomplete row takes a derived status other than incomplete (a paid checkout completes it: incomplete
+ * is only ever an initial state). checkout.session.async_payment_succeeded (the delayed payment of a checkout went
+ * through): like checkout.session.completed with payment_status paid: active for a new row; an incomplete row becomes
  *     active; any other row is kept.
  *   invoice.payment_failed: a new row is incomplete (billing_reason subscription_create) or past_due; an
  *     active or trialing row becomes past_due unless the event is older than row_last; any other row is
@@ -115,6 +113,10 @@ const char *stripe_checkout_status(const char *payment_status);
  *   Checkout events (all three) about a session in another mode than subscription are not tracked. */
 int stripe_sub_change(const stripe_event_t *ev, const char *row_status, long long row_last, const char **status,
                       const char **why);
+
+/* 1 when ev is about a Checkout Session that can no longer be paid through (completed, expired, or its delayed
+ * payment settled either way) and names it (ev->session), else 0. */
+int stripe_event_closes_checkout(const stripe_event_t *ev);
 
 /* ---- JSON helpers (shared with stripe_client.c) ---- */
 

@@ -112,6 +112,27 @@ static void test_checkout_form(void **state)
     assert_int_equal(form_get(b.data, "subscription_data[metadata][user_id]", v, sizeof v), 0);
     assert_string_equal(v, "42");
     assert_int_not_equal(form_get(b.data, "customer_email", v, sizeof v), 0);
+    assert_int_not_equal(form_get(b.data, "customer", v, sizeof v), 0);   /* none given: Checkout makes one */
+    assert_int_not_equal(form_get(b.data, "expires_at", v, sizeof v), 0); /* none given: Stripe's 24 h */
+    buf_free(&b);
+
+    /* a customer to reuse (never with customer_email: Stripe refuses both) and an explicit expiry */
+    req.customer = "cus_Abc123";
+    req.expires_at = 1790003600;
+    stripe_checkout_form(&req, &b);
+    assert_int_equal(form_get(b.data, "customer", v, sizeof v), 0);
+    assert_string_equal(v, "cus_Abc123");
+    assert_int_not_equal(form_get(b.data, "customer_email", v, sizeof v), 0);
+    assert_int_equal(form_get(b.data, "expires_at", v, sizeof v), 0);
+    assert_string_equal(v, "1790003600");
+    assert_int_equal(form_get(b.data, "client_reference_id", v, sizeof v), 0); /* the rest unchanged */
+    assert_string_equal(v, "42");
+    buf_free(&b);
+    req.customer = ""; /* empty is none */
+    req.expires_at = 0;
+    stripe_checkout_form(&req, &b);
+    assert_int_not_equal(form_get(b.data, "customer", v, sizeof v), 0);
+    assert_int_not_equal(form_get(b.data, "expires_at", v, sizeof v), 0);
     buf_free(&b);
 }
 
@@ -127,6 +148,19 @@ static void test_parse_checkout_session(void **state)
     assert_int_equal(stripe_parse_checkout_session(ok, strlen(ok), &s, err, sizeof err), 0);
     assert_string_equal(s.id, "cs_test_abc");
     assert_string_equal(s.url, "https://checkout.stripe.com/c/pay/cs_test_abc");
+    assert_int_equal(s.expires_at, 0); /* not in the answer */
+    const char *exp = "{\"id\":\"cs_test_e\",\"url\":\"https://checkout.stripe.com/c/pay/cs_test_e\","
+                      "\"expires_at\":1790003600}";
+    assert_int_equal(stripe_parse_checkout_session(exp, strlen(exp), &s, err, sizeof err), 0);
+    assert_int_equal(s.expires_at, 1790003600LL);
+    /* an expires_at we cannot use is no expiry (the one asked for is stored then), not a failed call */
+    const char *odd[] = {"\"1790003600\"", "-5", "0", "1e10", "null", "99999999999999"};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        char body[200];
+        snprintf(body, sizeof body, "{\"id\":\"cs_test_e\",\"url\":\"https://x/\",\"expires_at\":%s}", odd[i]);
+        assert_int_equal(stripe_parse_checkout_session(body, strlen(body), &s, err, sizeof err), 0);
+        assert_int_equal(s.expires_at, 0);
+    }
     const char *nourl = "{\"id\":\"cs_test_abc\",\"url\":null}";
     assert_int_equal(stripe_parse_checkout_session(nourl, strlen(nourl), &s, err, sizeof err), -1);
     const char *badid = "{\"id\":\"pi_1\",\"url\":\"https://x\"}";

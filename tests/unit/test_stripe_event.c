@@ -41,6 +41,8 @@ static void test_event_checkout(void **state)
     assert_string_equal(ev.customer, "cus_A");
     assert_string_equal(ev.subscription, "sub_A");
     assert_string_equal(ev.mode, "subscription");
+    assert_string_equal(ev.session, "cs_test_a");
+    assert_true(stripe_event_closes_checkout(&ev));
 
     /* no client_reference_id (or a useless one): metadata.user_id; expanded customer object */
     j = "{\"id\":\"evt_2\",\"created\":5,\"type\":\"checkout.session.completed\",\"data\":{\"object\":"
@@ -50,6 +52,8 @@ static void test_event_checkout(void **state)
     assert_int_equal(ev.user_id, 23);
     assert_string_equal(ev.customer, "cus_B");
     assert_string_equal(ev.subscription, "");
+    assert_string_equal(ev.session, ""); /* no id: no session to close */
+    assert_false(stripe_event_closes_checkout(&ev));
 
     j = "{\"id\":\"evt_3\",\"created\":5,\"type\":\"checkout.session.completed\",\"data\":{\"object\":"
         "{\"client_reference_id\":\"-4\",\"metadata\":{}}}}";
@@ -91,9 +95,60 @@ static void test_event_checkout_async(void **state)
     assert_string_equal(ev.subscription, "sub_B");
     assert_string_equal(ev.payment_status, "unpaid");
 
+    assert_string_equal(ev.session, "cs_test_b");
+    assert_true(stripe_event_closes_checkout(&ev));
+
     /* a known type: its data.object is required */
     j = "{\"id\":\"evt_ax\",\"created\":5,\"type\":\"checkout.session.async_payment_failed\",\"data\":{}}";
     assert_int_equal(parse(j, &ev), -1);
+}
+
+/* checkout.session.expired: the abandoned session is closed, and nothing else happens. */
+static void test_event_checkout_expired(void **state)
+{
+    (void)state;
+    stripe_event_t ev;
+    const char *status = NULL, *why = NULL;
+    const char *j = "{\"id\":\"evt_ex\",\"object\":\"event\",\"created\":1790003600,"
+                    "\"type\":\"checkout.session.expired\",\"data\":{\"object\":"
+                    "{\"id\":\"cs_test_x\",\"object\":\"checkout.session\",\"client_reference_id\":\"17\","
+                    "\"customer\":null,\"subscription\":null,\"mode\":\"subscription\",\"status\":\"expired\","
+                    "\"payment_status\":\"unpaid\",\"metadata\":{\"user_id\":\"17\"}}}}";
+    assert_int_equal(parse(j, &ev), 0);
+    assert_int_equal(ev.kind, STRIPE_EV_CHECKOUT_EXPIRED);
+    assert_string_equal(ev.session, "cs_test_x");
+    assert_int_equal(ev.user_id, 17);
+    assert_string_equal(ev.subscription, "");
+    assert_true(stripe_event_closes_checkout(&ev));
+    assert_int_equal(stripe_sub_change(&ev, NULL, 0, &status, &why), 0); /* no subscription to track */
+    assert_null(status);
+    assert_string_equal(why, "an expired checkout session starts no subscription");
+    /* ... even if it named one */
+    snprintf(ev.subscription, sizeof ev.subscription, "sub_X");
+    assert_int_equal(stripe_sub_change(&ev, "active", 0, &status, &why), 0);
+    assert_null(status);
+
+    /* its data.object is required, like every known type's */
+    j = "{\"id\":\"evt_ey\",\"created\":5,\"type\":\"checkout.session.expired\",\"data\":{}}";
+    assert_int_equal(parse(j, &ev), -1);
+    /* a session id too long for Stripe is a refused event */
+    char big[600];
+    snprintf(big, sizeof big,
+             "{\"id\":\"evt_ez\",\"created\":5,\"type\":\"checkout.session.expired\",\"data\":{\"object\":"
+             "{\"id\":\"cs_%0300d\"}}}",
+             0);
+    assert_int_equal(parse(big, &ev), -1);
+
+    /* events about subscriptions and invoices close no session */
+    stripe_event_t other;
+    memset(&other, 0, sizeof other);
+    snprintf(other.session, sizeof other.session, "cs_test_y");
+    for (int kind = STRIPE_EV_OTHER; kind <= STRIPE_EV_CHECKOUT_EXPIRED; kind++) {
+        other.kind = kind;
+        int closes = kind == STRIPE_EV_CHECKOUT_COMPLETED || kind == STRIPE_EV_CHECKOUT_ASYNC_SUCCEEDED ||
+                     kind == STRIPE_EV_CHECKOUT_ASYNC_FAILED || kind == STRIPE_EV_CHECKOUT_EXPIRED;
+        assert_int_equal(stripe_event_closes_checkout(&other), closes);
+    }
 }
 
 static void test_event_subscription_layouts(void **state)
@@ -501,6 +556,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_checkout),
         cmocka_unit_test(test_event_checkout_async),
+        cmocka_unit_test(test_event_checkout_expired),
         cmocka_unit_test(test_event_subscription_layouts),
         cmocka_unit_test(test_event_invoice_layouts),
         cmocka_unit_test(test_event_other_and_invalid),
