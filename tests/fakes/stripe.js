@@ -9,7 +9,8 @@
 //   POST /v1/checkout/sessions      create a Checkout Session (form-encoded, bracket keys), with the checks
 //                                   real Stripe makes that matter to us: API key, required and unknown
 //                                   parameters, known price, customer/customer_email exclusive, metadata
-//                                   limits, Idempotency-Key replay/mismatch. Errors use Stripe's shape
+//                                   limits, expires_at 30 min to 24 h ahead (the session's expires_at; 24 h
+//                                   when not sent), Idempotency-Key replay/mismatch. Errors use Stripe's shape
 //                                   {"error":{"type","code","message","param","doc_url"}}.
 //   GET  /v1/checkout/sessions/ID   retrieve one.
 // Test knobs:
@@ -20,6 +21,8 @@
 //   GET  /__requests recorded Stripe calls: [{method,path,query,headers (no authorization),auth
 //                    ("bearer"|"basic"|"none"),auth_ok,form (decoded key/value pairs, in order),params
 //                    (nested),status,time}]
+//   GET  /__sessions every Checkout Session created (an Idempotency-Key replay creates none), oldest first, as
+//                    retrieve shows them: [{id,client_reference_id,customer,status,expires_at,created,...}]
 //   POST /__reset    forget requests, sessions, idempotency keys and knobs.
 // Events (what real Stripe would send to the webhook; returned unsigned, the test signs and delivers them):
 //   POST /__checkout/ID/complete {"payment":"paid"|"delayed"|"no_payment_required","created":N?,
@@ -30,6 +33,9 @@
 //   POST /__checkout/ID/async_payment {"outcome":"succeeded"|"failed","created":N?}  the delayed payment of
 //                    a completed, unpaid session settles: payment_status paid (succeeded) or still unpaid
 //                    (failed); answers the checkout.session.async_payment_succeeded / _failed event.
+//   POST /__checkout/ID/expire {"created":N?}  an open session is abandoned (or reaches its expires_at):
+//                    status expired; answers the checkout.session.expired event. A session past its expires_at
+//                    cannot be completed any more (400), like an expired one.
 
 'use strict';
 
@@ -223,6 +229,17 @@ function createSession(p) {
     throw new ParamError('Missing required param: cancel_url.', 'cancel_url', 'parameter_missing');
   if (!isUrl(p.success_url)) throw new ParamError('Not a valid URL', 'success_url', 'url_invalid');
   if (!isUrl(p.cancel_url)) throw new ParamError('Not a valid URL', 'cancel_url', 'url_invalid');
+  const now = Math.floor(Date.now() / 1000);
+  let expiresAt = now + 86400;
+  if (p.expires_at !== undefined) {
+    if (typeof p.expires_at !== 'string' || !/^\d{1,15}$/.test(p.expires_at))
+      throw new ParamError('Invalid integer: expires_at', 'expires_at', 'parameter_invalid_integer');
+    expiresAt = Number(p.expires_at);
+    if (expiresAt < now + 1800)
+      throw new ParamError('The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.', 'expires_at');
+    if (expiresAt > now + 86400)
+      throw new ParamError('The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.', 'expires_at');
+  }
   if (p.client_reference_id !== undefined && (typeof p.client_reference_id !== 'string' || p.client_reference_id.length > 200))
     throw new ParamError('client_reference_id can have up to 200 characters.', 'client_reference_id');
   checkMetadata(p.metadata, 'metadata');
@@ -257,7 +274,6 @@ function createSession(p) {
   }
 
   const id = randomId('cs_test_', 58);
-  const now = Math.floor(Date.now() / 1000);
   const amount = 1999 * (items ? items.reduce((a, it) => a + Number(it.quantity), 0) : 0);
   const session = {
     id,
@@ -275,7 +291,7 @@ function createSession(p) {
     customer_creation: p.customer ? null : 'always',
     customer_details: p.customer_email ? { email: p.customer_email } : null,
     customer_email: p.customer_email || null,
-    expires_at: now + 86400,
+    expires_at: expiresAt,
     invoice: null,
     livemode: false,
     locale: p.locale || null,
@@ -420,6 +436,7 @@ function checkoutEvent(id, action, c) {
     if (!['paid', 'delayed', 'no_payment_required'].includes(payment))
       return [400, { error: 'payment must be paid, delayed or no_payment_required' }];
     if (s.status !== 'open') return [400, { error: `the session is ${s.status}, not open` }];
+    if (Math.floor(Date.now() / 1000) >= s.expires_at) return [400, { error: 'the session has expired' }];
     s.status = 'complete';
     s.payment_status = payment === 'delayed' ? 'unpaid' : payment;
     s.customer = s.customer || c.customer || randomId('cus_test_', 14);
@@ -440,6 +457,12 @@ function checkoutEvent(id, action, c) {
     if (c.outcome === 'succeeded') s.payment_status = 'paid';
     return [200, makeEvent(`checkout.session.async_payment_${c.outcome}`, withoutPrivate(s), c.created)];
   }
+  if (action === 'expire') {
+    if (s.status !== 'open') return [400, { error: `the session is ${s.status}, not open` }];
+    s.status = 'expired';
+    s.url = null; // Stripe clears the URL of an expired session
+    return [200, makeEvent('checkout.session.expired', withoutPrivate(s), c.created)];
+  }
   return [404, { error: 'unknown checkout action' }];
 }
 
@@ -453,11 +476,13 @@ function withoutPrivate(s) {
 
 function handleControl(req, res, url, body) {
   if (url.pathname === '/__requests' && req.method === 'GET') return send(res, 200, state.requests);
+  if (url.pathname === '/__sessions' && req.method === 'GET')
+    return send(res, 200, [...state.sessions.values()].map(withoutPrivate));
   if (url.pathname === '/__reset' && req.method === 'POST') {
     resetState();
     return send(res, 200, { ok: true });
   }
-  const m = /^\/__checkout\/([^/]+)\/(complete|async_payment)$/.exec(url.pathname);
+  const m = /^\/__checkout\/([^/]+)\/(complete|async_payment|expire)$/.exec(url.pathname);
   if (m && req.method === 'POST') {
     let c;
     try {
