@@ -598,3 +598,69 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 11) THEN
 END IF;
 END
 $step$;
+
+-- Step 12: one open Checkout Session per user. POST /subscribe/pro created a new Stripe Checkout Session on every
+-- call (only the client's Idempotency-Key deduplicated), so two tabs, a double click or a retry gave two open
+-- sessions, and a user who completed both paid twice. checkout_sessions holds each user's current session, one row
+-- per user: while it is usable (not closed by a webhook, and at least p_min_left_s before its expires_at, which the
+-- app sets explicitly) every POST answers it without calling Stripe. Otherwise one request at a time claims the row
+-- for a short lease (claim_token, claim_until) and calls Stripe outside any transaction, then stores the session
+-- under its token (checkout_store in lib/billing.c), or gives the claim back when Stripe failed; concurrent requests
+-- of the user call checkout_claim() again until the session is there (or the lease has run out: a claimer that died
+-- leaves nothing but it). No transaction is held across the Stripe call: a slow Stripe holds no lock and no
+-- connection in a transaction, at the cost of waiters polling. checkout.session.completed, .expired and the async
+-- payment events set closed_at (lib/billing.c, in the event's transaction).
+--   checkout_claim(user, token, lease_s, min_left_s) -> (outcome, session_id, url, expires_at, customer):
+--     open     the usable session (session_id, url, expires_at in Unix seconds)
+--     claimed  this token holds the claim now (also when it held it already: a repeated call); customer: the
+--              Stripe customer of the user's latest subscription that has one (to pass as customer), or NULL
+--     busy     another request holds a live claim
+-- The row is locked for the statement only; a claim replaces an unusable session (closed, or too close to its end).
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 12) THEN
+
+    CREATE TABLE checkout_sessions (
+        user_id      bigint PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        session_id   text UNIQUE,          -- Stripe's cs_...; NULL while a claim is out, or after a failed one
+        url          text,                 -- the hosted Checkout page
+        expires_at   timestamptz,          -- the session's expires_at at Stripe
+        closed_at    timestamptz,          -- completed, expired or paid later (a webhook): never handed out again
+        claim_token  text,                 -- the request creating a session now (random), NULL none
+        claim_until  timestamptz,          -- the end of its lease: past it another request may claim
+        updated_at   timestamptz NOT NULL DEFAULT now()
+    );
+
+    CREATE OR REPLACE FUNCTION checkout_claim(p_user bigint, p_token text, p_lease_s integer, p_min_left_s integer)
+    RETURNS TABLE (outcome text, session_id text, url text, expires_at bigint, customer text)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    #variable_conflict use_column
+    DECLARE
+        r checkout_sessions%ROWTYPE;
+    BEGIN
+        INSERT INTO checkout_sessions (user_id) VALUES (p_user) ON CONFLICT (user_id) DO NOTHING;
+        SELECT * INTO r FROM checkout_sessions c WHERE c.user_id = p_user FOR UPDATE;
+        IF r.session_id IS NOT NULL AND r.closed_at IS NULL
+           AND r.expires_at >= now() + make_interval(secs => p_min_left_s) THEN
+            RETURN QUERY SELECT 'open'::text, r.session_id, r.url, extract(epoch FROM r.expires_at)::bigint, NULL::text;
+            RETURN;
+        END IF;
+        IF r.claim_token IS NOT NULL AND r.claim_token <> p_token AND r.claim_until > now() THEN
+            RETURN QUERY SELECT 'busy'::text, NULL::text, NULL::text, NULL::bigint, NULL::text;
+            RETURN;
+        END IF;
+        UPDATE checkout_sessions c SET session_id = NULL, url = NULL, expires_at = NULL, closed_at = NULL,
+                                       claim_token = p_token,
+                                       claim_until = now() + make_interval(secs => p_lease_s), updated_at = now()
+         WHERE c.user_id = p_user;
+        RETURN QUERY SELECT 'claimed'::text, NULL::text, NULL::text, NULL::bigint,
+                            (SELECT s.stripe_customer_id FROM subscriptions s
+                              WHERE s.user_id = p_user AND s.stripe_customer_id IS NOT NULL
+                              ORDER BY s.updated_at DESC, s.id DESC LIMIT 1);
+    END
+    $fn$;
+
+    INSERT INTO schema_version (version) VALUES (12);
+END IF;
+END
+$step$;

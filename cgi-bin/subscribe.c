@@ -31,6 +31,8 @@ static void h_subscribe_pro(http_req_t *req)
     stripe_call_result_t call;
     char missing[128], msg[256];
 
+    /* An Idempotency-Key is checked like anywhere else, but needs nothing more: every POST of the user gets
+     * their open session (billing_checkout). */
     const char *idem;
     if (auth_require(req) != 0 || http_idem_key(req, &idem) != 0 || http_json_body_optional(req) != 0)
         return;
@@ -39,8 +41,13 @@ static void h_subscribe_pro(http_req_t *req)
         http_error(req, 503, "unavailable", msg);
         return;
     }
-    switch (billing_checkout(req->user_id, idem, &session, &call)) {
+    switch (billing_checkout(req->user_id, &session, &call)) {
     case 0: break;
+    case BILLING_BUSY:
+        http_set_header(req, "Retry-After", "1");
+        http_error(req, 503, "unavailable",
+                   "Another request is starting a checkout for your account; try again shortly.");
+        return;
     case BILLING_NOT_FOUND: user_gone(req); return;
     case BILLING_ALREADY_PRO: http_error(req, 409, "conflict", "You already have a Pro subscription."); return;
     case BILLING_STRIPE_FAILED:

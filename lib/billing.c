@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <nettle/sha2.h>
-
 #include "outbox.h"
 #include "config.h"
 #include "db.h"
@@ -44,24 +42,6 @@ int billing_stripe_missing(char *out, size_t outlen)
 /* ---------------------------------------------------------------------------------------------------- */
 /* checkout (billing_checkout itself, which calls Stripe, is in billing_checkout.c) */
 
-void billing_checkout_idem_key(long long user_id, const char *client_key, char *out, size_t outlen)
-{
-    if (outlen == 0)
-        return;
-    out[0] = '\0';
-    if (!client_key)
-        return;
-    /* hashed: a client key may be 255 bytes and hold any visible ASCII; Stripe's is at most 255 */
-    struct sha256_ctx ctx;
-    uint8_t md[SHA256_DIGEST_SIZE];
-    char hex[2 * SHA256_DIGEST_SIZE + 1];
-    sha256_init(&ctx);
-    sha256_update(&ctx, strlen(client_key), (const uint8_t *)client_key);
-    sha256_digest(&ctx, sizeof md, md);
-    hex_encode(md, sizeof md, hex);
-    snprintf(out, outlen, "gb-checkout-%lld-%s", user_id, hex);
-}
-
 int billing_session_id_valid(const char *s)
 {
     size_t n;
@@ -73,6 +53,117 @@ int billing_session_id_valid(const char *s)
             return 0;
     }
     return n > 3;
+}
+
+/* The user's checkout row (schema step 12's checkout_claim(): it locks the row for the statement only). */
+static db_stmt_t q_claim = DB_STMT(
+    "billing_checkout_claim",
+    "SELECT outcome, session_id, url, expires_at, customer FROM checkout_claim($1::bigint, $2, $3::int, $4::int)", 4);
+static db_stmt_t q_store = DB_STMT("billing_checkout_store",
+                                   "UPDATE checkout_sessions SET session_id = $3, url = $4, "
+                                   "expires_at = to_timestamp($5::bigint), closed_at = NULL, claim_token = NULL, "
+                                   "claim_until = NULL, updated_at = now() WHERE user_id = $1 AND claim_token = $2 "
+                                   "RETURNING user_id",
+                                   5);
+static db_stmt_t q_release = DB_STMT("billing_checkout_release",
+                                     "UPDATE checkout_sessions SET claim_token = NULL, claim_until = NULL, "
+                                     "updated_at = now() WHERE user_id = $1 AND claim_token = $2",
+                                     2);
+
+int billing_claim_outcome(const char *s)
+{
+    if (!s)
+        return BILLING_CLAIM_UNKNOWN;
+    if (strcmp(s, "open") == 0)
+        return BILLING_CLAIM_OPEN;
+    if (strcmp(s, "claimed") == 0)
+        return BILLING_CLAIM_CLAIMED;
+    if (strcmp(s, "busy") == 0)
+        return BILLING_CLAIM_BUSY;
+    return BILLING_CLAIM_UNKNOWN;
+}
+
+long billing_checkout_pause_ms(int attempt, double left_ms)
+{
+    long pause = 20;
+    for (int i = 0; i < attempt && pause < 160; i++)
+        pause *= 2;
+    if (pause > 160)
+        pause = 160;
+    if (left_ms < 1)
+        return 0;
+    return left_ms < (double)pause ? (long)left_ms : pause;
+}
+
+int billing_checkout_claim(long long user_id, const char *token, billing_claim_t *out)
+{
+    char uid[24], lease[16], min_left[16];
+    PGresult *res = NULL;
+    int rc = BILLING_DB_FAILED;
+
+    memset(out, 0, sizeof *out);
+    snprintf(uid, sizeof uid, "%lld", user_id);
+    snprintf(lease, sizeof lease, "%d", BILLING_CHECKOUT_LEASE_S);
+    snprintf(min_left, sizeof min_left, "%d", BILLING_CHECKOUT_MIN_LEFT_S);
+    const char *p[] = {uid, token, lease, min_left};
+    /* once: the claim is a write; a repeat with the same token would find its own claim anyway */
+    if (!(res = db_query_once(&q_claim, p))) {
+        if (db_foreign_key_violation()) /* the user was deleted since the token was checked */
+            rc = BILLING_NOT_FOUND;
+        goto out;
+    }
+    if (PQntuples(res) != 1 || !(out->outcome = billing_claim_outcome(PQgetvalue(res, 0, 0)))) {
+        log_error("billing: checkout_claim answered %d rows, outcome '%s'", PQntuples(res),
+                  PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
+        goto out;
+    }
+    if (out->outcome == BILLING_CLAIM_OPEN) {
+        stripe_checkout_session_t *s = &out->session;
+        if (PQgetisnull(res, 0, 1) || PQgetisnull(res, 0, 2) || PQgetisnull(res, 0, 3) ||
+            PQgetlength(res, 0, 1) >= (int)sizeof s->id || PQgetlength(res, 0, 2) >= (int)sizeof s->url ||
+            parse_ll(PQgetvalue(res, 0, 3), 1, STRIPE_TIMESTAMP_MAX, &s->expires_at) != 0) {
+            log_error("billing: checkout_claim answered an unusable open session for user %s", uid);
+            goto out;
+        }
+        snprintf(s->id, sizeof s->id, "%s", PQgetvalue(res, 0, 1));
+        snprintf(s->url, sizeof s->url, "%s", PQgetvalue(res, 0, 2));
+    } else if (out->outcome == BILLING_CLAIM_CLAIMED && !PQgetisnull(res, 0, 4) &&
+               PQgetlength(res, 0, 4) < (int)sizeof out->customer) {
+        snprintf(out->customer, sizeof out->customer, "%s", PQgetvalue(res, 0, 4));
+    }
+    rc = 0;
+out:
+    PQclear(res);
+    return rc;
+}
+
+int billing_checkout_store(long long user_id, const char *token, const stripe_checkout_session_t *s,
+                           long long expires_at)
+{
+    char uid[24], exp[24];
+    PGresult *res = NULL;
+    int rc = BILLING_DB_FAILED;
+
+    snprintf(uid, sizeof uid, "%lld", user_id);
+    snprintf(exp, sizeof exp, "%lld", expires_at);
+    const char *p[] = {uid, token, s->id, s->url, exp};
+    if (!(res = db_query_once(&q_store, p)))
+        goto out;
+    rc = PQntuples(res) == 1 ? 0 : BILLING_BUSY;
+out:
+    PQclear(res);
+    return rc;
+}
+
+void billing_checkout_release(long long user_id, const char *token)
+{
+    char uid[24];
+    snprintf(uid, sizeof uid, "%lld", user_id);
+    const char *p[] = {uid, token};
+    PGresult *res = db_query_once(&q_release, p);
+    if (!res)
+        log_warn("billing: the checkout claim of user %s could not be given back; it ends with its lease", uid);
+    PQclear(res);
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -179,6 +270,11 @@ static db_stmt_t sub_update =
             "current_period_end = COALESCE(to_timestamp($5::bigint), current_period_end), "
             "last_event_created = GREATEST(last_event_created, $6::bigint), updated_at = now() WHERE id = $1",
             6);
+/* The Checkout Session an event is about is never handed out again (schema step 12). */
+static db_stmt_t checkout_close = DB_STMT("billing_checkout_close",
+                                          "UPDATE checkout_sessions SET closed_at = now(), updated_at = now() "
+                                          "WHERE session_id = $1 AND closed_at IS NULL RETURNING user_id",
+                                          1);
 static db_stmt_t user_exists = DB_STMT("billing_user_exists", "SELECT id FROM users WHERE id = $1", 1);
 static db_stmt_t user_lock = DB_STMT("billing_user_lock", "SELECT id FROM users WHERE id = $1 FOR UPDATE", 1);
 static db_stmt_t by_customer = DB_STMT("billing_by_customer",
@@ -397,6 +493,15 @@ int billing_apply_event(const stripe_event_t *ev)
         log_info("stripe event %s (%s) already applied", ev->id, ev->type);
         rc = 0;
         goto out;
+    }
+    if (stripe_event_closes_checkout(ev)) { /* first: the lock order in billing.h */
+        PQclear(res);
+        const char *pc[] = {ev->session};
+        if (!(res = db_query(&checkout_close, pc)))
+            goto out;
+        if (PQntuples(res) == 1)
+            log_info("stripe event %s (%s): checkout session %s of user %s closed", ev->id, ev->type, ev->session,
+                     PQgetvalue(res, 0, 0));
     }
     if (apply_event(ev, &touched) != 0 || db_commit() != 0)
         goto out;

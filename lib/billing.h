@@ -23,12 +23,13 @@
  * if that user exists, else the owner of another subscription of the same Stripe customer. A linked user is
  * never replaced; the tier then follows the row's status.
  *
- * Locking, always in this order: the subscription row (SELECT ... FOR UPDATE, or our own INSERT, made
- * without a user so that no foreign-key share lock on the user comes first), then the user row (FOR
- * UPDATE) before linking it and recomputing the tier; nothing holding a user row waits for a subscription
- * row, so there is no deadlock. Two deliveries about one subscription serialise on its row; two about
- * different subscriptions of one user serialise on the user row, and the second one recomputes the tier
- * seeing the first one's commit.
+ * Locking, always in this order: the checkout_sessions row a checkout event closes, then the subscription row
+ * (SELECT ... FOR UPDATE, or our own INSERT, made without a user so that no foreign-key share lock on the user
+ * comes first), then the user row (FOR UPDATE) before linking it and recomputing the tier; nothing holding a
+ * user row waits for a subscription row, so there is no deadlock. checkout_claim() (POST /subscribe/pro) locks a
+ * checkout_sessions row, then (creating it) takes a foreign-key share lock on its user: the same order. Two deliveries
+ * about one subscription serialise on its row; two about different subscriptions of one user serialise on the user row,
+ * and the second one recomputes the tier seeing the first one's commit.
  *
  * Return convention: 0 ok, else one of the negative BILLING_* codes below (each function lists which). */
 #ifndef GB_BILLING_H
@@ -46,6 +47,7 @@
 #define BILLING_ALREADY_PRO (-3)    /* the user is pro already: no checkout */
 #define BILLING_STRIPE_FAILED (-4)  /* the Stripe call failed: see the stripe_call_result_t */
 #define BILLING_NOT_CONFIGURED (-5) /* a Stripe setting is missing */
+#define BILLING_BUSY (-6)           /* another request of the user is starting a checkout: try again shortly */
 
 /* ---- configuration ---- */
 
@@ -56,20 +58,62 @@ int billing_stripe_missing(char *out, size_t outlen);
 
 /* ---- checkout ---- */
 
-/* Start a Pro checkout for user_id: refuses a user who is pro already, then creates a subscription-mode Checkout
- * Session (stripe_create_checkout_session) with g_config's Stripe settings. client_key: the client's
- * Idempotency-Key header (NULL, or one http_idem_key took), forwarded namespaced by user so a retried POST gets
- * the same session.
- * 0 with *session filled; BILLING_NOT_CONFIGURED, BILLING_NOT_FOUND, BILLING_ALREADY_PRO, BILLING_DB_FAILED,
- * or BILLING_STRIPE_FAILED with *call filled (call->detail is for the log only, stripe_failure_sentence for
- * the client). *call is always initialised. */
-int billing_checkout(long long user_id, const char *client_key, stripe_checkout_session_t *session,
-                     stripe_call_result_t *call);
+/* One open Checkout Session per user (schema step 12): a session we created is handed out again while it is
+ * usable, so two tabs, a double click or a retried POST never lead to two sessions that can both be paid. */
+#define BILLING_CHECKOUT_TTL_S 3600     /* a new session's expires_at: now + 1 h (Stripe takes 30 min to 24 h) */
+#define BILLING_CHECKOUT_MIN_LEFT_S 600 /* handed out again only while at least 10 min are left to pay */
+#define BILLING_CHECKOUT_LEASE_S 15     /* a claim's lease: past the Stripe call's 10 s budget and the writes */
+#define BILLING_CHECKOUT_WAIT_MS 12000  /* how long a request waits for another request's claim */
 
-/* The Idempotency-Key sent to Stripe for user_id's checkout: "gb-checkout-<uid>-<SHA-256 of client_key in
- * hex>" (any key http_idem_key_valid takes fits Stripe's 255 bytes so), or "" when client_key is NULL (the
- * client picks a random one). out holds at least 160 bytes. */
-void billing_checkout_idem_key(long long user_id, const char *client_key, char *out, size_t outlen);
+/* Start a Pro checkout for user_id: refuses a user who is pro already; answers the user's usable session if
+ * there is one (no Stripe call); else claims the user's checkout row (checkout_claim(), waiting while another
+ * request of the user holds the claim, at most BILLING_CHECKOUT_WAIT_MS), creates a subscription-mode Checkout
+ * Session (stripe_create_checkout_session) with g_config's Stripe settings, expires_at now +
+ * BILLING_CHECKOUT_TTL_S, the customer of the user's latest subscription if one has one, and an Idempotency-Key
+ * of the claim (the call's own retry gets the same session), and stores it under the claim. No transaction is
+ * open during the Stripe call. On a Stripe failure the claim is given back and nothing is stored.
+ * 0 with *session filled (new or stored); BILLING_NOT_CONFIGURED, BILLING_NOT_FOUND,
+ * BILLING_ALREADY_PRO, BILLING_DB_FAILED, BILLING_BUSY (another request's claim outlived the wait, or this one's
+ * lease ran out before the session was stored: nothing is handed out, a retry gets the stored session), or
+ * BILLING_STRIPE_FAILED with *call filled (call->detail is for the log only, stripe_failure_sentence for the
+ * client). *call is always initialised. */
+int billing_checkout(long long user_id, stripe_checkout_session_t *session, stripe_call_result_t *call);
+
+/* ---- checkout: the database side (billing.c; billing_checkout.c calls them) ---- */
+
+/* What checkout_claim() answered. */
+enum billing_claim_outcome {
+    BILLING_CLAIM_UNKNOWN = 0,
+    BILLING_CLAIM_OPEN,    /* the user's usable session is in session */
+    BILLING_CLAIM_CLAIMED, /* this request holds the claim: create the session */
+    BILLING_CLAIM_BUSY,    /* another request holds a live claim: wait and ask again */
+};
+
+typedef struct billing_claim {
+    int outcome;                       /* enum billing_claim_outcome */
+    stripe_checkout_session_t session; /* BILLING_CLAIM_OPEN: the session to hand out */
+    char customer[STRIPE_ID_MAX];      /* BILLING_CLAIM_CLAIMED: the Stripe customer to reuse, "" none */
+} billing_claim_t;
+
+/* checkout_claim() for user_id with claim token token (random, one per request). 0 with *out filled;
+ * BILLING_NOT_FOUND (the user is gone), BILLING_DB_FAILED. */
+int billing_checkout_claim(long long user_id, const char *token, billing_claim_t *out);
+
+/* Store session s (expires_at: Unix seconds) as user_id's, ending the claim token holds. 0 stored; BILLING_BUSY
+ * when the claim is no longer token's (its lease ran out and another request took it); BILLING_DB_FAILED. */
+int billing_checkout_store(long long user_id, const char *token, const stripe_checkout_session_t *s,
+                           long long expires_at);
+
+/* Give the claim token holds back (Stripe failed): the next request claims at once. Best effort: a failure
+ * leaves the lease to run out. */
+void billing_checkout_release(long long user_id, const char *token);
+
+/* The outcome named s ("open", "claimed", "busy"), BILLING_CLAIM_UNKNOWN for anything else. Pure. */
+int billing_claim_outcome(const char *s);
+
+/* How long to pause before asking checkout_claim() again, after `attempt` busy answers (0 first), with left_ms
+ * of the wait left: 20 ms doubling up to 160 ms, never past left_ms; 0 when nothing is left. Pure. */
+long billing_checkout_pause_ms(int attempt, double left_ms);
 
 /* 1 when s looks like a Checkout Session id as Stripe makes them ("cs_" then [A-Za-z0-9_], at most 255
  * bytes), safe to echo on the payment page; else 0. */
@@ -94,8 +138,9 @@ json_object *billing_status_json(const billing_status_t *st, long long daily_lim
 
 /* ---- webhook events ---- */
 
-/* Apply a verified, parsed event in one transaction: record its id (a repeat changes nothing), lock or create
- * the subscription row, link the user, store the new status and recompute the user's tier; after the commit,
+/* Apply a verified, parsed event in one transaction: record its id (a repeat changes nothing), close the
+ * Checkout Session it is about (stripe_event_closes_checkout: never handed out again), lock or create the
+ * subscription row, link the user, store the new status and recompute the user's tier; after the commit,
  * invalidate the user's cached chatroom list when one of their subscriptions changed. Must be called outside
  * a transaction. 0 applied, deliberately ignored, or seen before; BILLING_DB_FAILED (rolled back: nothing
  * changed, Stripe should redeliver). */

@@ -20,6 +20,9 @@ fake_control() { curl -s -X POST "$fake/__control" -H "Content-Type: application
 fake_control '{"fail_next":null,"delay_ms":0,"prices":["'"${STRIPE_PRICE_ID:-price_test_pro}"'"]}'
 
 lacks() { ! grep -q -- "$1" <<<"$2"; } # lacks NEEDLE HAYSTACK
+# forget_checkout UID: the user's stored Checkout Session is closed (as a webhook would), so that the next
+# POST /subscribe/pro calls Stripe again instead of handing it out (tests/e2e/42_checkout_reuse.sh).
+forget_checkout() { psql_q "UPDATE checkout_sessions SET closed_at = now() WHERE user_id = $1" >/dev/null; }
 rand_hex() { openssl rand -hex "${1:-8}"; }
 new_evt() { echo "evt_test_$(rand_hex 12)"; }
 
@@ -165,7 +168,8 @@ for bad in '[1]' 'not json' '"pro"' '{"a":1} trailing' '{"a":'; do
     check_eq "$(jget .error.code)" invalid_json "... invalid_json"
 done
 
-# The client's Idempotency-Key makes a retried POST return the same session.
+# A retried POST returns the same session, with or without the client's Idempotency-Key (while it is open:
+# tests/e2e/42_checkout_reuse.sh).
 key="retry-$(rand_hex 6)"
 auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
 first=$(jget .session_id)
@@ -173,6 +177,7 @@ auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
 check_eq "$(jget .session_id)" "$first" "the same Idempotency-Key gives the same Checkout Session"
 # ... any key the message endpoint takes (1..255 visible ASCII) works here too; others are refused, not ignored
 key="r{\"}~$(rand_hex 6)$(printf 'k%.0s' {1..238})"
+forget_checkout "$A_ID"
 auth_req "$A_TOKEN" POST /subscribe/pro "{}" -H "Idempotency-Key: $key"
 first=$(jget .session_id)
 check_status 200 "a 255-byte key of any visible ASCII starts a checkout"
@@ -189,26 +194,32 @@ check_eq "$(curl -s "$fake/__requests" | jq '[.[] | select(.path == "/v1/checkou
     "... and Stripe is not called"
 
 # Stripe failing: 502 upstream_error, never the key.
+forget_checkout "$A_ID"
 fake_control '{"fail_next":{"status":500,"count":2}}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 502 "Stripe answering 500 (twice, retry included) gives 502"
 check_eq "$(jget .error.code)" upstream_error "the error code is upstream_error"
 check_eq "$(jget .error.message)" "Could not start a checkout: Stripe is failing or busy; try again shortly." \
     "a 5xx (after the retry) is told as: Stripe is failing or busy"
+forget_checkout "$A_ID"
 fake_control '{"fail_next":{"status":503,"count":1}}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 200 "one Stripe 503 is retried with the same Idempotency-Key and succeeds"
 # Stripe's rate limit (429) and a concurrent use of the same key (409) pass: retried once, after a pause
+forget_checkout "$A_ID"
 fake_control '{"fail_next":{"status":429,"count":1,"error":{"type":"rate_limit_error","message":"Too many requests"}}}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 200 "one Stripe 429 is retried and succeeds"
+forget_checkout "$A_ID"
 fake_control '{"fail_next":{"status":409,"count":1,"error":{"type":"idempotency_error","message":"in use"}}}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 200 "one Stripe 409 is retried and succeeds"
+forget_checkout "$A_ID"
 fake_control '{"fail_next":{"status":429,"count":2,"error":{"type":"rate_limit_error","message":"Too many requests"}}}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_eq "$STATUS/$(jget .error.message)" "502/Could not start a checkout: Stripe is failing or busy; try again shortly." \
     "two Stripe 429s give 502: Stripe is failing or busy"
+forget_checkout "$A_ID"
 fake_control '{"prices":["price_other"]}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 502 "Stripe refusing the price (400 resource_missing) gives 502"
@@ -220,6 +231,7 @@ for leak in "No such price" price_other "${STRIPE_PRICE_ID:-price_test_pro}" 127
     check "the 502 body does not carry '$leak'" lacks "$leak" "$BODY"
 done
 fake_control '{"prices":["'"${STRIPE_PRICE_ID:-price_test_pro}"'"]}'
+forget_checkout "$A_ID"
 fake_control '{"fail_next":{"status":401,"count":1,"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_fake"}}}'
 auth_req "$A_TOKEN" POST /subscribe/pro "{}"
 check_status 502 "Stripe answering 401 gives 502"
@@ -230,6 +242,7 @@ check_eq "$(jget .error.message)" "Could not start a checkout: Stripe refused th
 # Stripe unreachable (the binary as plain CGI, Stripe at a port where nothing listens): a fixed sentence for
 # the client, the transport detail in the log with the request id, never the key.
 rid="m1-$(rand_hex 6)"
+forget_checkout "$A_ID"
 out=$(env STRIPE_API_BASE=http://127.0.0.1:1 REQUEST_METHOD=POST REQUEST_URI=/subscribe/pro HTTP_X_REQUEST_ID="$rid" \
       HTTP_AUTHORIZATION="Bearer $A_TOKEN" "$BUILD_DIR/cgi-bin/subscribe" </dev/null 2>"$STACK_DIR/m1.stderr")
 log=$(cat "$STACK_DIR/m1.stderr")

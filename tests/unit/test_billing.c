@@ -1,6 +1,6 @@
 /* Unit tests of lib/billing.c's decisions that need no database: the tier derived from a user's subscription
  * statuses, what an event does to a subscription row and its user (billing_plan, on top of stripe_sub_change),
- * the Idempotency-Key and session id checks, the status body, and the Stripe settings check. */
+ * the checkout claim's outcome and pause, the session id check, the status body, and the Stripe settings check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -191,24 +191,39 @@ static void test_plan_async_checkout(void **state)
 
 /* ---- checkout helpers ---- */
 
-static void test_idem_key(void **state)
+/* What checkout_claim() answers, read back. */
+static void test_claim_outcome(void **state)
 {
     (void)state;
-    char k[160], k2[160], long_key[256];
-    /* SHA-256("retry-1") */
-    billing_checkout_idem_key(42, "retry-1", k, sizeof k);
-    assert_string_equal(k, "gb-checkout-42-3998fbdb8d844aa01d03de09b39b7b082e03bee469c40387bf2fedb81b1883f8");
-    billing_checkout_idem_key(43, "retry-1", k2, sizeof k2); /* namespaced by user */
-    assert_string_equal(k2 + strlen("gb-checkout-43-"), k + strlen("gb-checkout-42-"));
-    assert_int_equal(strncmp(k2, "gb-checkout-43-", 15), 0);
-    memset(long_key, '~', 255); /* the longest key of the most characters still fits Stripe's 255 bytes */
-    long_key[255] = '\0';
-    billing_checkout_idem_key(9223372036854775807LL, long_key, k, sizeof k);
-    assert_true(strlen(k) <= 255);
-    billing_checkout_idem_key(42, "retry-2", k2, sizeof k2);
-    assert_string_not_equal(k, k2);
-    billing_checkout_idem_key(42, NULL, k, sizeof k);
-    assert_string_equal(k, "");
+    assert_int_equal(billing_claim_outcome("open"), BILLING_CLAIM_OPEN);
+    assert_int_equal(billing_claim_outcome("claimed"), BILLING_CLAIM_CLAIMED);
+    assert_int_equal(billing_claim_outcome("busy"), BILLING_CLAIM_BUSY);
+    assert_int_equal(billing_claim_outcome(""), BILLING_CLAIM_UNKNOWN);
+    assert_int_equal(billing_claim_outcome("Open"), BILLING_CLAIM_UNKNOWN);
+    assert_int_equal(billing_claim_outcome("open "), BILLING_CLAIM_UNKNOWN);
+    assert_int_equal(billing_claim_outcome(NULL), BILLING_CLAIM_UNKNOWN);
+}
+
+/* The pause between two asks while another request holds the claim: short at first (the usual Stripe call is
+ * a few hundred ms), capped, never past the wait. */
+static void test_checkout_pause(void **state)
+{
+    (void)state;
+    assert_int_equal(billing_checkout_pause_ms(0, 10000), 20);
+    assert_int_equal(billing_checkout_pause_ms(1, 10000), 40);
+    assert_int_equal(billing_checkout_pause_ms(2, 10000), 80);
+    assert_int_equal(billing_checkout_pause_ms(3, 10000), 160);
+    assert_int_equal(billing_checkout_pause_ms(4, 10000), 160);
+    assert_int_equal(billing_checkout_pause_ms(1000000, 10000), 160); /* no overflow however long it waits */
+    assert_int_equal(billing_checkout_pause_ms(3, 55.9), 55);         /* what is left of the wait */
+    assert_int_equal(billing_checkout_pause_ms(0, 0.5), 0);           /* nothing left: stop waiting */
+    assert_int_equal(billing_checkout_pause_ms(0, -3), 0);
+    /* the claim's lease outlives the Stripe call, and a waiter waits at least as long as the call */
+    assert_true(BILLING_CHECKOUT_LEASE_S * 1000 > 10000);
+    assert_true(BILLING_CHECKOUT_WAIT_MS >= 10000);
+    /* Stripe takes expires_at 30 min to 24 h ahead; a session is handed out only while some of it is left */
+    assert_true(BILLING_CHECKOUT_TTL_S >= 1800 && BILLING_CHECKOUT_TTL_S <= 86400);
+    assert_true(BILLING_CHECKOUT_MIN_LEFT_S > 0 && BILLING_CHECKOUT_MIN_LEFT_S < BILLING_CHECKOUT_TTL_S);
 }
 
 static void test_session_id(void **state)
@@ -291,7 +306,8 @@ int main(void)
         cmocka_unit_test(test_plan_existing_row),
         cmocka_unit_test(test_plan_linking),
         cmocka_unit_test(test_plan_async_checkout),
-        cmocka_unit_test(test_idem_key),
+        cmocka_unit_test(test_claim_outcome),
+        cmocka_unit_test(test_checkout_pause),
         cmocka_unit_test(test_session_id),
         cmocka_unit_test(test_status_json),
         cmocka_unit_test(test_stripe_missing),
