@@ -204,12 +204,11 @@ for _ in $(seq 1 50); do
 done
 check_eq "$(owners)" "" "killing the two jobs stops lighttpd, its programs and the worker"
 
-# ---- spawn-fcgi + Apache by hand (Deployment, Apache) ----
-if command -v apache2 >/dev/null 2>&1 && command -v spawn-fcgi >/dev/null 2>&1; then
-    body=$(block 'install -d -m 0755 /run/gemini-backend /run/gemini-backend/htdocs')
-    check "README has the by-hand spawn-fcgi block" grep -q 'spawn-fcgi' <<<"$body"
-    { cat "$T/preamble.sh"; rewrite <<<"$body"; } >"$T/apache.sh"
-    (cd "$T" && exec env -i PATH="$PATH" HOME=/root bash -e "$T/apache.sh") >"$T/apache.out" 2>&1 &
+# start_block NAME BODY: the README block BODY after the preamble, as $T/NAME.sh, started in the background in a
+# clean environment (output in $T/NAME.out); then waits for /healthz: its status in $code (000: no answer in 20 s).
+start_block() {
+    { cat "$T/preamble.sh"; rewrite <<<"$2"; } >"$T/$1.sh"
+    (cd "$T" && exec env -i PATH="$PATH" HOME=/root bash -e "$T/$1.sh") >"$T/$1.out" 2>&1 &
     BG_PIDS+=($!)
     code=000
     for _ in $(seq 1 100); do
@@ -217,6 +216,13 @@ if command -v apache2 >/dev/null 2>&1 && command -v spawn-fcgi >/dev/null 2>&1; 
         [[ $code != 000 ]] && break
         sleep 0.2
     done
+}
+
+# ---- spawn-fcgi + Apache by hand (Deployment, Apache) ----
+if command -v apache2 >/dev/null 2>&1 && command -v spawn-fcgi >/dev/null 2>&1; then
+    body=$(block 'install -d -m 0755 /run/gemini-backend /run/gemini-backend/htdocs')
+    check "README has the by-hand spawn-fcgi block" grep -q 'spawn-fcgi' <<<"$body"
+    start_block apache "$body"
     check_eq "$code" 200 "spawn-fcgi + Apache by hand: /healthz is 200 ($(tail -n 2 "$T/apache.out" | tr '\n' ' '))"
     M=$(rand_mobile)
     req POST /auth/signup "{\"mobile\":\"$M\"}"
@@ -238,15 +244,7 @@ if command -v nginx >/dev/null 2>&1 && command -v fcgiwrap >/dev/null 2>&1 && co
         [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$BASE_URL/healthz" || true) == 000 ]] && break
         sleep 0.2
     done
-    { cat "$T/preamble.sh"; rewrite <<<"$body"; } >"$T/cgi.sh"
-    (cd "$T" && exec env -i PATH="$PATH" HOME=/root bash -e "$T/cgi.sh") >"$T/cgi.out" 2>&1 &
-    BG_PIDS+=($!)
-    code=000
-    for _ in $(seq 1 100); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE_URL/healthz" || true)
-        [[ $code != 000 ]] && break
-        sleep 0.2
-    done
+    start_block cgi "$body"
     check_eq "$code" 200 "fcgiwrap + nginx-cgi by hand: /healthz is 200 ($(tail -n 2 "$T/cgi.out" | tr '\n' ' '))"
     M=$(rand_mobile)
     req POST /auth/signup "{\"mobile\":\"$M\"}"
