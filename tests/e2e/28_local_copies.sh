@@ -58,12 +58,18 @@ R1=$(jget .id)
 
 # ---- the copies are used: most reads of a burst make no MGET ----
 if [[ $DEPLOYMENT != *cgi* ]]; then # plain CGI: one request per process, nothing to keep
+    # A process's copy lasts 250 ms after its last round trip: on a machine busy enough to space one process's
+    # reads further apart every read asks Redis, so up to three bursts are tried (without copies all three would).
     burst "$TOKEN" /chatroom
-    before=$(mget_calls)
-    burst "$TOKEN" /chatroom
-    after=$(mget_calls)
+    for try in 1 2 3; do
+        before=$(mget_calls)
+        burst "$TOKEN" /chatroom
+        after=$(mget_calls)
+        ((after - before < N / 2)) && break
+    done
     check "a burst of $N cached reads is served 200 with the list" all_lists "$R1"
-    check "fewer than half of them asked Redis (MGET calls: $((after - before)))" test $((after - before)) -lt $((N / 2))
+    check "fewer than half of them asked Redis (MGET calls: $((after - before)), burst $try)" \
+        test $((after - before)) -lt $((N / 2))
 fi
 
 # ---- an invalidation reaches every process before the writer answers ----
