@@ -69,7 +69,8 @@ int billing_stripe_missing(char *out, size_t outlen);
  * there is one (no Stripe call); else claims the user's checkout row (checkout_claim(), waiting while another
  * request of the user holds the claim, at most BILLING_CHECKOUT_WAIT_MS), creates a subscription-mode Checkout
  * Session (stripe_create_checkout_session) with g_config's Stripe settings, expires_at now +
- * BILLING_CHECKOUT_TTL_S, the customer of the user's latest subscription if one has one, and an Idempotency-Key
+ * BILLING_CHECKOUT_TTL_S, the customer of the user's latest subscription if one has one (asked again without it,
+ * within the same budget, when Stripe answers resource_missing on customer), and an Idempotency-Key
  * of the claim (the call's own retry gets the same session), and stores it under the claim. No transaction is
  * open during the Stripe call. On a Stripe failure the claim is given back and nothing is stored.
  * 0 with *session filled (new or stored); BILLING_NOT_CONFIGURED, BILLING_NOT_FOUND,

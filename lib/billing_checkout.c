@@ -67,7 +67,24 @@ int billing_checkout(long long user_id, stripe_checkout_session_t *session, stri
         .expires_at = expires_at,
         .idempotency_key = idem,
     };
-    if (stripe_create_checkout_session(&sreq, session, call) != 0) {
+    double started = now_ms();
+    int failed = stripe_create_checkout_session(&sreq, session, call);
+    if (failed && sreq.customer && strcmp(call->error_code, "resource_missing") == 0 &&
+        strcmp(call->error_param, "customer") == 0) {
+        /* The earlier subscription's customer is gone (deleted in the Dashboard): once more without it, in what
+         * is left of the call's budget (the claim's lease covers one budget), under a key of its own (Stripe
+         * refuses a key reused with other parameters). */
+        long left = STRIPE_CHECKOUT_BUDGET_MS - (long)(now_ms() - started);
+        log_warn("checkout for user %lld: Stripe no longer knows customer %s; a session without it", user_id,
+                 sreq.customer);
+        if (left >= 1000) {
+            snprintf(idem, sizeof idem, "gb-checkout-%lld-%s-new", user_id, token);
+            sreq.customer = NULL;
+            sreq.timeout_ms = left;
+            failed = stripe_create_checkout_session(&sreq, session, call);
+        }
+    }
+    if (failed) {
         billing_checkout_release(user_id, token);
         return BILLING_STRIPE_FAILED;
     }
@@ -87,6 +104,6 @@ int billing_checkout(long long user_id, stripe_checkout_session_t *session, stri
     }
     session->expires_at = expires_at;
     log_info("checkout session %s created for user %lld%s", session->id, user_id,
-             claim.customer[0] ? " (customer reused)" : "");
+             sreq.customer ? " (customer reused)" : "");
     return 0;
 }

@@ -162,6 +162,36 @@ void stripe_error_message(const char *body, size_t len, long status, const char 
     json_tokener_free(tok);
 }
 
+/* A token-like string field of obj into out ("" when absent, not a string or holding another byte). */
+static void token_field(json_object *obj, const char *key, char *out, size_t outlen)
+{
+    json_object *v = stripe_json_get(obj, key);
+    const char *str = v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+    size_t n = 0;
+    if (outlen == 0)
+        return;
+    for (; str[n] && n + 1 < outlen; n++) {
+        char c = str[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("_.[]-", c))) {
+            n = 0;
+            break;
+        }
+        out[n] = c;
+    }
+    out[n] = '\0';
+}
+
+void stripe_error_fields(const char *body, size_t len, char *code, size_t codelen, char *param, size_t paramlen)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *root = body && tok ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
+    json_object *e = stripe_json_get(root, "error");
+    token_field(e, "code", code, codelen);
+    token_field(e, "param", param, paramlen);
+    json_object_put(root);
+    json_tokener_free(tok);
+}
+
 static CURL *g_curl;
 
 static void random_key(char out[40])
@@ -242,7 +272,7 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
     headers = curl_slist_append(headers, "Expect:");
 
     /* One budget for the whole call: a retry only gets what the first attempt left. */
-    long budget = req->timeout_ms > 0 ? req->timeout_ms : 10000;
+    long budget = req->timeout_ms > 0 ? req->timeout_ms : STRIPE_CHECKOUT_BUDGET_MS;
     double deadline = now_ms() + (double)budget;
     for (int attempt = 0; attempt < 2; attempt++) {
         CURLcode cc;
@@ -261,6 +291,7 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
         resp.too_big = 0;
         errbuf[0] = '\0';
         status = 0;
+        result->error_code[0] = result->error_param[0] = '\0'; /* only the last attempt's refusal counts */
         result->attempts = attempt + 1;
         curl_easy_reset(g_curl);
         curl_easy_setopt(g_curl, CURLOPT_URL, url.data);
@@ -310,6 +341,8 @@ int stripe_create_checkout_session(const stripe_checkout_req_t *req, stripe_chec
             goto out;
         }
         stripe_error_message(resp.b.data, resp.b.len, status, req->secret_key, result->detail, sizeof result->detail);
+        stripe_error_fields(resp.b.data, resp.b.len, result->error_code, sizeof result->error_code, result->error_param,
+                            sizeof result->error_param);
         result->failure = stripe_status_transient(status) ? STRIPE_FAIL_BUSY
                           : status >= 400 && status < 500 ? STRIPE_FAIL_REFUSED
                                                           : STRIPE_FAIL_UNEXPECTED;

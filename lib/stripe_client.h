@@ -12,6 +12,7 @@
 
 #define STRIPE_API_VERSION "2026-10-28.endive" /* pinned on every outgoing call */
 #define STRIPE_MAX_RESPONSE (1024 * 1024)      /* ceiling on a Stripe API response body */
+#define STRIPE_CHECKOUT_BUDGET_MS 10000        /* a Checkout Session call's default budget, its retry included */
 
 /* ---- form encoding (application/x-www-form-urlencoded as Stripe reads it) ---- */
 
@@ -35,7 +36,8 @@ typedef struct stripe_checkout_req {
     long long expires_at;        /* Unix seconds for the session's expires_at (Stripe: 30 min to 24 h ahead); 0: not
                                   * sent (Stripe's default, 24 h) */
     const char *idempotency_key; /* NULL or "": a random one */
-    long timeout_ms;             /* the whole call, retry included; 0: 10000 (one connect at most 5000) */
+    long timeout_ms;             /* the whole call, retry included; 0: STRIPE_CHECKOUT_BUDGET_MS (one connect at
+                                  * most 5000) */
 } stripe_checkout_req_t;
 
 typedef struct stripe_checkout_session {
@@ -56,11 +58,13 @@ enum stripe_failure {
 
 /* The outcome of one Stripe call. */
 typedef struct stripe_call_result {
-    int failure;      /* enum stripe_failure; STRIPE_FAIL_NONE on success */
-    int http_status;  /* Stripe's HTTP status of the last attempt, 0 if none was received */
-    int attempts;     /* requests made: 1, or 2 after a retry */
-    char detail[400]; /* for the log only, never for our client: Stripe's error type and message or the
-                       * transport error (may name hosts, ports, price ids; the secret key is masked) */
+    int failure;          /* enum stripe_failure; STRIPE_FAIL_NONE on success */
+    int http_status;      /* Stripe's HTTP status of the last attempt, 0 if none was received */
+    int attempts;         /* requests made: 1, or 2 after a retry */
+    char detail[400];     /* for the log only, never for our client: Stripe's error type and message or the
+                           * transport error (may name hosts, ports, price ids; the secret key is masked) */
+    char error_code[48];  /* Stripe's error.code of a refusal ("resource_missing", ...), "" when none */
+    char error_param[48]; /* Stripe's error.param (the parameter it names: "customer", ...), "" when none */
 } stripe_call_result_t;
 
 /* The fixed sentence our client gets for a failure class (static string; names nothing internal). */
@@ -86,6 +90,10 @@ int stripe_parse_checkout_session(const char *body, size_t len, stripe_checkout_
 /* A log sentence for a Stripe error body {"error":{"type","message"}} and HTTP status (exposed for tests).
  * The message is truncated, control bytes replaced, and any occurrence of secret (may be NULL) masked. */
 void stripe_error_message(const char *body, size_t len, long status, const char *secret, char *err, size_t errlen);
+
+/* Stripe's error.code and error.param of the error body body[0..len) into code and param (each "" when absent,
+ * not a string, or holding a byte outside [A-Za-z0-9_.\[\]-]; cut to the buffer). */
+void stripe_error_fields(const char *body, size_t len, char *code, size_t codelen, char *param, size_t paramlen);
 
 /* Release the process's curl handle (end of process; optional). */
 void stripe_cleanup(void);

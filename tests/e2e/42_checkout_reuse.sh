@@ -5,8 +5,9 @@
 # fake Stripe, tests/fakes/stripe.js's GET /__sessions), made with an explicit expires_at (now + 1 h); a session
 # expired or about to (less than 10 minutes left), closed by checkout.session.expired or completed (then 409 once
 # pro), or never stored (Stripe failed, the claim's lease ran out) gives a new one; a claim left by a request that
-# died is taken over when its lease ends; the customer of an earlier subscription is reused. PostgreSQL down:
-# 503 with Retry-After. The fake refuses an expires_at outside 30 min to 24 h, as Stripe does.
+# died is taken over when its lease ends; the customer of an earlier subscription is reused (and left out once
+# Stripe says it is gone). PostgreSQL down: 503 with Retry-After. The fake refuses an expires_at outside 30 min to
+# 24 h, as Stripe does.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -145,6 +146,19 @@ check "a new session after the cancellation" test "$STATUS" = 200 -a "$sid5" != 
 check_eq "$(last_form "$A_ID" customer)" "$cus" "... made for the customer of the earlier subscription"
 check_eq "$(last_form "$A_ID" customer_email)" null "... without customer_email"
 check_eq "$(fake_session "$sid5" .customer)" "$cus" "... the fake's session has that customer"
+
+# That customer deleted at Stripe (the Dashboard): the next session is made without it, not a 502 for ever.
+webhook "$(fake_event "$sid5" expire)"
+check_status 200 "checkout.session.expired of that session: 200"
+check_eq "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$fake/v1/customers/$cus" \
+    -H "Authorization: Bearer ${STRIPE_SECRET_KEY:-sk_test_fake}")" 200 "the customer is deleted at the fake"
+subscribe "$A_TOKEN"
+sid6=$(jget .session_id)
+check "a customer Stripe no longer knows: still a new session (200)" test "$STATUS" = 200 -a "$sid6" != "$sid5"
+check_eq "$(curl -s "$fake/__requests" | jq -r --arg uid "$A_ID" '[.[] | select(.path == "/v1/checkout/sessions"
+    and .form.client_reference_id == $uid)] | .[-2:] | map("\(.status) \(.form.customer // "none")") | join(", ")')" \
+    "400 $cus, 200 none" "... Stripe refused the customer, then made it without one"
+check_eq "$(row "$A_ID")" "$sid6 false -" "... and it is stored"
 
 # ---------------------------------------------------------------------------------------------------------
 # Stripe failing: 502, nothing stored; the next POST makes the session.

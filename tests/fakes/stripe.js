@@ -13,6 +13,9 @@
 //                                   when not sent), Idempotency-Key replay/mismatch. Errors use Stripe's shape
 //                                   {"error":{"type","code","message","param","doc_url"}}.
 //   GET  /v1/checkout/sessions/ID   retrieve one.
+//   DELETE /v1/customers/ID         delete a customer (as in the Dashboard): a session created for it afterwards
+//                                   is refused, 400 resource_missing on param customer, as for a customer never
+//                                   made. Customers are made when a session is completed.
 // Test knobs:
 //   POST /__control  {"fail_next":{"status":500,"count":1,"error":{...},"body":"raw"}}  the next count
 //                    Stripe calls fail with that status (count default 1; "error" default an api_error);
@@ -52,6 +55,7 @@ function resetState() {
   state = {
     requests: [],
     sessions: new Map(),
+    customers: new Map(), // id -> {deleted}
     idempotency: new Map(),
     failNext: null,
     delayMs: 0,
@@ -223,6 +227,8 @@ function createSession(p) {
     throw new ParamError(`Invalid mode: must be one of payment, setup, or subscription`, 'mode');
   if (p.customer !== undefined && p.customer_email !== undefined)
     throw new ParamError('You may only specify one of these parameters: customer, customer_email.', 'customer');
+  if (p.customer !== undefined && (!state.customers.has(p.customer) || state.customers.get(p.customer).deleted))
+    throw new ParamError(`No such customer: '${p.customer}'`, 'customer', 'resource_missing');
   if (p.success_url === undefined)
     throw new ParamError('Missing required param: success_url.', 'success_url', 'parameter_missing');
   if (p.cancel_url === undefined)
@@ -401,6 +407,15 @@ function handleStripe(req, res, url, body) {
     if (key !== undefined) state.idempotency.set(key, { body, status, response: JSON.parse(JSON.stringify(response)) });
     return reply(status, response);
   }
+  const cm = /^\/v1\/customers\/([^/]+)\/?$/.exec(url.pathname);
+  if (cm && req.method === 'DELETE') {
+    const c = state.customers.get(cm[1]);
+    if (!c || c.deleted)
+      return reply(404, stripeError('invalid_request_error', `No such customer: '${cm[1]}'`,
+        { code: 'resource_missing', param: 'id' }));
+    c.deleted = true;
+    return reply(200, { id: cm[1], object: 'customer', deleted: true });
+  }
   if (m && req.method === 'GET' && m[1]) {
     const s = state.sessions.get(m[1]);
     if (!s)
@@ -440,6 +455,7 @@ function checkoutEvent(id, action, c) {
     s.status = 'complete';
     s.payment_status = payment === 'delayed' ? 'unpaid' : payment;
     s.customer = s.customer || c.customer || randomId('cus_test_', 14);
+    if (!state.customers.has(s.customer)) state.customers.set(s.customer, { deleted: false });
     if (s.mode === 'subscription') {
       s.subscription = randomId('sub_test_', 24);
       s.invoice = randomId('in_test_', 24);

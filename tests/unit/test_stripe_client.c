@@ -199,6 +199,36 @@ static void test_error_message(void **state)
     assert_string_equal(cut2, "Stripe answered 500 (api_error): caf");
 }
 
+/* error.code and error.param of a refusal: what billing_checkout reads to tell a deleted customer. */
+static void test_error_fields(void **state)
+{
+    (void)state;
+    char code[48], param[48], tiny[8];
+    const char *gone = "{\"error\":{\"type\":\"invalid_request_error\",\"code\":\"resource_missing\","
+                       "\"message\":\"No such customer: 'cus_x'\",\"param\":\"customer\"}}";
+    stripe_error_fields(gone, strlen(gone), code, sizeof code, param, sizeof param);
+    assert_string_equal(code, "resource_missing");
+    assert_string_equal(param, "customer");
+    const char *item = "{\"error\":{\"code\":\"resource_missing\",\"param\":\"line_items[0][price]\"}}";
+    stripe_error_fields(item, strlen(item), code, sizeof code, param, sizeof param);
+    assert_string_equal(param, "line_items[0][price]");
+    /* absent, not strings, odd bytes, not JSON: empty */
+    const char *odd = "{\"error\":{\"code\":7,\"param\":\"cus tomer\"}}";
+    stripe_error_fields(odd, strlen(odd), code, sizeof code, param, sizeof param);
+    assert_string_equal(code, "");
+    assert_string_equal(param, "");
+    stripe_error_fields("{\"error\":{}}", 12, code, sizeof code, param, sizeof param);
+    assert_string_equal(code, "");
+    stripe_error_fields("oops", 4, code, sizeof code, param, sizeof param);
+    assert_string_equal(code, "");
+    assert_string_equal(param, "");
+    stripe_error_fields(NULL, 0, code, sizeof code, param, sizeof param);
+    assert_string_equal(code, "");
+    /* cut to the buffer */
+    stripe_error_fields(gone, strlen(gone), tiny, sizeof tiny, param, sizeof param);
+    assert_string_equal(tiny, "resourc");
+}
+
 static void test_failure_sentences(void **state)
 {
     (void)state;
@@ -439,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_checkout_form),
         cmocka_unit_test(test_parse_checkout_session),
         cmocka_unit_test(test_error_message),
+        cmocka_unit_test(test_error_fields),
         cmocka_unit_test(test_failure_sentences),
         cmocka_unit_test(test_client_unconfigured),
         cmocka_unit_test(test_client_classes),
