@@ -35,14 +35,14 @@ static db_stmt_t q_sweep =
 static db_stmt_t q_complete = DB_STMT("reply_complete",
                                       "UPDATE messages SET status = 'completed', content = $2, error = NULL, "
                                       "completed_at = now(), next_attempt_at = NULL, lease_until = NULL, "
-                                      "lease_owner = NULL WHERE id = $1 AND status = 'pending'",
-                                      2);
+                                      "lease_owner = NULL WHERE id = $1 AND status = 'pending' AND lease_owner = $3",
+                                      3);
 
 static db_stmt_t q_fail = DB_STMT("reply_fail",
                                   "UPDATE messages SET status = 'failed', error = $2, completed_at = now(), "
                                   "next_attempt_at = NULL, lease_until = NULL, lease_owner = NULL "
-                                  "WHERE id = $1 AND status = 'pending'",
-                                  2);
+                                  "WHERE id = $1 AND status = 'pending' AND lease_owner = $3",
+                                  3);
 
 static db_stmt_t q_retry = DB_STMT("reply_retry",
                                    "UPDATE messages SET next_attempt_at = now() + $2::bigint * interval "
@@ -124,11 +124,11 @@ int reply_sweep(long older_than_s, long lease_ms, const char *owner, long limit,
     return got;
 }
 
-int reply_store(long long reply_id, int ok, const char *text)
+int reply_store(long long reply_id, const char *owner, int ok, const char *text)
 {
     char id[24];
     snprintf(id, sizeof id, "%lld", reply_id);
-    const char *params[] = {id, text};
+    const char *params[] = {id, text, owner};
     PGresult *res = db_query(ok ? &q_complete : &q_fail, params);
     if (!res)
         return db_unavailable() ? REPLY_DB_DOWN : REPLY_DB_ERROR;

@@ -108,6 +108,17 @@ wait_replies() {
     return 1
 }
 
+# wait_for SECS CMD...: 0 as soon as CMD succeeds (tried every 0.1 s), 1 when it has not within SECS.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    while ((SECONDS < deadline)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 fake_count() {
     curl -s --max-time 10 "$FAKE_AI_URL/__requests" | jq "[.[] | $1] | length"
 }

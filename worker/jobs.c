@@ -148,7 +148,7 @@ static int store(job_t *j)
 {
     int ok = j->outcome == AI_OK;
     const char *text = j->text;
-    int rc = reply_store(j->reply_id, ok, text);
+    int rc = reply_store(j->reply_id, g_worker.consumer, ok, text);
     if (rc == REPLY_DB_DOWN) {
         upkeep_db_down();
         return -1;
@@ -159,7 +159,7 @@ static int store(job_t *j)
         if (ok) {
             ok = 0;
             text = "could not store the answer";
-            rc = reply_store(j->reply_id, 0, text);
+            rc = reply_store(j->reply_id, g_worker.consumer, 0, text);
         }
         if (rc < 0)
             return 0; /* give up here; the lease ends and the sweep takes the reply again */
@@ -173,7 +173,9 @@ static int store(job_t *j)
     }
     double ms = now_ms() - j->started_ms;
     if (rc == REPLY_NOT_PENDING)
-        log_info("reply %lld is no longer pending (finished elsewhere or deleted); result dropped", j->reply_id);
+        log_info("reply %lld is no longer ours (finished elsewhere, deleted, or leased by another worker after "
+                 "ours ran out); result dropped",
+                 j->reply_id);
     else if (ok) {
         J.completed++;
         metrics_add(METRICS_REPLIES_COMPLETED, 1);

@@ -2,7 +2,8 @@
 # e2e: core
 # Worker crashes and stops: a worker killed (SIGKILL) in the middle of its upstream calls loses nothing and
 # finishes every reply exactly once after a restart; SIGTERM lets in-flight calls finish, and what outlives the
-# grace period is handed back (lease released, attempt not counted) and finished by the next worker.
+# grace period is handed back (lease released, attempt not counted) and finished by the next worker. A worker
+# whose reply was leased by another meanwhile drops its answer.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../worker_lib.sh"
 
@@ -86,3 +87,19 @@ check_eq "$(reply_field "$rs" status)/$(reply_field "$rs" "coalesce(lease_owner,
 check "the next worker finishes the handed-back reply within 30 s" wait_replies 30 "$rs"
 check_eq "$(reply_field "$rs" status)/$(reply_field "$rs" content)" "completed/fake-gemini: $slow" \
     "handed-back reply completed"
+
+# ---- a lease taken over: while a worker waits on its call, its reply is leased by another worker (its own lease
+# ran out: a stalled PostgreSQL, a paused process). The other worker's answer is the one its event stream shows
+# (after a restart), so the first one's must not be stored over it ----
+over="[[delay:2500]] taken over $tag"
+post_msg "$ROOM" "$over"
+rt=$REPLY_ID
+check "the call reached upstream" wait_fake_count 20 1 "select(.body.contents[-1].parts[-1].text == \"$over\")"
+psql_q "UPDATE messages SET lease_owner = 'another-worker', lease_until = now() + interval '1 minute'
+        WHERE id = $rt" >/dev/null
+dropped() { grep -q "reply $rt is no longer ours" "$STACK_DIR/worker.log"; }
+check "the worker drops its answer when it comes" wait_for 15 dropped
+check_eq "$(reply_field "$rt" status)/$(reply_field "$rt" "coalesce(lease_owner, 'none')")/$(reply_field "$rt" content)" \
+    "pending/another-worker/" "... and leaves the reply to the worker holding it"
+psql_q "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = $rt" >/dev/null
+check "given back, it is finished by the sweep" wait_replies 30 "$rt"

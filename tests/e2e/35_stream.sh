@@ -331,15 +331,6 @@ r4=$REPLY_ID
 sse_get "$OUT/s5" "/chatroom/$ROOM/messages/$r4/stream" &
 sse_pid=$!
 got_delta() { [[ -s $OUT/s5 ]] && grep -q 'event: delta' "$OUT/s5"; }
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    while ((SECONDS < deadline)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 check "a delta arrives from the first worker" wait_for 15 got_delta
 stack_worker_stop KILL
 check_eq "$(reply_field "$r4" status)" pending "the worker was killed before it finished the reply"
