@@ -15,6 +15,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "queue.h"
+#include "replystream.h"
 #include "util.h"
 
 #define CT_JSON "application/json; charset=utf-8"
@@ -235,7 +236,9 @@ void chat_delete(http_req_t *req, long long room_id)
         not_found(req);
         return;
     }
-    rc = chat_store_room_delete(req->user_id, room_id);
+    long long pending[16];
+    int npending = 0;
+    rc = chat_store_room_delete(req->user_id, room_id, pending, (int)(sizeof pending / sizeof pending[0]), &npending);
     if (rc < 0) {
         db_fail(req, "chatroom delete");
         return;
@@ -245,6 +248,12 @@ void chat_delete(http_req_t *req, long long room_id)
         return;
     }
     outbox_invalidate_list(req->user_id);
+    /* Whoever waits on a reply that went with the room (a stream, a long-poll) hears of it now: the end entry makes
+     * the stream program read the reply, find it gone and end them (a stream closes, a long-poll gets 404).
+     * Without Redis, or past the first 16, they find out with their next PostgreSQL read (10 s). */
+    for (int i = 0; i < npending; i++)
+        if (replystream_end(pending[i], 0) != 0)
+            break;
     http_empty(req, 204);
 }
 

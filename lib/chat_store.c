@@ -42,7 +42,14 @@ static db_stmt_t q_room_get =
             "WHERE c.id = $1 AND c.user_id = $2 ORDER BY m.id",
             3);
 
-static db_stmt_t q_room_delete = DB_STMT("chat_room_delete", "DELETE FROM chatrooms WHERE id = $1 AND user_id = $2", 2);
+/* One row per reply of the room still pending (its id; one row with NULL when none), none when the room is not
+ * the user's. The SELECT reads the statement's snapshot, taken before the cascade. */
+static db_stmt_t q_room_delete =
+    DB_STMT("chat_room_delete",
+            "WITH del AS (DELETE FROM chatrooms WHERE id = $1 AND user_id = $2 RETURNING id) "
+            "SELECT m.id FROM del LEFT JOIN messages m ON m.chatroom_id = del.id AND m.role = 'model' "
+            "AND m.status = 'pending'",
+            2);
 
 /* A page: messages with id < $3, newest $4 of them, returned oldest first. */
 static db_stmt_t q_messages_page = DB_STMT("chat_messages_page",
@@ -203,7 +210,7 @@ out:
     return rc;
 }
 
-int chat_store_room_delete(long long user_id, long long room_id)
+int chat_store_room_delete(long long user_id, long long room_id, long long *pending, int max_pending, int *npending)
 {
     char uid[24], rid[24];
     snprintf(uid, sizeof uid, "%lld", user_id);
@@ -212,8 +219,13 @@ int chat_store_room_delete(long long user_id, long long room_id)
     PGresult *res = db_query(&q_room_delete, params);
     int rc = -1;
 
-    if (res)
-        rc = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : CHAT_STORE_NOT_FOUND;
+    *npending = 0;
+    if (res) {
+        rc = PQntuples(res) > 0 ? 0 : CHAT_STORE_NOT_FOUND;
+        for (int i = 0; i < PQntuples(res) && *npending < max_pending; i++)
+            if (!PQgetisnull(res, i, 0))
+                pending[(*npending)++] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    }
     PQclear(res);
     return rc;
 }

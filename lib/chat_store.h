@@ -26,8 +26,9 @@ int chat_store_room_list(long long user_id, long long before, long limit, json_o
 int chat_store_message_get(long long user_id, long long room_id, long long message_id, json_object **msg, int *pending);
 /* Room room_id of user_id with its latest max_messages messages (oldest first) under "messages". */
 int chat_store_room_get(long long user_id, long long room_id, int max_messages, json_object **room);
-/* Delete room room_id of user_id (its messages cascade). */
-int chat_store_room_delete(long long user_id, long long room_id);
+/* Delete room room_id of user_id (its messages cascade). The ids of its replies that were still pending go to
+ * pending[0..*npending) (at most max_pending of them). */
+int chat_store_room_delete(long long user_id, long long room_id, long long *pending, int max_pending, int *npending);
 /* A page of room room_id: the newest limit messages with id < before, oldest first.
  * *page: {"messages":[...], "next_before": id or null}. */
 int chat_store_messages_page(long long user_id, long long room_id, long limit, long long before, json_object **page);

@@ -6,7 +6,7 @@
  *            two answers mixed; the worker crashed mid-answer, or a transient failure is being retried)
  *   delta    field "t": the next piece of text
  *   done     the reply is stored as completed (read it from PostgreSQL: the stored reply is the truth)
- *   error    the reply is stored as failed
+ *   error    the reply is stored as failed, or is gone with its chatroom (a reader finds out from PostgreSQL)
  *
  * Each write renews the key's TTL (KEYS_REPLY_EVENTS_TTL); PostgreSQL stays the source of truth, so a lost
  * stream (Redis down or flushed) costs only liveness: readers fall back to reading the stored reply. Writers
@@ -43,7 +43,8 @@ int replystream_begin(long long reply_id, int retry);
 int replystream_resume(long long reply_id, const char *text, size_t len);
 /* Append a delta with text[0..len). 0 ok (len 0: nothing to do), -1 Redis down. */
 int replystream_delta(long long reply_id, const char *text, size_t len);
-/* The outcome is stored: append done (ok != 0) or error. 0 ok, -1 Redis down. */
+/* The outcome is stored: append done (ok != 0) or error (also when the reply was deleted with its chatroom).
+ * 0 ok, -1 Redis down. */
 int replystream_end(long long reply_id, int ok);
 
 /* ---- reader side ---- */

@@ -285,6 +285,28 @@ if [[ ${E2E_CORE:-1} != 1 ]]; then
     exit 0
 fi
 
+# ---- the room deleted while its reply is awaited: the delete appends an end to the reply's event stream, so its
+# stream ends (no done: the reply is gone) and its long-poll gets 404 at once, not at the 10 s PostgreSQL read ----
+keep=$ROOM
+new_room
+groom=$ROOM ROOM=$keep
+post_msg "$groom" "[[delay:15000]] deleted with its room $tag"
+rg=$REPLY_ID
+sse_get "$OUT/sg" "/chatroom/$groom/messages/$rg/stream" &
+sg_pid=$!
+curl -s --max-time 30 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+    "$BASE_URL/chatroom/$groom/messages/$rg?wait=25" >"$OUT/lg.s" &
+lg_pid=$!
+sleep 1
+auth_req "$TOKEN" DELETE "/chatroom/$groom"
+check_status 204 "a room deleted while its reply is awaited: 204"
+t1=$(now_ms)
+wait "$sg_pid" "$lg_pid" || true
+t2=$(now_ms)
+check "... its stream and its long-poll end within 5 s ($((t2 - t1)) ms), not at the next 10 s read" \
+    test $((t2 - t1)) -lt 5000
+check_eq "$(cat "$OUT/lg.s")/$(count_events "$OUT/sg" done)" 404/0 "... the long-poll gets 404, the stream no done"
+
 # ---- Redis refuses XREAD (an ACL without it): the stream program reads each waited-for reply's event stream
 # with its once-a-second PostgreSQL read instead; every delta still comes, and before done, also the last ones
 # (the reply is complete in PostgreSQL before they have been read) ----
