@@ -664,3 +664,54 @@ IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 12) THEN
 END IF;
 END
 $step$;
+
+-- Step 13: a checkout paid by a delayed method (SEPA Direct Debit, ACH: checkout.session.completed with
+-- payment_status unpaid) takes days to be confirmed, and the user stays basic meanwhile; a new session then would
+-- let them pay a second time. checkout_sessions.awaiting_payment marks such a session (the webhook sets it with
+-- closed_at; checkout.session.async_payment_succeeded or _failed clears it), and checkout_claim() answers
+--     awaiting  the user's last checkout is being paid (session_id): no new one (POST /subscribe/pro: 409)
+-- for at most 30 days after the completion (Stripe confirms a debit within 14 business days; a lost result must
+-- not block the user for ever). Otherwise as step 12.
+DO $step$
+BEGIN
+IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 13) THEN
+
+    ALTER TABLE checkout_sessions ADD COLUMN IF NOT EXISTS awaiting_payment boolean NOT NULL DEFAULT false;
+
+    CREATE OR REPLACE FUNCTION checkout_claim(p_user bigint, p_token text, p_lease_s integer, p_min_left_s integer)
+    RETURNS TABLE (outcome text, session_id text, url text, expires_at bigint, customer text)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    #variable_conflict use_column
+    DECLARE
+        r checkout_sessions%ROWTYPE;
+    BEGIN
+        INSERT INTO checkout_sessions (user_id) VALUES (p_user) ON CONFLICT (user_id) DO NOTHING;
+        SELECT * INTO r FROM checkout_sessions c WHERE c.user_id = p_user FOR UPDATE;
+        IF r.session_id IS NOT NULL AND r.closed_at IS NULL
+           AND r.expires_at >= now() + make_interval(secs => p_min_left_s) THEN
+            RETURN QUERY SELECT 'open'::text, r.session_id, r.url, extract(epoch FROM r.expires_at)::bigint, NULL::text;
+            RETURN;
+        END IF;
+        IF r.awaiting_payment AND r.closed_at > now() - interval '30 days' THEN
+            RETURN QUERY SELECT 'awaiting'::text, r.session_id, NULL::text, NULL::bigint, NULL::text;
+            RETURN;
+        END IF;
+        IF r.claim_token IS NOT NULL AND r.claim_token <> p_token AND r.claim_until > now() THEN
+            RETURN QUERY SELECT 'busy'::text, NULL::text, NULL::text, NULL::bigint, NULL::text;
+            RETURN;
+        END IF;
+        UPDATE checkout_sessions c SET session_id = NULL, url = NULL, expires_at = NULL, closed_at = NULL,
+                                       awaiting_payment = false, claim_token = p_token,
+                                       claim_until = now() + make_interval(secs => p_lease_s), updated_at = now()
+         WHERE c.user_id = p_user;
+        RETURN QUERY SELECT 'claimed'::text, NULL::text, NULL::text, NULL::bigint,
+                            (SELECT s.stripe_customer_id FROM subscriptions s
+                              WHERE s.user_id = p_user AND s.stripe_customer_id IS NOT NULL
+                              ORDER BY s.updated_at DESC, s.id DESC LIMIT 1);
+    END
+    $fn$;
+
+    INSERT INTO schema_version (version) VALUES (13);
+END IF;
+END
+$step$;

@@ -50,6 +50,10 @@ static void h_subscribe_pro(http_req_t *req)
         return;
     case BILLING_NOT_FOUND: user_gone(req); return;
     case BILLING_ALREADY_PRO: http_error(req, 409, "conflict", "You already have a Pro subscription."); return;
+    case BILLING_PAYMENT_PENDING:
+        http_error(req, 409, "conflict",
+                   "Your payment for Pro is still being confirmed by your bank; you are Pro as soon as it is.");
+        return;
     case BILLING_STRIPE_FAILED:
         /* The detail (hosts, ports, Stripe's own message) is for our log only; the client gets the class. */
         log_warn("request %s: checkout session for user %lld failed (%s; Stripe HTTP %d, %d attempt%s): %s",

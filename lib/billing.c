@@ -55,7 +55,7 @@ int billing_session_id_valid(const char *s)
     return n > 3;
 }
 
-/* The user's checkout row (schema step 12's checkout_claim(): it locks the row for the statement only). */
+/* The user's checkout row (checkout_claim() of schema steps 12 and 13: it locks the row for the statement only). */
 static db_stmt_t q_claim = DB_STMT(
     "billing_checkout_claim",
     "SELECT outcome, session_id, url, expires_at, customer FROM checkout_claim($1::bigint, $2, $3::int, $4::int)", 4);
@@ -80,6 +80,8 @@ int billing_claim_outcome(const char *s)
         return BILLING_CLAIM_CLAIMED;
     if (strcmp(s, "busy") == 0)
         return BILLING_CLAIM_BUSY;
+    if (strcmp(s, "awaiting") == 0)
+        return BILLING_CLAIM_AWAITING;
     return BILLING_CLAIM_UNKNOWN;
 }
 
@@ -127,6 +129,8 @@ int billing_checkout_claim(long long user_id, const char *token, billing_claim_t
         }
         snprintf(s->id, sizeof s->id, "%s", PQgetvalue(res, 0, 1));
         snprintf(s->url, sizeof s->url, "%s", PQgetvalue(res, 0, 2));
+    } else if (out->outcome == BILLING_CLAIM_AWAITING && PQgetlength(res, 0, 1) < (int)sizeof out->session.id) {
+        snprintf(out->session.id, sizeof out->session.id, "%s", PQgetvalue(res, 0, 1)); /* for the log */
     } else if (out->outcome == BILLING_CLAIM_CLAIMED && !PQgetisnull(res, 0, 4) &&
                PQgetlength(res, 0, 4) < (int)sizeof out->customer) {
         snprintf(out->customer, sizeof out->customer, "%s", PQgetvalue(res, 0, 4));
@@ -270,11 +274,13 @@ static db_stmt_t sub_update =
             "current_period_end = COALESCE(to_timestamp($5::bigint), current_period_end), "
             "last_event_created = GREATEST(last_event_created, $6::bigint), updated_at = now() WHERE id = $1",
             6);
-/* The Checkout Session an event is about is never handed out again (schema step 12). */
-static db_stmt_t checkout_close = DB_STMT("billing_checkout_close",
-                                          "UPDATE checkout_sessions SET closed_at = now(), updated_at = now() "
-                                          "WHERE session_id = $1 AND closed_at IS NULL RETURNING user_id",
-                                          1);
+/* The Checkout Session an event is about is never handed out again (schema step 12); $2: it was completed unpaid,
+ * a delayed payment is pending (step 13: no new checkout meanwhile). The result of that payment clears it. */
+static db_stmt_t checkout_close =
+    DB_STMT("billing_checkout_close",
+            "UPDATE checkout_sessions SET closed_at = now(), awaiting_payment = $2::boolean, updated_at = now() "
+            "WHERE session_id = $1 AND (closed_at IS NULL OR awaiting_payment) RETURNING user_id",
+            2);
 static db_stmt_t user_exists = DB_STMT("billing_user_exists", "SELECT id FROM users WHERE id = $1", 1);
 static db_stmt_t user_lock = DB_STMT("billing_user_lock", "SELECT id FROM users WHERE id = $1 FOR UPDATE", 1);
 static db_stmt_t by_customer = DB_STMT("billing_by_customer",
@@ -496,7 +502,8 @@ int billing_apply_event(const stripe_event_t *ev)
     }
     if (stripe_event_closes_checkout(ev)) { /* first: the lock order in billing.h */
         PQclear(res);
-        const char *pc[] = {ev->session};
+        int awaiting = ev->kind == STRIPE_EV_CHECKOUT_COMPLETED && strcmp(ev->payment_status, "unpaid") == 0;
+        const char *pc[] = {ev->session, awaiting ? "true" : "false"};
         if (!(res = db_query(&checkout_close, pc)))
             goto out;
         if (PQntuples(res) == 1)

@@ -42,12 +42,13 @@
 #include "stripe_client.h"
 #include "stripe_event.h"
 
-#define BILLING_DB_FAILED (-1)      /* a PostgreSQL statement failed; db_unavailable() says whether it was down */
-#define BILLING_NOT_FOUND (-2)      /* no such user */
-#define BILLING_ALREADY_PRO (-3)    /* the user is pro already: no checkout */
-#define BILLING_STRIPE_FAILED (-4)  /* the Stripe call failed: see the stripe_call_result_t */
-#define BILLING_NOT_CONFIGURED (-5) /* a Stripe setting is missing */
-#define BILLING_BUSY (-6)           /* another request of the user is starting a checkout: try again shortly */
+#define BILLING_DB_FAILED (-1)       /* a PostgreSQL statement failed; db_unavailable() says whether it was down */
+#define BILLING_NOT_FOUND (-2)       /* no such user */
+#define BILLING_ALREADY_PRO (-3)     /* the user is pro already: no checkout */
+#define BILLING_STRIPE_FAILED (-4)   /* the Stripe call failed: see the stripe_call_result_t */
+#define BILLING_NOT_CONFIGURED (-5)  /* a Stripe setting is missing */
+#define BILLING_BUSY (-6)            /* another request of the user is starting a checkout: try again shortly */
+#define BILLING_PAYMENT_PENDING (-7) /* the user's last checkout is being paid (a delayed method): no new one */
 
 /* ---- configuration ---- */
 
@@ -74,7 +75,9 @@ int billing_stripe_missing(char *out, size_t outlen);
  * of the claim (the call's own retry gets the same session), and stores it under the claim. No transaction is
  * open during the Stripe call. On a Stripe failure the claim is given back and nothing is stored.
  * 0 with *session filled (new or stored); BILLING_NOT_CONFIGURED, BILLING_NOT_FOUND,
- * BILLING_ALREADY_PRO, BILLING_DB_FAILED, BILLING_BUSY (another request's claim outlived the wait, or this one's
+ * BILLING_ALREADY_PRO, BILLING_PAYMENT_PENDING (the last checkout was completed with a delayed payment method
+ * whose result has not come: a second one could be paid too), BILLING_DB_FAILED, BILLING_BUSY (another request's
+ * claim outlived the wait, or this one's
  * lease ran out before the session was stored: nothing is handed out, a retry gets the stored session), or
  * BILLING_STRIPE_FAILED with *call filled (call->detail is for the log only, stripe_failure_sentence for the
  * client). *call is always initialised. */
@@ -85,14 +88,15 @@ int billing_checkout(long long user_id, stripe_checkout_session_t *session, stri
 /* What checkout_claim() answered. */
 enum billing_claim_outcome {
     BILLING_CLAIM_UNKNOWN = 0,
-    BILLING_CLAIM_OPEN,    /* the user's usable session is in session */
-    BILLING_CLAIM_CLAIMED, /* this request holds the claim: create the session */
-    BILLING_CLAIM_BUSY,    /* another request holds a live claim: wait and ask again */
+    BILLING_CLAIM_OPEN,     /* the user's usable session is in session */
+    BILLING_CLAIM_CLAIMED,  /* this request holds the claim: create the session */
+    BILLING_CLAIM_BUSY,     /* another request holds a live claim: wait and ask again */
+    BILLING_CLAIM_AWAITING, /* the user's last checkout is being paid by a delayed method: no new one */
 };
 
 typedef struct billing_claim {
     int outcome;                       /* enum billing_claim_outcome */
-    stripe_checkout_session_t session; /* BILLING_CLAIM_OPEN: the session to hand out */
+    stripe_checkout_session_t session; /* BILLING_CLAIM_OPEN: the session to hand out (AWAITING: its id only) */
     char customer[STRIPE_ID_MAX];      /* BILLING_CLAIM_CLAIMED: the Stripe customer to reuse, "" none */
 } billing_claim_t;
 
@@ -109,7 +113,7 @@ int billing_checkout_store(long long user_id, const char *token, const stripe_ch
  * leaves the lease to run out. */
 void billing_checkout_release(long long user_id, const char *token);
 
-/* The outcome named s ("open", "claimed", "busy"), BILLING_CLAIM_UNKNOWN for anything else. Pure. */
+/* The outcome named s ("open", "claimed", "busy", "awaiting"), BILLING_CLAIM_UNKNOWN for anything else. Pure. */
 int billing_claim_outcome(const char *s);
 
 /* How long to pause before asking checkout_claim() again, after `attempt` busy answers (0 first), with left_ms

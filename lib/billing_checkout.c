@@ -48,6 +48,11 @@ int billing_checkout(long long user_id, stripe_checkout_session_t *session, stri
         }
         sleep_ms(pause);
     }
+    if (claim.outcome == BILLING_CLAIM_AWAITING) {
+        log_info("checkout for user %lld refused: its session %s is being paid by a delayed method", user_id,
+                 claim.session.id);
+        return BILLING_PAYMENT_PENDING;
+    }
     if (claim.outcome == BILLING_CLAIM_OPEN) {
         *session = claim.session;
         log_info("checkout session %s of user %lld handed out again", session->id, user_id);

@@ -612,6 +612,13 @@ check_status 200 "async: checkout.session.completed (unpaid): 200"
 check_eq "$(sub_status "$sub_p") $(tier_of "$P_ID")" "incomplete basic" "async: ... incomplete, the user basic while the payment is pending"
 status_of "$P_TOKEN"
 check_eq "$(jget .tier) $(jget .status)" "basic incomplete" "async: status basic, incomplete"
+# A second checkout now could be paid too (the debit is still being confirmed): 409, no session made.
+made=$(curl -s "$fake/__requests" | jq '[.[] | select(.path == "/v1/checkout/sessions")] | length')
+auth_req "$P_TOKEN" POST /subscribe/pro "{}"
+check_eq "$STATUS $(jget .error.code)" "409 conflict" "async: POST /subscribe/pro while the payment is pending: 409"
+check "async: ... saying the payment is being confirmed" grep -q "being confirmed" <<<"$BODY"
+check_eq "$(curl -s "$fake/__requests" | jq '[.[] | select(.path == "/v1/checkout/sessions")] | length')" "$made" \
+    "async: ... and Stripe is not asked for a session"
 ev=$(fake_event "$SID" async_payment "{\"outcome\":\"succeeded\",\"created\":$(( now + 90 ))}")
 check_eq "$(ev_get '.type + " " + .data.object.payment_status' "$ev")" "checkout.session.async_payment_succeeded paid" \
     "async: the fake settles the payment"
@@ -645,6 +652,9 @@ check_eq "$(jget .tier) $(jget .status)" "basic incomplete" "async: status basic
 webhook "$ev"
 check_status 200 "async: the failed event delivered again: 200"
 check_eq "$(sub_status "$sub_q") $(tier_of "$Q_ID")" "incomplete basic" "async: ... changes nothing"
+auth_req "$Q_TOKEN" POST /subscribe/pro "{}"
+check "async: once the payment failed, a new checkout can be started (200, a new session)" \
+    test "$STATUS" = 200 -a "$(jget .session_id)" != "$SID"
 
 # Out of order: the payment succeeded before checkout.session.completed is delivered: pro at once, and the late
 # unpaid completion does not take it back.

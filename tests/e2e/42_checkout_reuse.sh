@@ -38,7 +38,7 @@ row() { psql_q "SELECT coalesce(session_id, '-') || ' ' || (closed_at IS NOT NUL
                 FROM checkout_sessions WHERE user_id = $1"; } # UID: "session closed claim"
 subscribe() { auth_req "$1" POST /subscribe/pro "{}"; } # TOKEN
 
-check_eq "$(psql_q "SELECT count(*) FROM schema_version WHERE version = 12")" 1 "schema step 12 is recorded"
+check_eq "$(psql_q "SELECT count(*) FROM schema_version WHERE version IN (12, 13)")" 2 "schema steps 12 and 13 are recorded"
 
 # ---------------------------------------------------------------------------------------------------------
 # The fake checks expires_at as Stripe does: 30 min to 24 h ahead.

@@ -198,6 +198,7 @@ static void test_claim_outcome(void **state)
     assert_int_equal(billing_claim_outcome("open"), BILLING_CLAIM_OPEN);
     assert_int_equal(billing_claim_outcome("claimed"), BILLING_CLAIM_CLAIMED);
     assert_int_equal(billing_claim_outcome("busy"), BILLING_CLAIM_BUSY);
+    assert_int_equal(billing_claim_outcome("awaiting"), BILLING_CLAIM_AWAITING);
     assert_int_equal(billing_claim_outcome(""), BILLING_CLAIM_UNKNOWN);
     assert_int_equal(billing_claim_outcome("Open"), BILLING_CLAIM_UNKNOWN);
     assert_int_equal(billing_claim_outcome("open "), BILLING_CLAIM_UNKNOWN);
