@@ -5,7 +5,8 @@
 # users with a room each, then drives the chatroom process with wrk (-t1 -c4) and a Lua mix of its routes and
 # error paths until it has served TOTAL requests:
 #   reads      the cached list (and with a trailing slash), a room with its messages (and a room of 60 long
-#              messages: a 650 KB answer), message pages (with and without before=), the day's usage
+#              messages and a model answer of 1 MB: a 1.9 MB answer), message pages (with and without before=),
+#              the day's usage
 #   writes     posts (plain, with non-ASCII text, with an Idempotency-Key that repeats: replays), a room created
 #              and deleted again (so that the lists keep their size)
 #   refusals   404 (unknown room, id not a number), 401 (bad and missing token), 400 (broken JSON, content too
@@ -53,12 +54,16 @@ for ((i = 0; i < USERS; i++)); do
     echo "$token $room" >>"$STACK_DIR/users"
 done
 # A second room of the second user holding 60 long messages (7,800 characters, a quote in every third: what the
-# worker stores for a long model answer): reading it answers about 650 KB.
+# worker stores for a long model answer), then one model answer of 750,000 characters (1 MB in PostgreSQL, 1.25
+# MB as JSON; a row that long grows libpq's buffers): reading the room answers about 1.9 MB.
 read -r token2 _ < <(sed -n 2p "$STACK_DIR/users")
 big_room=$(curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token2" -d '{"title":"long"}' | jq -r .id)
 psql_q "INSERT INTO messages (chatroom_id, user_id, role, content, status)
         SELECT $big_room, user_id, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'model' END, repeat('é\"x', 2600), 'completed'
         FROM chatrooms, generate_series(1, 60) g WHERE id = $big_room" >/dev/null
+psql_q "INSERT INTO messages (chatroom_id, user_id, role, content, status)
+        SELECT $big_room, user_id, 'model', repeat('é\"x', 250000), 'completed' FROM chatrooms WHERE id = $big_room" \
+    >/dev/null
 psql_q "UPDATE users SET tier = 'pro' WHERE id IN ($(
     IFS=,
     echo "${ids[*]}"

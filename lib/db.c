@@ -21,6 +21,12 @@ static int last_unavailable;
 static char last_sqlstate[6];
 static char last_error[256];                  /* why the last connect or ping failed, one line */
 static long answer_ms = DB_ANSWER_MS_DEFAULT; /* the longest wait for the server's answer to one statement */
+static int conn_big; /* conn carried a message over DB_BIG_MESSAGE: db_trim closes it (libpq kept the buffer) */
+
+/* libpq grows a connection's input buffer to the longest message it received (one row) and its output buffer to
+ * the longest it sent (one statement's parameters), doubling, and frees them only with the connection. A row of a
+ * 600 KB message left a process 1 MiB bigger for as long as the connection lived. */
+#define DB_BIG_MESSAGE (128 * 1024)
 
 static void note_error(const char *msg)
 {
@@ -45,6 +51,7 @@ static void drop_conn(void)
 {
     PQfinish(conn);
     conn = NULL;
+    conn_big = 0;
     if (in_tx)
         tx_lost = 1;
     in_tx = 0;
@@ -226,6 +233,21 @@ static void drop_if_dead(void)
     }
 }
 
+/* The bytes of res's longest row (its values' lengths). */
+static size_t largest_row(const PGresult *res)
+{
+    size_t most = 0;
+    int rows = PQntuples(res), cols = PQnfields(res);
+    for (int r = 0; r < rows; r++) {
+        size_t n = 0;
+        for (int c = 0; c < cols; c++)
+            n += (size_t)PQgetlength(res, r, c);
+        if (n > most)
+            most = n;
+    }
+    return most;
+}
+
 static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *const *params)
 {
     const char *what = st ? st->name : "statement";
@@ -234,6 +256,9 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
         snprintf(last_sqlstate, sizeof last_sqlstate, "08006"); /* connection_failure */
         return NULL;
     }
+    size_t sent = 0;
+    for (int i = 0; params && i < (st ? st->nparams : nparams); i++)
+        sent += params[i] ? strlen(params[i]) : 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         int was_tx = in_tx;
         last_unavailable = 0;
@@ -244,6 +269,8 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
             last_unavailable = 1;
             return NULL;
         }
+        if (sent > DB_BIG_MESSAGE)
+            conn_big = 1;
         PGresult *res = NULL;
         int late = 0;
         if (st && st->prepared_gen != conn_gen) {
@@ -262,8 +289,11 @@ static PGresult *run(db_stmt_t *st, const char *sql, int nparams, const char *co
             last_unavailable = 1;
             return NULL;
         }
-        if (result_ok(res))
+        if (result_ok(res)) {
+            if (!conn_big)
+                conn_big = largest_row(res) > DB_BIG_MESSAGE;
             return res;
+        }
         int lost = note_failure(res, what);
         PQclear(res);
         if (!lost)
@@ -411,6 +441,14 @@ out_noted:
     /* a connection left mid-query (a paused server) cannot be reused: the next statement reconnects */
     drop_conn();
     return -1;
+}
+
+int db_trim(void)
+{
+    if (!conn_big || in_tx || tx_lost)
+        return 0;
+    drop_conn();
+    return 1;
 }
 
 void db_close(void)

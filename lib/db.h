@@ -85,6 +85,11 @@ int db_ping_within(long timeout_ms);
  * password); "" if nothing failed yet. Static storage. */
 const char *db_last_error(void);
 
+/* At the end of a request (outside a transaction): close the connection if it carried a row or parameters over
+ * 128 KiB, so that libpq's buffers, grown to that message and kept for the connection's life, are freed; the
+ * next statement connects again. 1 when it closed one (the caller may malloc_trim), else 0. */
+int db_trim(void);
+
 /* Close the connection (end of process). */
 void db_close(void);
 

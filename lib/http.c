@@ -860,18 +860,6 @@ void http_req_reset(http_req_t *req)
     req->out = out;
 }
 
-/* Buffers that grew past this are released after the request, so one big request does not pin memory. */
-#define KEEP_BUF 65536
-
-/* 1 when b was big (and is released now). */
-static int trim_buf(buf_t *b)
-{
-    if (b->cap <= KEEP_BUF)
-        return 0;
-    buf_free(b);
-    return 1;
-}
-
 int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, void (*init)(void))
 {
     config_load_or_die(prog);
@@ -916,8 +904,9 @@ int http_serve(const char *prog, const http_route_t *routes, size_t nroutes, voi
             /* A big answer or body (a room of long messages: its rows, their JSON) leaves the heap grown and
              * holed by what it freed, and glibc keeps that: a 680 KB room left 1.3 MB more private memory for
              * good. malloc_trim hands the free pages back (bench/soak.sh reads such a room); only after such a
-             * request, as it walks the whole heap. */
-            if (trim_buf(&req.out) | trim_buf(&req.headers) | trim_buf(&body) | trim_buf(&wire))
+             * request, as it walks the whole heap. The same after a row or statement that grew libpq's buffers
+             * (db_trim closes that connection). */
+            if (buf_trim(&req.out) | buf_trim(&req.headers) | buf_trim(&body) | buf_trim(&wire) | db_trim())
                 malloc_trim(0);
         }
         FCGX_Free(&fr, 1);

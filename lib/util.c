@@ -123,6 +123,14 @@ void buf_free(buf_t *b)
     b->len = b->cap = 0;
 }
 
+int buf_trim(buf_t *b)
+{
+    if (b->cap <= BUF_KEEP)
+        return 0;
+    buf_free(b);
+    return 1;
+}
+
 /* ---- pool ---- */
 
 #define POOL_CHUNK 16384

@@ -27,6 +27,10 @@ void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2,
 void buf_vprintf(buf_t *b, const char *fmt, va_list ap);
 void buf_reset(buf_t *b);
 void buf_free(buf_t *b);
+/* A buffer kept from request to request that grew past BUF_KEEP (one big answer or body) is freed instead, so
+ * that one big request does not pin its memory: 1 when it was (the caller may malloc_trim), else 0. */
+#define BUF_KEEP 65536
+int buf_trim(buf_t *b);
 
 /* Per-request pool: many small allocations, all released at once by pool_reset (end of request).
  * The pool keeps its first chunk across resets so a steady-state request allocates nothing from malloc. */
