@@ -17,8 +17,8 @@
 # warm-up and after all the runs, and of the auth processes after 40 password logins (Argon2id, 19 MiB each);
 # the worker's replies/s at 500 ms upstream latency with the default WORKER_CONCURRENCY (bench/worker.sh).
 # Appended to bench/results.txt; bench/chart.sh draws bench/results.svg from the last run. Then, each in a stack
-# of its own: 1000 open reply streams (bench/stream.sh, per server) and the memory of one chatroom process over a
-# million requests of every kind (bench/soak.sh).
+# of its own: 1000 open reply streams (bench/stream.sh, per server), the memory of one chatroom process over a
+# million requests of every kind and of one stream process over 300,000 (bench/soak.sh).
 # Knobs: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_USERS (32),
 # BENCH_SERVERS ("lighttpd nginx"), BENCH_FCGI_PROCS (8: spawn-fcgi processes per program under nginx;
 # lighttpd.conf says its own).
@@ -250,4 +250,6 @@ fi
 if [[ -x bench/soak.sh ]]; then
     echo "# soak: one chatroom process (nginx, spawn-fcgi), a million requests of every kind it serves" | tee -a "$OUT"
     bench/soak.sh 2>&1 | grep -E '^(soak: one|ok:|FAIL)' | tee -a "$OUT"
+    echo "# soak: one stream process (nginx, spawn-fcgi), 300,000 requests of every kind it serves" | tee -a "$OUT"
+    PROGRAM=stream TOTAL=300000 WARM=60000 bench/soak.sh 2>&1 | grep -E '^(soak: one|ok:|FAIL)' | tee -a "$OUT"
 fi

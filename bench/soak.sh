@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# bench/soak.sh: the memory of ONE chatroom FastCGI process over a million requests of every kind it serves.
+# bench/soak.sh: the memory of ONE FastCGI process (PROGRAM: chatroom, the default, or stream) over a million
+# requests of every kind it serves.
 #
 # Starts a private stack (tests/stack.sh) under nginx with one spawn-fcgi process per program, signs up USERS pro
-# users with a room each, then drives the chatroom process with wrk (-t1 -c4) and a Lua mix of its routes and
-# error paths until it has served TOTAL requests:
+# users with a room each, then drives the program's process with wrk (-t1 -c4) and a Lua mix of its routes and
+# error paths until it has served TOTAL requests. PROGRAM=chatroom:
 #   reads      the cached list (and with a trailing slash), a room with its messages (and a room of 60 long
 #              messages and a model answer of 1 MB: a 1.9 MB answer), message pages (with and without before=),
 #              the day's usage
@@ -11,17 +12,31 @@
 #              and deleted again (so that the lists keep their size)
 #   refusals   404 (unknown room, id not a number), 401 (bad and missing token), 400 (broken JSON, content too
 #              long, a lone surrogate), 413 (a body over the cap), 405 (PATCH), a CORS preflight (204)
+# PROGRAM=stream (its replies are all finished: every answer comes at once, none waits):
+#   reads      a message, a reply with ?wait=, a reply's event stream (its done event), the same resumed with
+#              Last-Event-ID, the model answer of 1 MB read and streamed (no HEAD: wrk waits for a body after one)
+#   refusals   404 (unknown message, another user's, id not a number), 401 (bad and missing token), 400 (a bad
+#              wait=), 405 (POST), a CORS preflight (204)
 # After each slice of SLICE seconds it prints the requests so far and the process's RSS, PSS and private memory
 # (/proc/PID/smaps_rollup; private without the program's own code pages, see mem_kb). Fails (exit 1) if the
 # process was replaced, a request got a 5xx, the private memory after the last slice is over MAX_PRIVATE_KB, or
 # it grew by more than MAX_GROWTH_KB from the first slice that ends past WARM requests (pools, caches and the
 # local copies filled) to the last.
 #
-#   bench/soak.sh  TOTAL=1000000 SLICE=15 WARM=100000 USERS=8 MAX_PRIVATE_KB=2048 MAX_GROWTH_KB=256 BUILD_DIR=build
+#   bench/soak.sh  PROGRAM=chatroom TOTAL=1000000 SLICE=15 WARM=100000 USERS=8 MAX_PRIVATE_KB=2048 MAX_GROWTH_KB=256
+#                  BUILD_DIR=build
 #
 # Needs a build (make) and nginx, spawn-fcgi, wrk (make deps-test). Everything it starts is stopped at exit.
 set -euo pipefail
 
+PROGRAM=${PROGRAM:-chatroom}
+case $PROGRAM in
+chatroom | stream) ;;
+*)
+    echo "bench/soak.sh: PROGRAM must be chatroom or stream" >&2
+    exit 2
+    ;;
+esac
 TOTAL=${TOTAL:-1000000}
 SLICE=${SLICE:-15}
 USERS=${USERS:-8}
@@ -61,20 +76,25 @@ big_room=$(curl -sf -XPOST "$BASE_URL/chatroom" -H "Authorization: Bearer $token
 psql_q "INSERT INTO messages (chatroom_id, user_id, role, content, status)
         SELECT $big_room, user_id, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'model' END, repeat('é\"x', 2600), 'completed'
         FROM chatrooms, generate_series(1, 60) g WHERE id = $big_room" >/dev/null
+big_msg=$(psql_q "INSERT INTO messages (chatroom_id, user_id, role, content, status)
+        SELECT $big_room, user_id, 'model', repeat('é\"x', 250000), 'completed' FROM chatrooms WHERE id = $big_room
+        RETURNING id")
+# Each user's room gets questions and their finished replies (what the stream program answers).
 psql_q "INSERT INTO messages (chatroom_id, user_id, role, content, status)
-        SELECT $big_room, user_id, 'model', repeat('é\"x', 250000), 'completed' FROM chatrooms WHERE id = $big_room" \
-    >/dev/null
+        SELECT c.id, c.user_id, CASE WHEN g % 2 = 1 THEN 'user' ELSE 'model' END,
+               CASE WHEN g % 2 = 1 THEN 'question ' || g ELSE repeat('réponse ', 40 * g) END, 'completed'
+        FROM chatrooms c, generate_series(1, 10) g WHERE c.title = 'soak'" >/dev/null
 psql_q "UPDATE users SET tier = 'pro' WHERE id IN ($(
     IFS=,
     echo "${ids[*]}"
 ))" >/dev/null
 
-chatroom_exe=$(realpath "$BUILD_DIR/cgi-bin/chatroom")
-chatroom_pid() {
+prog_exe=$(realpath "$BUILD_DIR/cgi-bin/$PROGRAM")
+prog_pid() {
     local found
-    mapfile -t found < <(bench_pids "$chatroom_exe")
+    mapfile -t found < <(bench_pids "$prog_exe")
     ((${#found[@]} == 1)) || {
-        echo "FAIL: ${#found[@]} chatroom processes (want 1): ${found[*]}" >&2
+        echo "FAIL: ${#found[@]} $PROGRAM processes (want 1): ${found[*]}" >&2
         return 1
     }
     echo "${found[0]}"
@@ -84,14 +104,15 @@ chatroom_pid() {
 # bench's 8), so they are not part of what one more process costs.
 mem_kb() {
     local code
-    code=$(awk -v exe="$chatroom_exe" '/^[0-9a-f]+-[0-9a-f]+ / {mine = ($6 == exe)}
+    code=$(awk -v exe="$prog_exe" '/^[0-9a-f]+-[0-9a-f]+ / {mine = ($6 == exe)}
         mine && /^Private_Clean:/ {c += $2} END {print c + 0}' "/proc/$1/smaps")
     echo "$(bench_proc_mem "$1") $code"
 }
 
 big=$(head -c 140000 /dev/zero | tr '\0' 'a')
 long=$(head -c 8001 /dev/zero | tr '\0' 'b')
-{
+# The wrk script of each program: its mix of requests, and the status counts it prints at the end.
+lua_chatroom() {
     echo "local users = {"
     while read -r token room; do echo "  {\"$token\", \"$room\"},"; done <"$STACK_DIR/users"
     echo "}"
@@ -174,19 +195,84 @@ function done(summary, latency, requests)
   io.write(string.format("soak-status %d %d %d %d\n", a, b, c, d))
 end
 LUA
-} >"$STACK_DIR/soak.lua"
+}
+lua_stream() {
+    echo "local users = {"
+    while read -r token room; do
+        echo "  {\"$token\", \"$room\", {$(psql_q "SELECT string_agg(id::text, ',' ORDER BY id) FROM messages
+            WHERE chatroom_id = $room AND role = 'model'")}},"
+    done <"$STACK_DIR/users"
+    echo "}"
+    echo "local big_room = {\"$token2\", \"$big_room\", $big_msg}"
+    cat <<'LUA'
+-- Weights out of 1000: each request draws one kind.
+local kinds = {
+  {250, "message"}, {120, "wait"}, {230, "stream"}, {40, "resume"}, {8, "big"}, {7, "big_stream"},
+  {60, "no_message"}, {40, "not_mine"}, {25, "bad_id"}, {60, "bad_token"}, {20, "no_token"}, {30, "bad_wait"},
+  {50, "post"}, {30, "preflight"},
+}
+local threads = {}
+function setup(thread) table.insert(threads, thread); thread:set("tid", #threads) end
+n2, n3, n4, n5 = 0, 0, 0, 0
+function init(args) math.randomseed(os.time() * 1000 + (tid or 0)) end
+
+local function pick()
+  local r, acc = math.random(1000), 0
+  for _, k in ipairs(kinds) do acc = acc + k[1]; if r <= acc then return k[2] end end
+  return "message"
+end
+
+function request()
+  local u = users[math.random(#users)]
+  local h = {["Authorization"] = "Bearer " .. u[1]}
+  local msg = "/chatroom/" .. u[2] .. "/messages/" .. u[3][math.random(#u[3])]
+  local k = pick()
+  if k == "message" then return wrk.format("GET", msg, h)
+  elseif k == "wait" then return wrk.format("GET", msg .. "?wait=" .. math.random(30), h)
+  elseif k == "stream" then return wrk.format("GET", msg .. "/stream", h)
+  elseif k == "resume" then h["Last-Event-ID"] = "0-1"; return wrk.format("GET", msg .. "/stream", h)
+  elseif k == "big" or k == "big_stream" then
+    local path = "/chatroom/" .. big_room[2] .. "/messages/" .. big_room[3]
+    return wrk.format("GET", k == "big" and path or path .. "/stream", {["Authorization"] = "Bearer " .. big_room[1]})
+  elseif k == "no_message" then return wrk.format("GET", "/chatroom/" .. u[2] .. "/messages/999999999/stream", h)
+  elseif k == "not_mine" then
+    return wrk.format("GET", "/chatroom/" .. big_room[2] .. "/messages/" .. big_room[3], h)
+  elseif k == "bad_id" then return wrk.format("GET", "/chatroom/" .. u[2] .. "/messages/abc", h)
+  elseif k == "bad_token" then return wrk.format("GET", msg .. "/stream", {["Authorization"] = "Bearer x.y.z"})
+  elseif k == "no_token" then return wrk.format("GET", msg)
+  elseif k == "bad_wait" then return wrk.format("GET", msg .. "?wait=31", h)
+  elseif k == "post" then return wrk.format("POST", msg .. "/stream", h, "{}")
+  else
+    return wrk.format("OPTIONS", msg .. "/stream", {["Origin"] = "https://app.example.test",
+      ["Access-Control-Request-Method"] = "GET", ["Access-Control-Request-Headers"] = "authorization"})
+  end
+end
+
+function response(status, headers, body)
+  if status >= 500 then n5 = n5 + 1 elseif status >= 400 then n4 = n4 + 1
+  elseif status >= 300 then n3 = n3 + 1 else n2 = n2 + 1 end
+end
+
+function done(summary, latency, requests)
+  local a, b, c, d = 0, 0, 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("n2"); b = b + t:get("n3"); c = c + t:get("n4"); d = d + t:get("n5") end
+  io.write(string.format("soak-status %d %d %d %d\n", a, b, c, d))
+end
+LUA
+}
+"lua_$PROGRAM" >"$STACK_DIR/soak.lua"
 
 read -r token1 room1 <"$STACK_DIR/users"
-pid=$(chatroom_pid)
+pid=$(prog_pid)
 served=0 first='' first_at=0 c2=0 c3=0 c4=0 c5=0
 while ((served < TOTAL)); do
     out=$(wrk -t1 -c4 -d"${SLICE}s" -s "$STACK_DIR/soak.lua" "$BASE_URL")
     read -r _ a b c d < <(grep '^soak-status' <<<"$out")
     served=$((served + $(awk '/ requests in / {print $1}' <<<"$out")))
     c2=$((c2 + a)) c3=$((c3 + b)) c4=$((c4 + c)) c5=$((c5 + d))
-    now=$(chatroom_pid)
+    now=$(prog_pid)
     [[ $now == "$pid" ]] || {
-        echo "FAIL: the chatroom process $pid was replaced by $now after $served requests"
+        echo "FAIL: the $PROGRAM process $pid was replaced by $now after $served requests"
         exit 1
     }
     # rooms whose delete a slice's end cut off: deleted here, so that the first user's list keeps its size
@@ -201,7 +287,7 @@ while ((served < TOTAL)); do
 done
 [[ -n $first ]] || first=$priv first_at=$served # a run shorter than WARM: no growth to tell
 growth=$((priv - first))
-echo "soak: one chatroom process, $served requests (2xx $c2, 3xx $c3, 4xx $c4, 5xx $c5): private $priv KiB" \
+echo "soak: one $PROGRAM process, $served requests (2xx $c2, 3xx $c3, 4xx $c4, 5xx $c5): private $priv KiB" \
     "(+ $code KiB of the program's code; RSS $rss, PSS $pss), $first KiB after $first_at: grew $growth KiB"
 ((c5 == 0)) || {
     echo "FAIL: $c5 requests got a 5xx; the stack's error lines:"
