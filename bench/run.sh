@@ -15,7 +15,8 @@
 # the median of BENCH_ROUNDS rounds (each round runs every endpoint once), with the lowest and highest rate;
 # the memory of the chatroom FastCGI processes (max RSS, PSS, private over the processes, KiB) after a short
 # warm-up and after all the runs, and of the auth processes after 40 password logins (Argon2id, 19 MiB each);
-# the worker's replies/s at 500 ms upstream latency with the default WORKER_CONCURRENCY (bench/worker.sh).
+# the worker's replies/s at 500 ms upstream latency with the default WORKER_CONCURRENCY (bench/worker.sh), and
+# the memory of one worker daemon over 1,920 replies of every kind (bench/worker_mem.sh).
 # Appended to bench/results.txt; bench/chart.sh draws bench/results.svg from the last run. Then, each in a stack
 # of its own: 1000 open reply streams (bench/stream.sh, per server), the memory of one chatroom process over a
 # million requests of every kind and of one stream process over 300,000 (bench/soak.sh).
@@ -224,6 +225,10 @@ if [[ -x bench/worker.sh ]]; then
             echo "worker: bench/worker.sh failed")
         worker_line+="$w (500 ms upstream, WORKER_CONCURRENCY=$conc, the default; PostgreSQL $( ((durable)) && echo durable || echo 'fsync off'))"$'\n'
     done
+fi
+if [[ -x bench/worker_mem.sh ]]; then
+    worker_line+="$(bench/worker_mem.sh 2>&1 | grep -E '^(worker-mem: one|ok:|FAIL)' ||
+        echo "worker-mem: bench/worker_mem.sh failed")"$'\n'
 fi
 
 {

@@ -112,10 +112,20 @@ const char *upstream_name(void)
     return ai_provider_name(U.provider);
 }
 
+static int big_freed; /* a call's buffers over BUF_KEEP were freed since upstream_big_freed() */
+
+int upstream_big_freed(void)
+{
+    int was = big_freed;
+    big_freed = 0;
+    return was;
+}
+
 void upstream_call_free(upstream_call_t *c)
 {
     if (!c)
         return;
+    big_freed |= c->request.cap > BUF_KEEP || c->resp.b.cap > BUF_KEEP || c->delta.cap > BUF_KEEP;
     if (c->easy) {
         curl_multi_remove_handle(U.multi, c->easy);
         curl_easy_cleanup(c->easy);

@@ -98,6 +98,8 @@ int upstream_start(job_t *j, long long reply_id, int retry, const ai_turn_t *tur
                    buf_t *answer);
 /* Abort (if still running) and free a call; accepts NULL. */
 void upstream_call_free(upstream_call_t *c);
+/* 1 when a call freed since the last time asked had a buffer over BUF_KEEP (a long answer, a long history). */
+int upstream_big_freed(void);
 /* Drive the transfers, then hand every finished call to job_call_done. */
 void upstream_perform(void);
 /* Sleep until a transfer needs attention or timeout_ms pass. */
