@@ -112,6 +112,22 @@ mem_kb() {
 big=$(head -c 140000 /dev/zero | tr '\0' 'a')
 long=$(head -c 8001 /dev/zero | tr '\0' 'b')
 # The wrk script of each program: its mix of requests, and the status counts it prints at the end.
+# The Lua both mixes end with: count(status) tallies an answer by class, done prints "soak-status 2xx 3xx 4xx 5xx"
+# over every thread (each script keeps n2..n5 and the threads table).
+lua_counts() {
+    cat <<'LUA'
+function count(status)
+  if status >= 500 then n5 = n5 + 1 elseif status >= 400 then n4 = n4 + 1
+  elseif status >= 300 then n3 = n3 + 1 else n2 = n2 + 1 end
+end
+
+function done(summary, latency, requests)
+  local a, b, c, d = 0, 0, 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("n2"); b = b + t:get("n3"); c = c + t:get("n4"); d = d + t:get("n5") end
+  io.write(string.format("soak-status %d %d %d %d\n", a, b, c, d))
+end
+LUA
+}
 lua_chatroom() {
     echo "local users = {"
     while read -r token room; do echo "  {\"$token\", \"$room\"},"; done <"$STACK_DIR/users"
@@ -181,20 +197,15 @@ end
 
 -- Rooms are created as the first user and deleted again (more deletes than creates: the lists keep their size).
 function response(status, headers, body)
-  if status >= 500 then n5 = n5 + 1 elseif status >= 400 then n4 = n4 + 1
-  elseif status >= 300 then n3 = n3 + 1 else n2 = n2 + 1 end
+  count(status)
   if status == 201 and body then
     local id = body:match('^{"id":(%d+)')
     if id then table.insert(created, id) end
   end
 end
 
-function done(summary, latency, requests)
-  local a, b, c, d = 0, 0, 0, 0
-  for _, t in ipairs(threads) do a = a + t:get("n2"); b = b + t:get("n3"); c = c + t:get("n4"); d = d + t:get("n5") end
-  io.write(string.format("soak-status %d %d %d %d\n", a, b, c, d))
-end
 LUA
+    lua_counts
 }
 lua_stream() {
     echo "local users = {"
@@ -249,16 +260,11 @@ function request()
 end
 
 function response(status, headers, body)
-  if status >= 500 then n5 = n5 + 1 elseif status >= 400 then n4 = n4 + 1
-  elseif status >= 300 then n3 = n3 + 1 else n2 = n2 + 1 end
+  count(status)
 end
 
-function done(summary, latency, requests)
-  local a, b, c, d = 0, 0, 0, 0
-  for _, t in ipairs(threads) do a = a + t:get("n2"); b = b + t:get("n3"); c = c + t:get("n4"); d = d + t:get("n5") end
-  io.write(string.format("soak-status %d %d %d %d\n", a, b, c, d))
-end
 LUA
+    lua_counts
 }
 "lua_$PROGRAM" >"$STACK_DIR/soak.lua"
 
