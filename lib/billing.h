@@ -63,7 +63,7 @@ int billing_stripe_missing(char *out, size_t outlen);
  * usable, so two tabs, a double click or a retried POST never lead to two sessions that can both be paid. */
 #define BILLING_CHECKOUT_TTL_S 3600     /* a new session's expires_at: now + 1 h (Stripe takes 30 min to 24 h) */
 #define BILLING_CHECKOUT_MIN_LEFT_S 600 /* handed out again only while at least 10 min are left to pay */
-#define BILLING_CHECKOUT_LEASE_S 15     /* a claim's lease: past the Stripe call's 10 s budget and the writes */
+#define BILLING_CHECKOUT_LEASE_S 15     /* a claim's lease: past STRIPE_CHECKOUT_BUDGET_MS and the writes */
 #define BILLING_CHECKOUT_WAIT_MS 12000  /* how long a request waits for another request's claim */
 
 /* Start a Pro checkout for user_id: refuses a user who is pro already; answers the user's usable session if
