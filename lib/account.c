@@ -293,23 +293,36 @@ out:
 
 /* ---- one-time codes ----------------------------------------------------------------------------------------- */
 
+/* Seconds until the next code of a purpose may be sent to a user ($1, $2; $3 = SEND_MAX_PER_HOUR): 0 when now. */
+static db_stmt_t q_send_wait =
+    DB_STMT("otp_send_wait",
+            "SELECT GREATEST(0, "
+            " COALESCE(ceil(extract(epoch FROM max(sent_at) + interval '" STR(
+                SEND_MIN_INTERVAL) " seconds' - now())), 0), "
+                                   " CASE WHEN count(*) >= $3 THEN ceil(extract(epoch FROM "
+                                   "   (SELECT sent_at FROM otp_sends WHERE user_id = $1 AND purpose = $2 "
+                                   "     AND sent_at > now() - interval '1 hour' ORDER BY sent_at DESC OFFSET "
+                                   "($3::int - 1) LIMIT 1) "
+                                   "   + interval '1 hour' - now())) ELSE 0 END)::bigint "
+                                   "FROM otp_sends WHERE user_id = $1 AND purpose = $2 AND sent_at > now() - "
+                                   "interval '1 hour'",
+            3);
+
+/* The seconds until user uid may be sent a new code of purpose (0: now), or -1 when the statement failed. */
+static long send_wait_seconds(const char *uid, const char *purpose)
+{
+    char per_hour[8];
+    snprintf(per_hour, sizeof per_hour, "%d", SEND_MAX_PER_HOUR);
+    const char *p[] = {uid, purpose, per_hour};
+    PGresult *res = db_query(&q_send_wait, p);
+    long wait = res && PQntuples(res) == 1 ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+    PQclear(res);
+    return wait;
+}
+
 void account_send_otp(http_req_t *req, const char *purpose)
 {
     static db_stmt_t lock_user = DB_STMT("otp_lock_user", "SELECT id FROM users WHERE mobile = $1 FOR UPDATE", 1);
-    /* seconds until the next send is allowed: 0 when allowed now */
-    static db_stmt_t wait =
-        DB_STMT("otp_send_wait",
-                "SELECT GREATEST(0, "
-                " COALESCE(ceil(extract(epoch FROM max(sent_at) + interval '" STR(
-                    SEND_MIN_INTERVAL) " seconds' - now())), 0), "
-                                       " CASE WHEN count(*) >= $3 THEN ceil(extract(epoch FROM "
-                                       "   (SELECT sent_at FROM otp_sends WHERE user_id = $1 AND purpose = $2 "
-                                       "     AND sent_at > now() - interval '1 hour' ORDER BY sent_at DESC OFFSET "
-                                       "($3::int - 1) LIMIT 1) "
-                                       "   + interval '1 hour' - now())) ELSE 0 END)::bigint "
-                                       "FROM otp_sends WHERE user_id = $1 AND purpose = $2 AND sent_at > now() - "
-                                       "interval '1 hour'",
-                3);
     static db_stmt_t upsert =
         DB_STMT("otp_upsert",
                 "INSERT INTO otps (user_id, purpose, code_hash, expires_at, attempts, used_at, created_at) "
@@ -320,7 +333,7 @@ void account_send_otp(http_req_t *req, const char *purpose)
                 3);
     /* Old rows are the worker's housekeeping's to remove (the one place otp_sends is purged). */
     static db_stmt_t log_send = DB_STMT("otp_log_send", "INSERT INTO otp_sends (user_id, purpose) VALUES ($1, $2)", 2);
-    char mobile[17], code[OTP_DIGITS + 1], uid[24], per_hour[8];
+    char mobile[17], code[OTP_DIGITS + 1], uid[24];
     unsigned char digest[OTP_HASH_LEN];
     char hexhash[2 + 2 * OTP_HASH_LEN + 1] = "\\x"; /* bytea hex input */
     PGresult *res = NULL;
@@ -339,13 +352,10 @@ void account_send_otp(http_req_t *req, const char *purpose)
     }
     snprintf(uid, sizeof uid, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
-    snprintf(per_hour, sizeof per_hour, "%d", SEND_MAX_PER_HOUR);
-    const char *p2[] = {uid, purpose, per_hour};
-    if (!(res = db_query(&wait, p2)))
-        goto dbfail;
-    long retry = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
     res = NULL;
+    long retry = send_wait_seconds(uid, purpose);
+    if (retry < 0)
+        goto dbfail;
     if (retry > 0) {
         rate_limited(req, retry, "Too many codes requested for this number; wait before asking again.");
         goto out;
@@ -425,7 +435,12 @@ static int consume_otp(http_req_t *req, const char *mobile, const char *purpose,
     if (PQntuples(res) != 1 || PQgetvalue(res, 0, 3)[0] == 't' || PQgetvalue(res, 0, 1)[0] != 't')
         goto invalid;
     if (strtol(PQgetvalue(res, 0, 2), NULL, 10) >= OTP_MAX_WRONG) {
-        rate_limited(req, SEND_MIN_INTERVAL, "Too many wrong codes: this code is burned; request a new one.");
+        /* Retry-After: when a new code may be asked for (the send limits), at least 1 s. */
+        long wait_send = send_wait_seconds(uid, purpose);
+        if (wait_send < 0)
+            goto dbfail;
+        rate_limited(req, wait_send > 0 ? wait_send : 1,
+                     "Too many wrong codes: this code is burned; request a new one.");
         goto out;
     }
     size_t hlen = 0;

@@ -192,6 +192,16 @@ done
 req POST /auth/verify-otp "{\"mobile\":\"$M3\",\"otp\":\"$OTP3\"}"
 check_eq "$STATUS/$(jget .error.code)" "429/rate_limited" "after 5 wrong tries even the right code gets 429"
 check "burned-code 429 has Retry-After" test -n "$(header Retry-After)"
+# Its Retry-After is when a new code may be asked for: the code went out 25 s ago, so about 5 s (not a fixed 30).
+psql_q "UPDATE otp_sends SET sent_at = sent_at - interval '25 seconds' WHERE user_id=$USER_ID" >/dev/null
+req POST /auth/verify-otp "{\"mobile\":\"$M3\",\"otp\":\"$OTP3\"}"
+ra=$(header Retry-After)
+check "... the seconds until send-otp takes a new code ($ra)" test "$ra" -ge 1 -a "$ra" -le 6
+psql_q "UPDATE otp_sends SET sent_at = sent_at - interval '10 seconds' WHERE user_id=$USER_ID" >/dev/null
+req POST /auth/verify-otp "{\"mobile\":\"$M3\",\"otp\":\"$OTP3\"}"
+check_eq "$STATUS/$(header Retry-After)" 429/1 "... 1 once a new code may be asked for"
+req POST /auth/send-otp "{\"mobile\":\"$M3\"}"
+check_status 200 "... and send-otp then sends one"
 
 # ---- expiry ----
 psql_q "DELETE FROM otp_sends WHERE user_id=$USER_ID" >/dev/null
