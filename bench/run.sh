@@ -55,6 +55,8 @@ baseline_dir() { # NAME BINARY
     cp "$2" "$d/cgi-bin/chatroom"
     echo "$d"
 }
+# Start the web server on baseline build dir $1: the baseline answers /healthz with its fixed body, not the app's.
+baseline_start() { BUILD_DIR=$1 STACK_READY_MATCH='"chatrooms"' stack_web_start >/dev/null; }
 NOOP_BUILD=$(baseline_dir noop build/bench/noop)
 LINGER_BUILD=$(baseline_dir noop-linger build/bench/noop_linger)
 FLOOR_BUILD=$(baseline_dir floor build/bench/noop_redis)
@@ -168,13 +170,13 @@ for server in $SERVERS; do
     # machine (on a shared VM they come and go within minutes) then touches the endpoints of a round alike,
     # and each figure is the median of its rounds.
     for ((round = 1; round <= ROUNDS; round++)); do
-        BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
+        baseline_start "$NOOP_BUILD"
         add_run "$server.noop" "$(wrk_run "$BASE_URL/chatroom")"
         stack_web_stop >/dev/null
-        BUILD_DIR=$LINGER_BUILD stack_web_start >/dev/null
+        baseline_start "$LINGER_BUILD"
         add_run "$server.noop-linger" "$(wrk_run "$BASE_URL/chatroom")"
         stack_web_stop >/dev/null
-        BUILD_DIR=$FLOOR_BUILD stack_web_start >/dev/null
+        baseline_start "$FLOOR_BUILD"
         add_run "$server.floor" "$(wrk_run "$BASE_URL/chatroom")"
         stack_web_stop >/dev/null
 
@@ -208,7 +210,7 @@ for server in $SERVERS; do
         fi
         stack_web_stop >/dev/null
     done
-    BUILD_DIR=$NOOP_BUILD stack_web_start >/dev/null
+    baseline_start "$NOOP_BUILD"
     curl -sf "$BASE_URL/chatroom" >/dev/null
     read -r nrss npss npriv < <(fcgi_mem_kb "$NOOP_BUILD")
     stack_web_stop >/dev/null

@@ -70,11 +70,13 @@ _web_render() {
     mv "$dst.tmp" "$dst"
 }
 
-# The web server answers and the request reached the app (a 502/503 page of the server itself is not enough).
+# The web server answers and the request reached the app (a 502/503 page of the server itself is not enough): the
+# body of /healthz names "postgres", or holds STACK_READY_MATCH (a benchmark's baseline handler, in place of the
+# chatroom program, answers every path with its own fixed body).
 _web_app_ready() {
     local body
     body=$(curl -s --max-time 2 "$BASE_URL/healthz" 2>/dev/null) || return 1
-    [[ $body == *'"postgres"'* ]]
+    [[ $body == *"${STACK_READY_MATCH:-\"postgres\"}"* ]]
 }
 
 # _web_common_env: bin and state directories, log, identity; sets WEB_BIN, WEB_STATE, WEB_LOG.
