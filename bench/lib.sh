@@ -33,3 +33,14 @@ bench_proc_mem() {
     awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2} END {print r+0, p+0, v+0}' \
         "/proc/$1/smaps_rollup" 2>/dev/null || echo "0 0 0"
 }
+
+# bench_proc_mem_code PID [EXE]: "RSS PSS private code" (KiB), code being the private clean pages of the file EXE
+# (the program's own code, which several processes of it share), or without EXE of every mapped file (the code of
+# the program and of the libraries that no other process on the machine maps at that moment: 1 MB and more for
+# libcurl's, which only the worker and subscribe load). Private memory less code is what the process wrote.
+bench_proc_mem_code() {
+    local code
+    code=$(awk -v exe="${2:-}" '/^[0-9a-f]+-[0-9a-f]+ / {mine = (exe == "" ? $6 ~ /^\// : $6 == exe)}
+        mine && /^Private_Clean:/ {c += $2} END {print c + 0}' "/proc/$1/smaps" 2>/dev/null || echo 0)
+    echo "$(bench_proc_mem "$1") $code"
+}

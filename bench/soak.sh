@@ -102,12 +102,7 @@ prog_pid() {
 # PID -> RSS, PSS, private (KiB), and how much of private is the program's own code: file pages of its executable
 # that only this process maps here, but that every process of the program shares when there are several (make
 # bench's 8), so they are not part of what one more process costs.
-mem_kb() {
-    local code
-    code=$(awk -v exe="$prog_exe" '/^[0-9a-f]+-[0-9a-f]+ / {mine = ($6 == exe)}
-        mine && /^Private_Clean:/ {c += $2} END {print c + 0}' "/proc/$1/smaps")
-    echo "$(bench_proc_mem "$1") $code"
-}
+mem_kb() { bench_proc_mem_code "$1" "$prog_exe"; }
 
 big=$(head -c 140000 /dev/zero | tr '\0' 'a')
 long=$(head -c 8001 /dev/zero | tr '\0' 'b')
